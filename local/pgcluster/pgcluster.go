@@ -1,0 +1,227 @@
+// Package pgcluster runs a throwaway PostgreSQL cluster from the binaries installed on the
+// machine, for the local stack and the test suite. It needs no Docker and no download: it looks
+// for initdb and pg_ctl under /usr/lib/postgresql/<version>/bin (the Debian layout) or on PATH.
+//
+// initdb refuses to run as root, so when the process is root the cluster is created and run as
+// the "postgres" system user through runuser, and the data directory is handed to that user.
+package pgcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options configures Start.
+type Options struct {
+	// Dir holds the cluster: Dir/data is the data directory, Dir/pg.log the server log and Dir is
+	// also the socket directory. An existing initialised cluster in Dir is reused, which is how
+	// the local stack keeps files and batches across restarts. Required.
+	Dir string
+	// Port to listen on at 127.0.0.1. 0 picks a free port.
+	Port int
+	// Durable keeps fsync on. Tests and throwaway clusters turn it off (the default) because
+	// losing a test database on power failure does not matter and fsync dominates their run time.
+	Durable bool
+	// Logger receives start/stop messages. nil discards them.
+	Logger *slog.Logger
+}
+
+// Cluster is a running PostgreSQL server.
+type Cluster struct {
+	dir    string
+	port   int
+	bin    string
+	asUser string // "" when the current user runs the binaries directly
+	log    *slog.Logger
+}
+
+// ErrNoBinaries reports that PostgreSQL's server binaries are not installed.
+var ErrNoBinaries = errors.New("pgcluster: PostgreSQL server binaries (initdb, pg_ctl) not found; install the postgresql package (make deps does)")
+
+// Start initialises the cluster if needed and starts it, waiting until it accepts connections.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("pgcluster: Options.Dir is required")
+	}
+	bin, err := FindBinaries()
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir, bin: bin, log: log, port: opts.Port}
+	if os.Geteuid() == 0 {
+		c.asUser = "postgres"
+	}
+	if c.port == 0 {
+		if c.port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.prepareDir(); err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		start := time.Now()
+		if out, err := c.run(ctx, "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"); err != nil {
+			return nil, fmt.Errorf("pgcluster: initdb: %w: %s", err, out)
+		}
+		log.Info("postgres cluster initialised", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
+	}
+	// A previous run killed without a clean stop leaves postmaster.pid behind; pg_ctl copes with
+	// a stale pid file by itself, so nothing to do here.
+	settings := []string{
+		"-p " + strconv.Itoa(c.port),
+		"-k " + dir,
+		"-c listen_addresses=127.0.0.1",
+		"-c max_connections=400",
+		"-c shared_buffers=256MB",
+	}
+	if !opts.Durable {
+		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+	}
+	if out, err := c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(dir, "pg.log"), "-w", "-t", "60", "-o", strings.Join(settings, " "), "start"); err != nil {
+		logTail, _ := os.ReadFile(filepath.Join(dir, "pg.log"))
+		return nil, fmt.Errorf("pgcluster: pg_ctl start: %w: %s\n%s", err, out, tail(string(logTail), 2000))
+	}
+	log.Info("postgres started", "url", c.URL("postgres"))
+	return c, nil
+}
+
+// URL returns a connection string for database db.
+func (c *Cluster) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+}
+
+// Port returns the TCP port the server listens on.
+func (c *Cluster) Port() int { return c.port }
+
+// Stop shuts the server down (fast mode: open sessions are terminated).
+func (c *Cluster) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := c.run(ctx, "pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "fast", "-w", "stop")
+	if err != nil {
+		return fmt.Errorf("pgcluster: pg_ctl stop: %w: %s", err, out)
+	}
+	c.log.Info("postgres stopped")
+	return nil
+}
+
+// FindBinaries returns the directory holding initdb and pg_ctl, preferring the newest Debian
+// versioned directory.
+func FindBinaries() (string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
+	for _, d := range dirs {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "pg_ctl")) {
+			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", ErrNoBinaries
+}
+
+func versionOf(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode()&0o111 != 0
+}
+
+// prepareDir creates the cluster directory and, when running as root, hands it to the postgres
+// user and makes every parent traversable (t.TempDir's parents are 0700 root).
+func (c *Cluster) prepareDir() error {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return err
+	}
+	if c.asUser == "" {
+		return nil
+	}
+	u, err := user.Lookup(c.asUser)
+	if err != nil {
+		return fmt.Errorf("pgcluster: running as root needs the %q system user: %w", c.asUser, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for p := filepath.Dir(c.dir); p != "/" && p != "."; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(p, st.Mode().Perm()|0o011); err != nil {
+				return err
+			}
+		}
+	}
+	return filepath.Walk(c.dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+func (c *Cluster) run(ctx context.Context, tool string, args ...string) ([]byte, error) {
+	path := filepath.Join(c.bin, tool)
+	var cmd *exec.Cmd
+	if c.asUser != "" {
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", c.asUser, "--", path}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, path, args...)
+	}
+	// pg_ctl's server inherits these descriptors; with pipes the child would keep CombinedOutput
+	// waiting forever, so the server's own output goes to its log file (-l) and we only collect
+	// pg_ctl's short messages through a temp file.
+	f, err := os.CreateTemp("", "pgcluster-*.out")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = c.dir
+	runErr := cmd.Run()
+	out, _ := os.ReadFile(f.Name())
+	return out, runErr
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

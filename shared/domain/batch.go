@@ -1,0 +1,84 @@
+package domain
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// BatchStatus follows OpenAI's batch statuses.
+type BatchStatus string
+
+const (
+	BatchValidating BatchStatus = "validating"
+	BatchFailed     BatchStatus = "failed"
+	BatchInProgress BatchStatus = "in_progress"
+	BatchFinalizing BatchStatus = "finalizing"
+	BatchCompleted  BatchStatus = "completed"
+	BatchExpired    BatchStatus = "expired"
+	BatchCancelling BatchStatus = "cancelling"
+	BatchCancelled  BatchStatus = "cancelled"
+)
+
+// Terminal reports whether the batch will change no more (short of a user retry).
+func (s BatchStatus) Terminal() bool {
+	switch s {
+	case BatchFailed, BatchCompleted, BatchExpired, BatchCancelled:
+		return true
+	}
+	return false
+}
+
+// Endpoints is the allow-list of request paths a batch may target. A line's url must equal one
+// of these exactly, and the worker joins it to the model's configured base URL: user input never
+// chooses a host.
+var Endpoints = []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
+
+// ValidEndpoint reports whether p is on the allow-list.
+func ValidEndpoint(p string) bool {
+	for _, e := range Endpoints {
+		if p == e {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseWindow parses a completion window such as "24h", "90m", "7d" or "2s". Days are not a Go
+// duration unit, so "d" is handled here. The result must be positive and at most 30 days.
+func ParseWindow(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var d time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, fmt.Errorf("invalid completion_window %q", s)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("invalid completion_window %q", s)
+		}
+	}
+	if d <= 0 || d > 30*24*time.Hour {
+		return 0, fmt.Errorf("completion_window %q out of range (must be positive and at most 30d)", s)
+	}
+	return d, nil
+}
+
+// Counts are a batch's request counts. Failed includes lines that ended as canceled or expired,
+// so that Completed + Failed equals the number of lines in the output plus error files.
+type Counts struct {
+	Total      int
+	Pending    int // pending, claimed or processing
+	Completed  int
+	Failed     int
+	Canceled   int // part of Failed
+	Expired    int // part of Failed
+	InProgress int // claimed or processing (part of Pending)
+}
+
+// Done reports whether every request is terminal.
+func (c Counts) Done() bool { return c.Total > 0 && c.Pending == 0 }

@@ -1,0 +1,62 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies an error so that each adapter can map it once (the HTTP API to a status, a
+// worker to "acknowledge" or "retry").
+type Code string
+
+// Error codes. Anything that is not an *Error is internal: clients only ever see a generic
+// message for it, and it is logged.
+const (
+	ENotFound     Code = "not_found"    // the object does not exist or belongs to another tenant
+	EInvalid      Code = "invalid"      // the request is malformed or breaks a rule
+	EConflict     Code = "conflict"     // the object is not in a state that allows the operation
+	EUnauthorized Code = "unauthorized" // missing or unknown credentials
+	EForbidden    Code = "forbidden"    // authenticated but not allowed
+	ETooLarge     Code = "too_large"    // payload over a configured limit
+	ERateLimited  Code = "rate_limited" // try again later
+	EUnavailable  Code = "unavailable"  // a dependency is down; safe to retry
+	EInternal     Code = "internal"     // a bug or an unexpected failure
+)
+
+// Error is an application error with a client-safe message.
+type Error struct {
+	Code    Code
+	Message string // safe to show to the client
+	Param   string // the offending parameter, when there is one
+	Line    int    // 1-based line of an input file, when the error is about one
+	Reason  string // stable machine code shown to clients (e.g. "invalid_json_line"); optional
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s: line %d: %s", e.Code, e.Line, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Errorf builds an *Error with a formatted client-safe message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, or EInternal.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EInternal
+}
+
+// ErrStateConflict reports that a guarded state write matched no row: the object was not in the
+// expected state or the attempt token was stale. For request writes it means a duplicate or a
+// zombie delivery, which must be dropped without side effects.
+var ErrStateConflict = &Error{Code: EConflict, Message: "state conflict"}
+
+// ErrNotFound is the generic not-found error; adapters usually return a more specific *Error.
+var ErrNotFound = &Error{Code: ENotFound, Message: "not found"}

@@ -1,0 +1,94 @@
+package domain
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Principal is the authenticated caller of the API.
+type Principal struct {
+	TenantID string
+	KeyID    int64
+	Admin    bool
+}
+
+// Model is an upstream model and its global concurrency limit.
+type Model struct {
+	Name                string `json:"name"`
+	BaseURL             string `json:"base_url"`
+	CredentialRef       string `json:"credential_ref"` // "env:NAME", a secret ARN, or "" for none; never the secret itself
+	ConcurrencyLimit    int    `json:"concurrency_limit"`
+	EscalationModel     string `json:"escalation_model,omitempty"`
+	EscalationThreshold int    `json:"escalation_threshold_secs"`
+	InFlight            int    `json:"in_flight"`
+}
+
+// File purposes.
+const (
+	PurposeBatch       = "batch"
+	PurposeBatchOutput = "batch_output"
+	PurposeBatchError  = "batch_error"
+)
+
+// File is an uploaded input file or a batch's output or error file.
+type File struct {
+	ID            string
+	TenantID      string
+	Filename      string
+	Purpose       string
+	Bytes         int64
+	Status        string // processed | error | uploaded
+	StatusDetails string
+	ObjectKey     string // S3 key of the content
+	Lines         int
+	BatchID       string // owning batch of an output or error file
+	CreatedAt     time.Time
+	ExpiresAt     *time.Time
+}
+
+// BatchError is one entry of a batch's errors list (OpenAI shape).
+type BatchError struct {
+	Code    string  `json:"code"`
+	Message string  `json:"message"`
+	Param   *string `json:"param"`
+	Line    *int    `json:"line"`
+}
+
+// Batch is a batch with its counts.
+type Batch struct {
+	ID               string
+	TenantID         string
+	InputFileID      string
+	Endpoint         string
+	CompletionWindow string
+	Status           BatchStatus
+	Model            string
+	Metadata         map[string]string
+	Errors           []BatchError
+	OutputFileID     string
+	ErrorFileID      string
+	Counts           Counts
+	Usage            json.RawMessage
+	CreatedAt        time.Time
+	ExpiresAt        time.Time
+	InProgressAt     *time.Time
+	FinalizingAt     *time.Time
+	CompletedAt      *time.Time
+	FailedAt         *time.Time
+	ExpiredAt        *time.Time
+	CancellingAt     *time.Time
+	CancelledAt      *time.Time
+}
+
+// ResultRow is one finished request as output and error files render it.
+type ResultRow struct {
+	RequestID         string
+	Line              int
+	CustomID          string
+	State             RequestState
+	StatusCode        int
+	Body              []byte
+	UpstreamRequestID string
+	ErrorCode         string
+	ErrorMessage      string
+}

@@ -1,0 +1,77 @@
+package domain
+
+import (
+	"encoding/json"
+)
+
+// Stable codes for lines that ended without an HTTP response.
+const (
+	CodeBatchExpired   = "batch_expired"
+	CodeBatchCancelled = "batch_cancelled"
+)
+
+type outputLine struct {
+	ID       string          `json:"id"`
+	CustomID string          `json:"custom_id"`
+	Response *outputResponse `json:"response"`
+	Error    *outputError    `json:"error"`
+}
+
+type outputResponse struct {
+	StatusCode int             `json:"status_code"`
+	RequestID  *string         `json:"request_id"`
+	Body       json.RawMessage `json:"body"`
+}
+
+type outputError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// AppendResultLine appends the OpenAI batch output line for row, plus a newline, to dst.
+//
+// A request that got an HTTP response (2xx in the output file, non-2xx in the error file) carries
+// it in "response" with "error": null, as OpenAI does; one that never got a response (network
+// failure, timeout, cancelled, expired) has "response": null and an "error" with a stable code.
+// A response body that is not JSON is emitted as a JSON string so that every line stays valid.
+func AppendResultLine(dst []byte, row ResultRow) []byte {
+	line := outputLine{ID: OutputLineID(row.RequestID), CustomID: row.CustomID}
+	if row.StatusCode != 0 {
+		body := json.RawMessage(row.Body)
+		if len(body) == 0 || !json.Valid(body) {
+			s, _ := json.Marshal(string(row.Body))
+			body = s
+		}
+		r := &outputResponse{StatusCode: row.StatusCode, Body: body}
+		if row.UpstreamRequestID != "" {
+			id := row.UpstreamRequestID
+			r.RequestID = &id
+		}
+		line.Response = r
+	} else {
+		code, msg := row.ErrorCode, row.ErrorMessage
+		switch {
+		case row.State == StateExpired && code == "":
+			code = CodeBatchExpired
+		case row.State == StateCanceled && code == "":
+			code = CodeBatchCancelled
+		}
+		if msg == "" {
+			msg = defaultMessage(code)
+		}
+		line.Error = &outputError{Code: code, Message: msg}
+	}
+	b, _ := json.Marshal(line) // cannot fail: every field is plain data or valid JSON
+	dst = append(dst, b...)
+	return append(dst, '\n')
+}
+
+func defaultMessage(code string) string {
+	switch code {
+	case CodeBatchExpired:
+		return "This request could not be executed before the completion window expired."
+	case CodeBatchCancelled:
+		return "This request was not executed because the batch was cancelled."
+	}
+	return "The request failed."
+}

@@ -1,0 +1,83 @@
+package domain
+
+import (
+	"time"
+)
+
+// RequestState is where a request is in its lifecycle.
+//
+//	pending ──claim──► claimed ──start──► processing ──► completed | failed
+//	   ▲                  │                   │
+//	   └──── rescue ──────┴─── retry/rescue ──┘
+//	pending | claimed | processing ──► canceled | expired (batch cancelled or past its window)
+//
+// completed, failed, canceled and expired are terminal: no write moves a request out of them
+// except an explicit user retry of failed lines, which starts a new life at pending.
+type RequestState string
+
+const (
+	StatePending    RequestState = "pending"
+	StateClaimed    RequestState = "claimed"
+	StateProcessing RequestState = "processing"
+	StateCompleted  RequestState = "completed"
+	StateFailed     RequestState = "failed"
+	StateCanceled   RequestState = "canceled"
+	StateExpired    RequestState = "expired"
+)
+
+// Terminal reports whether no further work will happen for a request in state s.
+func (s RequestState) Terminal() bool {
+	switch s {
+	case StateCompleted, StateFailed, StateCanceled, StateExpired:
+		return true
+	}
+	return false
+}
+
+// InFlight reports whether a request in state s holds one of its model's concurrency slots.
+func (s RequestState) InFlight() bool { return s == StateClaimed || s == StateProcessing }
+
+// Work is one claimed request as a queue message carries it: the id plus the attempt that the
+// claim produced. The attempt is the fencing token: every later write for this delivery is
+// guarded on it, so a duplicate or a zombie from an earlier attempt changes nothing.
+type Work struct {
+	RequestID string `json:"r"`
+	Attempt   int    `json:"a"`
+}
+
+// Claimed is a request that has just been claimed, with what the dispatcher needs to enqueue it.
+type Claimed struct {
+	Work
+	Model string
+}
+
+// Job is everything a worker needs to execute one claimed request.
+type Job struct {
+	Work
+	BatchID          string
+	TenantID         string
+	CustomID         string
+	Model            string // the model the slot was charged to (the routed model when escalated)
+	Path             string // allow-listed endpoint path, e.g. /v1/chat/completions
+	Body             []byte
+	Retries          int // retries already made (0 on the first try)
+	BatchEndpoint    string
+	BatchCreatedAt   time.Time
+	BatchExpiresAt   time.Time
+	CompletionWindow string
+	Metadata         map[string]string
+}
+
+// Outcome is the result of one execution, as the worker persists it.
+type Outcome struct {
+	Work
+	Model             string       // model whose slot is freed
+	State             RequestState // completed, failed or pending (retry)
+	StatusCode        int
+	Body              []byte
+	ErrorCode         string // stable code for non-HTTP failures (network_error, timeout, …)
+	ErrorMessage      string
+	UpstreamRequestID string
+	NotBefore         time.Time // for a retry
+	RoutedModel       string
+}

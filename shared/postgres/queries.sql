@@ -1,0 +1,278 @@
+-- Every runtime query of the store, by name. The store loads this file at start-up and refers to
+-- queries by the name after "-- name:". State changes are single guarded statements: the WHERE
+-- clause names the state (and, for requests, the attempt) the row must be in, and a statement
+-- that matches no row is reported as domain.ErrStateConflict by the caller.
+
+-- ─── tenants and keys ──────────────────────────────────────────────────────────────────────────
+
+-- name: CreateTenant
+INSERT INTO tenants (id, name) VALUES ($1, $2);
+
+-- name: CreateAPIKey
+INSERT INTO api_keys (tenant_id, key_hash, prefix, name, is_admin) VALUES ($1, $2, $3, $4, $5);
+
+-- name: Authenticate
+SELECT k.id, k.tenant_id, k.is_admin
+FROM api_keys k
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
+
+-- ─── models ────────────────────────────────────────────────────────────────────────────────────
+
+-- name: UpsertModel
+INSERT INTO models (name, base_url, credential_ref, concurrency_limit, escalation_model, escalation_threshold_secs)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (name) DO UPDATE SET
+    base_url = EXCLUDED.base_url,
+    credential_ref = EXCLUDED.credential_ref,
+    concurrency_limit = EXCLUDED.concurrency_limit,
+    escalation_model = EXCLUDED.escalation_model,
+    escalation_threshold_secs = EXCLUDED.escalation_threshold_secs,
+    updated_at = now();
+
+-- name: ListModels
+SELECT name, base_url, credential_ref, concurrency_limit, coalesce(escalation_model, ''), escalation_threshold_secs,
+       (SELECT count(*) FROM requests r WHERE r.model = m.name AND r.state IN ('claimed', 'processing'))
+FROM models m
+ORDER BY name;
+
+-- name: GetModel
+SELECT name, base_url, credential_ref, concurrency_limit, coalesce(escalation_model, ''), escalation_threshold_secs, 0
+FROM models WHERE name = $1;
+
+-- ─── files ─────────────────────────────────────────────────────────────────────────────────────
+
+-- name: InsertFile
+INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, status_details, object_key, line_count, batch_id, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
+
+-- name: GetFile
+SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
+       line_count, coalesce(batch_id, ''), created_at, expires_at
+FROM files
+WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL;
+
+-- name: FileForBatch
+-- The input file of a batch, with the tenant check, for populate.
+SELECT f.object_key, f.bytes
+FROM batches b JOIN files f ON f.id = b.input_file_id
+WHERE b.id = $1;
+
+-- ─── batches ───────────────────────────────────────────────────────────────────────────────────
+
+-- name: InsertBatch
+INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9);
+
+-- name: GetBatch
+-- Counts: frozen columns once the batch is sealed, live counts while it runs.
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, coalesce(b.model, ''),
+       b.metadata, b.errors, coalesce(b.output_file_id, ''), coalesce(b.error_file_id, ''),
+       b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at,
+       b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at,
+       CASE WHEN b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN b.completed ELSE c.completed END,
+       CASE WHEN b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN b.failed ELSE c.failed END,
+       c.pending
+FROM batches b
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE r.state = 'completed') AS completed,
+           count(*) FILTER (WHERE r.state IN ('failed', 'canceled', 'expired')) AS failed,
+           count(*) FILTER (WHERE r.state IN ('pending', 'claimed', 'processing')) AS pending
+    FROM requests r
+    WHERE r.batch_id = b.id AND b.status NOT IN ('completed', 'failed', 'expired', 'cancelled')
+) c
+WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL;
+
+-- name: LockBatchForPopulate
+-- Populate holds this lock for its whole transaction, so a duplicate populate message waits and
+-- then sees the batch is no longer validating.
+SELECT status, tenant_id, endpoint FROM batches WHERE id = $1 FOR UPDATE;
+
+-- name: StartBatch
+UPDATE batches
+SET status = 'in_progress', in_progress_at = $2, total = $3, models = $4, model = $5
+WHERE id = $1 AND status = 'validating';
+
+-- name: FailBatch
+UPDATE batches
+SET status = 'failed', failed_at = $2, errors = $3
+WHERE id = $1 AND status = 'validating';
+
+-- name: BeginFinalize
+-- The guarded step that elects exactly one finaliser: the batch must be running and have no
+-- unfinished request. Called after the commit of a request's last write, so the caller that
+-- committed last is guaranteed to see every other request finished.
+UPDATE batches b
+SET status = 'finalizing', finalizing_at = $2
+WHERE b.id = $1 AND b.status = 'in_progress'
+  AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing'))
+RETURNING b.tenant_id;
+
+-- name: BatchCountsForSeal
+SELECT count(*),
+       count(*) FILTER (WHERE state = 'completed'),
+       count(*) FILTER (WHERE state IN ('failed', 'canceled', 'expired'))
+FROM requests WHERE batch_id = $1;
+
+-- name: SealBatch
+UPDATE batches
+SET status = 'completed', completed_at = $2, total = $3, completed = $4, failed = $5,
+    output_file_id = nullif($6, ''), error_file_id = nullif($7, ''), usage = $8
+WHERE id = $1 AND status = 'finalizing';
+
+-- name: BatchesToFinalize
+-- Safety net for the sweep: running batches with no unfinished request, and finalisations that
+-- were interrupted (finalizing for longer than $2).
+SELECT b.id FROM batches b
+WHERE (b.status = 'in_progress'
+       AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing')))
+   OR (b.status = 'finalizing' AND b.finalizing_at < $1)
+LIMIT 100;
+
+-- name: RestartFinalize
+UPDATE batches SET finalizing_at = $2 WHERE id = $1 AND status = 'finalizing' AND finalizing_at < $3;
+
+-- ─── requests: ingest ──────────────────────────────────────────────────────────────────────────
+
+-- COPY target columns (see Store.PopulateBatch): id, batch_id, tenant_id, line, custom_id, model, path, body, body_bytes
+
+-- ─── requests: claim, execute, finish ──────────────────────────────────────────────────────────
+
+-- name: LockModel
+-- Serialises claims for one model. The claim that follows runs as a separate statement so that
+-- its snapshot is taken after this lock is granted and sees every committed claim.
+SELECT concurrency_limit FROM models WHERE name = $1 FOR NO KEY UPDATE;
+
+-- name: ClaimForModel
+-- Claims up to min($2, limit − in-flight) pending requests of model $1 whose back-off is over.
+-- Batches are ranked by the fairness score of fusillade (§4.2): tenants with fewer of this
+-- model's slots in use first, blended with deadline urgency by $4 (urgency_weight, 0..1), then
+-- earliest deadline; within a batch requests go in input line order.
+WITH cap AS (
+    SELECT greatest(0, least($2::int, m.concurrency_limit
+               - (SELECT count(*) FROM requests r WHERE r.model = $1 AND r.state IN ('claimed', 'processing'))::int)) AS n
+    FROM models m WHERE m.name = $1
+),
+load AS (
+    SELECT tenant_id, count(*)::float8 AS n
+    FROM requests
+    WHERE model = $1 AND state IN ('claimed', 'processing')
+    GROUP BY tenant_id
+),
+running AS (
+    SELECT b.id, b.expires_at,
+           (1 - $4::float8) * coalesce(l.n, 0) / greatest((SELECT max(n) FROM load), 1)
+           + $4::float8 * least(greatest(extract(epoch FROM (b.expires_at - $3::timestamptz)) / 86400.0, 0), 1) AS score
+    FROM batches b LEFT JOIN load l ON l.tenant_id = b.tenant_id
+    WHERE b.status = 'in_progress' AND $1 = ANY (b.models)
+),
+picked AS (
+    SELECT q.id
+    FROM running rb
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.line
+        FROM requests r
+        WHERE r.model = $1 AND r.batch_id = rb.id AND r.state = 'pending'
+          AND (r.not_before IS NULL OR r.not_before <= $3)
+        ORDER BY r.line
+        LIMIT (SELECT n FROM cap)
+        FOR UPDATE SKIP LOCKED
+    ) q
+    ORDER BY rb.score, rb.expires_at, rb.id, q.line
+    LIMIT (SELECT n FROM cap)
+)
+UPDATE requests r
+SET state = 'claimed', attempt = r.attempt + 1, claimed_at = $3, started_at = NULL, owner = NULL
+FROM picked
+WHERE r.id = picked.id
+RETURNING r.id::text, r.attempt;
+
+-- name: ModelsWithWork
+-- Models that have pending work in a running batch and at least one free slot.
+SELECT m.name
+FROM models m
+WHERE m.concurrency_limit > (SELECT count(*) FROM requests r WHERE r.model = m.name AND r.state IN ('claimed', 'processing'))
+  AND EXISTS (SELECT 1 FROM batches b WHERE b.status = 'in_progress' AND m.name = ANY (b.models))
+ORDER BY m.name;
+
+-- name: Unclaim
+-- Gives back claims whose messages could not be enqueued.
+UPDATE requests r
+SET state = 'pending', claimed_at = NULL
+FROM unnest($1::uuid[], $2::int[]) AS w(id, attempt)
+WHERE r.id = w.id AND r.attempt = w.attempt AND r.state = 'claimed';
+
+-- name: StartProcessing
+-- claimed → processing, made durable before the upstream call. Zero rows means the delivery is a
+-- duplicate, stale (the row was rescued and re-claimed) or its batch is no longer running.
+UPDATE requests r
+SET state = 'processing', started_at = $3, owner = $4
+FROM batches b
+WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'claimed'
+  AND b.id = r.batch_id AND b.status = 'in_progress'
+RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, r.path, r.body, r.retries,
+          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata;
+
+-- name: FinishMany
+-- processing → completed | failed | pending (retry), for many requests in one statement. Each
+-- row is guarded on (state = processing, attempt); the ids returned are the ones that won.
+UPDATE requests r
+SET state = f.state,
+    finished_at = CASE WHEN f.state = 'pending' THEN NULL ELSE f.at END,
+    response_status = nullif(f.status, 0),
+    response_body = f.body,
+    upstream_request_id = nullif(f.upstream_id, ''),
+    error_code = nullif(f.error_code, ''),
+    error_message = nullif(f.error_message, ''),
+    routed_model = nullif(f.routed_model, ''),
+    retries = CASE WHEN f.state = 'pending' THEN r.retries + 1 ELSE r.retries END,
+    not_before = CASE WHEN f.state = 'pending' THEN f.not_before ELSE r.not_before END,
+    claimed_at = CASE WHEN f.state = 'pending' THEN NULL ELSE r.claimed_at END,
+    started_at = CASE WHEN f.state = 'pending' THEN NULL ELSE r.started_at END,
+    owner = NULL
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::bytea[], $6::text[], $7::text[], $8::text[],
+            $9::timestamptz[], $10::text[], $11::timestamptz[])
+     AS f(id, attempt, state, status, body, upstream_id, error_code, error_message, not_before, routed_model, at)
+WHERE r.id = f.id AND r.attempt = f.attempt AND r.state = 'processing'
+RETURNING r.id::text, r.batch_id;
+
+-- name: Rescue
+-- Returns stuck requests to pending: claimed but never started for longer than the claim
+-- timeout ($1 is now − claim timeout), processing for longer than the processing timeout ($2),
+-- or processing on a worker that stopped or stopped heart-beating ($3 is now − stale threshold).
+-- The next claim bumps the attempt, so the zombie's late write is fenced out.
+UPDATE requests r
+SET state = 'pending', claimed_at = NULL, started_at = NULL, owner = NULL
+WHERE r.state IN ('claimed', 'processing')
+  AND (   (r.state = 'claimed' AND r.claimed_at < $1)
+       OR (r.state = 'processing' AND r.started_at < $2)
+       OR (r.state = 'processing' AND EXISTS (
+              SELECT 1 FROM workers w WHERE w.id = r.owner AND (w.stopped_at IS NOT NULL OR w.heartbeat_at < $3))))
+RETURNING r.id::text, r.model;
+
+-- ─── results ───────────────────────────────────────────────────────────────────────────────────
+
+-- name: ResultPage
+-- One page of finished requests of a batch in input order, keyset on line. $3 selects the output
+-- file (completed rows) or the error file (every other terminal row).
+SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
+       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
+FROM requests r
+WHERE r.batch_id = $1 AND r.line > $2
+  AND CASE WHEN $3::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
+ORDER BY r.line
+LIMIT $4;
+
+-- ─── workers ───────────────────────────────────────────────────────────────────────────────────
+
+-- name: Heartbeat
+INSERT INTO workers (id, function, started_at, heartbeat_at, invocations, processed, failed)
+VALUES ($1, $2, $3, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = $3, stopped_at = NULL,
+    invocations = EXCLUDED.invocations, processed = EXCLUDED.processed, failed = EXCLUDED.failed;
+
+-- name: StopWorker
+UPDATE workers SET stopped_at = $2, heartbeat_at = $2 WHERE id = $1;
+
+-- name: ListWorkers
+SELECT id, function, started_at, heartbeat_at, stopped_at, invocations, processed, failed
+FROM workers ORDER BY heartbeat_at DESC LIMIT $1;

@@ -1,0 +1,391 @@
+// Package postgres is fusillade's store: every read and write of tenants, models, files, batches,
+// requests and worker records, on PostgreSQL through pgx. The SQL lives in queries.sql and the
+// schema in migrations/.
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fusillade/fusillade/shared/domain"
+)
+
+// Store is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+// Options configures Open.
+type Options struct {
+	// MaxConns caps the pool. Default 10: a Lambda instance serves one invocation at a time, but a
+	// worker runs the requests of one SQS batch concurrently and each may touch the database.
+	MaxConns int32
+	Logger   *slog.Logger
+}
+
+// Open connects to url and verifies the connection.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	cfg.MaxConns = opts.MaxConns
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 10
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: ping: %w", err)
+	}
+	return New(pool, opts.Logger), nil
+}
+
+// New wraps an existing pool.
+func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{pool: pool, log: log}
+}
+
+// Pool exposes the pool for migrations, tests and benchmarks.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Migrate applies pending migrations.
+func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool) }
+
+// ─── tenants and keys ───────────────────────────────────────────────────────────────────────────
+
+// CreateTenant creates a tenant and returns its id.
+func (s *Store) CreateTenant(ctx context.Context, name string) (string, error) {
+	id := domain.NewTenantID()
+	if _, err := s.pool.Exec(ctx, q("CreateTenant"), id, name); err != nil {
+		return "", fmt.Errorf("create tenant: %w", err)
+	}
+	return id, nil
+}
+
+// CreateAPIKey mints a key for tenantID and returns it; only its hash is stored, so this is the
+// one time it can be shown.
+func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string, admin bool) (string, error) {
+	key := domain.NewAPIKey()
+	sum := sha256.Sum256([]byte(key))
+	if _, err := s.pool.Exec(ctx, q("CreateAPIKey"), tenantID, sum[:], key[:8], name, admin); err != nil {
+		return "", fmt.Errorf("create api key: %w", err)
+	}
+	return key, nil
+}
+
+// Authenticate resolves an API key. The lookup is by SHA-256 hash through a unique index: an
+// equality match on a hash leaks nothing useful about the key through timing, because an attacker
+// cannot choose hash prefixes.
+func (s *Store) Authenticate(ctx context.Context, key string) (domain.Principal, error) {
+	sum := sha256.Sum256([]byte(key))
+	var p domain.Principal
+	err := s.pool.QueryRow(ctx, q("Authenticate"), sum[:]).Scan(&p.KeyID, &p.TenantID, &p.Admin)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, &domain.Error{Code: domain.EUnauthorized, Message: "Incorrect API key provided."}
+	}
+	if err != nil {
+		return p, fmt.Errorf("authenticate: %w", err)
+	}
+	return p, nil
+}
+
+// ─── models ─────────────────────────────────────────────────────────────────────────────────────
+
+// UpsertModel creates or updates a model; a new limit applies to the next claim.
+func (s *Store) UpsertModel(ctx context.Context, m domain.Model) error {
+	var esc *string
+	if m.EscalationModel != "" {
+		esc = &m.EscalationModel
+	}
+	if m.EscalationThreshold == 0 {
+		m.EscalationThreshold = 900
+	}
+	if _, err := s.pool.Exec(ctx, q("UpsertModel"), m.Name, m.BaseURL, m.CredentialRef, m.ConcurrencyLimit, esc, m.EscalationThreshold); err != nil {
+		return fmt.Errorf("upsert model %q: %w", m.Name, err)
+	}
+	return nil
+}
+
+// ListModels returns every model with its current in-flight count.
+func (s *Store) ListModels(ctx context.Context) ([]domain.Model, error) {
+	rows, err := s.pool.Query(ctx, q("ListModels"))
+	if err != nil {
+		return nil, fmt.Errorf("list models: %w", err)
+	}
+	return pgx.CollectRows(rows, scanModel)
+}
+
+// GetModel returns one model.
+func (s *Store) GetModel(ctx context.Context, name string) (domain.Model, error) {
+	rows, err := s.pool.Query(ctx, q("GetModel"), name)
+	if err != nil {
+		return domain.Model{}, fmt.Errorf("get model: %w", err)
+	}
+	m, err := pgx.CollectExactlyOneRow(rows, scanModel)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, domain.Errorf(domain.ENotFound, "model %q is not configured", name)
+	}
+	return m, err
+}
+
+func scanModel(row pgx.CollectableRow) (domain.Model, error) {
+	var m domain.Model
+	var inflight int64
+	err := row.Scan(&m.Name, &m.BaseURL, &m.CredentialRef, &m.ConcurrencyLimit, &m.EscalationModel, &m.EscalationThreshold, &inflight)
+	m.InFlight = int(inflight)
+	return m, err
+}
+
+// ─── files ──────────────────────────────────────────────────────────────────────────────────────
+
+// InsertFile records a file whose content is already stored.
+func (s *Store) InsertFile(ctx context.Context, f domain.File) error {
+	return insertFile(ctx, s.pool, f)
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func insertFile(ctx context.Context, db execer, f domain.File) error {
+	var details, key, batch *string
+	if f.StatusDetails != "" {
+		details = &f.StatusDetails
+	}
+	if f.ObjectKey != "" {
+		key = &f.ObjectKey
+	}
+	if f.BatchID != "" {
+		batch = &f.BatchID
+	}
+	_, err := db.Exec(ctx, q("InsertFile"), f.ID, f.TenantID, f.Filename, f.Purpose, f.Bytes, f.Status, details, key,
+		f.Lines, batch, f.CreatedAt, f.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("insert file: %w", err)
+	}
+	return nil
+}
+
+// GetFile returns a tenant's file; another tenant's file is reported exactly like a missing one.
+func (s *Store) GetFile(ctx context.Context, tenantID, id string) (domain.File, error) {
+	var f domain.File
+	err := s.pool.QueryRow(ctx, q("GetFile"), id, tenantID).Scan(&f.ID, &f.TenantID, &f.Filename, &f.Purpose, &f.Bytes,
+		&f.Status, &f.StatusDetails, &f.ObjectKey, &f.Lines, &f.BatchID, &f.CreatedAt, &f.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return f, &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No such File object: %s", id), Param: "id"}
+	}
+	if err != nil {
+		return f, fmt.Errorf("get file: %w", err)
+	}
+	return f, nil
+}
+
+// ─── batches ────────────────────────────────────────────────────────────────────────────────────
+
+// InsertBatch records a new batch in status validating.
+func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
+	meta, err := json.Marshal(b.Metadata)
+	if err != nil {
+		return err
+	}
+	if b.Metadata == nil {
+		meta = nil
+	}
+	_, err = s.pool.Exec(ctx, q("InsertBatch"), b.ID, b.TenantID, b.InputFileID, b.Endpoint, b.CompletionWindow, meta,
+		b.Counts.Total, b.CreatedAt, b.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("insert batch: %w", err)
+	}
+	return nil
+}
+
+// GetBatch returns a tenant's batch with live counts.
+func (s *Store) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
+	var b domain.Batch
+	var meta, errs []byte
+	var completed, failed, pending int64
+	err := s.pool.QueryRow(ctx, q("GetBatch"), id, tenantID).Scan(&b.ID, &b.TenantID, &b.InputFileID, &b.Endpoint,
+		&b.CompletionWindow, &b.Status, &b.Model, &meta, &errs, &b.OutputFileID, &b.ErrorFileID, &b.Counts.Total,
+		&b.Usage, &b.CreatedAt, &b.ExpiresAt, &b.InProgressAt, &b.FinalizingAt, &b.CompletedAt, &b.FailedAt,
+		&b.ExpiredAt, &b.CancellingAt, &b.CancelledAt, &completed, &failed, &pending)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return b, &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No batch found with id '%s'.", id), Param: "batch_id"}
+	}
+	if err != nil {
+		return b, fmt.Errorf("get batch: %w", err)
+	}
+	b.Counts.Completed, b.Counts.Failed, b.Counts.Pending = int(completed), int(failed), int(pending)
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &b.Metadata); err != nil {
+			return b, fmt.Errorf("get batch: metadata: %w", err)
+		}
+	}
+	if len(errs) > 0 {
+		if err := json.Unmarshal(errs, &b.Errors); err != nil {
+			return b, fmt.Errorf("get batch: errors: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// ─── populate ───────────────────────────────────────────────────────────────────────────────────
+
+// NewRequest is one validated input line to insert.
+type NewRequest struct {
+	ID       string // uuid
+	Line     int
+	CustomID string
+	Model    string
+	Path     string
+	Body     []byte
+}
+
+// RequestSource yields the requests of a batch one at a time; it returns io.EOF at the end. A
+// *domain.Error from Next fails the batch with that error (bad input); any other error aborts
+// populate so that the message is retried.
+type RequestSource interface {
+	Next() (NewRequest, error)
+}
+
+// PopulateResult says what PopulateBatch did.
+type PopulateResult struct {
+	Inserted int
+	Models   []string
+	Skipped  bool // the batch was not validating (already populated, failed or cancelled)
+	Failed   *domain.Error
+}
+
+// PopulateBatch inserts every request of a validating batch with COPY and starts the batch, in
+// one transaction that holds the batch row lock. It is idempotent: a duplicate call waits for the
+// first and then finds the batch no longer validating. A bad line fails the batch with its line
+// number and inserts nothing.
+func (s *Store) PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) RequestSource, now time.Time) (PopulateResult, error) {
+	var res PopulateResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var status, tenantID, endpoint string
+		if err := tx.QueryRow(ctx, q("LockBatchForPopulate"), batchID).Scan(&status, &tenantID, &endpoint); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				res.Skipped = true
+				return nil
+			}
+			return fmt.Errorf("lock batch: %w", err)
+		}
+		if status != string(domain.BatchValidating) {
+			res.Skipped = true
+			return nil
+		}
+		cs := &copySource{src: src(tenantID, endpoint), batchID: batchID, tenantID: tenantID, models: map[string]bool{}}
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"},
+			[]string{"id", "batch_id", "tenant_id", "line", "custom_id", "model", "path", "body", "body_bytes"}, cs)
+		var bad *domain.Error
+		if errors.As(err, &bad) {
+			res.Failed = bad
+			return errRollback
+		}
+		if err != nil {
+			return fmt.Errorf("copy requests: %w", err)
+		}
+		res.Inserted = int(n)
+		res.Models = cs.order
+		first := ""
+		if len(cs.order) > 0 {
+			first = cs.order[0]
+		}
+		tag, err := tx.Exec(ctx, q("StartBatch"), batchID, now, n, cs.order, first)
+		if err != nil {
+			return fmt.Errorf("start batch: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			return domain.ErrStateConflict
+		}
+		return nil
+	})
+	if errors.Is(err, errRollback) {
+		return res, s.FailBatch(ctx, batchID, now, []domain.BatchError{batchErrorOf(res.Failed)})
+	}
+	return res, err
+}
+
+var errRollback = errors.New("rollback")
+
+func batchErrorOf(e *domain.Error) domain.BatchError {
+	be := domain.BatchError{Code: e.Reason, Message: e.Message}
+	if be.Code == "" {
+		be.Code = string(e.Code)
+	}
+	if e.Param != "" {
+		p := e.Param
+		be.Param = &p
+	}
+	if e.Line > 0 {
+		l := e.Line
+		be.Line = &l
+	}
+	return be
+}
+
+// FailBatch moves a validating batch to failed with errs.
+func (s *Store) FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error {
+	doc, err := json.Marshal(map[string]any{"object": "list", "data": errs})
+	if err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, q("FailBatch"), batchID, now, doc); err != nil {
+		return fmt.Errorf("fail batch: %w", err)
+	}
+	return nil
+}
+
+type copySource struct {
+	src      RequestSource
+	batchID  string
+	tenantID string
+	cur      NewRequest
+	err      error
+	models   map[string]bool
+	order    []string
+}
+
+func (c *copySource) Next() bool {
+	r, err := c.src.Next()
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.err = err
+		}
+		return false
+	}
+	c.cur = r
+	if !c.models[r.Model] {
+		c.models[r.Model] = true
+		c.order = append(c.order, r.Model)
+	}
+	return true
+}
+
+func (c *copySource) Values() ([]any, error) {
+	r := c.cur
+	return []any{r.ID, c.batchID, c.tenantID, r.Line, r.CustomID, r.Model, r.Path, r.Body, len(r.Body)}, nil
+}
+
+func (c *copySource) Err() error { return c.err }

@@ -1,0 +1,163 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fusillade/fusillade/local/pgtest"
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// sliceSource feeds PopulateBatch from memory.
+type sliceSource struct {
+	reqs []postgres.NewRequest
+	i    int
+}
+
+func (s *sliceSource) Next() (postgres.NewRequest, error) {
+	if s.i >= len(s.reqs) {
+		return postgres.NewRequest{}, io.EOF
+	}
+	s.i++
+	return s.reqs[s.i-1], nil
+}
+
+type fixture struct {
+	store  *postgres.Store
+	tenant string
+	now    time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	tenant, err := s.CreateTenant(ctx, "t")
+	require.NoError(t, err)
+	return &fixture{store: s, tenant: tenant, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+// batch creates a running batch of n requests alternating over models.
+func (f *fixture) batch(t *testing.T, n int, models ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	fileID := domain.NewFileID()
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: f.tenant, Filename: "in.jsonl",
+		Purpose: domain.PurposeBatch, Status: "processed", CreatedAt: f.now}))
+	id := domain.NewBatchID()
+	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: f.tenant, InputFileID: fileID,
+		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour)}))
+	reqs := make([]postgres.NewRequest, n)
+	for i := range reqs {
+		m := models[i%len(models)]
+		reqs[i] = postgres.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: m,
+			Path: "/v1/chat/completions", Body: []byte(fmt.Sprintf(`{"model":%q}`, m))}
+	}
+	res, err := f.store.PopulateBatch(ctx, id, func(string, string) postgres.RequestSource { return &sliceSource{reqs: reqs} }, f.now)
+	require.NoError(t, err)
+	require.Equal(t, n, res.Inserted)
+	return id
+}
+
+func (f *fixture) model(t *testing.T, name string, limit int) {
+	t.Helper()
+	require.NoError(t, f.store.UpsertModel(context.Background(), domain.Model{Name: name, BaseURL: "http://127.0.0.1:1", ConcurrencyLimit: limit}))
+}
+
+func TestClaimNeverExceedsTheGlobalLimitUnderConcurrentClaimers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.model(t, "m", 7)
+	f.batch(t, 200, "m")
+	var mu sync.Mutex
+	total := 0
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := f.store.ClaimForModel(context.Background(), "m", 5, 0, f.now)
+			require.NoError(t, err)
+			mu.Lock()
+			total += len(c)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 7, total)
+}
+
+func TestPopulateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	id := f.batch(t, 3, "m")
+	res, err := f.store.PopulateBatch(context.Background(), id, func(string, string) postgres.RequestSource {
+		t.Fatal("a second populate must not read the file")
+		return nil
+	}, f.now)
+	require.NoError(t, err)
+	require.True(t, res.Skipped)
+	b, err := f.store.GetBatch(context.Background(), f.tenant, id)
+	require.NoError(t, err)
+	require.Equal(t, 3, b.Counts.Total)
+	require.Equal(t, domain.BatchInProgress, b.Status)
+}
+
+func TestClaimStartFinishIsFencedByAttempt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	f.model(t, "m", 10)
+	id := f.batch(t, 1, "m")
+	c, err := f.store.ClaimForModel(ctx, "m", 10, 0, f.now)
+	require.NoError(t, err)
+	require.Len(t, c, 1)
+	w := c[0].Work
+
+	job, err := f.store.StartProcessing(ctx, w, "w1", f.now)
+	require.NoError(t, err)
+	require.Equal(t, id, job.BatchID)
+	_, err = f.store.StartProcessing(ctx, w, "w2", f.now)
+	require.ErrorIs(t, err, domain.ErrStateConflict, "a duplicate delivery must not start twice")
+
+	// The worker stalls; rescue returns the row, a new claim bumps the attempt.
+	resc, err := f.store.Rescue(ctx, f.now.Add(time.Hour), time.Minute, time.Minute, time.Hour)
+	require.NoError(t, err)
+	require.Len(t, resc, 1)
+	c2, err := f.store.ClaimForModel(ctx, "m", 10, 0, f.now.Add(time.Hour))
+	require.NoError(t, err)
+	require.Len(t, c2, 1)
+	require.Equal(t, w.Attempt+1, c2[0].Attempt)
+	_, err = f.store.StartProcessing(ctx, c2[0].Work, "w2", f.now.Add(time.Hour))
+	require.NoError(t, err)
+
+	won, err := f.store.FinishMany(ctx, []domain.Outcome{{Work: c2[0].Work, State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{"ok":2}`)}}, f.now)
+	require.NoError(t, err)
+	require.Len(t, won, 1)
+	// The zombie's late result is fenced out.
+	won, err = f.store.FinishMany(ctx, []domain.Outcome{{Work: w, State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{"ok":1}`)}}, f.now)
+	require.NoError(t, err)
+	require.Empty(t, won)
+
+	var rows []domain.ResultRow
+	require.NoError(t, f.store.EachResult(ctx, id, true, func(r domain.ResultRow) error { rows = append(rows, r); return nil }))
+	require.Len(t, rows, 1)
+	require.JSONEq(t, `{"ok":2}`, string(rows[0].Body))
+
+	_, ok, err := f.store.BeginFinalize(ctx, id, f.now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, ok, err = f.store.BeginFinalize(ctx, id, f.now)
+	require.NoError(t, err)
+	require.False(t, ok, "only one finaliser is elected")
+}

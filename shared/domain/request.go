@@ -41,8 +41,8 @@ func (s RequestState) InFlight() bool { return s == StateClaimed || s == StatePr
 // claim produced. The attempt is the fencing token: every later write for this delivery is
 // guarded on it, so a duplicate or a zombie from an earlier attempt changes nothing.
 type Work struct {
-	RequestID string `json:"r"`
-	Attempt   int    `json:"a"`
+	RequestID string
+	Attempt   int
 }
 
 // Claimed is a request that has just been claimed, with what the dispatcher needs to enqueue it.

@@ -129,7 +129,8 @@ WHERE (b.status = 'in_progress'
 LIMIT 100;
 
 -- name: RestartFinalize
-UPDATE batches SET finalizing_at = $2 WHERE id = $1 AND status = 'finalizing' AND finalizing_at < $3;
+UPDATE batches SET finalizing_at = $2 WHERE id = $1 AND status = 'finalizing' AND finalizing_at < $3
+RETURNING tenant_id;
 
 -- ─── requests: ingest ──────────────────────────────────────────────────────────────────────────
 

@@ -174,12 +174,15 @@ func (s *Store) BeginFinalize(ctx context.Context, batchID string, now time.Time
 
 // RestartFinalize takes over a finalisation that has been running since before staleBefore (its
 // finaliser died); ok reports whether this caller now owns it.
-func (s *Store) RestartFinalize(ctx context.Context, batchID string, now, staleBefore time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, q("RestartFinalize"), batchID, now, staleBefore)
-	if err != nil {
-		return false, fmt.Errorf("restart finalize %s: %w", batchID, err)
+func (s *Store) RestartFinalize(ctx context.Context, batchID string, now, staleBefore time.Time) (tenantID string, ok bool, err error) {
+	err = s.pool.QueryRow(ctx, q("RestartFinalize"), batchID, now, staleBefore).Scan(&tenantID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
 	}
-	return tag.RowsAffected() == 1, nil
+	if err != nil {
+		return "", false, fmt.Errorf("restart finalize %s: %w", batchID, err)
+	}
+	return tenantID, true, nil
 }
 
 // SealBatch completes a finalizing batch: freezes its counts and records its output and error

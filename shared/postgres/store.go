@@ -389,3 +389,20 @@ func (c *copySource) Values() ([]any, error) {
 }
 
 func (c *copySource) Err() error { return c.err }
+
+// InputObjectKey returns the S3 key of a batch's input file.
+func (s *Store) InputObjectKey(ctx context.Context, batchID string) (string, error) {
+	var key *string
+	var size int64
+	err := s.pool.QueryRow(ctx, q("FileForBatch"), batchID).Scan(&key, &size)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", domain.Errorf(domain.ENotFound, "batch %s not found", batchID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("input file of %s: %w", batchID, err)
+	}
+	if key == nil {
+		return "", fmt.Errorf("input file of %s has no content", batchID)
+	}
+	return *key, nil
+}

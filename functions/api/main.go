@@ -1,0 +1,38 @@
+// Command api is the API Lambda: fusillade's OpenAI-compatible HTTP API behind API Gateway
+// (HTTP API, payload v2).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/fusillade/fusillade/shared/config"
+	"github.com/fusillade/fusillade/shared/lambdafn"
+	"github.com/fusillade/fusillade/shared/wire"
+)
+
+func main() {
+	if err := run(context.Background(), os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Require("BUCKET", "POPULATE_QUEUE_URL"); err != nil {
+		return err
+	}
+	app, err := wire.Open(ctx, cfg, nil, wire.Options{Function: "api", Getenv: getenv})
+	if err != nil {
+		return err
+	}
+	lambda.Start(lambdafn.API(app.API()))
+	return nil
+}

@@ -1,0 +1,40 @@
+// Command dispatch is the scheduled dispatch Lambda: the kick-off and safety net that claims free
+// slots of every model and enqueues them (workers refill slots as requests finish). With
+// MIGRATE_ON_START=true it also applies pending database migrations at cold start, which is how a
+// deployment upgrades the schema.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/fusillade/fusillade/shared/config"
+	"github.com/fusillade/fusillade/shared/lambdafn"
+	"github.com/fusillade/fusillade/shared/wire"
+)
+
+func main() {
+	if err := run(context.Background(), os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "dispatch:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Require("WORK_QUEUE_URL"); err != nil {
+		return err
+	}
+	app, err := wire.Open(ctx, cfg, nil, wire.Options{Function: "dispatch", Getenv: getenv, Migrate: cfg.MigrateOnStart})
+	if err != nil {
+		return err
+	}
+	lambda.Start(lambdafn.Dispatch(app.Engine))
+	return nil
+}

@@ -1,0 +1,233 @@
+// Package config reads the functions' settings from the environment once, at cold start, and
+// validates them, so that a bad setting fails the deployment's first invocation loudly instead of
+// every request quietly. Every variable read anywhere in the project is read here; the template
+// test checks that template.yaml declares each of them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
+)
+
+// Config is the whole configuration. Zero values never reach the code: Load fills defaults.
+type Config struct {
+	LogLevel string // LOG_LEVEL: debug | info | warn | error; default info
+
+	// Database: DATABASE_URL (local and tests) or DATABASE_SECRET_ARN, a Secrets Manager secret in
+	// the RDS format {"username","password","host","port","dbname"} (AWS). DB_MAX_CONNS caps each
+	// instance's pool; default 10.
+	DatabaseURL       string
+	DatabaseSecretARN string
+	DBMaxConns        int
+
+	Region         string // AWS_REGION; default us-east-1
+	Bucket         string // BUCKET: holds input, output and error files
+	S3Endpoint     string // S3_ENDPOINT: local emulator only; empty on AWS
+	S3PathStyle    bool   // S3_PATH_STYLE: local emulator only
+	SQSEndpoint    string // SQS_ENDPOINT: local emulator only; empty on AWS
+	PopulateQueue  string // POPULATE_QUEUE_URL
+	WorkQueue      string // WORK_QUEUE_URL
+	FunctionName   string // AWS_LAMBDA_FUNCTION_NAME, set by Lambda; names worker records
+	CompletionWins []string
+
+	Retry             domain.RetryPolicy // MAX_RETRIES, BACKOFF_BASE_MS, BACKOFF_FACTOR, BACKOFF_MAX_MS, STOP_BEFORE_DEADLINE_MS
+	ClaimTimeout      time.Duration      // CLAIM_TIMEOUT_MS: a claim not started within this is rescued; default 60s
+	ProcessingTimeout time.Duration      // PROCESSING_TIMEOUT_MS: default 16m, longer than the worker's 15-minute Lambda limit so a live worker is never robbed
+	StaleWorker       time.Duration      // STALE_WORKER_MS: a worker silent this long is dead and its requests are rescued; default 60s
+	UrgencyWeight     float64            // URGENCY_WEIGHT: 0 = tenant fairness only, 1 = earliest deadline only; default 0.5
+
+	FirstByteTimeout  time.Duration // UPSTREAM_FIRST_BYTE_TIMEOUT_MS: default 540s
+	BodyTimeout       time.Duration // UPSTREAM_BODY_TIMEOUT_MS: default 60s
+	MaxResponseBytes  int64         // UPSTREAM_MAX_RESPONSE_BYTES: default 32 MiB
+	RetriableStatuses []int         // RETRIABLE_STATUSES: beyond 5xx/429/408; default "404,499"
+	StreamablePaths   []string      // STREAMABLE_ENDPOINTS: comma-separated paths sent as SSE; default none
+
+	// MigrateOnStart applies pending migrations at cold start (MIGRATE_ON_START; the template sets
+	// it on the dispatch function only, so one function upgrades the schema).
+	MigrateOnStart bool
+
+	MaxFileBytes int64 // MAX_FILE_BYTES: input file cap; default 200 MB (OpenAI's)
+	MaxLines     int   // MAX_LINES: requests per file; default 50,000 (OpenAI's)
+}
+
+// Load reads and validates the configuration.
+func Load(getenv func(string) string) (Config, error) {
+	e := env{getenv: getenv}
+	c := Config{
+		LogLevel:          e.str("LOG_LEVEL", "info"),
+		DatabaseURL:       e.str("DATABASE_URL", ""),
+		DatabaseSecretARN: e.str("DATABASE_SECRET_ARN", ""),
+		DBMaxConns:        e.int("DB_MAX_CONNS", 10),
+		Region:            e.str("AWS_REGION", "us-east-1"),
+		Bucket:            e.str("BUCKET", ""),
+		S3Endpoint:        e.str("S3_ENDPOINT", ""),
+		S3PathStyle:       e.bool("S3_PATH_STYLE", false),
+		SQSEndpoint:       e.str("SQS_ENDPOINT", ""),
+		PopulateQueue:     e.str("POPULATE_QUEUE_URL", ""),
+		WorkQueue:         e.str("WORK_QUEUE_URL", ""),
+		FunctionName:      e.str("AWS_LAMBDA_FUNCTION_NAME", "local"),
+		CompletionWins:    e.list("COMPLETION_WINDOWS", "24h"),
+		Retry: domain.RetryPolicy{
+			MaxRetries:         e.int("MAX_RETRIES", 1000),
+			Base:               e.ms("BACKOFF_BASE_MS", time.Second),
+			Factor:             e.float("BACKOFF_FACTOR", 2),
+			Max:                e.ms("BACKOFF_MAX_MS", 10*time.Second),
+			Jitter:             0.2,
+			StopBeforeDeadline: e.ms("STOP_BEFORE_DEADLINE_MS", 0),
+		},
+		ClaimTimeout:      e.ms("CLAIM_TIMEOUT_MS", time.Minute),
+		ProcessingTimeout: e.ms("PROCESSING_TIMEOUT_MS", 16*time.Minute),
+		StaleWorker:       e.ms("STALE_WORKER_MS", time.Minute),
+		UrgencyWeight:     e.float("URGENCY_WEIGHT", 0.5),
+		FirstByteTimeout:  e.ms("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 540*time.Second),
+		BodyTimeout:       e.ms("UPSTREAM_BODY_TIMEOUT_MS", 60*time.Second),
+		MaxResponseBytes:  int64(e.int("UPSTREAM_MAX_RESPONSE_BYTES", 32<<20)),
+		RetriableStatuses: e.ints("RETRIABLE_STATUSES", "404,499"),
+		StreamablePaths:   e.list("STREAMABLE_ENDPOINTS", ""),
+		MigrateOnStart:    e.bool("MIGRATE_ON_START", false),
+		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", 200_000_000)),
+		MaxLines:          e.int("MAX_LINES", 50_000),
+	}
+	if e.err != nil {
+		return c, e.err
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.DatabaseURL == "" && c.DatabaseSecretARN == "" {
+		errs = append(errs, errors.New("one of DATABASE_URL or DATABASE_SECRET_ARN is required"))
+	}
+	for _, w := range c.CompletionWins {
+		if _, err := domain.ParseWindow(w); err != nil {
+			errs = append(errs, fmt.Errorf("COMPLETION_WINDOWS: %w", err))
+		}
+	}
+	if c.UrgencyWeight < 0 || c.UrgencyWeight > 1 {
+		errs = append(errs, errors.New("URGENCY_WEIGHT must be within 0..1"))
+	}
+	if c.Retry.Factor < 1 {
+		errs = append(errs, errors.New("BACKOFF_FACTOR must be at least 1"))
+	}
+	if c.ClaimTimeout <= 0 || c.ProcessingTimeout <= 0 || c.StaleWorker <= 0 {
+		errs = append(errs, errors.New("CLAIM_TIMEOUT_MS, PROCESSING_TIMEOUT_MS and STALE_WORKER_MS must be positive"))
+	}
+	for _, p := range c.StreamablePaths {
+		if !domain.ValidEndpoint(p) {
+			errs = append(errs, fmt.Errorf("STREAMABLE_ENDPOINTS: %q is not an allowed endpoint", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Require reports the named settings that are empty, for functions that need them.
+func (c Config) Require(names ...string) error {
+	values := map[string]string{"BUCKET": c.Bucket, "POPULATE_QUEUE_URL": c.PopulateQueue, "WORK_QUEUE_URL": c.WorkQueue}
+	var missing []string
+	for _, n := range names {
+		if values[n] == "" {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required settings: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// LocalOnly lists the variables that exist for the local emulators (or are set by Lambda
+// itself) and are therefore absent from template.yaml on purpose.
+var LocalOnly = []string{"DATABASE_URL", "S3_ENDPOINT", "S3_PATH_STYLE", "SQS_ENDPOINT", "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"}
+
+type env struct {
+	getenv func(string) string
+	err    error
+}
+
+func (e *env) fail(name, v string, err error) {
+	e.err = errors.Join(e.err, fmt.Errorf("%s=%q: %w", name, v, err))
+}
+
+func (e *env) str(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *env) int(name string, def int) int {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.fail(name, v, err)
+	}
+	return n
+}
+
+func (e *env) float(name string, def float64) float64 {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		e.fail(name, v, err)
+	}
+	return f
+}
+
+func (e *env) bool(name string, def bool) bool {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, v, err)
+	}
+	return b
+}
+
+func (e *env) ms(name string, def time.Duration) time.Duration {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		e.fail(name, v, err)
+	}
+	return time.Duration(n) * time.Millisecond
+}
+
+func (e *env) list(name, def string) []string {
+	var out []string
+	for _, p := range strings.Split(e.str(name, def), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (e *env) ints(name, def string) []int {
+	var out []int
+	for _, p := range e.list(name, def) {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			e.fail(name, p, err)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}

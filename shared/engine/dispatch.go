@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/fusillade/fusillade/shared/domain"
+)
+
+// DispatchStats summarises a Dispatch or Refill.
+type DispatchStats struct {
+	Claimed  int
+	Enqueued int
+	Returned int // claims given back because their message could not be sent
+}
+
+// Dispatch claims free slots of every model that has work and enqueues the claims. It is the
+// scheduled kick-off and safety net; in steady state slots are refilled by workers as requests
+// finish. Safe to run concurrently with itself and with workers: the claim is serialised per
+// model in the database.
+func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
+	models, err := e.store.ModelsWithWork(ctx)
+	if err != nil {
+		return DispatchStats{}, err
+	}
+	return e.Refill(ctx, models...)
+}
+
+// Refill claims and enqueues up to each model's free capacity. Workers call it for the model of
+// every request they finish, and the populate function for the models of a new batch.
+func (e *Engine) Refill(ctx context.Context, models ...string) (DispatchStats, error) {
+	var total DispatchStats
+	var errs []error
+	for _, m := range models {
+		for {
+			st, err := e.refillOnce(ctx, m)
+			total.Claimed += st.Claimed
+			total.Enqueued += st.Enqueued
+			total.Returned += st.Returned
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			// A full claim may mean the limit is larger than MaxClaim: go again while there is
+			// time. A partial one means the model is at its limit or out of work.
+			if st.Claimed < e.cfg.MaxClaim || ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+func (e *Engine) refillOnce(ctx context.Context, model string) (DispatchStats, error) {
+	claims, err := e.store.ClaimForModel(ctx, model, e.cfg.MaxClaim, e.cfg.UrgencyWeight, e.now())
+	if err != nil || len(claims) == 0 {
+		return DispatchStats{}, err
+	}
+	work := make([]domain.Work, len(claims))
+	for i, c := range claims {
+		work[i] = c.Work
+	}
+	st := DispatchStats{Claimed: len(claims)}
+	failed, sendErr := e.queue.SendWork(ctx, work)
+	st.Enqueued = len(work) - len(failed)
+	if len(failed) > 0 {
+		// Give the slots back now rather than waiting for the claim timeout. If even that fails,
+		// rescue returns them after ClaimTimeout: nothing is lost either way.
+		if err := e.store.Unclaim(context.WithoutCancel(ctx), failed); err != nil {
+			e.log.ErrorContext(ctx, "unclaim after failed enqueue", "model", model, "count", len(failed), "err", err)
+		} else {
+			st.Returned = len(failed)
+		}
+	}
+	if sendErr != nil {
+		return st, fmt.Errorf("enqueue %d claims of %q: %w", len(failed), model, sendErr)
+	}
+	return st, nil
+}
+
+// Kick is Refill for callers that only care whether it worked (populate, the API).
+func (e *Engine) Kick(ctx context.Context, models ...string) error {
+	_, err := e.Refill(ctx, models...)
+	return err
+}

@@ -1,0 +1,171 @@
+// Package engine runs fusillade's request lifecycle on the serverless shape: claiming requests
+// under each model's global concurrency limit and enqueueing them (dispatch), executing them
+// against the upstream with fenced writes (worker), refilling a freed slot the moment a request
+// ends, rescuing stuck work and sealing finished batches.
+//
+// The engine owns no goroutines between calls: each function invocation calls one entry point
+// (Dispatch, Process, Refill, Sweep) and everything it starts ends before it returns.
+package engine
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/upstream"
+)
+
+// Store is the part of the Postgres store the engine uses.
+type Store interface {
+	ClaimForModel(ctx context.Context, model string, max int, urgencyWeight float64, now time.Time) ([]domain.Claimed, error)
+	ModelsWithWork(ctx context.Context) ([]string, error)
+	Unclaim(ctx context.Context, work []domain.Work) error
+	StartProcessing(ctx context.Context, w domain.Work, owner string, now time.Time) (domain.Job, error)
+	FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error)
+	Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]postgres.Rescued, error)
+	BeginFinalize(ctx context.Context, batchID string, now time.Time) (string, bool, error)
+	RestartFinalize(ctx context.Context, batchID string, now, staleBefore time.Time) (string, bool, error)
+	BatchesToFinalize(ctx context.Context, staleBefore time.Time) ([]string, error)
+	SealBatch(ctx context.Context, batchID string, output, errorsFile *domain.File, usage []byte, now time.Time) error
+	EachResult(ctx context.Context, batchID string, output bool, fn func(domain.ResultRow) error) error
+	ListModels(ctx context.Context) ([]domain.Model, error)
+	Heartbeat(ctx context.Context, w postgres.WorkerRecord, now time.Time) error
+	StopWorker(ctx context.Context, id string, now time.Time) error
+}
+
+// Queue is the work queue.
+type Queue interface {
+	SendWork(ctx context.Context, work []domain.Work) (failed []domain.Work, err error)
+	SendKick(ctx context.Context, model string, delay time.Duration) error
+}
+
+// Upstream executes one call.
+type Upstream interface {
+	Do(ctx context.Context, call upstream.Call) upstream.Result
+}
+
+// Blobs stores sealed output and error files.
+type Blobs interface {
+	Put(ctx context.Context, key string, r io.Reader, contentType string) error
+	Delete(ctx context.Context, key string) error
+}
+
+// Credentials resolves a model's credential reference to its API key.
+type Credentials interface {
+	Resolve(ctx context.Context, ref string) (string, error)
+}
+
+// Config tunes the engine. Zero fields take the defaults named on each.
+type Config struct {
+	Retry             domain.RetryPolicy // default domain.DefaultRetryPolicy()
+	ClaimTimeout      time.Duration      // default 60s
+	ProcessingTimeout time.Duration      // default 16m (worker Lambda max 15m + margin)
+	StaleWorker       time.Duration      // default 60s
+	UrgencyWeight     float64            // default 0 when unset; config.Load passes 0.5
+	// PersistMargin is kept free before the invocation's deadline so that the result of an upstream
+	// call can still be written; the call itself is cut off this much earlier. Default 5s.
+	PersistMargin time.Duration
+	// HeartbeatEvery is how often a running worker refreshes its liveness record. Default 10s; must
+	// stay well under StaleWorker.
+	HeartbeatEvery time.Duration
+	// FinalizeStale is how long a finalisation may run before the sweep takes it over. Default 10m.
+	FinalizeStale time.Duration
+	// MaxClaim caps one claim statement (and so one burst of messages). Default 1000.
+	MaxClaim int
+	// Function and Instance name this process in worker records ("worker", "dispatch", …; a
+	// random id per cold start).
+	Function string
+	Instance string
+}
+
+func (c *Config) defaults() {
+	if c.Retry == (domain.RetryPolicy{}) {
+		c.Retry = domain.DefaultRetryPolicy()
+	}
+	c.ClaimTimeout = orDuration(c.ClaimTimeout, time.Minute)
+	c.ProcessingTimeout = orDuration(c.ProcessingTimeout, 16*time.Minute)
+	c.StaleWorker = orDuration(c.StaleWorker, time.Minute)
+	c.PersistMargin = orDuration(c.PersistMargin, 5*time.Second)
+	c.HeartbeatEvery = orDuration(c.HeartbeatEvery, 10*time.Second)
+	c.FinalizeStale = orDuration(c.FinalizeStale, 10*time.Minute)
+	if c.MaxClaim <= 0 {
+		c.MaxClaim = 1000
+	}
+	if c.Function == "" {
+		c.Function = "worker"
+	}
+	if c.Instance == "" {
+		c.Instance = c.Function + "-" + randomID()
+	}
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Deps are the engine's collaborators.
+type Deps struct {
+	Store       Store
+	Queue       Queue
+	Upstream    Upstream
+	Blobs       Blobs
+	Credentials Credentials
+	Logger      *slog.Logger
+	// Now is the clock; nil means time.Now. Tests inject a fake to drive back-off, expiry and
+	// rescue without sleeping.
+	Now func() time.Time
+}
+
+// Engine is safe for concurrent use; one per process.
+type Engine struct {
+	cfg   Config
+	store Store
+	queue Queue
+	up    Upstream
+	blobs Blobs
+	creds Credentials
+	log   *slog.Logger
+	now   func() time.Time
+
+	models *modelCache
+
+	rndMu sync.Mutex
+	rnd   *rand.Rand
+
+	invocations atomic.Int64
+	processed   atomic.Int64
+	failed      atomic.Int64
+}
+
+// New builds an engine.
+func New(cfg Config, d Deps) *Engine {
+	cfg.defaults()
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	e := &Engine{cfg: cfg, store: d.Store, queue: d.Queue, up: d.Upstream, blobs: d.Blobs, creds: d.Credentials,
+		log: d.Logger.With("instance", cfg.Instance), now: d.Now, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	e.models = &modelCache{store: d.Store, ttl: 5 * time.Second, now: d.Now}
+	return e
+}
+
+// Instance returns this process's worker id.
+func (e *Engine) Instance() string { return e.cfg.Instance }
+
+func (e *Engine) jitter() *rand.Rand {
+	// math/rand/v2's Rand is not safe for concurrent use; the lock is held only to draw one
+	// number, by the caller of Backoff.
+	return e.rnd
+}

@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/upstream"
+)
+
+// Process executes claimed requests concurrently and returns one error per input (nil when the
+// message may be deleted). A duplicate or stale delivery is acknowledged without calling the
+// upstream. An error means the message should come back (for example the database was
+// unreachable before the request started); the fenced writes make the redelivery harmless.
+func (e *Engine) Process(ctx context.Context, work []domain.Work) []error {
+	errs := make([]error, len(work))
+	stop := e.beat(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for i, w := range work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.processOne(ctx, w)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func (e *Engine) processOne(ctx context.Context, w domain.Work) error {
+	job, err := e.store.StartProcessing(ctx, w, e.cfg.Instance, e.now())
+	if errors.Is(err, domain.ErrStateConflict) {
+		e.log.DebugContext(ctx, "dropping duplicate or stale delivery", "request_id", w.RequestID, "attempt", w.Attempt)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	out := e.execute(ctx, job)
+	// The result must be written even if the invocation is being cut short: detach from ctx's
+	// cancellation but keep a bound.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.PersistMargin)
+	defer cancel()
+	won, err := e.store.FinishMany(pctx, []domain.Outcome{out}, e.now())
+	if err != nil {
+		// The row stays processing; rescue returns it after the processing timeout or once this
+		// worker's heartbeat stops. Ask for redelivery too: the fence makes it a no-op.
+		return fmt.Errorf("persist %s: %w", w.RequestID, err)
+	}
+	if len(won) == 0 {
+		e.log.InfoContext(ctx, "result fenced out: request was rescued meanwhile", "request_id", w.RequestID, "attempt", w.Attempt)
+		return nil
+	}
+	if out.State == domain.StateFailed {
+		e.failed.Add(1)
+	} else if out.State == domain.StateCompleted {
+		e.processed.Add(1)
+	}
+	// The slot is free: refill it now, not at the next scheduled dispatch.
+	if _, err := e.Refill(pctx, out.Model); err != nil {
+		e.log.WarnContext(ctx, "refill after completion", "model", out.Model, "err", err)
+	}
+	if out.State == domain.StatePending {
+		// A retry with a back-off: make sure someone claims it when the back-off ends.
+		if err := e.queue.SendKick(pctx, out.Model, out.NotBefore.Sub(e.now())); err != nil {
+			e.log.WarnContext(ctx, "schedule retry kick", "model", out.Model, "err", err)
+		}
+		return nil
+	}
+	e.tryFinalize(pctx, won[0].BatchID)
+	return nil
+}
+
+// execute calls the upstream and turns the result into the outcome to persist.
+func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
+	out := domain.Outcome{Work: job.Work, Model: job.Model}
+	model, err := e.models.get(ctx, job.Model)
+	if err != nil {
+		return e.retryOrFail(job, out, "model_unavailable", "model lookup failed", 0)
+	}
+	if model == nil {
+		out.State, out.ErrorCode = domain.StateFailed, "model_not_found"
+		out.ErrorMessage = fmt.Sprintf("Model %q is no longer configured.", job.Model)
+		return out
+	}
+	key, err := e.creds.Resolve(ctx, model.CredentialRef)
+	if err != nil {
+		e.log.ErrorContext(ctx, "resolve credential", "model", job.Model, "err", err)
+		return e.retryOrFail(job, out, "credential_unavailable", "the upstream credential could not be resolved", 0)
+	}
+	call := upstream.Call{
+		BaseURL:   model.BaseURL,
+		Path:      job.Path,
+		APIKey:    key,
+		Body:      job.Body,
+		RequestID: job.RequestID,
+		CustomID:  job.CustomID,
+		Headers: map[string]string{
+			"x-fusillade-batch-id":                job.BatchID,
+			"x-fusillade-batch-endpoint":          job.BatchEndpoint,
+			"x-fusillade-batch-created-at":        job.BatchCreatedAt.UTC().Format("2006-01-02T15:04:05.000000Z"),
+			"x-fusillade-batch-completion-window": job.CompletionWindow,
+		},
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		call.Deadline = dl.Add(-e.cfg.PersistMargin)
+	}
+	res := e.up.Do(ctx, call)
+	out.StatusCode, out.UpstreamRequestID = res.StatusCode, res.UpstreamRequestID
+	switch res.Outcome {
+	case upstream.Success:
+		out.State, out.Body = domain.StateCompleted, res.Body
+		return out
+	case upstream.Retriable:
+		out.Body = res.Body
+		return e.retryOrFail(job, out, res.Code, res.Message, res.RetryAfter)
+	default:
+		if res.Code == upstream.CodeCanceled {
+			// Our own invocation is ending: not the request's fault, run it again.
+			return e.retryOrFail(job, out, res.Code, res.Message, 0)
+		}
+		out.State, out.Body = domain.StateFailed, res.Body
+		if res.StatusCode == 0 {
+			out.ErrorCode, out.ErrorMessage = res.Code, res.Message
+		}
+		return out
+	}
+}
+
+// retryOrFail schedules a retry when the policy allows it, or fails the request keeping the last
+// response (an HTTP failure goes to the error file with its status and body).
+func (e *Engine) retryOrFail(job domain.Job, out domain.Outcome, code, msg string, retryAfter time.Duration) domain.Outcome {
+	e.rndMu.Lock()
+	nb, ok := e.cfg.Retry.Next(job.Retries, retryAfter, e.now(), job.BatchExpiresAt, e.jitter())
+	e.rndMu.Unlock()
+	if ok {
+		out.State, out.NotBefore = domain.StatePending, nb
+		out.ErrorCode, out.ErrorMessage = code, msg
+		return out
+	}
+	out.State = domain.StateFailed
+	if out.StatusCode == 0 {
+		out.ErrorCode, out.ErrorMessage = code, msg
+	}
+	return out
+}
+
+// beat records this instance's liveness for the length of an invocation.
+func (e *Engine) beat(ctx context.Context) (stop func()) {
+	e.invocations.Add(1)
+	e.heartbeat(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(e.cfg.HeartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.heartbeat(ctx)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		e.heartbeat(context.WithoutCancel(ctx))
+	}
+}
+
+func (e *Engine) heartbeat(ctx context.Context) {
+	rec := postgres.WorkerRecord{ID: e.cfg.Instance, Function: e.cfg.Function, Invocations: e.invocations.Load(),
+		Processed: e.processed.Load(), Failed: e.failed.Load()}
+	if err := e.store.Heartbeat(ctx, rec, e.now()); err != nil {
+		e.log.WarnContext(ctx, "heartbeat", "err", err)
+	}
+}
+
+// Stop marks this instance stopped so that rescue can take anything it still held at once (the
+// Lambda runtime calls this on SIGTERM).
+func (e *Engine) Stop(ctx context.Context) {
+	if err := e.store.StopWorker(ctx, e.cfg.Instance, e.now()); err != nil {
+		e.log.WarnContext(ctx, "stop worker record", "err", err)
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// modelCache keeps the models table for a few seconds: a worker needs a model's base URL and
+// credential reference for every request, and they change rarely.
+type modelCache struct {
+	store Store
+	ttl   time.Duration
+	now   func() time.Time
+
+	mu     sync.Mutex
+	at     time.Time
+	models map[string]domain.Model
+}
+
+// get returns the model, nil when it is not configured.
+func (c *modelCache) get(ctx context.Context, name string) (*domain.Model, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.models[name]
+	if c.models == nil || c.now().Sub(c.at) > c.ttl || !ok {
+		list, err := c.store.ListModels(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.models = make(map[string]domain.Model, len(list))
+		for _, x := range list {
+			c.models[x.Name] = x
+		}
+		c.at = c.now()
+		m, ok = c.models[name]
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &m, nil
+}

@@ -1,0 +1,41 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/fusillade/fusillade/shared/domain"
+)
+
+type principalKey struct{}
+
+// authenticate requires a valid bearer key (an admin key when admin is set) and puts the
+// principal in the request context.
+func (s *server) authenticate(next http.Handler, admin bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" {
+			s.error(w, r, &domain.Error{Code: domain.EUnauthorized,
+				Message: "You didn't provide an API key. Provide it in the Authorization header as 'Bearer YOUR_KEY'."})
+			return
+		}
+		p, err := s.store.Authenticate(r.Context(), key)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if admin && !p.Admin {
+			// Same answer as a missing route: non-admins cannot map the admin surface.
+			s.error(w, r, &domain.Error{Code: domain.ENotFound, Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+func principal(r *http.Request) domain.Principal {
+	p, _ := r.Context().Value(principalKey{}).(domain.Principal)
+	return p
+}

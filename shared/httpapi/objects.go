@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
+)
+
+// fileObject is OpenAI's File object. Every key is always emitted; status is always present
+// because the npm SDK's waitForProcessing polls until it sees one.
+type fileObject struct {
+	ID            string  `json:"id"`
+	Object        string  `json:"object"`
+	Bytes         int64   `json:"bytes"`
+	CreatedAt     int64   `json:"created_at"`
+	ExpiresAt     *int64  `json:"expires_at"`
+	Filename      string  `json:"filename"`
+	Purpose       string  `json:"purpose"`
+	Status        string  `json:"status"`
+	StatusDetails *string `json:"status_details"`
+}
+
+func toFileObject(f domain.File) fileObject {
+	o := fileObject{ID: f.ID, Object: "file", Bytes: f.Bytes, CreatedAt: f.CreatedAt.Unix(), ExpiresAt: unixPtr(f.ExpiresAt),
+		Filename: f.Filename, Purpose: f.Purpose, Status: f.Status}
+	if f.StatusDetails != "" {
+		d := f.StatusDetails
+		o.StatusDetails = &d
+	}
+	return o
+}
+
+type requestCounts struct {
+	Total     int `json:"total"`
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+}
+
+type batchErrors struct {
+	Object string              `json:"object"`
+	Data   []domain.BatchError `json:"data"`
+}
+
+// batchObject is OpenAI's Batch object with every key present (explicit nulls), as OpenAI's own
+// examples emit it.
+type batchObject struct {
+	ID               string            `json:"id"`
+	Object           string            `json:"object"`
+	Endpoint         string            `json:"endpoint"`
+	Model            *string           `json:"model"`
+	Errors           *batchErrors      `json:"errors"`
+	InputFileID      string            `json:"input_file_id"`
+	CompletionWindow string            `json:"completion_window"`
+	Status           string            `json:"status"`
+	OutputFileID     *string           `json:"output_file_id"`
+	ErrorFileID      *string           `json:"error_file_id"`
+	CreatedAt        int64             `json:"created_at"`
+	InProgressAt     *int64            `json:"in_progress_at"`
+	ExpiresAt        *int64            `json:"expires_at"`
+	FinalizingAt     *int64            `json:"finalizing_at"`
+	CompletedAt      *int64            `json:"completed_at"`
+	FailedAt         *int64            `json:"failed_at"`
+	ExpiredAt        *int64            `json:"expired_at"`
+	CancellingAt     *int64            `json:"cancelling_at"`
+	CancelledAt      *int64            `json:"cancelled_at"`
+	RequestCounts    requestCounts     `json:"request_counts"`
+	Usage            json.RawMessage   `json:"usage"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+func toBatchObject(b domain.Batch) batchObject {
+	o := batchObject{
+		ID: b.ID, Object: "batch", Endpoint: b.Endpoint, Model: strPtr(b.Model), InputFileID: b.InputFileID,
+		CompletionWindow: b.CompletionWindow, Status: string(b.Status), OutputFileID: strPtr(b.OutputFileID),
+		ErrorFileID: strPtr(b.ErrorFileID), CreatedAt: b.CreatedAt.Unix(), InProgressAt: unixPtr(b.InProgressAt),
+		ExpiresAt: unixPtr(&b.ExpiresAt), FinalizingAt: unixPtr(b.FinalizingAt), CompletedAt: unixPtr(b.CompletedAt),
+		FailedAt: unixPtr(b.FailedAt), ExpiredAt: unixPtr(b.ExpiredAt), CancellingAt: unixPtr(b.CancellingAt),
+		CancelledAt: unixPtr(b.CancelledAt), Metadata: b.Metadata,
+		RequestCounts: requestCounts{Total: b.Counts.Total, Completed: b.Counts.Completed, Failed: b.Counts.Failed},
+		Usage:         b.Usage,
+	}
+	if len(o.Usage) == 0 {
+		o.Usage = json.RawMessage("null")
+	}
+	if len(b.Errors) > 0 {
+		o.Errors = &batchErrors{Object: "list", Data: b.Errors}
+	}
+	return o
+}
+
+func unixPtr(t *time.Time) *int64 {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	u := t.Unix()
+	return &u
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,302 @@
+// Package ingest turns JSONL files into work: it validates uploads while streaming them to S3,
+// and populates a batch by streaming its input file from S3 through the same validator into
+// Postgres with COPY. Memory stays bounded by the longest line, whatever the file size.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/jsonl"
+	"github.com/fusillade/fusillade/shared/postgres"
+)
+
+// Store is the part of the store ingest uses.
+type Store interface {
+	PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) postgres.RequestSource, now time.Time) (postgres.PopulateResult, error)
+	InputObjectKey(ctx context.Context, batchID string) (string, error)
+	ListModels(ctx context.Context) ([]domain.Model, error)
+	InsertFile(ctx context.Context, f domain.File) error
+}
+
+// Blobs reads and writes file contents.
+type Blobs interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, int64, error)
+	Put(ctx context.Context, key string, r io.Reader, contentType string) error
+	Delete(ctx context.Context, key string) error
+}
+
+// Kicker starts dispatching models' work (the engine).
+type Kicker interface {
+	Kick(ctx context.Context, models ...string) error
+}
+
+// Limits bound what a file may contain.
+type Limits struct {
+	MaxFileBytes int64 // default 200 MB
+	MaxLines     int   // default 50,000
+	MaxLineBytes int   // default 16 MiB: larger than any allowed body, so the body check reports first
+	MaxBodyBytes int   // default 10 MiB
+}
+
+func (l *Limits) defaults() {
+	if l.MaxFileBytes <= 0 {
+		l.MaxFileBytes = 200_000_000
+	}
+	if l.MaxLines <= 0 {
+		l.MaxLines = 50_000
+	}
+	if l.MaxLineBytes <= 0 {
+		l.MaxLineBytes = 16 << 20
+	}
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = 10 << 20
+	}
+}
+
+// Ingester is safe for concurrent use.
+type Ingester struct {
+	store  Store
+	blobs  Blobs
+	refill Kicker
+	limits Limits
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New builds an Ingester; refill may be nil (then new batches wait for the next dispatch).
+func New(store Store, blobs Blobs, refill Kicker, limits Limits, log *slog.Logger, now func() time.Time) *Ingester {
+	limits.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Ingester{store: store, blobs: blobs, refill: refill, limits: limits, log: log, now: now}
+}
+
+// Limits returns the limits in force.
+func (in *Ingester) Limits() Limits { return in.limits }
+
+// modelFilter returns the set of configured models as a ModelAllowed func.
+func (in *Ingester) modelFilter(ctx context.Context) (func(string) bool, error) {
+	models, err := in.store.ListModels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]bool, len(models))
+	for _, m := range models {
+		set[m.Name] = true
+	}
+	return func(m string) bool { return set[m] }, nil
+}
+
+// Upload is an incoming input file.
+type Upload struct {
+	TenantID  string
+	Filename  string
+	Purpose   string
+	ExpiresAt *time.Time
+	Body      io.Reader
+}
+
+// FileKey is where an input file lives in the bucket.
+func FileKey(tenantID, fileID string) string {
+	return fmt.Sprintf("tenants/%s/files/%s.jsonl", tenantID, fileID)
+}
+
+// Store validates u.Body line by line while streaming it to S3, and records the file only if
+// every line is valid; otherwise the object is deleted and a *domain.Error names the first bad
+// line. Nothing partial is kept.
+func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
+	allowed, err := in.modelFilter(ctx)
+	if err != nil {
+		return domain.File{}, err
+	}
+	f := domain.File{ID: domain.NewFileID(), TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
+		Status: "processed", CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
+	f.ObjectKey = FileKey(u.TenantID, f.ID)
+
+	pr, pw := io.Pipe()
+	putDone := make(chan error, 1)
+	go func() {
+		err := in.blobs.Put(ctx, f.ObjectKey, pr, "application/jsonl")
+		pr.CloseWithError(err) // unblocks the validator if S3 gave up
+		putDone <- err
+	}()
+	limited := &capReader{r: u.Body, max: in.limits.MaxFileBytes}
+	summary, verr := in.validate(io.TeeReader(limited, pw), jsonl.Rules{ModelAllowed: allowed,
+		MaxLines: in.limits.MaxLines, MaxBodyBytes: in.limits.MaxBodyBytes})
+	if verr != nil {
+		pw.CloseWithError(verr)
+		<-putDone
+		// The upload may have completed before the bad line was found (the object is small).
+		if err := in.blobs.Delete(context.WithoutCancel(ctx), f.ObjectKey); err != nil {
+			in.log.WarnContext(ctx, "delete rejected upload", "key", f.ObjectKey, "err", err)
+		}
+		return domain.File{}, verr
+	}
+	pw.Close()
+	if err := <-putDone; err != nil {
+		return domain.File{}, err
+	}
+	f.Bytes, f.Lines = limited.n, summary.Lines
+	if err := in.store.InsertFile(ctx, f); err != nil {
+		_ = in.blobs.Delete(context.WithoutCancel(ctx), f.ObjectKey)
+		return domain.File{}, err
+	}
+	return f, nil
+}
+
+// validate runs the whole stream through the validator and returns the first problem.
+func (in *Ingester) validate(r io.Reader, rules jsonl.Rules) (jsonl.Summary, error) {
+	rd := jsonl.NewReader(r, in.limits.MaxLineBytes)
+	v := jsonl.NewValidator(rules)
+	for {
+		line, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return jsonl.Summary{}, asDomain(err)
+		}
+		if _, le := v.Check(line); le != nil {
+			return jsonl.Summary{}, lineError(le)
+		}
+	}
+	if le := v.Finish(); le != nil {
+		return jsonl.Summary{}, lineError(le)
+	}
+	return v.Summary(), nil
+}
+
+// Populate expands a validating batch's input file into request rows and starts the batch; then
+// it kicks dispatch for the batch's models so that work starts within moments rather than at the
+// next scheduled tick. A duplicate call is a no-op. A file that turns out bad fails the batch
+// with the line number (the message is consumed: retrying cannot fix the file).
+func (in *Ingester) Populate(ctx context.Context, batchID string) error {
+	key, err := in.store.InputObjectKey(ctx, batchID)
+	if err != nil {
+		return err
+	}
+	allowed, err := in.modelFilter(ctx)
+	if err != nil {
+		return err
+	}
+	var body io.ReadCloser
+	defer func() {
+		if body != nil {
+			body.Close()
+		}
+	}()
+	res, err := in.store.PopulateBatch(ctx, batchID, func(_, endpoint string) postgres.RequestSource {
+		src := &source{key: key, ctx: ctx, blobs: in.blobs, maxLine: in.limits.MaxLineBytes,
+			v: jsonl.NewValidator(jsonl.Rules{Endpoint: endpoint, ModelAllowed: allowed, MaxLines: in.limits.MaxLines,
+				MaxBodyBytes: in.limits.MaxBodyBytes})}
+		src.onOpen = func(rc io.ReadCloser) { body = rc }
+		return src
+	}, in.now())
+	if err != nil {
+		return fmt.Errorf("populate %s: %w", batchID, err)
+	}
+	switch {
+	case res.Skipped:
+		in.log.InfoContext(ctx, "populate skipped: batch not validating", "batch_id", batchID)
+	case res.Failed != nil:
+		in.log.InfoContext(ctx, "batch failed validation", "batch_id", batchID, "line", res.Failed.Line, "reason", res.Failed.Reason)
+	default:
+		in.log.InfoContext(ctx, "batch populated", "batch_id", batchID, "requests", res.Inserted, "models", res.Models)
+		if in.refill != nil {
+			if err := in.refill.Kick(ctx, res.Models...); err != nil {
+				in.log.WarnContext(ctx, "kick dispatch after populate", "batch_id", batchID, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// source adapts the S3 object to postgres.RequestSource, opening it lazily inside the populate
+// transaction (after the batch lock proves there is work to do).
+type source struct {
+	ctx     context.Context
+	key     string
+	blobs   Blobs
+	maxLine int
+	v       *jsonl.Validator
+	rd      *jsonl.Reader
+	onOpen  func(io.ReadCloser)
+}
+
+func (s *source) Next() (postgres.NewRequest, error) {
+	if s.rd == nil {
+		body, _, err := s.blobs.Get(s.ctx, s.key)
+		if err != nil {
+			return postgres.NewRequest{}, err
+		}
+		s.onOpen(body)
+		s.rd = jsonl.NewReader(body, s.maxLine)
+	}
+	line, err := s.rd.Next()
+	if errors.Is(err, io.EOF) {
+		if le := s.v.Finish(); le != nil {
+			return postgres.NewRequest{}, lineError(le)
+		}
+		return postgres.NewRequest{}, io.EOF
+	}
+	if err != nil {
+		return postgres.NewRequest{}, asDomain(err)
+	}
+	req, le := s.v.Check(line)
+	if le != nil {
+		return postgres.NewRequest{}, lineError(le)
+	}
+	return postgres.NewRequest{ID: uuid.NewString(), Line: req.Line, CustomID: req.CustomID, Model: req.Model,
+		Path: req.URL, Body: req.Body}, nil
+}
+
+// lineError converts a validator error into a client-facing domain error that keeps its line.
+func lineError(le *jsonl.LineError) *domain.Error {
+	return &domain.Error{Code: domain.EInvalid, Message: le.Message, Param: le.Param, Line: le.Line, Reason: le.Code}
+}
+
+// asDomain converts reader errors: line errors become *domain.Error, the size cap a 413, anything
+// else (I/O) stays internal.
+func asDomain(err error) error {
+	var le *jsonl.LineError
+	if errors.As(err, &le) {
+		return lineError(le)
+	}
+	var tooBig *fileTooLarge
+	if errors.As(err, &tooBig) {
+		return &domain.Error{Code: domain.ETooLarge, Message: fmt.Sprintf("File is too large: the limit is %d bytes.", tooBig.max), Reason: "file_too_large"}
+	}
+	return err
+}
+
+type fileTooLarge struct{ max int64 }
+
+func (e *fileTooLarge) Error() string { return fmt.Sprintf("file exceeds %d bytes", e.max) }
+
+// capReader counts bytes and fails once more than max have been read.
+type capReader struct {
+	r   io.Reader
+	max int64
+	n   int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.max {
+		return n, &fileTooLarge{max: c.max}
+	}
+	return n, err
+}

@@ -1,0 +1,130 @@
+// Package lambdafn adapts fusillade's entry points to AWS Lambda event shapes: API Gateway HTTP
+// API (payload v2) for the API, SQS batches with partial-batch responses for populate and the
+// worker, and EventBridge schedules for dispatch and purge. The local stack invokes these same
+// handlers, so the event handling it exercises is the production code.
+package lambdafn
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/engine"
+	"github.com/fusillade/fusillade/shared/sqsqueue"
+)
+
+// SQSHandler is the signature of an SQS-triggered function with ReportBatchItemFailures.
+type SQSHandler func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error)
+
+// API adapts an http.Handler to API Gateway HTTP API v2 events.
+func API(h http.Handler) func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	return httpadapter.NewV2(h).ProxyWithContext
+}
+
+// Processor is the worker's engine.
+type Processor interface {
+	Process(ctx context.Context, work []domain.Work) []error
+	Kick(ctx context.Context, models ...string) error
+}
+
+// Worker handles a batch of work-queue messages. Every record whose processing failed is
+// reported in batchItemFailures so that only it comes back; malformed records are logged and
+// dropped (redelivering them cannot help).
+func Worker(p Processor, log *slog.Logger) SQSHandler {
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		var resp events.SQSEventResponse
+		var work []domain.Work
+		var ids []string
+		var kicks []string
+		for _, rec := range ev.Records {
+			w, kick, err := sqsqueue.ParseMessage(rec.Body)
+			switch {
+			case err != nil:
+				log.ErrorContext(ctx, "dropping malformed work message", "message_id", rec.MessageId, "err", err)
+			case kick != "":
+				kicks = append(kicks, kick)
+			default:
+				work = append(work, w)
+				ids = append(ids, rec.MessageId)
+			}
+		}
+		if len(kicks) > 0 {
+			if err := p.Kick(ctx, dedupe(kicks)...); err != nil {
+				log.WarnContext(ctx, "kick", "err", err) // the scheduled dispatch covers it
+			}
+		}
+		for i, err := range p.Process(ctx, work) {
+			if err != nil {
+				log.WarnContext(ctx, "work message will be redelivered", "message_id", ids[i], "request_id", work[i].RequestID, "err", err)
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: ids[i]})
+			}
+		}
+		return resp, nil
+	}
+}
+
+func dedupe(xs []string) []string {
+	seen := map[string]bool{}
+	out := xs[:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Populator expands batches.
+type Populator interface {
+	Populate(ctx context.Context, batchID string) error
+}
+
+// Populate handles populate-queue messages, one batch each.
+func Populate(p Populator, log *slog.Logger) SQSHandler {
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		var resp events.SQSEventResponse
+		for _, rec := range ev.Records {
+			var m sqsqueue.PopulateMessage
+			if err := json.Unmarshal([]byte(rec.Body), &m); err != nil || m.BatchID == "" {
+				log.ErrorContext(ctx, "dropping malformed populate message", "message_id", rec.MessageId)
+				continue
+			}
+			if err := p.Populate(ctx, m.BatchID); err != nil {
+				log.ErrorContext(ctx, "populate failed; will be redelivered", "batch_id", m.BatchID, "err", err)
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+			}
+		}
+		return resp, nil
+	}
+}
+
+// Dispatcher is the scheduled dispatch.
+type Dispatcher interface {
+	Dispatch(ctx context.Context) (engine.DispatchStats, error)
+}
+
+// Dispatch handles the schedule. The event is ignored: an EventBridge rule sends its envelope,
+// EventBridge Scheduler sends whatever Input was configured, and both mean "run now".
+func Dispatch(d Dispatcher) func(ctx context.Context, ev json.RawMessage) (engine.DispatchStats, error) {
+	return func(ctx context.Context, _ json.RawMessage) (engine.DispatchStats, error) {
+		return d.Dispatch(ctx)
+	}
+}
+
+// Sweeper is the scheduled maintenance.
+type Sweeper interface {
+	Sweep(ctx context.Context) (engine.SweepStats, error)
+}
+
+// Purge handles the purge schedule: rescue of stuck work and finalisation stragglers.
+func Purge(s Sweeper) func(ctx context.Context, ev json.RawMessage) (engine.SweepStats, error) {
+	return func(ctx context.Context, _ json.RawMessage) (engine.SweepStats, error) {
+		return s.Sweep(ctx)
+	}
+}

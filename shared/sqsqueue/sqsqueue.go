@@ -1,0 +1,141 @@
+// Package sqsqueue sends fusillade's messages to SQS. Work messages carry only (request id,
+// attempt), never a request body: the worker reads the body from Postgres after its guarded
+// claimed → processing write, so a duplicate message cannot run anything twice.
+package sqsqueue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/fusillade/fusillade/shared/domain"
+)
+
+// maxBatch is SQS's limit on entries per SendMessageBatch.
+const maxBatch = 10
+
+// NewClient builds an SQS client; endpoint is for local emulators only.
+func NewClient(cfg aws.Config, endpoint string) *sqs.Client {
+	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+// Queue is one SQS queue.
+type Queue struct {
+	client *sqs.Client
+	url    string
+}
+
+// New returns a queue for url.
+func New(client *sqs.Client, url string) *Queue { return &Queue{client: client, url: url} }
+
+// SendWork enqueues work in batches of ten, the batches concurrently. It returns the entries that
+// SQS did not accept (so the caller can give their claims back) and an error only when nothing
+// could be attempted.
+func (q *Queue) SendWork(ctx context.Context, work []domain.Work) (failed []domain.Work, err error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	for start := 0; start < len(work); start += maxBatch {
+		chunk := work[start:min(start+maxBatch, len(work))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bad, err := q.sendBatch(ctx, chunk)
+			mu.Lock()
+			defer mu.Unlock()
+			failed = append(failed, bad...)
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) == len(work) && firstErr != nil {
+		return failed, firstErr
+	}
+	return failed, nil
+}
+
+func (q *Queue) sendBatch(ctx context.Context, work []domain.Work) ([]domain.Work, error) {
+	entries := make([]types.SendMessageBatchRequestEntry, len(work))
+	for i, w := range work {
+		body, _ := json.Marshal(message{RequestID: w.RequestID, Attempt: w.Attempt})
+		entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(body))}
+	}
+	out, err := q.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+	if err != nil {
+		return work, fmt.Errorf("sqs: send batch: %w", err)
+	}
+	var bad []domain.Work
+	for _, f := range out.Failed {
+		i, err := strconv.Atoi(aws.ToString(f.Id))
+		if err == nil && i >= 0 && i < len(work) {
+			bad = append(bad, work[i])
+		}
+	}
+	return bad, nil
+}
+
+// Send enqueues one JSON message (populate messages).
+func (q *Queue) Send(ctx context.Context, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(body))}); err != nil {
+		return fmt.Errorf("sqs: send: %w", err)
+	}
+	return nil
+}
+
+// SendKick enqueues a "refill model" message that becomes visible after delay (at most 15
+// minutes, SQS's cap). Workers send one when they schedule a retry, so the request is claimed
+// when its back-off ends rather than at the next scheduled dispatch.
+func (q *Queue) SendKick(ctx context.Context, model string, delay time.Duration) error {
+	body, _ := json.Marshal(message{Kick: model})
+	secs := int32(min(max(delay.Round(time.Second)/time.Second, 0), 900))
+	_, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(body)), DelaySeconds: secs})
+	if err != nil {
+		return fmt.Errorf("sqs: send kick: %w", err)
+	}
+	return nil
+}
+
+// message is the wire form of a work-queue message: either a claimed request or a kick.
+type message struct {
+	RequestID string `json:"r,omitempty"`
+	Attempt   int    `json:"a,omitempty"`
+	Kick      string `json:"k,omitempty"`
+}
+
+// ParseMessage decodes a work-queue message body into a claimed request or, for a kick, the
+// model to refill.
+func ParseMessage(body string) (w domain.Work, kickModel string, err error) {
+	var m message
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		return w, "", fmt.Errorf("sqs: malformed work message: %w", err)
+	}
+	if m.Kick != "" {
+		return w, m.Kick, nil
+	}
+	if m.RequestID == "" || m.Attempt <= 0 {
+		return w, "", fmt.Errorf("sqs: malformed work message: no request id or attempt")
+	}
+	return domain.Work{RequestID: m.RequestID, Attempt: m.Attempt}, "", nil
+}
+
+// PopulateMessage asks the populate function to expand a batch's input file.
+type PopulateMessage struct {
+	BatchID string `json:"batch_id"`
+}

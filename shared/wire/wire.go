@@ -1,0 +1,145 @@
+// Package wire builds fusillade's adapters from a config.Config: the Postgres store, the S3
+// blob store, the queues, the secrets resolver, and on top of them the engine, the ingester and
+// the HTTP API. Every function's main and the local stack assemble themselves through it, so a
+// function on AWS and the same function in the local stack are wired identically.
+package wire
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/fusillade/fusillade/shared/config"
+	"github.com/fusillade/fusillade/shared/engine"
+	"github.com/fusillade/fusillade/shared/httpapi"
+	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/s3blob"
+	"github.com/fusillade/fusillade/shared/secrets"
+	"github.com/fusillade/fusillade/shared/sqsqueue"
+	"github.com/fusillade/fusillade/shared/upstream"
+)
+
+// App holds one process's adapters. Fields a function does not need are still built: they are
+// cheap (clients, no connections) and keeping one shape keeps the mains trivial.
+type App struct {
+	Config   config.Config
+	Log      *slog.Logger
+	Store    *postgres.Store
+	Blobs    *s3blob.Store
+	Work     *sqsqueue.Queue
+	Populate *sqsqueue.Queue
+	Secrets  *secrets.Resolver
+	Engine   *engine.Engine
+	Ingester *ingest.Ingester
+}
+
+// Options adjusts Open.
+type Options struct {
+	// Function names the process in worker records: api, populate, dispatch, worker, purge.
+	Function string
+	// AWS overrides the AWS configuration (the local stack passes static credentials); nil loads
+	// the default chain.
+	AWS *aws.Config
+	// Upstream overrides the upstream transport (tests); nil uses the tuned default.
+	Upstream http.RoundTripper
+	// Getenv resolves env: credential references; nil uses os.Getenv.
+	Getenv func(string) string
+	// Migrate applies pending migrations on open (the local stack, and the function the template
+	// marks with MIGRATE_ON_START).
+	Migrate bool
+}
+
+// NewLogger returns a JSON logger at level ("debug", "info", "warn", "error").
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// Open builds the App.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
+	if log == nil {
+		log = NewLogger(os.Stdout, cfg.LogLevel)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	var awsCfg aws.Config
+	if opts.AWS != nil {
+		awsCfg = *opts.AWS
+	} else {
+		var err error
+		if awsCfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.Region)); err != nil {
+			return nil, fmt.Errorf("aws config: %w", err)
+		}
+	}
+	var sm secrets.Fetcher
+	if cfg.DatabaseSecretARN != "" || opts.AWS == nil {
+		sm = secretsmanager.NewFromConfig(awsCfg)
+	}
+	res := secrets.NewResolver(opts.Getenv, sm)
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		var err error
+		if dbURL, err = res.DatabaseURL(ctx, cfg.DatabaseSecretARN); err != nil {
+			return nil, err
+		}
+	}
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Migrate {
+		n, err := store.Migrate(ctx)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("applied migrations", "count", n)
+		}
+	}
+	a := &App{Config: cfg, Log: log, Store: store, Secrets: res}
+	a.Blobs = s3blob.New(s3blob.NewClient(awsCfg, cfg.S3Endpoint, cfg.S3PathStyle), cfg.Bucket)
+	sqsClient := sqsqueue.NewClient(awsCfg, cfg.SQSEndpoint)
+	a.Work = sqsqueue.New(sqsClient, cfg.WorkQueue)
+	a.Populate = sqsqueue.New(sqsClient, cfg.PopulateQueue)
+	up := upstream.New(upstream.Config{
+		FirstByteTimeout:  cfg.FirstByteTimeout,
+		BodyTimeout:       cfg.BodyTimeout,
+		MaxResponseBytes:  cfg.MaxResponseBytes,
+		RetriableStatuses: cfg.RetriableStatuses,
+		StreamablePaths:   cfg.StreamablePaths,
+		Transport:         opts.Upstream,
+	})
+	a.Engine = engine.New(engine.Config{
+		Retry:             cfg.Retry,
+		ClaimTimeout:      cfg.ClaimTimeout,
+		ProcessingTimeout: cfg.ProcessingTimeout,
+		StaleWorker:       cfg.StaleWorker,
+		UrgencyWeight:     cfg.UrgencyWeight,
+		Function:          opts.Function,
+	}, engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log})
+	a.Ingester = ingest.New(store, a.Blobs, a.Engine, ingest.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxLines: cfg.MaxLines}, log, nil)
+	return a, nil
+}
+
+// API returns the HTTP API handler.
+func (a *App) API() http.Handler {
+	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins},
+		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Populate: a.Populate, Logger: a.Log})
+}
+
+// Close releases the database pool.
+func (a *App) Close() { a.Store.Close() }

@@ -148,6 +148,6 @@ func (s *server) fileContent(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", f.Filename))
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, body); err != nil {
-		s.log.WarnContext(r.Context(), "file download interrupted", "file_id", f.ID, "err", err)
+		s.log.DebugContext(r.Context(), "file download interrupted", "file_id", f.ID, "err", err)
 	}
 }

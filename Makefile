@@ -1,0 +1,54 @@
+# fusillade: `make run` starts the whole stack locally, `make test` runs every test.
+# Both install what is missing (the PostgreSQL server) through the system package manager.
+
+GO        ?= go
+FUNCTIONS := api populate dispatch worker purge
+LDFLAGS   := -s -w
+PG_BIN    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
+
+.PHONY: run test vet deps build clean $(addprefix build-,$(FUNCTIONS))
+
+## deps: install the PostgreSQL server binaries when they are missing (Debian/Ubuntu).
+deps:
+ifeq ($(PG_BIN),)
+	@echo "installing PostgreSQL server (initdb not found)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null
+endif
+
+## run: the whole stack on 127.0.0.1:8080 with a bundled example batch.
+run: deps
+	$(GO) run ./cmd/fusillade run $(ARGS)
+
+## vet: static checks.
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+## test: vet, then every Go test with the race detector against one throwaway PostgreSQL.
+test: deps vet
+	$(GO) run ./cmd/fusillade with-postgres -- $(GO) test -race -count=1 -timeout 20m ./...
+
+## build: linux/arm64 bootstraps for every function under build/<function>/bootstrap.
+build: $(addprefix build/,$(addsuffix /bootstrap,$(FUNCTIONS)))
+
+build/%/bootstrap: FORCE
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $@ ./functions/$*
+
+.PHONY: FORCE
+FORCE:
+
+# Targets called by `sam build` (BuildMethod: makefile); SAM sets ARTIFACTS_DIR.
+build-ApiFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/api
+build-PopulateFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/populate
+build-DispatchFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/dispatch
+build-WorkerFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/worker
+build-PurgeFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/purge
+
+clean:
+	rm -rf build .data

@@ -1,0 +1,26 @@
+package mockupstream
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// BenchmarkChatHandler measures the mock's own cost per request, without
+// the network, so load tests know how little of their budget it takes.
+func BenchmarkChatHandler(b *testing.B) {
+	s := New(Config{})
+	body := []byte(jsonString(chatBody("m1", "benchmark prompt", nil)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(body))
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("status %d", w.Code)
+			}
+		}
+	})
+}

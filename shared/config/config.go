@@ -42,7 +42,7 @@ type Config struct {
 	UrgencyWeight     float64            // URGENCY_WEIGHT: 0 = tenant fairness only, 1 = earliest deadline only; default 0.5
 
 	FirstByteTimeout  time.Duration // UPSTREAM_FIRST_BYTE_TIMEOUT_MS: default 540s
-	BodyTimeout       time.Duration // UPSTREAM_BODY_TIMEOUT_MS: default 60s
+	BodyTimeout       time.Duration // UPSTREAM_BODY_TIMEOUT_MS: reading the body after headers (for streams, the whole generation); default 300s
 	MaxResponseBytes  int64         // UPSTREAM_MAX_RESPONSE_BYTES: default 32 MiB
 	RetriableStatuses []int         // RETRIABLE_STATUSES: beyond 5xx/429/408; default "404,499"
 	StreamablePaths   []string      // STREAMABLE_ENDPOINTS: comma-separated paths sent as SSE; default none
@@ -85,7 +85,7 @@ func Load(getenv func(string) string) (Config, error) {
 		StaleWorker:       e.ms("STALE_WORKER_MS", time.Minute),
 		UrgencyWeight:     e.float("URGENCY_WEIGHT", 0.5),
 		FirstByteTimeout:  e.ms("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 540*time.Second),
-		BodyTimeout:       e.ms("UPSTREAM_BODY_TIMEOUT_MS", 60*time.Second),
+		BodyTimeout:       e.ms("UPSTREAM_BODY_TIMEOUT_MS", 300*time.Second),
 		MaxResponseBytes:  int64(e.int("UPSTREAM_MAX_RESPONSE_BYTES", 32<<20)),
 		RetriableStatuses: e.ints("RETRIABLE_STATUSES", "404,499"),
 		StreamablePaths:   e.list("STREAMABLE_ENDPOINTS", ""),

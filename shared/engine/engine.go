@@ -32,7 +32,7 @@ type Store interface {
 	BeginFinalize(ctx context.Context, batchID string, now time.Time) (string, bool, error)
 	RestartFinalize(ctx context.Context, batchID string, now, staleBefore time.Time) (string, bool, error)
 	BatchesToFinalize(ctx context.Context, staleBefore time.Time) ([]string, error)
-	SealBatch(ctx context.Context, batchID string, output, errorsFile *domain.File, usage []byte, now time.Time) error
+	SealBatch(ctx context.Context, batchID string, output, errorsFile postgres.Sealed, usage []byte, now time.Time) error
 	EachResult(ctx context.Context, batchID string, output bool, fn func(domain.ResultRow) error) error
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	Heartbeat(ctx context.Context, w postgres.WorkerRecord, now time.Time) error

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 // tryFinalize seals the batch if the caller's write finished its last request. Failures are
@@ -60,53 +61,48 @@ func ObjectKey(tenantID, batchID string, output bool) string {
 	return fmt.Sprintf("tenants/%s/batches/%s/%s.jsonl", tenantID, batchID, kind)
 }
 
-// writeResults streams one file from Postgres into S3 and returns its file record, or nil when
-// the file would be empty.
-func (e *Engine) writeResults(ctx context.Context, tenantID, batchID string, output bool, usage *usageSum) (*domain.File, error) {
+// writeResults streams one file from Postgres into S3. An empty file is not kept.
+func (e *Engine) writeResults(ctx context.Context, tenantID, batchID string, output bool, usage *usageSum) (postgres.Sealed, error) {
 	key := ObjectKey(tenantID, batchID, output)
 	pr, pw := io.Pipe()
-	var lines int
-	var bytesOut int64
+	var sealed postgres.Sealed
 	go func() {
 		buf := make([]byte, 0, 64<<10)
+		flush := func() error {
+			n, err := pw.Write(buf)
+			sealed.Bytes += int64(n)
+			buf = buf[:0]
+			return err
+		}
 		err := e.store.EachResult(ctx, batchID, output, func(row domain.ResultRow) error {
 			if usage != nil {
 				usage.add(row.Body)
 			}
 			buf = domain.AppendResultLine(buf, row)
-			lines++
+			sealed.Lines++
 			if len(buf) >= 48<<10 {
-				n, err := pw.Write(buf)
-				bytesOut += int64(n)
-				buf = buf[:0]
-				return err
+				return flush()
 			}
 			return nil
 		})
 		if err == nil && len(buf) > 0 {
-			n, werr := pw.Write(buf)
-			bytesOut += int64(n)
-			err = werr
+			err = flush()
 		}
 		pw.CloseWithError(err)
 	}()
 	if err := e.blobs.Put(ctx, key, pr, "application/jsonl"); err != nil {
 		pr.CloseWithError(err)
-		return nil, err
+		return sealed, err
 	}
-	if lines == 0 {
+	if sealed.Lines == 0 {
 		// Nothing to keep: OpenAI reports no file id rather than an empty file.
 		if err := e.blobs.Delete(ctx, key); err != nil {
 			e.log.WarnContext(ctx, "delete empty result object", "key", key, "err", err)
 		}
-		return nil, nil
+		return sealed, nil
 	}
-	purpose, name := domain.PurposeBatchOutput, batchID+"_output.jsonl"
-	if !output {
-		purpose, name = domain.PurposeBatchError, batchID+"_error.jsonl"
-	}
-	return &domain.File{ID: domain.NewFileID(), TenantID: tenantID, Filename: name, Purpose: purpose, Bytes: bytesOut,
-		Status: "processed", ObjectKey: key, Lines: lines, BatchID: batchID, CreatedAt: e.now()}, nil
+	sealed.Key = key
+	return sealed, nil
 }
 
 // usageSum adds up the upstream "usage" of completed responses for the batch's usage field.

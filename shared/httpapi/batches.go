@@ -79,7 +79,8 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: p.TenantID, InputFileID: f.ID, Endpoint: req.Endpoint,
 		CompletionWindow: req.CompletionWindow, Status: domain.BatchValidating, Metadata: req.Metadata,
-		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window)}
+		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window),
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}
 	if err := s.store.InsertBatch(r.Context(), b); err != nil {
 		s.error(w, r, err)
 		return

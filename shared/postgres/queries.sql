@@ -60,8 +60,17 @@ WHERE b.id = $1;
 -- ─── batches ───────────────────────────────────────────────────────────────────────────────────
 
 -- name: InsertBatch
-INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9);
+-- The output and error file ids are reserved at creation so that partial results can be read
+-- while the batch runs; sealing fills in their content (or drops one that stays empty).
+INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
+                     output_file_id, error_file_id)
+VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11);
+
+-- name: SealFile
+-- Records the sealed content of a batch's output or error file; an empty one is dropped.
+UPDATE files
+SET object_key = $2, bytes = $3, line_count = $4, deleted_at = CASE WHEN $4 = 0 THEN $5::timestamptz END
+WHERE id = $1;
 
 -- name: GetBatch
 -- Counts: frozen columns once the batch is sealed, live counts while it runs.
@@ -114,10 +123,17 @@ SELECT count(*),
 FROM requests WHERE batch_id = $1;
 
 -- name: SealBatch
+-- Completes a finalizing batch with frozen counts. An output or error file that stayed empty is
+-- unlinked: OpenAI reports a null output_file_id when nothing succeeded.
 UPDATE batches
-SET status = 'completed', completed_at = $2, total = $3, completed = $4, failed = $5,
-    output_file_id = nullif($6, ''), error_file_id = nullif($7, ''), usage = $8
-WHERE id = $1 AND status = 'finalizing';
+SET status = 'completed', completed_at = $2, total = $3, completed = $4, failed = $5, usage = $8,
+    output_file_id = CASE WHEN $6 THEN output_file_id END,
+    error_file_id = CASE WHEN $7 THEN error_file_id END
+WHERE id = $1 AND status = 'finalizing'
+RETURNING coalesce(output_file_id, ''), coalesce(error_file_id, '');
+
+-- name: BatchFiles
+SELECT coalesce(output_file_id, ''), coalesce(error_file_id, '') FROM batches WHERE id = $1;
 
 -- name: BatchesToFinalize
 -- Safety net for the sweep: running batches with no unfinished request, and finalisations that

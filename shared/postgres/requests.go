@@ -185,35 +185,52 @@ func (s *Store) RestartFinalize(ctx context.Context, batchID string, now, staleB
 	return tenantID, true, nil
 }
 
-// SealBatch completes a finalizing batch: freezes its counts and records its output and error
-// files (either may be absent), in one transaction.
-func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFile *domain.File, usage []byte, now time.Time) error {
+// Sealed describes a result file written to S3 by finalisation.
+type Sealed struct {
+	Key   string
+	Bytes int64
+	Lines int
+}
+
+// BatchFiles returns the ids of a batch's output and error files.
+func (s *Store) BatchFiles(ctx context.Context, batchID string) (output, errorsFile string, err error) {
+	err = s.pool.QueryRow(ctx, q("BatchFiles"), batchID).Scan(&output, &errorsFile)
+	if err != nil {
+		return "", "", fmt.Errorf("batch files %s: %w", batchID, err)
+	}
+	return output, errorsFile, nil
+}
+
+// SealBatch completes a finalizing batch in one transaction: records the content of its output
+// and error files (dropping one that is empty) and freezes its counts.
+func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFile Sealed, usage []byte, now time.Time) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var total, completed, failed int64
 		if err := tx.QueryRow(ctx, q("BatchCountsForSeal"), batchID).Scan(&total, &completed, &failed); err != nil {
 			return fmt.Errorf("seal %s: counts: %w", batchID, err)
 		}
 		var outID, errID string
-		for _, f := range []*domain.File{output, errorsFile} {
-			if f == nil {
+		if err := tx.QueryRow(ctx, q("BatchFiles"), batchID).Scan(&outID, &errID); err != nil {
+			return fmt.Errorf("seal %s: files: %w", batchID, err)
+		}
+		for _, f := range []struct {
+			id string
+			s  Sealed
+		}{{outID, output}, {errID, errorsFile}} {
+			if f.id == "" {
 				continue
 			}
-			if err := insertFile(ctx, tx, *f); err != nil {
-				return fmt.Errorf("seal %s: %w", batchID, err)
+			if _, err := tx.Exec(ctx, q("SealFile"), f.id, f.s.Key, f.s.Bytes, f.s.Lines, now); err != nil {
+				return fmt.Errorf("seal %s: file %s: %w", batchID, f.id, err)
 			}
 		}
-		if output != nil {
-			outID = output.ID
+		var a, b string
+		err := tx.QueryRow(ctx, q("SealBatch"), batchID, now, total, completed, failed, output.Lines > 0, errorsFile.Lines > 0, usage).Scan(&a, &b)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return domain.ErrStateConflict
 		}
-		if errorsFile != nil {
-			errID = errorsFile.ID
-		}
-		tag, err := tx.Exec(ctx, q("SealBatch"), batchID, now, total, completed, failed, outID, errID, usage)
 		if err != nil {
 			return fmt.Errorf("seal %s: %w", batchID, err)
-		}
-		if tag.RowsAffected() != 1 {
-			return domain.ErrStateConflict
 		}
 		return nil
 	})

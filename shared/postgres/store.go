@@ -203,7 +203,8 @@ func (s *Store) GetFile(ctx context.Context, tenantID, id string) (domain.File, 
 
 // ─── batches ────────────────────────────────────────────────────────────────────────────────────
 
-// InsertBatch records a new batch in status validating.
+// InsertBatch records a new batch in status validating together with its (still empty) output
+// and error files, whose ids must be set in b.
 func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 	meta, err := json.Marshal(b.Metadata)
 	if err != nil {
@@ -212,12 +213,23 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 	if b.Metadata == nil {
 		meta = nil
 	}
-	_, err = s.pool.Exec(ctx, q("InsertBatch"), b.ID, b.TenantID, b.InputFileID, b.Endpoint, b.CompletionWindow, meta,
-		b.Counts.Total, b.CreatedAt, b.ExpiresAt)
-	if err != nil {
-		return fmt.Errorf("insert batch: %w", err)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, f := range []struct{ id, purpose, suffix string }{
+			{b.OutputFileID, domain.PurposeBatchOutput, "_output.jsonl"},
+			{b.ErrorFileID, domain.PurposeBatchError, "_error.jsonl"},
+		} {
+			if err := insertFile(ctx, tx, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
+				Status: "processed", BatchID: b.ID, CreatedAt: b.CreatedAt}); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, q("InsertBatch"), b.ID, b.TenantID, b.InputFileID, b.Endpoint, b.CompletionWindow, meta,
+			b.Counts.Total, b.CreatedAt, b.ExpiresAt, b.OutputFileID, b.ErrorFileID)
+		if err != nil {
+			return fmt.Errorf("insert batch: %w", err)
+		}
+		return nil
+	})
 }
 
 // GetBatch returns a tenant's batch with live counts.

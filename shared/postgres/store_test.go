@@ -56,7 +56,8 @@ func (f *fixture) batch(t *testing.T, n int, models ...string) string {
 		Purpose: domain.PurposeBatch, Status: "processed", CreatedAt: f.now}))
 	id := domain.NewBatchID()
 	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: f.tenant, InputFileID: fileID,
-		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour)}))
+		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour),
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
 	reqs := make([]postgres.NewRequest, n)
 	for i := range reqs {
 		m := models[i%len(models)]

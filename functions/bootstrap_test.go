@@ -110,8 +110,8 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	t.Run("api answers an API Gateway v2 request", func(t *testing.T) {
 		status, out := invoke(t, rie, boot["api"], env, map[string]any{
 			"version": "2.0", "routeKey": "$default", "rawPath": "/v1/batches/batch_missing", "rawQueryString": "",
-			"headers":        map[string]string{"authorization": "Bearer " + st.APIKey, "accept": "application/json"},
-			"requestContext": map[string]any{"http": map[string]any{"method": "GET", "path": "/v1/batches/batch_missing", "sourceIp": "127.0.0.1"}},
+			"headers":         map[string]string{"authorization": "Bearer " + st.APIKey, "accept": "application/json"},
+			"requestContext":  map[string]any{"http": map[string]any{"method": "GET", "path": "/v1/batches/batch_missing", "sourceIp": "127.0.0.1"}},
 			"isBase64Encoded": false,
 		})
 		require.Equal(t, http.StatusOK, status, "%s", out)

@@ -159,4 +159,3 @@ func parseLatency(s string) (mockupstream.Latency, error) {
 	}
 	return mockupstream.Fixed(d), nil
 }
-

@@ -162,3 +162,18 @@ func TestClaimStartFinishIsFencedByAttempt(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ok, "only one finaliser is elected")
 }
+
+func TestEveryQueryParses(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	conn, err := s.Pool().Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	for name, sql := range postgres.Queries() {
+		_, err := conn.Exec(ctx, "PREPARE q AS "+sql)
+		require.NoError(t, err, "query %s", name)
+		_, err = conn.Exec(ctx, "DEALLOCATE q")
+		require.NoError(t, err)
+	}
+}

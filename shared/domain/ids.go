@@ -53,3 +53,17 @@ func NewAPIKey() string { return KeyPrefix + randomBase62(40) }
 func OutputLineID(requestID string) string {
 	return RequestPrefix + strings.ReplaceAll(requestID, "-", "")
 }
+
+// ParseRequestID accepts a request id as output lines show it ("batch_req_" plus 32 hex
+// characters) or as a plain uuid, and returns the uuid form.
+func ParseRequestID(s string) (string, bool) {
+	h := strings.ReplaceAll(strings.TrimPrefix(s, RequestPrefix), "-", "")
+	if len(h) != 32 {
+		return "", false
+	}
+	if _, err := hex.DecodeString(h); err != nil {
+		return "", false
+	}
+	h = strings.ToLower(h)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], true
+}

@@ -35,6 +35,9 @@ type Store interface {
 	SealBatch(ctx context.Context, batchID string, output, errorsFile postgres.Sealed, usage []byte, now time.Time) error
 	EachResult(ctx context.Context, batchID string, output bool, fn func(domain.ResultRow) error) error
 	ListModels(ctx context.Context) ([]domain.Model, error)
+	CancelMarks(ctx context.Context, ids []string) ([]postgres.Abort, error)
+	ExpireDue(ctx context.Context, now time.Time) ([]postgres.Expired, error)
+	Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects postgres.PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (postgres.PurgeStats, error)
 	Heartbeat(ctx context.Context, w postgres.WorkerRecord, now time.Time) error
 	StopWorker(ctx context.Context, id string, now time.Time) error
 }
@@ -74,8 +77,14 @@ type Config struct {
 	// HeartbeatEvery is how often a running worker refreshes its liveness record. Default 10s; must
 	// stay well under StaleWorker.
 	HeartbeatEvery time.Duration
+	// CancelPollEvery is how often a worker checks whether its running requests were cancelled or
+	// their batch expired, i.e. the longest an aborted upstream call keeps running. Default 2s.
+	CancelPollEvery time.Duration
 	// FinalizeStale is how long a finalisation may run before the sweep takes it over. Default 10m.
 	FinalizeStale time.Duration
+	// PurgeChunk is how many rows per table one purge statement deletes. Default 1000
+	// (fusillade's purge_batch_size).
+	PurgeChunk int
 	// MaxClaim caps one claim statement (and so one burst of messages). Default 1000.
 	MaxClaim int
 	// Function and Instance name this process in worker records ("worker", "dispatch", …; a
@@ -94,6 +103,10 @@ func (c *Config) defaults() {
 	c.PersistMargin = orDuration(c.PersistMargin, 5*time.Second)
 	c.HeartbeatEvery = orDuration(c.HeartbeatEvery, 10*time.Second)
 	c.FinalizeStale = orDuration(c.FinalizeStale, 10*time.Minute)
+	c.CancelPollEvery = orDuration(c.CancelPollEvery, 2*time.Second)
+	if c.PurgeChunk <= 0 {
+		c.PurgeChunk = 1000
+	}
 	if c.MaxClaim <= 0 {
 		c.MaxClaim = 1000
 	}

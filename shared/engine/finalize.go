@@ -11,9 +11,10 @@ import (
 	"github.com/fusillade/fusillade/shared/postgres"
 )
 
-// tryFinalize seals the batch if the caller's write finished its last request. Failures are
-// logged: the sweep retries finalisations that did not complete.
-func (e *Engine) tryFinalize(ctx context.Context, batchID string) {
+// TryFinalize seals the batch if every request is finished and nobody else is sealing it. The
+// worker calls it after each terminal write, the API after a cancel. Failures are logged: the
+// sweep retries finalisations that did not complete.
+func (e *Engine) TryFinalize(ctx context.Context, batchID string) {
 	tenantID, ok, err := e.store.BeginFinalize(ctx, batchID, e.now())
 	if err != nil {
 		e.log.ErrorContext(ctx, "begin finalize", "batch_id", batchID, "err", err)

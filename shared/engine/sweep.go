@@ -3,22 +3,42 @@ package engine
 import (
 	"context"
 	"errors"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 // SweepStats summarises a Sweep.
 type SweepStats struct {
 	Rescued   int
+	Expired   int
 	Finalized int
+	Purged    postgres.PurgeStats
 	Dispatch  DispatchStats
 }
 
-// Sweep is the scheduled maintenance pass: it rescues stuck requests (refilling their models at
-// once), and finalises batches whose last request finished without a finaliser (a crash between
-// the last write and the seal) or whose finalisation was interrupted.
+// Sweep is the scheduled maintenance pass: it expires batches whose completion window closed,
+// rescues stuck requests (refilling their models at once), finalises batches whose last request
+// finished without a finaliser (a crash between the last write and the seal) or whose
+// finalisation was interrupted, and purges deleted and expired data in bounded chunks.
 func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
 	var st SweepStats
 	var errs []error
 	now := e.now()
+	for {
+		expired, err := e.store.ExpireDue(ctx, now)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		st.Expired += len(expired)
+		for _, x := range expired {
+			e.log.InfoContext(ctx, "batch expired", "batch_id", x.BatchID)
+		}
+		if len(expired) < 100 || ctx.Err() != nil {
+			break
+		}
+	}
 	rescued, err := e.store.Rescue(ctx, now, e.cfg.ClaimTimeout, e.cfg.ProcessingTimeout, e.cfg.StaleWorker)
 	if err != nil {
 		errs = append(errs, err)
@@ -27,6 +47,9 @@ func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
 	seen := map[string]bool{}
 	var models []string
 	for _, r := range rescued {
+		if r.State.Terminal() {
+			continue // its batch was cancelled or expired; the finalisation pass below seals it
+		}
 		if !seen[r.Model] {
 			seen[r.Model] = true
 			models = append(models, r.Model)
@@ -74,5 +97,42 @@ func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
 			st.Finalized++
 		}
 	}
+	p, err := e.purge(ctx, now)
+	st.Purged = p
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return st, errors.Join(errs...)
+}
+
+// purge drains deletions chunk by chunk while the invocation has time left. Data soft-deleted
+// less than ProcessingTimeout ago is left alone, so no running request loses its row or prompt.
+func (e *Engine) purge(ctx context.Context, now time.Time) (postgres.PurgeStats, error) {
+	var total postgres.PurgeStats
+	grace := now.Add(-e.cfg.ProcessingTimeout)
+	del := func(ctx context.Context, keys []string) error {
+		for _, k := range keys {
+			if err := e.blobs.Delete(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for ctx.Err() == nil {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 5*time.Second {
+			break
+		}
+		st, err := e.store.Purge(ctx, e.cfg.PurgeChunk, now, grace, del, ObjectKey)
+		total.Requests += st.Requests
+		total.Batches += st.Batches
+		total.Files += st.Files
+		total.ErasedPrompts += st.ErasedPrompts
+		if err != nil {
+			return total, err
+		}
+		if st == (postgres.PurgeStats{}) {
+			break
+		}
+	}
+	return total, nil
 }

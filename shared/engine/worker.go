@@ -18,23 +18,35 @@ import (
 // message may be deleted). A duplicate or stale delivery is acknowledged without calling the
 // upstream. An error means the message should come back (for example the database was
 // unreachable before the request started); the fenced writes make the redelivery harmless.
+//
+// While requests run, a watcher polls every CancelPollEvery for requests that were cancelled (one
+// by one, or with their batch) or whose batch expired, and aborts their upstream calls.
 func (e *Engine) Process(ctx context.Context, work []domain.Work) []error {
 	errs := make([]error, len(work))
 	stop := e.beat(ctx)
 	defer stop()
+	w := newWatcher()
+	wctx, cancelWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		e.watch(wctx, w)
+	}()
 	var wg sync.WaitGroup
-	for i, w := range work {
+	for i, item := range work {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = e.processOne(ctx, w)
+			errs[i] = e.processOne(ctx, item, w)
 		}()
 	}
 	wg.Wait()
+	cancelWatch()
+	<-watchDone
 	return errs
 }
 
-func (e *Engine) processOne(ctx context.Context, w domain.Work) error {
+func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) error {
 	job, err := e.store.StartProcessing(ctx, w, e.cfg.Instance, e.now())
 	if errors.Is(err, domain.ErrStateConflict) {
 		e.log.DebugContext(ctx, "dropping duplicate or stale delivery", "request_id", w.RequestID, "attempt", w.Attempt)
@@ -43,7 +55,14 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work) error {
 	if err != nil {
 		return err
 	}
-	out := e.execute(ctx, job)
+	callCtx, abort := watch.add(ctx, w.RequestID)
+	out := e.execute(callCtx, job)
+	if a, aborted := watch.remove(w.RequestID); aborted && out.State != domain.StateCompleted {
+		// Stopped on purpose. A response that arrived before the abort is kept (completed wins).
+		out = domain.Outcome{Work: job.Work, Model: out.Model, State: a.State, ErrorCode: a.Code,
+			ErrorMessage: abortMessage(a.Code), RoutedModel: out.RoutedModel}
+	}
+	abort()
 	// The result must be written even if the invocation is being cut short: detach from ctx's
 	// cancellation but keep a bound.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.PersistMargin)
@@ -58,24 +77,111 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work) error {
 		e.log.InfoContext(ctx, "result fenced out: request was rescued meanwhile", "request_id", w.RequestID, "attempt", w.Attempt)
 		return nil
 	}
-	if out.State == domain.StateFailed {
-		e.failed.Add(1)
-	} else if out.State == domain.StateCompleted {
+	switch won[0].State {
+	case domain.StateCompleted:
 		e.processed.Add(1)
+	case domain.StatePending:
+	default:
+		e.failed.Add(1)
 	}
 	// The slot is free: refill it now, not at the next scheduled dispatch.
 	if _, err := e.Refill(pctx, out.Model); err != nil {
 		e.log.WarnContext(ctx, "refill after completion", "model", out.Model, "err", err)
 	}
-	if out.State == domain.StatePending {
+	if won[0].State == domain.StatePending {
 		// A retry with a back-off: make sure someone claims it when the back-off ends.
 		if err := e.queue.SendKick(pctx, out.Model, out.NotBefore.Sub(e.now())); err != nil {
 			e.log.WarnContext(ctx, "schedule retry kick", "model", out.Model, "err", err)
 		}
 		return nil
 	}
-	e.tryFinalize(pctx, won[0].BatchID)
+	e.TryFinalize(pctx, won[0].BatchID)
 	return nil
+}
+
+func abortMessage(code string) string {
+	switch code {
+	case domain.CodeBatchExpired:
+		return "This request could not be executed before the completion window expired."
+	case domain.CodeBatchCancelled:
+		return "This request was cancelled with its batch before it completed."
+	}
+	return "This request was cancelled before it completed."
+}
+
+// watcher tracks the running requests of one invocation so they can be aborted.
+type watcher struct {
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+	aborted map[string]postgres.Abort
+}
+
+func newWatcher() *watcher {
+	return &watcher{running: map[string]context.CancelFunc{}, aborted: map[string]postgres.Abort{}}
+}
+
+func (w *watcher) add(ctx context.Context, id string) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	w.running[id] = cancel
+	w.mu.Unlock()
+	return c, cancel
+}
+
+func (w *watcher) remove(id string) (postgres.Abort, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.running, id)
+	a, ok := w.aborted[id]
+	delete(w.aborted, id)
+	return a, ok
+}
+
+func (w *watcher) ids() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.running))
+	for id := range w.running {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (w *watcher) abort(a postgres.Abort) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cancel, ok := w.running[a.RequestID]; ok {
+		w.aborted[a.RequestID] = a
+		cancel()
+	}
+}
+
+// watch polls for cancel marks on the running requests until ctx ends.
+func (e *Engine) watch(ctx context.Context, w *watcher) {
+	t := time.NewTicker(e.cfg.CancelPollEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ids := w.ids()
+		if len(ids) == 0 {
+			continue
+		}
+		marks, err := e.store.CancelMarks(ctx, ids)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.WarnContext(ctx, "poll cancellations", "err", err)
+			}
+			continue
+		}
+		for _, m := range marks {
+			e.log.InfoContext(ctx, "aborting request", "request_id", m.RequestID, "reason", m.Code)
+			w.abort(m)
+		}
+	}
 }
 
 // execute calls the upstream and turns the result into the outcome to persist.

@@ -74,7 +74,7 @@ WHERE id = $1;
 
 -- name: GetBatch
 -- Counts: frozen columns once the batch is sealed, live counts while it runs.
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, coalesce(b.model, ''),
+SELECT b.id, b.tenant_id, coalesce(b.input_file_id, ''), b.endpoint, b.completion_window, b.status, coalesce(b.model, ''),
        b.metadata, b.errors, coalesce(b.output_file_id, ''), coalesce(b.error_file_id, ''),
        b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at,
        b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at,
@@ -107,12 +107,13 @@ SET status = 'failed', failed_at = $2, errors = $3
 WHERE id = $1 AND status = 'validating';
 
 -- name: BeginFinalize
--- The guarded step that elects exactly one finaliser: the batch must be running and have no
--- unfinished request. Called after the commit of a request's last write, so the caller that
--- committed last is guaranteed to see every other request finished.
+-- The guarded step that elects exactly one finaliser: the batch must be running (or cancelling),
+-- not already being sealed, and have no unfinished request. Called after the commit of a
+-- request's last write, so the caller that committed last is guaranteed to see every other
+-- request finished. A cancelling batch keeps its status while it is sealed.
 UPDATE batches b
-SET status = 'finalizing', finalizing_at = $2
-WHERE b.id = $1 AND b.status = 'in_progress'
+SET finalizing_at = $2, status = CASE WHEN b.status = 'in_progress' THEN 'finalizing' ELSE b.status END
+WHERE b.id = $1 AND b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing'))
 RETURNING b.tenant_id;
 
@@ -123,29 +124,34 @@ SELECT count(*),
 FROM requests WHERE batch_id = $1;
 
 -- name: SealBatch
--- Completes a finalizing batch with frozen counts. An output or error file that stayed empty is
--- unlinked: OpenAI reports a null output_file_id when nothing succeeded.
+-- Ends a batch being sealed with frozen counts: cancelled if it was cancelled, expired if its
+-- window closed, completed otherwise (even when every request failed, as OpenAI does). An output
+-- or error file that stayed empty is unlinked: OpenAI reports a null output_file_id when nothing
+-- succeeded.
 UPDATE batches
-SET status = 'completed', completed_at = $2, total = $3, completed = $4, failed = $5, usage = $8,
+SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
+    completed_at = CASE WHEN cancelling_at IS NULL AND expired_at IS NULL THEN $2::timestamptz END,
+    cancelled_at = CASE WHEN cancelling_at IS NOT NULL THEN $2::timestamptz END,
+    total = $3, completed = $4, failed = $5, usage = $8,
     output_file_id = CASE WHEN $6 THEN output_file_id END,
     error_file_id = CASE WHEN $7 THEN error_file_id END
-WHERE id = $1 AND status = 'finalizing'
+WHERE id = $1 AND finalizing_at IS NOT NULL AND status IN ('finalizing', 'cancelling')
 RETURNING coalesce(output_file_id, ''), coalesce(error_file_id, '');
 
 -- name: BatchFiles
 SELECT coalesce(output_file_id, ''), coalesce(error_file_id, '') FROM batches WHERE id = $1;
 
 -- name: BatchesToFinalize
--- Safety net for the sweep: running batches with no unfinished request, and finalisations that
--- were interrupted (finalizing for longer than $2).
+-- Safety net for the sweep: running or cancelling batches with no unfinished request that nobody
+-- is sealing, and sealings that stalled (started before $1).
 SELECT b.id FROM batches b
-WHERE (b.status = 'in_progress'
+WHERE (b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing')))
-   OR (b.status = 'finalizing' AND b.finalizing_at < $1)
+   OR (b.status IN ('finalizing', 'cancelling') AND b.finalizing_at < $1)
 LIMIT 100;
 
 -- name: RestartFinalize
-UPDATE batches SET finalizing_at = $2 WHERE id = $1 AND status = 'finalizing' AND finalizing_at < $3
+UPDATE batches SET finalizing_at = $2 WHERE id = $1 AND status IN ('finalizing', 'cancelling') AND finalizing_at < $3
 RETURNING tenant_id;
 
 -- ─── requests: ingest ──────────────────────────────────────────────────────────────────────────
@@ -180,7 +186,7 @@ running AS (
            (1 - $4::float8) * coalesce(l.n, 0) / greatest((SELECT max(n) FROM load), 1)
            + $4::float8 * least(greatest(extract(epoch FROM (b.expires_at - $3::timestamptz)) / 86400.0, 0), 1) AS score
     FROM batches b LEFT JOIN load l ON l.tenant_id = b.tenant_id
-    WHERE b.status = 'in_progress' AND $1 = ANY (b.models)
+    WHERE b.status = 'in_progress' AND b.expired_at IS NULL AND $1 = ANY (b.models)
 ),
 picked AS (
     SELECT q.id
@@ -225,46 +231,66 @@ UPDATE requests r
 SET state = 'processing', started_at = $3, owner = $4
 FROM batches b
 WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'claimed'
-  AND b.id = r.batch_id AND b.status = 'in_progress'
+  AND b.id = r.batch_id AND b.status = 'in_progress' AND b.expired_at IS NULL AND r.cancel_requested_at IS NULL
 RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, r.path, r.body, r.retries,
           b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata;
 
 -- name: FinishMany
--- processing → completed | failed | pending (retry), for many requests in one statement. Each
--- row is guarded on (state = processing, attempt); the ids returned are the ones that won.
+-- processing → completed | failed | pending (retry) | canceled | expired, for many requests in
+-- one statement. Each row is guarded on (state = processing, attempt); the rows returned are the
+-- ones that won. A retry of a request whose batch was cancelled or expired meanwhile ends the
+-- request instead, so nothing is left pending in a batch that will never be claimed again.
 UPDATE requests r
-SET state = f.state,
-    finished_at = CASE WHEN f.state = 'pending' THEN NULL ELSE f.at END,
-    response_status = nullif(f.status, 0),
-    response_body = f.body,
-    upstream_request_id = nullif(f.upstream_id, ''),
-    error_code = nullif(f.error_code, ''),
-    error_message = nullif(f.error_message, ''),
-    routed_model = nullif(f.routed_model, ''),
-    retries = CASE WHEN f.state = 'pending' THEN r.retries + 1 ELSE r.retries END,
-    not_before = CASE WHEN f.state = 'pending' THEN f.not_before ELSE r.not_before END,
-    claimed_at = CASE WHEN f.state = 'pending' THEN NULL ELSE r.claimed_at END,
-    started_at = CASE WHEN f.state = 'pending' THEN NULL ELSE r.started_at END,
+SET state = x.state,
+    finished_at = CASE WHEN x.state = 'pending' THEN NULL ELSE x.at END,
+    response_status = nullif(x.status, 0),
+    response_body = x.body,
+    upstream_request_id = nullif(x.upstream_id, ''),
+    error_code = x.error_code,
+    error_message = x.error_message,
+    routed_model = coalesce(nullif(x.routed_model, ''), r.routed_model),
+    retries = CASE WHEN x.state = 'pending' THEN r.retries + 1 ELSE r.retries END,
+    not_before = CASE WHEN x.state = 'pending' THEN x.not_before ELSE r.not_before END,
+    claimed_at = CASE WHEN x.state = 'pending' THEN NULL ELSE r.claimed_at END,
+    started_at = CASE WHEN x.state = 'pending' THEN NULL ELSE r.started_at END,
     owner = NULL
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::bytea[], $6::text[], $7::text[], $8::text[],
-            $9::timestamptz[], $10::text[], $11::timestamptz[])
-     AS f(id, attempt, state, status, body, upstream_id, error_code, error_message, not_before, routed_model, at)
-WHERE r.id = f.id AND r.attempt = f.attempt AND r.state = 'processing'
-RETURNING r.id::text, r.batch_id;
+FROM (
+    SELECT f.id, f.attempt, f.status, f.body, f.upstream_id, f.not_before, f.routed_model, f.at,
+           CASE WHEN f.state = 'pending' AND b.cancelling_at IS NOT NULL THEN 'canceled'
+                WHEN f.state = 'pending' AND b.expired_at IS NOT NULL THEN 'expired'
+                ELSE f.state END AS state,
+           CASE WHEN f.state = 'pending' AND b.cancelling_at IS NOT NULL THEN 'batch_cancelled'
+                WHEN f.state = 'pending' AND b.expired_at IS NOT NULL THEN 'batch_expired'
+                ELSE nullif(f.error_code, '') END AS error_code,
+           CASE WHEN f.state = 'pending' AND (b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL) THEN NULL
+                ELSE nullif(f.error_message, '') END AS error_message
+    FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::bytea[], $6::text[], $7::text[], $8::text[],
+                $9::timestamptz[], $10::text[], $11::timestamptz[])
+         AS f(id, attempt, state, status, body, upstream_id, error_code, error_message, not_before, routed_model, at)
+    JOIN requests q ON q.id = f.id
+    JOIN batches b ON b.id = q.batch_id
+) AS x
+WHERE r.id = x.id AND r.attempt = x.attempt AND r.state = 'processing'
+RETURNING r.id::text, r.batch_id, r.state;
 
 -- name: Rescue
 -- Returns stuck requests to pending: claimed but never started for longer than the claim
 -- timeout ($1 is now − claim timeout), processing for longer than the processing timeout ($2),
 -- or processing on a worker that stopped or stopped heart-beating ($3 is now − stale threshold).
--- The next claim bumps the attempt, so the zombie's late write is fenced out.
+-- The next claim bumps the attempt, so the zombie's late write is fenced out. A stuck request of
+-- a cancelled or expired batch is ended instead ($4 is now).
 UPDATE requests r
-SET state = 'pending', claimed_at = NULL, started_at = NULL, owner = NULL
-WHERE r.state IN ('claimed', 'processing')
+SET state = CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled' WHEN b.expired_at IS NOT NULL THEN 'expired' ELSE 'pending' END,
+    error_code = CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled' WHEN b.expired_at IS NOT NULL THEN 'batch_expired' ELSE r.error_code END,
+    finished_at = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN $4::timestamptz END,
+    claimed_at = NULL, started_at = NULL, owner = NULL
+FROM batches b
+WHERE b.id = r.batch_id AND r.state IN ('claimed', 'processing')
   AND (   (r.state = 'claimed' AND r.claimed_at < $1)
        OR (r.state = 'processing' AND r.started_at < $2)
        OR (r.state = 'processing' AND EXISTS (
               SELECT 1 FROM workers w WHERE w.id = r.owner AND (w.stopped_at IS NOT NULL OR w.heartbeat_at < $3))))
-RETURNING r.id::text, r.model;
+RETURNING r.id::text, r.model, r.batch_id, r.state;
 
 -- ─── results ───────────────────────────────────────────────────────────────────────────────────
 
@@ -293,3 +319,178 @@ UPDATE workers SET stopped_at = $2, heartbeat_at = $2 WHERE id = $1;
 -- name: ListWorkers
 SELECT id, function, started_at, heartbeat_at, stopped_at, invocations, processed, failed
 FROM workers ORDER BY heartbeat_at DESC LIMIT $1;
+
+-- ─── cancellation, expiry, retry ───────────────────────────────────────────────────────────────
+
+-- name: CancelBatch
+-- A validating batch has nothing to run and is cancelled at once; a running one is cancelling
+-- until its in-flight requests are aborted and it is sealed. Anything else is not cancellable.
+UPDATE batches
+SET status = CASE WHEN status = 'validating' THEN 'cancelled' ELSE 'cancelling' END,
+    cancelling_at = $3,
+    cancelled_at = CASE WHEN status = 'validating' THEN $3::timestamptz END
+WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL AND status IN ('validating', 'in_progress')
+RETURNING status;
+
+-- name: BatchStatus
+SELECT status FROM batches WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL;
+
+-- name: EndUnstarted
+-- Ends every request of a cancelled or expired batch that has not started ($3 is the final
+-- state, $4 its code), and marks the running ones so their workers abort them.
+WITH ended AS (
+    UPDATE requests
+    SET state = $3, error_code = $4, finished_at = $2, claimed_at = NULL, owner = NULL
+    WHERE batch_id = $1 AND state IN ('pending', 'claimed')
+    RETURNING 1
+), marked AS (
+    UPDATE requests SET cancel_requested_at = $2
+    WHERE batch_id = $1 AND state = 'processing' AND cancel_requested_at IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ended), (SELECT count(*) FROM marked);
+
+-- name: CancelRequests
+-- Cancels individual requests of a tenant's running batch: unstarted ones end at once, running
+-- ones are marked for their worker to abort. Returns what happened to each id found.
+WITH target AS (
+    SELECT r.id FROM requests r JOIN batches b ON b.id = r.batch_id
+    WHERE r.batch_id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL AND r.id = ANY ($3::uuid[])
+    FOR UPDATE OF r
+), ended AS (
+    UPDATE requests r SET state = 'canceled', error_code = 'request_cancelled', finished_at = $4, claimed_at = NULL, owner = NULL
+    FROM target WHERE r.id = target.id AND r.state IN ('pending', 'claimed')
+    RETURNING r.id
+), marked AS (
+    UPDATE requests r SET cancel_requested_at = $4
+    FROM target WHERE r.id = target.id AND r.state = 'processing'
+    RETURNING r.id
+)
+SELECT t.id::text,
+       CASE WHEN t.id IN (SELECT id FROM ended) THEN 'canceled'
+            WHEN t.id IN (SELECT id FROM marked) THEN 'cancelling'
+            ELSE 'not_cancellable' END
+FROM target t;
+
+-- name: CancelMarks
+-- Which of these running requests should be aborted, and why.
+SELECT r.id::text,
+       CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled'
+            WHEN b.expired_at IS NOT NULL THEN 'expired'
+            ELSE 'canceled' END,
+       CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled'
+            WHEN b.expired_at IS NOT NULL THEN 'batch_expired'
+            ELSE 'request_cancelled' END
+FROM requests r JOIN batches b ON b.id = r.batch_id
+WHERE r.id = ANY ($1::uuid[]) AND r.cancel_requested_at IS NOT NULL;
+
+-- name: ExpireDue
+-- Marks batches whose completion window closed. A validating batch is expired outright; a
+-- running one has its unstarted requests ended by the caller and is sealed as expired.
+UPDATE batches b
+SET expired_at = $1, status = CASE WHEN b.status = 'validating' THEN 'expired' ELSE b.status END
+FROM (SELECT id FROM batches
+      WHERE status IN ('validating', 'in_progress') AND expired_at IS NULL AND expires_at <= $1
+      ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED) due
+WHERE b.id = due.id
+RETURNING b.id, b.status;
+
+-- name: ReopenBatch
+-- Reopens a batch for a retry of its failed requests: a sealed (completed) batch goes back to
+-- in_progress with its counts unfrozen and its output and error files growing again.
+UPDATE batches
+SET status = 'in_progress', completed_at = NULL, finalizing_at = NULL, completed = 0, failed = 0, usage = NULL,
+    output_file_id = (SELECT id FROM files WHERE batch_id = $1 AND purpose = 'batch_output'),
+    error_file_id = (SELECT id FROM files WHERE batch_id = $1 AND purpose = 'batch_error')
+WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL AND status IN ('in_progress', 'completed') AND expires_at > $3
+RETURNING status;
+
+-- name: ReopenFiles
+UPDATE files SET object_key = NULL, bytes = 0, line_count = 0, deleted_at = NULL
+WHERE batch_id = $1 AND purpose IN ('batch_output', 'batch_error');
+
+-- name: RetryFailed
+-- Failed requests of the batch (all, or those in $2 when it is not null) start a new life.
+UPDATE requests
+SET state = 'pending', retries = 0, not_before = NULL, response_status = NULL, response_body = NULL,
+    upstream_request_id = NULL, error_code = NULL, error_message = NULL, finished_at = NULL,
+    claimed_at = NULL, started_at = NULL, owner = NULL, cancel_requested_at = NULL
+WHERE batch_id = $1 AND state = 'failed' AND ($2::uuid[] IS NULL OR id = ANY ($2::uuid[]))
+RETURNING id::text, model;
+
+-- ─── deletion and purge ────────────────────────────────────────────────────────────────────────
+
+-- name: DeleteBatch
+-- Soft delete: hidden at once; a running batch is cancelled in the same statement.
+UPDATE batches
+SET deleted_at = $3,
+    status = CASE WHEN status = 'validating' THEN 'cancelled' WHEN status = 'in_progress' THEN 'cancelling' ELSE status END,
+    cancelling_at = CASE WHEN status IN ('validating', 'in_progress') THEN $3::timestamptz ELSE cancelling_at END,
+    cancelled_at = CASE WHEN status = 'validating' THEN $3::timestamptz ELSE cancelled_at END
+WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+RETURNING status;
+
+-- name: HideBatchFiles
+UPDATE files SET deleted_at = $2 WHERE batch_id = $1 AND deleted_at IS NULL;
+
+-- name: DeleteFile
+UPDATE files SET deleted_at = $3 WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+RETURNING purpose;
+
+-- name: CancelBatchesOfFile
+-- Batches made from a deleted input file are cancelled (their results stay readable).
+UPDATE batches
+SET status = CASE WHEN status = 'validating' THEN 'cancelled' ELSE 'cancelling' END,
+    cancelling_at = $2,
+    cancelled_at = CASE WHEN status = 'validating' THEN $2::timestamptz END
+WHERE input_file_id = $1 AND status IN ('validating', 'in_progress')
+RETURNING id, status;
+
+-- name: PurgeRequests
+-- One chunk of requests of deleted batches. SKIP LOCKED lets concurrent purgers share the work.
+DELETE FROM requests WHERE id IN (
+    SELECT r.id FROM requests r
+    WHERE r.batch_id IN (SELECT id FROM batches WHERE deleted_at IS NOT NULL AND deleted_at < $2)
+    LIMIT $1 FOR UPDATE SKIP LOCKED);
+
+-- name: PurgeableBatches
+-- Deleted batches whose requests are all gone: their files and rows can go.
+SELECT b.id, b.tenant_id FROM batches b
+WHERE b.deleted_at IS NOT NULL AND b.deleted_at < $2
+  AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id)
+LIMIT $1 FOR UPDATE SKIP LOCKED;
+
+-- name: DropBatch
+WITH f AS (DELETE FROM files WHERE batch_id = $1 RETURNING 1)
+DELETE FROM batches WHERE id = $1 AND (SELECT count(*) FROM f) >= 0;
+
+-- name: ErasePromptsOfFile
+-- Right to erasure: the prompts copied from a deleted input file into its batches' requests.
+UPDATE requests SET body = ''::bytea WHERE id IN (
+    SELECT r.id FROM requests r JOIN batches b ON b.id = r.batch_id
+    WHERE b.input_file_id = $1 AND r.state NOT IN ('claimed', 'processing') AND octet_length(r.body) > 0
+    LIMIT $2 FOR UPDATE OF r SKIP LOCKED);
+
+-- name: PurgeableFiles
+-- Input files that were deleted, or whose expires_after passed.
+SELECT id, tenant_id, coalesce(object_key, ''), deleted_at IS NOT NULL
+FROM files
+WHERE purpose = 'batch' AND (deleted_at < $2 OR (deleted_at IS NULL AND expires_at < $3))
+LIMIT $1 FOR UPDATE SKIP LOCKED;
+
+-- name: DropFile
+DELETE FROM files WHERE id = $1;
+
+-- ─── capacity figures ──────────────────────────────────────────────────────────────────────────
+
+-- name: PendingByModelAndWindow
+-- Unfinished requests per model, by whether their batch's deadline falls within each window
+-- ($1 seconds each; windows are cumulative, overdue work is in every bucket).
+SELECT r.model, w.secs, count(*)
+FROM requests r
+JOIN batches b ON b.id = r.batch_id
+CROSS JOIN unnest($1::int[]) AS w(secs)
+WHERE r.state IN ('pending', 'claimed', 'processing') AND b.cancelling_at IS NULL
+  AND b.expires_at <= $2::timestamptz + make_interval(secs => w.secs)
+GROUP BY r.model, w.secs
+ORDER BY r.model, w.secs;

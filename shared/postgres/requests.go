@@ -95,10 +95,12 @@ func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string
 	return j, nil
 }
 
-// Finished is a request whose outcome was persisted.
+// Finished is a request whose outcome was persisted, with the state it ended in (which differs
+// from the one asked for when a retry met a cancelled or expired batch).
 type Finished struct {
 	RequestID string
 	BatchID   string
+	State     domain.RequestState
 }
 
 // FinishMany persists outcomes in one statement. Each write is guarded on (processing, attempt):
@@ -129,7 +131,9 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 	}
 	won, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finished, error) {
 		var f Finished
-		err := r.Scan(&f.RequestID, &f.BatchID)
+		var state string
+		err := r.Scan(&f.RequestID, &f.BatchID, &state)
+		f.State = domain.RequestState(state)
 		return f, err
 	})
 	if err != nil {
@@ -138,21 +142,26 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 	return won, nil
 }
 
-// Rescued is a request returned to pending by Rescue.
+// Rescued is a request returned to pending by Rescue (or ended, when its batch was cancelled or
+// expired meanwhile).
 type Rescued struct {
 	RequestID string
 	Model     string
+	BatchID   string
+	State     domain.RequestState
 }
 
 // Rescue returns stuck requests to pending (see the Rescue query for the rules).
 func (s *Store) Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]Rescued, error) {
-	rows, err := s.pool.Query(ctx, q("Rescue"), now.Add(-claimTimeout), now.Add(-processingTimeout), now.Add(-staleWorker))
+	rows, err := s.pool.Query(ctx, q("Rescue"), now.Add(-claimTimeout), now.Add(-processingTimeout), now.Add(-staleWorker), now)
 	if err != nil {
 		return nil, fmt.Errorf("rescue: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Rescued, error) {
 		var x Rescued
-		err := r.Scan(&x.RequestID, &x.Model)
+		var state string
+		err := r.Scan(&x.RequestID, &x.Model, &x.BatchID, &state)
+		x.State = domain.RequestState(state)
 		return x, err
 	})
 }

@@ -24,7 +24,6 @@ CREATE INDEX files_expiring_idx ON files (expires_at) WHERE deleted_at IS NULL A
 -- Batches whose deadline passes are expired by the sweep; this finds them without a scan.
 CREATE INDEX batches_deadline_idx ON batches (expires_at) WHERE status IN ('validating', 'in_progress') AND expired_at IS NULL;
 
--- The finaliser is elected by setting finalizing_at; cancelled and expired batches keep their
--- status (cancelling / in_progress) while they are sealed, so the flag is not the status.
-CREATE INDEX batches_sealing_idx ON batches (finalizing_at) WHERE finalizing_at IS NOT NULL AND completed_at IS NULL
-    AND cancelled_at IS NULL AND expired_at IS NULL;
+-- The finaliser is elected by setting finalizing_at; a cancelled batch keeps status cancelling
+-- while it is sealed. The sweep looks for sealings that stalled.
+CREATE INDEX batches_sealing_idx ON batches (finalizing_at) WHERE status IN ('finalizing', 'cancelling');

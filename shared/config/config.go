@@ -46,6 +46,7 @@ type Config struct {
 	MaxResponseBytes  int64         // UPSTREAM_MAX_RESPONSE_BYTES: default 32 MiB
 	RetriableStatuses []int         // RETRIABLE_STATUSES: beyond 5xx/429/408; default "404,499"
 	StreamablePaths   []string      // STREAMABLE_ENDPOINTS: comma-separated paths sent as SSE; default none
+	MetadataHeaders   []string      // BATCH_METADATA_HEADERS: batch metadata keys forwarded as x-fusillade-batch-<key>; default none
 
 	// MigrateOnStart applies pending migrations at cold start (MIGRATE_ON_START; the template sets
 	// it on the dispatch function only, so one function upgrades the schema).
@@ -89,6 +90,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxResponseBytes:  int64(e.int("UPSTREAM_MAX_RESPONSE_BYTES", 32<<20)),
 		RetriableStatuses: e.ints("RETRIABLE_STATUSES", "404,499"),
 		StreamablePaths:   e.list("STREAMABLE_ENDPOINTS", ""),
+		MetadataHeaders:   e.list("BATCH_METADATA_HEADERS", ""),
 		MigrateOnStart:    e.bool("MIGRATE_ON_START", false),
 		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", 200_000_000)),
 		MaxLines:          e.int("MAX_LINES", 50_000),

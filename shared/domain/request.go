@@ -57,7 +57,8 @@ type Job struct {
 	BatchID          string
 	TenantID         string
 	CustomID         string
-	Model            string // the model the slot was charged to (the routed model when escalated)
+	Model            string // the model the slot was charged to and that is called (the fallback when escalated)
+	RoutedModel      string // set when the request was escalated to Model near its batch's deadline
 	Path             string // allow-listed endpoint path, e.g. /v1/chat/completions
 	Body             []byte
 	Retries          int // retries already made (0 on the first try)

@@ -82,6 +82,10 @@ type Config struct {
 	CancelPollEvery time.Duration
 	// FinalizeStale is how long a finalisation may run before the sweep takes it over. Default 10m.
 	FinalizeStale time.Duration
+	// MetadataHeaders lists batch metadata keys forwarded to the upstream as
+	// x-fusillade-batch-<key> headers (underscores become hyphens), beside the batch id, endpoint,
+	// created-at and completion-window headers that are always sent. Default none.
+	MetadataHeaders []string
 	// PurgeChunk is how many rows per table one purge statement deletes. Default 1000
 	// (fusillade's purge_batch_size).
 	PurgeChunk int

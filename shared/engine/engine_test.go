@@ -636,3 +636,94 @@ func TestWorkIsFairAcrossModelsAndNeverExceedsLimitsUnderConcurrentWorkers(t *te
 	require.Len(t, keys, 120)
 	_ = bytes.MinRead
 }
+
+func TestEscalationRoutesNearDeadlineWorkToTheFallbackAndChargesItsSlot(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	ctx := context.Background()
+	base := mustModel(t, b).BaseURL
+	require.NoError(t, b.store.UpsertModel(ctx, domain.Model{Name: "n", BaseURL: base, ConcurrencyLimit: 2}))
+	require.NoError(t, b.store.UpsertModel(ctx, domain.Model{Name: "m", BaseURL: base, ConcurrencyLimit: 1,
+		EscalationModel: "n", EscalationThreshold: 3600}))
+	urgent := b.batch(t, b.tenant, "m", 3, 30*time.Minute, `"mock_block":"e"`, `"mock_block":"e"`)
+	relaxed := b.batch(t, b.tenant, "m", 1, 20*time.Hour, `"mock_block":"e"`)
+
+	st, err := b.eng.Dispatch(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, st.Claimed, "m's one slot for the relaxed batch, n's two slots for the urgent one")
+	done := make(chan []error, 1)
+	go func() { done <- b.eng.Process(ctx, b.queue.take()) }()
+	require.NoError(t, b.mock.WaitBlocked(ctx, "e", 3))
+	require.Equal(t, 1, b.mock.ModelStats("m").InFlight, "m runs only its relaxed batch")
+	require.Equal(t, 2, b.mock.ModelStats("n").InFlight, "the fallback's slots are the ones charged")
+	b.mock.Release("e")
+	<-done
+	b.drain(t)
+
+	for _, r := range b.mock.Requests() {
+		if r.Model == "n" {
+			require.Contains(t, string(r.Body), `"model":"n"`, "the body names the model that serves it")
+		}
+	}
+	require.Equal(t, domain.BatchCompleted, b.get(t, urgent).Status)
+	require.Equal(t, domain.BatchCompleted, b.get(t, relaxed).Status)
+	var routed int
+	require.NoError(t, b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM requests WHERE batch_id = $1 AND routed_model = 'n'`, urgent).Scan(&routed))
+	require.Equal(t, 3, routed)
+	require.LessOrEqual(t, b.mock.MaxInFlight("m"), 1)
+	require.LessOrEqual(t, b.mock.MaxInFlight("n"), 2)
+}
+
+func TestADeadWorkersRequestsAreRescuedBeforeTheProcessingTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{ProcessingTimeout: time.Hour, ClaimTimeout: time.Hour, StaleWorker: time.Minute})
+	ctx := context.Background()
+	b.batch(t, b.tenant, "m", 2, 24*time.Hour)
+	claims, err := b.store.ClaimForModel(ctx, "m", 2, 0, b.clock.Now())
+	require.NoError(t, err)
+	require.Len(t, claims, 2)
+	for i, c := range claims {
+		owner := fmt.Sprintf("worker-%d", i)
+		require.NoError(t, b.store.Heartbeat(ctx, postgres.WorkerRecord{ID: owner, Function: "worker"}, b.clock.Now()))
+		_, err := b.store.StartProcessing(ctx, c.Work, owner, b.clock.Now())
+		require.NoError(t, err)
+	}
+	// worker-0 shuts down cleanly (SIGTERM): its request is rescued at once.
+	require.NoError(t, b.store.StopWorker(ctx, "worker-0", b.clock.Now()))
+	st, err := b.eng.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Rescued)
+	// worker-1 goes silent: rescued once its heartbeat is stale, long before the 1h timeout.
+	b.clock.Advance(30 * time.Second)
+	st, err = b.eng.Sweep(ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Rescued)
+	b.clock.Advance(31 * time.Second)
+	st, err = b.eng.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Rescued)
+	require.Len(t, b.queue.take(), 2, "rescued requests are re-claimed and enqueued at once")
+}
+
+func TestStreamablePathsAreSentAsSSEAndStoredAsOrdinaryJSONWithMetadataHeaders(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{MetadataHeaders: []string{"request_source"}})
+	ctx := context.Background()
+	b.eng = engine.New(engine.Config{MetadataHeaders: []string{"request_source"}, CancelPollEvery: 10 * time.Millisecond},
+		engine.Deps{Store: b.store, Queue: b.queue, Upstream: upstream.New(upstream.Config{StreamablePaths: []string{"/v1/chat/completions"}}),
+			Blobs: b.blobs, Credentials: noCredentials{}, Now: b.clock.Now})
+	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
+	_, err := b.store.Pool().Exec(ctx, `UPDATE batches SET metadata = '{"request_source":"api"}' WHERE id = $1`, id)
+	require.NoError(t, err)
+	_, err = b.eng.Dispatch(ctx)
+	require.NoError(t, err)
+	b.drain(t)
+	got := b.get(t, id)
+	require.Equal(t, 1, got.Counts.Completed)
+	out := b.object(t, got, true)
+	require.Contains(t, out, `"object":"chat.completion"`, "the SSE stream is reassembled into the ordinary body")
+	reqs := b.mock.Requests()
+	require.Len(t, reqs, 1)
+	require.True(t, reqs[0].Stream)
+	require.Equal(t, "api", reqs[0].Header.Get("x-fusillade-batch-request-source"))
+}

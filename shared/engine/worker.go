@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,8 +86,14 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 	default:
 		e.failed.Add(1)
 	}
-	// The slot is free: refill it now, not at the next scheduled dispatch.
-	if _, err := e.Refill(pctx, out.Model); err != nil {
+	// The slot is free: refill it now, not at the next scheduled dispatch. Refill the model's
+	// escalation target too: batches crossing their escalation threshold are claimed by it, and
+	// otherwise nothing would wake it before the next tick.
+	refill := []string{out.Model}
+	if m, err := e.models.get(pctx, out.Model); err == nil && m != nil && m.EscalationModel != "" {
+		refill = append(refill, m.EscalationModel)
+	}
+	if _, err := e.Refill(pctx, refill...); err != nil {
 		e.log.WarnContext(ctx, "refill after completion", "model", out.Model, "err", err)
 	}
 	if won[0].State == domain.StatePending {
@@ -97,6 +105,17 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 	}
 	e.TryFinalize(pctx, won[0].BatchID)
 	return nil
+}
+
+// rewriteModel replaces the top-level "model" of a JSON object body, keeping everything else.
+func rewriteModel(body []byte, model string) ([]byte, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, err
+	}
+	m, _ := json.Marshal(model)
+	doc["model"] = m
+	return json.Marshal(doc)
 }
 
 func abortMessage(code string) string {
@@ -201,11 +220,20 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 		e.log.ErrorContext(ctx, "resolve credential", "model", job.Model, "err", err)
 		return e.retryOrFail(job, out, "credential_unavailable", "the upstream credential could not be resolved", 0)
 	}
+	body := job.Body
+	if job.RoutedModel != "" {
+		// Escalated near the deadline: the fallback model serves it, so the body must name it.
+		out.RoutedModel = job.RoutedModel
+		if body, err = rewriteModel(job.Body, job.Model); err != nil {
+			out.State, out.ErrorCode, out.ErrorMessage = domain.StateFailed, "invalid_body", "the request body could not be routed to the fallback model"
+			return out
+		}
+	}
 	call := upstream.Call{
 		BaseURL:   model.BaseURL,
 		Path:      job.Path,
 		APIKey:    key,
-		Body:      job.Body,
+		Body:      body,
 		RequestID: job.RequestID,
 		CustomID:  job.CustomID,
 		Headers: map[string]string{
@@ -214,6 +242,13 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 			"x-fusillade-batch-created-at":        job.BatchCreatedAt.UTC().Format("2006-01-02T15:04:05.000000Z"),
 			"x-fusillade-batch-completion-window": job.CompletionWindow,
 		},
+	}
+	for _, k := range e.cfg.MetadataHeaders {
+		// Forwarded for upstream routing and analytics; a value that is not header-safe is
+		// dropped by the client rather than failing the request.
+		if v, ok := job.Metadata[k]; ok {
+			call.Headers["x-fusillade-batch-"+strings.ReplaceAll(k, "_", "-")] = v
+		}
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		call.Deadline = dl.Add(-e.cfg.PersistMargin)

@@ -166,10 +166,15 @@ RETURNING tenant_id;
 SELECT concurrency_limit FROM models WHERE name = $1 FOR NO KEY UPDATE;
 
 -- name: ClaimForModel
--- Claims up to min($2, limit − in-flight) pending requests of model $1 whose back-off is over.
+-- Claims up to min($2, limit − in-flight) pending requests for model $1 whose back-off is over.
 -- Batches are ranked by the fairness score of fusillade (§4.2): tenants with fewer of this
 -- model's slots in use first, blended with deadline urgency by $4 (urgency_weight, 0..1), then
 -- earliest deadline; within a batch requests go in input line order.
+--
+-- Escalation: a model with an escalation_model hands the requests of batches that are within its
+-- escalation threshold of their deadline to that model. Those requests are claimed here when $1
+-- is the escalation target — their model becomes $1 and routed_model records it — so the slot
+-- charged is the fallback model's, the one actually called.
 WITH cap AS (
     SELECT greatest(0, least($2::int, m.concurrency_limit
                - (SELECT count(*) FROM requests r WHERE r.model = $1 AND r.state IN ('claimed', 'processing'))::int)) AS n
@@ -181,12 +186,23 @@ load AS (
     WHERE model = $1 AND state IN ('claimed', 'processing')
     GROUP BY tenant_id
 ),
+sources AS (
+    -- (source model, escalation target, threshold): $1's own requests unless escalated away, and
+    -- the requests of models that escalate to $1.
+    SELECT m.name AS model, m.escalation_model AS target, m.escalation_threshold_secs AS secs
+    FROM models m WHERE m.name = $1 OR m.escalation_model = $1
+),
 running AS (
-    SELECT b.id, b.expires_at,
+    SELECT b.id, b.expires_at, s.model,
            (1 - $4::float8) * coalesce(l.n, 0) / greatest((SELECT max(n) FROM load), 1)
            + $4::float8 * least(greatest(extract(epoch FROM (b.expires_at - $3::timestamptz)) / 86400.0, 0), 1) AS score
-    FROM batches b LEFT JOIN load l ON l.tenant_id = b.tenant_id
-    WHERE b.status = 'in_progress' AND b.expired_at IS NULL AND $1 = ANY (b.models)
+    FROM batches b
+    JOIN sources s ON s.model = ANY (b.models)
+    LEFT JOIN load l ON l.tenant_id = b.tenant_id
+    WHERE b.status = 'in_progress' AND b.expired_at IS NULL
+      AND CASE WHEN s.model = $1
+               THEN s.target IS NULL OR b.expires_at - $3::timestamptz >= make_interval(secs => s.secs)
+               ELSE b.expires_at - $3::timestamptz < make_interval(secs => s.secs) END
 ),
 picked AS (
     SELECT q.id
@@ -194,7 +210,7 @@ picked AS (
     CROSS JOIN LATERAL (
         SELECT r.id, r.line
         FROM requests r
-        WHERE r.model = $1 AND r.batch_id = rb.id AND r.state = 'pending'
+        WHERE r.model = rb.model AND r.batch_id = rb.id AND r.state = 'pending'
           AND (r.not_before IS NULL OR r.not_before <= $3)
         ORDER BY r.line
         LIMIT (SELECT n FROM cap)
@@ -204,17 +220,21 @@ picked AS (
     LIMIT (SELECT n FROM cap)
 )
 UPDATE requests r
-SET state = 'claimed', attempt = r.attempt + 1, claimed_at = $3, started_at = NULL, owner = NULL
+SET state = 'claimed', attempt = r.attempt + 1, claimed_at = $3, started_at = NULL, owner = NULL,
+    routed_model = CASE WHEN r.model <> $1 THEN $1 ELSE r.routed_model END,
+    model = $1
 FROM picked
 WHERE r.id = picked.id
 RETURNING r.id::text, r.attempt;
 
 -- name: ModelsWithWork
--- Models that have pending work in a running batch and at least one free slot.
+-- Models that have a free slot and a running batch whose requests they serve (directly or as an
+-- escalation target).
 SELECT m.name
 FROM models m
 WHERE m.concurrency_limit > (SELECT count(*) FROM requests r WHERE r.model = m.name AND r.state IN ('claimed', 'processing'))
-  AND EXISTS (SELECT 1 FROM batches b WHERE b.status = 'in_progress' AND m.name = ANY (b.models))
+  AND EXISTS (SELECT 1 FROM batches b JOIN models s ON s.name = ANY (b.models)
+              WHERE b.status = 'in_progress' AND (s.name = m.name OR s.escalation_model = m.name))
 ORDER BY m.name;
 
 -- name: Unclaim
@@ -232,7 +252,7 @@ SET state = 'processing', started_at = $3, owner = $4
 FROM batches b
 WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'claimed'
   AND b.id = r.batch_id AND b.status = 'in_progress' AND b.expired_at IS NULL AND r.cancel_requested_at IS NULL
-RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, r.path, r.body, r.retries,
+RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
           b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata;
 
 -- name: FinishMany

@@ -81,7 +81,7 @@ func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string
 	j := domain.Job{Work: w}
 	var meta []byte
 	err := s.pool.QueryRow(ctx, q("StartProcessing"), w.RequestID, w.Attempt, now, owner).Scan(&j.BatchID, &j.TenantID,
-		&j.CustomID, &j.Model, &j.Path, &j.Body, &j.Retries, &j.BatchEndpoint, &j.BatchCreatedAt, &j.BatchExpiresAt,
+		&j.CustomID, &j.Model, &j.RoutedModel, &j.Path, &j.Body, &j.Retries, &j.BatchEndpoint, &j.BatchCreatedAt, &j.BatchExpiresAt,
 		&j.CompletionWindow, &meta)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return j, domain.ErrStateConflict

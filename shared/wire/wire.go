@@ -129,6 +129,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		ProcessingTimeout: cfg.ProcessingTimeout,
 		StaleWorker:       cfg.StaleWorker,
 		UrgencyWeight:     cfg.UrgencyWeight,
+		MetadataHeaders:   cfg.MetadataHeaders,
 		Function:          opts.Function,
 	}, engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log})
 	a.Ingester = ingest.New(store, a.Blobs, a.Engine, ingest.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxLines: cfg.MaxLines}, log, nil)
@@ -138,7 +139,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
 	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins},
-		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Populate: a.Populate, Logger: a.Log})
+		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Populate: a.Populate,
+			Lifecycle: a.Store, Engine: a.Engine, Logger: a.Log})
 }
 
 // Close releases the database pool.

@@ -729,7 +729,7 @@ func checkPolicies(tpl map[string]any) []error {
 	var errs []error
 	fns := functions(tpl)
 	wantSend := map[string][]string{
-		"ApiFunction":      {"PopulateQueue"},
+		"ApiFunction":      {"PopulateQueue", "WorkQueue"}, // the work queue for retries, which claim at once
 		"PopulateFunction": {"WorkQueue"},
 		"DispatchFunction": {"WorkQueue"},
 		"WorkerFunction":   {"WorkQueue"},

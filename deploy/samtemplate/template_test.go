@@ -272,14 +272,14 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"DispatchFunction: sqs:SendMessage is granted on resource *",
 		},
 		{
-			"api allowed to send to the work queue", checkPolicies,
+			"dispatch allowed to send to the populate queue", checkPolicies,
 			func(tpl map[string]any) {
-				statementBySid(tpl, "ApiFunction", "SendPopulate")["Resource"] = []any{
+				statementBySid(tpl, "DispatchFunction", "SendWork")["Resource"] = []any{
 					map[string]any{"Fn::GetAtt": []any{"PopulateQueue", "Arn"}},
 					map[string]any{"Fn::GetAtt": []any{"WorkQueue", "Arn"}},
 				}
 			},
-			"ApiFunction: may send to",
+			"DispatchFunction: may send to",
 		},
 		{
 			"a broad managed policy", checkPolicies,

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 type modelList struct {
@@ -74,4 +76,99 @@ func (s *server) listWorkers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ws})
+}
+
+// deleteModel removes a model. Requests that name it stay pending until it is configured again;
+// a model that another model escalates to answers 400.
+func (s *server) deleteModel(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.store.DeleteModel(r.Context(), name); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": name, "object": "model", "deleted": true})
+}
+
+func (s *server) listTenants(w http.ResponseWriter, r *http.Request) {
+	ts, err := s.store.ListTenants(r.Context())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ts})
+}
+
+type createTenantRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *server) createTenant(w http.ResponseWriter, r *http.Request) {
+	var req createTenantRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if req.Name == "" || len(req.Name) > 256 {
+		s.error(w, r, &domain.Error{Code: domain.EInvalid, Param: "name", Message: "name must be 1 to 256 characters."})
+		return
+	}
+	t, err := s.store.NewTenant(r.Context(), req.Name, s.now())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *server) listKeys(w http.ResponseWriter, r *http.Request) {
+	ks, err := s.store.ListAPIKeys(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if ks == nil {
+		ks = []postgres.APIKey{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ks})
+}
+
+type createKeyRequest struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin"`
+}
+
+// createdKey is the one response that carries a key; it is never retrievable again.
+type createdKey struct {
+	postgres.APIKey
+	Key string `json:"key"`
+}
+
+func (s *server) createKey(w http.ResponseWriter, r *http.Request) {
+	var req createKeyRequest
+	if err := decodeOptionalJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	k, key, err := s.store.NewAPIKey(r.Context(), r.PathValue("id"), req.Name, req.Admin, s.now())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, createdKey{APIKey: k, Key: key})
+}
+
+// revokeKey revokes an API key at once (every later request with it answers 401).
+func (s *server) revokeKey(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		s.error(w, r, &domain.Error{Code: domain.ENotFound, Param: "id", Message: fmt.Sprintf("No API key found with id %q.", r.PathValue("id"))})
+		return
+	}
+	k, err := s.store.RevokeAPIKey(r.Context(), id, s.now())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, k)
 }

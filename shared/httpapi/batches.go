@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/sqsqueue"
 )
 
@@ -21,6 +22,9 @@ type createBatchRequest struct {
 		Anchor  string `json:"anchor"`
 		Seconds int64  `json:"seconds"`
 	} `json:"output_expires_after"`
+	// ValidateOnly (an extension) checks the request and the stored file against this endpoint
+	// and the models configured now, reports every bad line, and creates nothing.
+	ValidateOnly bool `json:"validate_only,omitempty"`
 }
 
 func (s *server) validateBatchRequest(req createBatchRequest) error {
@@ -30,8 +34,7 @@ func (s *server) validateBatchRequest(req createBatchRequest) error {
 	case req.Endpoint == "":
 		return &domain.Error{Code: domain.EInvalid, Message: "Missing required parameter: 'endpoint'.", Param: "endpoint"}
 	case !domain.ValidEndpoint(req.Endpoint):
-		return &domain.Error{Code: domain.EInvalid, Param: "endpoint",
-			Message: fmt.Sprintf("Invalid endpoint %q: must be one of %s.", req.Endpoint, strings.Join(domain.Endpoints, ", "))}
+		return errBadEndpoint(req.Endpoint)
 	case req.CompletionWindow == "":
 		return &domain.Error{Code: domain.EInvalid, Message: "Missing required parameter: 'completion_window'.", Param: "completion_window"}
 	case !slices.Contains(s.cfg.CompletionWindows, req.CompletionWindow):
@@ -75,18 +78,47 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("File %s has purpose %q; a batch needs a file uploaded with purpose 'batch'.", f.ID, f.Purpose)})
 		return
 	}
+	if f.Status != "processed" {
+		s.error(w, r, errNotCompleted(f.ID))
+		return
+	}
+	if req.ValidateOnly {
+		rep, err := s.ingester.Check(r.Context(), f.ObjectKey, req.Endpoint, false, maxReportedErrors)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toReport(f, req.Endpoint, rep))
+		return
+	}
 	window, _ := domain.ParseWindow(req.CompletionWindow) // on the allow-list, which config validated
 	now := s.now()
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: p.TenantID, InputFileID: f.ID, Endpoint: req.Endpoint,
 		CompletionWindow: req.CompletionWindow, Status: domain.BatchValidating, Metadata: req.Metadata,
 		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window),
 		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}
+	res, err := s.reserve(r, routeCreateBatch, canonicalJSON(req), b.ID)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if res.replay != "" {
+		got, err := s.store.GetBatch(r.Context(), p.TenantID, res.replay)
+		if err != nil {
+			s.error(w, r, s.replayError(err, res))
+			return
+		}
+		writeJSON(w, http.StatusOK, toBatchObject(got))
+		return
+	}
 	if err := s.store.InsertBatch(r.Context(), b); err != nil {
+		res.release()
 		s.error(w, r, err)
 		return
 	}
 	if err := s.populate.Send(r.Context(), sqsqueue.PopulateMessage{BatchID: b.ID}); err != nil {
-		// Without its message the batch would wait forever: fail it now and say so.
+		// Without its message the batch would wait forever: fail it now and say so. The key stays
+		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
 		s.log.ErrorContext(r.Context(), "enqueue populate", "batch_id", b.ID, "err", err)
 		_ = s.store.FailBatch(context.WithoutCancel(r.Context()), b.ID, s.now(), []domain.BatchError{{Code: "enqueue_failed",
 			Message: "The batch could not be queued for processing; please create it again."}})
@@ -108,4 +140,41 @@ func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, toBatchObject(b))
+}
+
+// batchStatuses are the values of the status filter of GET /v1/batches.
+var batchStatuses = []string{"validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"}
+
+// listBatches is GET /v1/batches: after (a batch id) and limit (1..100, default 20) as OpenAI
+// defines them, newest first, plus filters: status (comma-separated), search (a substring of the
+// id, the metadata or the input filename), created_after and created_before (unix seconds), and
+// active_first (unfinished batches first).
+func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := postgres.BatchListParams{After: q.str("after"), Limit: q.int("limit", 20, 1, 100), Search: q.str("search"),
+		CreatedAfter: q.unix("created_after"), CreatedBefore: q.unix("created_before"), ActiveFirst: q.bool("active_first")}
+	if v := q.str("status"); v != "" {
+		for _, st := range strings.Split(v, ",") {
+			st = strings.TrimSpace(st)
+			if !slices.Contains(batchStatuses, st) {
+				q.fail("status", "Invalid 'status' %q: expected one of %s.", st, strings.Join(batchStatuses, ", "))
+				break
+			}
+			p.Statuses = append(p.Statuses, st)
+		}
+	}
+	if q.err != nil {
+		s.error(w, r, q.err)
+		return
+	}
+	bs, more, err := s.store.ListBatches(r.Context(), principal(r).TenantID, p)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := make([]batchObject, len(bs))
+	for i, b := range bs {
+		out[i] = toBatchObject(b)
+	}
+	writeJSON(w, http.StatusOK, newList(out, more, func(b batchObject) string { return b.ID }))
 }

@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
 )
@@ -45,6 +49,21 @@ func statusOf(code domain.Code) int {
 	return http.StatusInternalServerError
 }
 
+// Reasons whose status is not the one of their code.
+const (
+	// reasonIdempotencyMismatch: an Idempotency-Key reused with a different request (422, as
+	// Stripe and the IETF idempotency draft answer it).
+	reasonIdempotencyMismatch = "idempotency_key_reused"
+	// reasonIdempotencyInFlight: the first request with this key is still running. 409 is the one
+	// place a conflict is transient, so the SDKs' automatic retry of 409 is what we want.
+	reasonIdempotencyInFlight = "idempotency_key_in_use"
+)
+
+var reasonStatus = map[string]int{
+	reasonIdempotencyMismatch: http.StatusUnprocessableEntity,
+	reasonIdempotencyInFlight: http.StatusConflict,
+}
+
 // error writes err as an OpenAI error. Only *domain.Error messages reach the client; anything
 // else is logged and reported as an internal error.
 func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
@@ -57,6 +76,9 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 		de = &domain.Error{Code: domain.EInternal, Message: "The server had an error while processing your request."}
 	}
 	status := statusOf(de.Code)
+	if st, ok := reasonStatus[de.Reason]; ok {
+		status = st
+	}
 	var body apiError
 	body.Error.Message = de.Message
 	body.Error.Type = "invalid_request_error"
@@ -78,10 +100,10 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 		l := de.Line
 		body.Error.Line = &l
 	}
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusConflict {
 		w.Header().Set("Retry-After", "1")
 	}
-	if status == http.StatusBadRequest || status == http.StatusNotFound {
+	if status == http.StatusBadRequest || status == http.StatusNotFound || status == http.StatusUnprocessableEntity {
 		// Deterministic: tell the SDKs not to retry.
 		w.Header().Set("x-should-retry", "false")
 	}
@@ -140,4 +162,87 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// decodeOptionalJSON is decodeJSON for bodies that may be absent: no body leaves v untouched.
+func decodeOptionalJSON(r *http.Request, v any) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	err := decodeJSON(r, v)
+	var de *domain.Error
+	if errors.As(err, &de) && strings.HasPrefix(de.Message, "The request body is empty") {
+		return nil
+	}
+	return err
+}
+
+// query reads optional query parameters, remembering the first bad one.
+type query struct {
+	v   url.Values
+	err error
+}
+
+func newQuery(r *http.Request) *query { return &query{v: r.URL.Query()} }
+
+func (q *query) fail(param, format string, args ...any) {
+	if q.err == nil {
+		q.err = &domain.Error{Code: domain.EInvalid, Param: param, Message: fmt.Sprintf(format, args...)}
+	}
+}
+
+func (q *query) str(name string) string { return q.v.Get(name) }
+
+// int reads an integer within [lo, hi]; def when absent.
+func (q *query) int(name string, def, lo, hi int) int {
+	s := q.v.Get(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		q.fail(name, "Invalid '%s': expected an integer between %d and %d, got %q.", name, lo, hi, s)
+		return def
+	}
+	return n
+}
+
+func (q *query) bool(name string) bool {
+	s := q.v.Get(name)
+	if s == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		q.fail(name, "Invalid '%s': expected true or false, got %q.", name, s)
+	}
+	return b
+}
+
+// unix reads a unix timestamp in seconds; nil when absent.
+func (q *query) unix(name string) *time.Time {
+	s := q.v.Get(name)
+	if s == "" {
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		q.fail(name, "Invalid '%s': expected a unix timestamp in seconds, got %q.", name, s)
+		return nil
+	}
+	t := time.Unix(n, 0)
+	return &t
+}
+
+// oneOf reads a value that must be in allowed; def when absent.
+func (q *query) oneOf(name, def string, allowed ...string) string {
+	s := q.v.Get(name)
+	if s == "" {
+		return def
+	}
+	if !slices.Contains(allowed, s) {
+		q.fail(name, "Invalid '%s': expected one of %s, got %q.", name, strings.Join(allowed, ", "), s)
+		return def
+	}
+	return s
 }

@@ -23,14 +23,37 @@ func (s *server) routes() []route {
 		{"GET", "/healthz", accessPublic, http.HandlerFunc(s.health)},
 
 		{"POST", "/v1/files", accessTenant, http.HandlerFunc(s.createFile)},
+		{"GET", "/v1/files", accessTenant, http.HandlerFunc(s.listFiles)},
 		{"GET", "/v1/files/{id}", accessTenant, http.HandlerFunc(s.getFile)},
 		{"GET", "/v1/files/{id}/content", accessTenant, http.HandlerFunc(s.fileContent)},
+		{"POST", "/v1/files/{id}/complete", accessTenant, http.HandlerFunc(s.completeFile)},
+		{"POST", "/v1/files/{id}/validate", accessTenant, http.HandlerFunc(s.validateFile)},
+		{"GET", "/v1/files/{id}/cost-estimate", accessTenant, http.HandlerFunc(s.costEstimate)},
+
+		{"POST", "/v1/uploads", accessTenant, http.HandlerFunc(s.createUpload)},
+		{"POST", "/v1/uploads/{id}/parts", accessTenant, http.HandlerFunc(s.addUploadPart)},
+		{"POST", "/v1/uploads/{id}/complete", accessTenant, http.HandlerFunc(s.completeUpload)},
+		{"POST", "/v1/uploads/{id}/cancel", accessTenant, http.HandlerFunc(s.cancelUpload)},
 
 		{"POST", "/v1/batches", accessTenant, http.HandlerFunc(s.createBatch)},
+		{"GET", "/v1/batches", accessTenant, http.HandlerFunc(s.listBatches)},
 		{"GET", "/v1/batches/{id}", accessTenant, http.HandlerFunc(s.getBatch)},
+		{"GET", "/v1/batches/{id}/results", accessTenant, http.HandlerFunc(s.batchResults)},
+		{"POST", "/v1/batches/{id}/cancel", accessTenant, http.HandlerFunc(s.cancelBatch)},
+		{"POST", "/v1/batches/{id}/requests/cancel", accessTenant, http.HandlerFunc(s.cancelRequests)},
+		{"POST", "/v1/batches/{id}/retry", accessTenant, http.HandlerFunc(s.retryBatch)},
+		{"POST", "/v1/batches/{id}/retry-requests", accessTenant, http.HandlerFunc(s.retryRequests)},
+		{"DELETE", "/v1/batches/{id}", accessTenant, http.HandlerFunc(s.deleteBatch)},
+		{"DELETE", "/v1/files/{id}", accessTenant, http.HandlerFunc(s.deleteFile)},
 
 		{"GET", "/v1/admin/models", accessAdmin, http.HandlerFunc(s.listModels)},
 		{"PUT", "/v1/admin/models/{name}", accessAdmin, http.HandlerFunc(s.putModel)},
+		{"DELETE", "/v1/admin/models/{name}", accessAdmin, http.HandlerFunc(s.deleteModel)},
+		{"GET", "/v1/admin/tenants", accessAdmin, http.HandlerFunc(s.listTenants)},
+		{"POST", "/v1/admin/tenants", accessAdmin, http.HandlerFunc(s.createTenant)},
+		{"GET", "/v1/admin/tenants/{id}/keys", accessAdmin, http.HandlerFunc(s.listKeys)},
+		{"POST", "/v1/admin/tenants/{id}/keys", accessAdmin, http.HandlerFunc(s.createKey)},
+		{"DELETE", "/v1/admin/keys/{id}", accessAdmin, http.HandlerFunc(s.revokeKey)},
 		{"GET", "/v1/admin/workers", accessAdmin, http.HandlerFunc(s.listWorkers)},
 	}
 }

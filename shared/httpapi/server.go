@@ -18,23 +18,48 @@ import (
 // Store is the part of the store the API uses.
 type Store interface {
 	Authenticate(ctx context.Context, key string) (domain.Principal, error)
+	InsertFile(ctx context.Context, f domain.File) error
 	GetFile(ctx context.Context, tenantID, id string) (domain.File, error)
+	ListFiles(ctx context.Context, tenantID string, p postgres.FileListParams) ([]domain.File, bool, error)
+	DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error
+	SetFileExpiry(ctx context.Context, tenantID, id string, at time.Time) error
 	InsertBatch(ctx context.Context, b domain.Batch) error
 	GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error)
+	ListBatches(ctx context.Context, tenantID string, p postgres.BatchListParams) ([]domain.Batch, bool, error)
 	FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
+	BatchResults(ctx context.Context, tenantID, batchID string, q postgres.ResultQuery, fn func(postgres.BatchResult) error) error
+	ResultFile(ctx context.Context, tenantID, batchID string, output bool, q postgres.ResultQuery, fn func(domain.ResultRow) error) error
+	ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (postgres.IdempotencyRecord, bool, error)
+	ReleaseIdempotencyKey(ctx context.Context, tenantID, route, key, objectID string) error
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	UpsertModel(ctx context.Context, m domain.Model) error
+	DeleteModel(ctx context.Context, name string) error
 	ListWorkers(ctx context.Context, limit int) ([]postgres.WorkerRecord, error)
+	ListTenants(ctx context.Context) ([]postgres.Tenant, error)
+	NewTenant(ctx context.Context, name string, now time.Time) (postgres.Tenant, error)
+	NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (postgres.APIKey, string, error)
+	ListAPIKeys(ctx context.Context, tenantID string) ([]postgres.APIKey, error)
+	RevokeAPIKey(ctx context.Context, id int64, now time.Time) (postgres.APIKey, error)
 }
 
 // Ingester validates and stores uploaded files.
 type Ingester interface {
 	Store(ctx context.Context, u ingest.Upload) (domain.File, error)
+	Fill(ctx context.Context, f domain.File, body io.Reader) (domain.File, error)
+	Complete(ctx context.Context, f domain.File) (domain.File, error)
+	Check(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
+	Limits() ingest.Limits
 }
 
-// Blobs reads file contents.
+// Blobs reads file contents and hands out presigned URLs for the large-file paths.
 type Blobs interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, int64, error)
+	Delete(ctx context.Context, key string) error
+	PresignGet(ctx context.Context, key, filename string, ttl time.Duration) (string, error)
+	PresignPut(ctx context.Context, key string, size int64, ttl time.Duration) (string, error)
+	PutSmall(ctx context.Context, key string, body []byte, contentType string) error
+	Size(ctx context.Context, key string) (int64, error)
+	DeletePrefix(ctx context.Context, prefix string) error
 }
 
 // PopulateQueue receives a message for each new batch.
@@ -42,12 +67,29 @@ type PopulateQueue interface {
 	Send(ctx context.Context, v any) error
 }
 
-// Config tunes the API.
+// Config tunes the API. Zero values mean the documented defaults.
 type Config struct {
 	// CompletionWindows is the allow-list for completion_window; default {"24h"}.
 	CompletionWindows []string
 	// FileTTL is how long an input file lives without expires_after; default 30 days (OpenAI's).
 	FileTTL time.Duration
+	// MaxDirectUploadBytes caps the body of a direct request that carries file content (a
+	// multipart POST /v1/files or an upload part). Default 4,500,000 bytes: on AWS the request
+	// reaches the function inside a 6 MB (6,291,456-byte) invocation payload, and API Gateway
+	// base64-encodes multipart bodies, which inflates them by a third. Larger files take the
+	// presigned path (POST /v1/files with a JSON body) or the Uploads API. The cap is the same
+	// locally, so what works locally works on AWS.
+	MaxDirectUploadBytes int64
+	// MaxInlineResponseBytes is the largest response body the API writes itself. Default
+	// 4,000,000 bytes: a Lambda response is capped at 6 MB and JSONL grows when embedded in the
+	// function's JSON response (every quote is escaped). A finished file larger than this is
+	// served by a 302 to a presigned S3 URL; a page of partial content stops before it, with
+	// X-Incomplete: true and X-Last-Line telling where to continue.
+	MaxInlineResponseBytes int64
+	// PresignTTL is how long a presigned upload or download URL is valid; default 15 minutes.
+	PresignTTL time.Duration
+	// UploadTTL is how long an Uploads API upload accepts parts; default 1 hour (OpenAI's).
+	UploadTTL time.Duration
 }
 
 // Deps are the API's collaborators.
@@ -56,18 +98,23 @@ type Deps struct {
 	Ingester Ingester
 	Blobs    Blobs
 	Populate PopulateQueue
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Lifecycle and Engine serve cancel, retry and delete.
+	Lifecycle Lifecycle
+	Engine    Engine
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 type server struct {
-	cfg      Config
-	store    Store
-	ingester Ingester
-	blobs    Blobs
-	populate PopulateQueue
-	log      *slog.Logger
-	now      func() time.Time
+	cfg       Config
+	store     Store
+	ingester  Ingester
+	blobs     Blobs
+	populate  PopulateQueue
+	lifecycle Lifecycle
+	engine    Engine
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // New returns the API handler.
@@ -78,13 +125,26 @@ func New(cfg Config, d Deps) http.Handler {
 	if cfg.FileTTL <= 0 {
 		cfg.FileTTL = 30 * 24 * time.Hour
 	}
+	if cfg.MaxDirectUploadBytes <= 0 {
+		cfg.MaxDirectUploadBytes = 4_500_000
+	}
+	if cfg.MaxInlineResponseBytes <= 0 {
+		cfg.MaxInlineResponseBytes = 4_000_000
+	}
+	if cfg.PresignTTL <= 0 {
+		cfg.PresignTTL = 15 * time.Minute
+	}
+	if cfg.UploadTTL <= 0 {
+		cfg.UploadTTL = time.Hour
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &server{cfg: cfg, store: d.Store, ingester: d.Ingester, blobs: d.Blobs, populate: d.Populate, log: d.Logger, now: d.Now}
+	s := &server{cfg: cfg, store: d.Store, ingester: d.Ingester, blobs: d.Blobs, populate: d.Populate,
+		lifecycle: d.Lifecycle, engine: d.Engine, log: d.Logger, now: d.Now}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		h := rt.handler

@@ -16,6 +16,7 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/jsonl"
 	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/s3blob"
 )
 
 // Store is the part of the store ingest uses.
@@ -24,6 +25,9 @@ type Store interface {
 	InputObjectKey(ctx context.Context, batchID string) (string, error)
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	InsertFile(ctx context.Context, f domain.File) error
+	FinishUpload(ctx context.Context, tenantID, id string, bytes int64, lines int) error
+	DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error
+	FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
 }
 
 // Blobs reads and writes file contents.
@@ -102,6 +106,7 @@ func (in *Ingester) modelFilter(ctx context.Context) (func(string) bool, error) 
 // Upload is an incoming input file.
 type Upload struct {
 	TenantID  string
+	FileID    string // optional: the id to give the file; default a new one
 	Filename  string
 	Purpose   string
 	ExpiresAt *time.Time
@@ -117,43 +122,178 @@ func FileKey(tenantID, fileID string) string {
 // every line is valid; otherwise the object is deleted and a *domain.Error names the first bad
 // line. Nothing partial is kept.
 func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
-	allowed, err := in.modelFilter(ctx)
+	f := domain.File{ID: u.FileID, TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
+		Status: "processed", CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
+	if f.ID == "" {
+		f.ID = domain.NewFileID()
+	}
+	f.ObjectKey = FileKey(u.TenantID, f.ID)
+	n, summary, err := in.streamValidated(ctx, f.ObjectKey, u.Body)
 	if err != nil {
 		return domain.File{}, err
 	}
-	f := domain.File{ID: domain.NewFileID(), TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
-		Status: "processed", CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
-	f.ObjectKey = FileKey(u.TenantID, f.ID)
-
-	pr, pw := io.Pipe()
-	putDone := make(chan error, 1)
-	go func() {
-		err := in.blobs.Put(ctx, f.ObjectKey, pr, "application/jsonl")
-		pr.CloseWithError(err) // unblocks the validator if S3 gave up
-		putDone <- err
-	}()
-	limited := &capReader{r: u.Body, max: in.limits.MaxFileBytes}
-	summary, verr := in.validate(io.TeeReader(limited, pw), jsonl.Rules{ModelAllowed: allowed,
-		MaxLines: in.limits.MaxLines, MaxBodyBytes: in.limits.MaxBodyBytes})
-	if verr != nil {
-		pw.CloseWithError(verr)
-		<-putDone
-		// The upload may have completed before the bad line was found (the object is small).
-		if err := in.blobs.Delete(context.WithoutCancel(ctx), f.ObjectKey); err != nil {
-			in.log.WarnContext(ctx, "delete rejected upload", "key", f.ObjectKey, "err", err)
-		}
-		return domain.File{}, verr
-	}
-	pw.Close()
-	if err := <-putDone; err != nil {
-		return domain.File{}, err
-	}
-	f.Bytes, f.Lines = limited.n, summary.Lines
+	f.Bytes, f.Lines = n, summary.Lines
 	if err := in.store.InsertFile(ctx, f); err != nil {
 		_ = in.blobs.Delete(context.WithoutCancel(ctx), f.ObjectKey)
 		return domain.File{}, err
 	}
 	return f, nil
+}
+
+// Fill streams body through validation into the content of a pending (uploaded) file f, and
+// marks the file processed. If any line is bad, nothing is kept: the content is deleted, the file
+// discarded, and the *domain.Error names the line. f.Bytes, when set, is the size the client
+// announced, and the body must have exactly that size.
+func (in *Ingester) Fill(ctx context.Context, f domain.File, body io.Reader) (domain.File, error) {
+	n, summary, err := in.streamValidated(ctx, f.ObjectKey, body)
+	if err == nil {
+		err = checkSize(f.Bytes, n)
+	}
+	if err != nil {
+		in.reject(ctx, f, err)
+		return domain.File{}, err
+	}
+	return in.finish(ctx, f, n, summary)
+}
+
+// Complete validates the content that a client uploaded straight to S3 for the pending file f
+// (with a presigned URL) and marks the file processed; on any bad line, or a size other than
+// the announced one, the content is deleted and the file discarded, as with Fill.
+func (in *Ingester) Complete(ctx context.Context, f domain.File) (domain.File, error) {
+	body, _, err := in.blobs.Get(ctx, f.ObjectKey)
+	if s3blob.IsNotFound(err) {
+		return domain.File{}, &domain.Error{Code: domain.EInvalid, Reason: "upload_missing",
+			Message: fmt.Sprintf("Nothing has been uploaded for file %s yet: PUT the content to its upload_url, then complete it.", f.ID)}
+	}
+	if err != nil {
+		return domain.File{}, err
+	}
+	defer body.Close()
+	allowed, err := in.modelFilter(ctx)
+	if err != nil {
+		return domain.File{}, err
+	}
+	limited := &capReader{r: body, max: in.limits.MaxFileBytes}
+	summary, err := in.validate(limited, in.rules(allowed, ""))
+	if err == nil {
+		err = checkSize(f.Bytes, limited.n)
+	}
+	if err != nil {
+		if domain.ErrorCode(err) == domain.EInternal {
+			return domain.File{}, err // an S3 read failed: the content may be fine, keep it for a retry
+		}
+		in.reject(ctx, f, err)
+		return domain.File{}, err
+	}
+	return in.finish(ctx, f, limited.n, summary)
+}
+
+func (in *Ingester) finish(ctx context.Context, f domain.File, n int64, summary jsonl.Summary) (domain.File, error) {
+	if err := in.store.FinishUpload(ctx, f.TenantID, f.ID, n, summary.Lines); err != nil {
+		return domain.File{}, err
+	}
+	f.Status, f.StatusDetails, f.Bytes, f.Lines = "processed", "", n, summary.Lines
+	return f, nil
+}
+
+// reject deletes a pending file's content and hides the file, recording why.
+func (in *Ingester) reject(ctx context.Context, f domain.File, cause error) {
+	ctx = context.WithoutCancel(ctx)
+	if err := in.blobs.Delete(ctx, f.ObjectKey); err != nil {
+		in.log.WarnContext(ctx, "delete rejected upload", "key", f.ObjectKey, "err", err)
+	}
+	reason := "The file failed validation."
+	var de *domain.Error
+	if errors.As(cause, &de) {
+		reason = de.Message
+	}
+	if err := in.store.DiscardFile(ctx, f.TenantID, f.ID, reason, in.now()); err != nil {
+		in.log.WarnContext(ctx, "discard rejected upload", "file_id", f.ID, "err", err)
+	}
+}
+
+func checkSize(announced, got int64) error {
+	if announced > 0 && announced != got {
+		return &domain.Error{Code: domain.EInvalid, Param: "bytes", Reason: "size_mismatch",
+			Message: fmt.Sprintf("The upload has %d bytes but %d were announced.", got, announced)}
+	}
+	return nil
+}
+
+func (in *Ingester) rules(allowed func(string) bool, endpoint string) jsonl.Rules {
+	return jsonl.Rules{Endpoint: endpoint, ModelAllowed: allowed, MaxLines: in.limits.MaxLines, MaxBodyBytes: in.limits.MaxBodyBytes}
+}
+
+// streamValidated streams r to key while validating every line, and returns the byte count and
+// summary. On a bad line (or an S3 failure) the object is deleted and the error returned.
+func (in *Ingester) streamValidated(ctx context.Context, key string, r io.Reader) (int64, jsonl.Summary, error) {
+	allowed, err := in.modelFilter(ctx)
+	if err != nil {
+		return 0, jsonl.Summary{}, err
+	}
+	pr, pw := io.Pipe()
+	putDone := make(chan error, 1)
+	go func() {
+		err := in.blobs.Put(ctx, key, pr, "application/jsonl")
+		pr.CloseWithError(err) // unblocks the validator if S3 gave up
+		putDone <- err
+	}()
+	limited := &capReader{r: r, max: in.limits.MaxFileBytes}
+	summary, verr := in.validate(io.TeeReader(limited, pw), in.rules(allowed, ""))
+	if verr != nil {
+		pw.CloseWithError(verr)
+		<-putDone
+		// The upload may have completed before the bad line was found (the object is small).
+		if err := in.blobs.Delete(context.WithoutCancel(ctx), key); err != nil {
+			in.log.WarnContext(ctx, "delete rejected upload", "key", key, "err", err)
+		}
+		return 0, jsonl.Summary{}, verr
+	}
+	pw.Close()
+	if err := <-putDone; err != nil {
+		return 0, jsonl.Summary{}, err
+	}
+	return limited.n, summary, nil
+}
+
+// Report is the result of a dry run over a stored file: every bad line, and per-model totals of
+// the good ones.
+type Report struct {
+	Summary   jsonl.Summary
+	Errors    []jsonl.LineError
+	Truncated bool // more errors exist than were collected
+}
+
+// Check validates a stored input file against endpoint ("" = any allowed endpoint) and the
+// models configured now, collecting every bad line (up to maxErrors), without changing anything.
+// With anyModel, models are not checked (cost estimates of files whose models are not configured
+// yet).
+func (in *Ingester) Check(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (Report, error) {
+	var allowed func(string) bool
+	if !anyModel {
+		var err error
+		if allowed, err = in.modelFilter(ctx); err != nil {
+			return Report{}, err
+		}
+	}
+	body, _, err := in.blobs.Get(ctx, key)
+	if err != nil {
+		return Report{}, err
+	}
+	defer body.Close()
+	if maxErrors <= 0 {
+		maxErrors = jsonl.DefaultMaxErrors
+	}
+	// One more than asked, to tell whether the list was cut.
+	summary, errs, err := jsonl.ValidateAll(body, in.rules(allowed, endpoint), in.limits.MaxLineBytes, maxErrors+1)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Summary: summary, Errors: errs}
+	if len(errs) > maxErrors {
+		rep.Errors, rep.Truncated = errs[:maxErrors], true
+	}
+	return rep, nil
 }
 
 // validate runs the whole stream through the validator and returns the first problem.

@@ -205,10 +205,13 @@ running AS (
                ELSE b.expires_at - $3::timestamptz < make_interval(secs => s.secs) END
 ),
 picked AS (
+    -- Rank the batches first, then pull from the winners: the nested loop walks the ranked
+    -- batches in order and stops at the limit, so only the rows actually claimed are probed and
+    -- locked (ordering the joined rows instead would lock up to the limit in every batch).
     SELECT q.id
-    FROM running rb
+    FROM (SELECT * FROM running ORDER BY score, expires_at, id) rb
     CROSS JOIN LATERAL (
-        SELECT r.id, r.line
+        SELECT r.id
         FROM requests r
         WHERE r.model = rb.model AND r.batch_id = rb.id AND r.state = 'pending'
           AND (r.not_before IS NULL OR r.not_before <= $3)
@@ -216,7 +219,6 @@ picked AS (
         LIMIT (SELECT n FROM cap)
         FOR UPDATE SKIP LOCKED
     ) q
-    ORDER BY rb.score, rb.expires_at, rb.id, q.line
     LIMIT (SELECT n FROM cap)
 )
 UPDATE requests r

@@ -234,29 +234,12 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 
 // GetBatch returns a tenant's batch with live counts.
 func (s *Store) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
-	var b domain.Batch
-	var meta, errs []byte
-	var completed, failed, pending int64
-	err := s.pool.QueryRow(ctx, q("GetBatch"), id, tenantID).Scan(&b.ID, &b.TenantID, &b.InputFileID, &b.Endpoint,
-		&b.CompletionWindow, &b.Status, &b.Model, &meta, &errs, &b.OutputFileID, &b.ErrorFileID, &b.Counts.Total,
-		&b.Usage, &b.CreatedAt, &b.ExpiresAt, &b.InProgressAt, &b.FinalizingAt, &b.CompletedAt, &b.FailedAt,
-		&b.ExpiredAt, &b.CancellingAt, &b.CancelledAt, &completed, &failed, &pending)
+	b, err := scanBatch(s.pool.QueryRow(ctx, q("GetBatch"), id, tenantID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return b, &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No batch found with id '%s'.", id), Param: "batch_id"}
+		return b, batchNotFound(id)
 	}
 	if err != nil {
 		return b, fmt.Errorf("get batch: %w", err)
-	}
-	b.Counts.Completed, b.Counts.Failed, b.Counts.Pending = int(completed), int(failed), int(pending)
-	if len(meta) > 0 {
-		if err := json.Unmarshal(meta, &b.Metadata); err != nil {
-			return b, fmt.Errorf("get batch: metadata: %w", err)
-		}
-	}
-	if len(errs) > 0 {
-		if err := json.Unmarshal(errs, &b.Errors); err != nil {
-			return b, fmt.Errorf("get batch: errors: %w", err)
-		}
 	}
 	return b, nil
 }
@@ -310,8 +293,10 @@ func (s *Store) PopulateBatch(ctx context.Context, batchID string, src func(tena
 		cs := &copySource{src: src(tenantID, endpoint), batchID: batchID, tenantID: tenantID, models: map[string]bool{}}
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"},
 			[]string{"id", "batch_id", "tenant_id", "line", "custom_id", "model", "path", "body", "body_bytes"}, cs)
+		// pgx reports a source error as the server's "COPY from stdin failed", so look at what the
+		// source itself stopped on.
 		var bad *domain.Error
-		if errors.As(err, &bad) {
+		if errors.As(cs.err, &bad) || errors.As(err, &bad) {
 			res.Failed = bad
 			return errRollback
 		}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
@@ -176,4 +177,49 @@ func TestEveryQueryParses(t *testing.T) {
 		_, err = conn.Exec(ctx, "DEALLOCATE q")
 		require.NoError(t, err)
 	}
+}
+
+// The claim ranks batches and then pulls from the winners, so it probes and locks only the rows
+// it claims however many batches are running (fusillade's original shape locked up to the limit
+// in every running batch before sorting, which is what made claims slow at millions of rows).
+func TestClaimProbesOnlyTheWinningBatches(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.model(t, "m", 64)
+	for range 30 {
+		f.batch(t, 50, "m")
+	}
+	_, err := f.store.Pool().Exec(ctx, "ANALYZE")
+	require.NoError(t, err)
+	conn, err := f.store.Pool().Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	var plan []byte
+	require.NoError(t, tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+postgres.Queries()["ClaimForModel"], "m", 64, f.now, 0.5).Scan(&plan))
+	var doc []struct {
+		Plan map[string]any `json:"Plan"`
+	}
+	require.NoError(t, json.Unmarshal(plan, &doc))
+	var lockRows []map[string]any
+	var walk func(n map[string]any)
+	walk = func(n map[string]any) {
+		if n["Node Type"] == "LockRows" {
+			lockRows = append(lockRows, n)
+		}
+		if kids, ok := n["Plans"].([]any); ok {
+			for _, k := range kids {
+				walk(k.(map[string]any))
+			}
+		}
+	}
+	walk(doc[0].Plan)
+	require.Len(t, lockRows, 1)
+	loops := lockRows[0]["Actual Loops"].(float64)
+	rows := lockRows[0]["Actual Rows"].(float64)
+	require.LessOrEqual(t, loops, 2.0, "64 claims fit in the first two ranked batches of 50; none of the other 28 may be probed")
+	require.InDelta(t, 64.0, loops*rows, 50, "about the claimed rows are locked, not 64 per batch")
 }

@@ -4,6 +4,7 @@
 package s3blob
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -112,4 +113,58 @@ func (s *Store) PresignPut(ctx context.Context, key string, size int64, ttl time
 		return "", fmt.Errorf("s3: presign put %s: %w", key, err)
 	}
 	return req.URL, nil
+}
+
+// IsNotFound reports whether err says the object does not exist.
+func IsNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	return errors.As(err, &nsk) || errors.As(err, &nf)
+}
+
+// Size returns the size of key; IsNotFound(err) when it does not exist.
+func (s *Store) Size(ctx context.Context, key string) (int64, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return 0, fmt.Errorf("s3: head %s: %w", key, err)
+	}
+	return aws.ToInt64(out.ContentLength), nil
+}
+
+// PutSmall stores a body that is already in memory (a part of an upload) in a single request.
+func (s *Store) PutSmall(ctx context.Context, key string, body []byte, contentType string) error {
+	n := int64(len(body))
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(body),
+		ContentLength: &n, ContentType: &contentType})
+	if err != nil {
+		return fmt.Errorf("s3: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeletePrefix removes every object whose key starts with prefix, a page of up to 1,000 keys at
+// a time (S3's maximum for both listing and batch delete).
+func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("s3: list %s: %w", prefix, err)
+		}
+		if len(page.Contents) == 0 {
+			continue
+		}
+		ids := make([]types.ObjectIdentifier, len(page.Contents))
+		for i, o := range page.Contents {
+			ids[i] = types.ObjectIdentifier{Key: o.Key}
+		}
+		if _, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &s.bucket,
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}); err != nil {
+			return fmt.Errorf("s3: delete %s: %w", prefix, err)
+		}
+	}
+	return nil
 }

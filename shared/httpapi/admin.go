@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/postgres"
@@ -171,4 +173,38 @@ func (s *server) revokeKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, k)
+}
+
+// pendingCounts handles GET /v1/admin/pending?windows=1h,24h: unfinished requests per model
+// whose batch deadline falls within each window (cumulative; overdue work counts in every
+// window), for capacity planning and autoscaling. Default windows: 1h and 24h.
+func (s *server) pendingCounts(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("windows")
+	if raw == "" {
+		raw = "1h,24h"
+	}
+	var windows []time.Duration
+	var labels []string
+	for _, p := range strings.Split(raw, ",") {
+		p = strings.TrimSpace(p)
+		d, err := domain.ParseWindow(p)
+		if err != nil {
+			s.error(w, r, &domain.Error{Code: domain.EInvalid, Message: err.Error(), Param: "windows"})
+			return
+		}
+		windows, labels = append(windows, d), append(labels, p)
+	}
+	counts, err := s.lifecycle.PendingByModelAndWindow(r.Context(), windows, s.now())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := map[string]map[string]int{}
+	for model, byWindow := range counts {
+		out[model] = map[string]int{}
+		for i, d := range windows {
+			out[model][labels[i]] = byWindow[int(d/time.Second)]
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "pending_counts", "data": out})
 }

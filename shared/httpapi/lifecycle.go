@@ -17,6 +17,7 @@ type Lifecycle interface {
 	RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error)
 	DeleteBatch(ctx context.Context, tenantID, batchID string, now time.Time) error
 	DeleteFile(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error)
+	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (postgres.WindowCounts, error)
 }
 
 // Engine lets the API start work and seal batches at once instead of waiting for a worker or the

@@ -55,6 +55,7 @@ func (s *server) routes() []route {
 		{"POST", "/v1/admin/tenants/{id}/keys", accessAdmin, http.HandlerFunc(s.createKey)},
 		{"DELETE", "/v1/admin/keys/{id}", accessAdmin, http.HandlerFunc(s.revokeKey)},
 		{"GET", "/v1/admin/workers", accessAdmin, http.HandlerFunc(s.listWorkers)},
+		{"GET", "/v1/admin/pending", accessAdmin, http.HandlerFunc(s.pendingCounts)},
 	}
 }
 

@@ -223,3 +223,20 @@ func TestClaimProbesOnlyTheWinningBatches(t *testing.T) {
 	require.LessOrEqual(t, loops, 2.0, "64 claims fit in the first two ranked batches of 50; none of the other 28 may be probed")
 	require.InDelta(t, 64.0, loops*rows, 50, "about the claimed rows are locked, not 64 per batch")
 }
+
+func TestPendingCountsByModelAndWindowAreCumulative(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.model(t, "m", 1)
+	f.batch(t, 3, "m")      // due in 24h
+	f.batch(t, 2, "m", "n") // one request each of m and n
+	_, err := f.store.Pool().Exec(ctx, `UPDATE batches SET expires_at = $1 WHERE total = 2`, f.now.Add(30*time.Minute))
+	require.NoError(t, err)
+	counts, err := f.store.PendingByModelAndWindow(ctx, []time.Duration{time.Hour, 48 * time.Hour}, f.now)
+	require.NoError(t, err)
+	require.Equal(t, postgres.WindowCounts{
+		"m": {3600: 1, 172800: 4},
+		"n": {3600: 1, 172800: 1},
+	}, counts)
+}

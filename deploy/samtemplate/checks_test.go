@@ -523,7 +523,7 @@ func checkTriggers(tpl map[string]any) []error {
 
 var (
 	configRead = regexp.MustCompile(`e\.(str|int|bool|ms|float|list|ints)\("([A-Z0-9_]+)"`)
-	requireArg = regexp.MustCompile(`cfg\.Require\(([^)]*)\)`)
+	requireArg = regexp.MustCompile(`wire\.Boot\(([^)]*)\)`)
 	quotedName = regexp.MustCompile(`"([A-Z0-9_]+)"`)
 )
 
@@ -545,7 +545,7 @@ func configVars() ([]string, error) {
 	return out, nil
 }
 
-// required lists the settings functions/<dir>/main.go passes to cfg.Require.
+// required lists the settings functions/<dir>/main.go requires through wire.Boot.
 func required(codeURI string) ([]string, error) {
 	src, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(codeURI), "main.go"))
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/fusillade/fusillade/shared/config"
 	"github.com/fusillade/fusillade/shared/lambdafn"
 	"github.com/fusillade/fusillade/shared/wire"
 )
@@ -24,14 +23,7 @@ func main() {
 }
 
 func run(ctx context.Context, getenv func(string) string) error {
-	cfg, err := config.Load(getenv)
-	if err != nil {
-		return err
-	}
-	if err := cfg.Require("WORK_QUEUE_URL"); err != nil {
-		return err
-	}
-	app, err := wire.Open(ctx, cfg, nil, wire.Options{Function: "dispatch", Getenv: getenv, Migrate: cfg.MigrateOnStart})
+	app, err := wire.Boot(ctx, getenv, "dispatch", "WORK_QUEUE_URL")
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/fusillade/fusillade/shared/config"
 	"github.com/fusillade/fusillade/shared/lambdafn"
 	"github.com/fusillade/fusillade/shared/wire"
 )
@@ -22,14 +21,7 @@ func main() {
 }
 
 func run(ctx context.Context, getenv func(string) string) error {
-	cfg, err := config.Load(getenv)
-	if err != nil {
-		return err
-	}
-	if err := cfg.Require("BUCKET", "WORK_QUEUE_URL"); err != nil {
-		return err
-	}
-	app, err := wire.Open(ctx, cfg, nil, wire.Options{Function: "purge", Getenv: getenv})
+	app, err := wire.Boot(ctx, getenv, "purge", "BUCKET", "WORK_QUEUE_URL")
 	if err != nil {
 		return err
 	}

@@ -263,16 +263,7 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if err := checkPurpose(req.Purpose); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.checkDeclaredSize(req.Bytes); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	anchor, seconds := req.ExpiresAfter.parts()
-	exp, err := s.fileExpiry(anchor, seconds)
+	exp, err := s.checkNewFile(req.Purpose, req.Bytes, req.ExpiresAfter)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -317,6 +308,19 @@ func (s *server) writePending(w http.ResponseWriter, r *http.Request, f domain.F
 	writeJSON(w, http.StatusOK, pendingFileObject{fileObject: toFileObject(f), UploadURL: url, UploadMethod: http.MethodPut,
 		UploadHeaders:   map[string]string{"Content-Length": strconv.FormatInt(f.Bytes, 10)},
 		UploadExpiresAt: s.now().Add(s.cfg.PresignTTL).Unix()})
+}
+
+// checkNewFile applies the rules shared by both ways of announcing a file before its content
+// arrives (a presigned upload and the Uploads API): purpose, declared size, and expiry.
+func (s *server) checkNewFile(purpose string, size int64, ea *expiresAfter) (time.Time, error) {
+	if err := checkPurpose(purpose); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.checkDeclaredSize(size); err != nil {
+		return time.Time{}, err
+	}
+	anchor, seconds := ea.parts()
+	return s.fileExpiry(anchor, seconds)
 }
 
 func (s *server) checkDeclaredSize(n int64) error {

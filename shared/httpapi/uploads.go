@@ -98,16 +98,7 @@ func (s *server) createUpload(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &domain.Error{Code: domain.EInvalid, Param: "mime_type", Message: "Missing required parameter: 'mime_type'."})
 		return
 	}
-	if err := checkPurpose(req.Purpose); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.checkDeclaredSize(req.Bytes); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	anchor, seconds := req.ExpiresAfter.parts()
-	exp, err := s.fileExpiry(anchor, seconds)
+	exp, err := s.checkNewFile(req.Purpose, req.Bytes, req.ExpiresAfter)
 	if err != nil {
 		s.error(w, r, err)
 		return

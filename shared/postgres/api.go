@@ -271,14 +271,7 @@ func (s *Store) ResultFile(ctx context.Context, tenantID, batchID string, output
 		if err != nil {
 			return fmt.Errorf("result file %s: %w", batchID, err)
 		}
-		page, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.ResultRow, error) {
-			var x domain.ResultRow
-			var state string
-			err := r.Scan(&x.RequestID, &x.Line, &x.CustomID, &state, &x.StatusCode, &x.Body, &x.UpstreamRequestID,
-				&x.ErrorCode, &x.ErrorMessage)
-			x.State = domain.RequestState(state)
-			return x, err
-		})
+		page, err := pgx.CollectRows(rows, scanResultRow)
 		if err != nil {
 			return fmt.Errorf("result file %s: %w", batchID, err)
 		}

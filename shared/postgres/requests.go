@@ -255,6 +255,16 @@ func (s *Store) BatchesToFinalize(ctx context.Context, staleBefore time.Time) ([
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// scanResultRow reads the column list shared by every query that feeds output and error lines.
+func scanResultRow(r pgx.CollectableRow) (domain.ResultRow, error) {
+	var x domain.ResultRow
+	var state string
+	err := r.Scan(&x.RequestID, &x.Line, &x.CustomID, &state, &x.StatusCode, &x.Body, &x.UpstreamRequestID,
+		&x.ErrorCode, &x.ErrorMessage)
+	x.State = domain.RequestState(state)
+	return x, err
+}
+
 // ResultPageSize is how many rows one ResultPage query returns.
 const ResultPageSize = 1000
 
@@ -268,14 +278,7 @@ func (s *Store) EachResult(ctx context.Context, batchID string, output bool, fn 
 		if err != nil {
 			return fmt.Errorf("results %s: %w", batchID, err)
 		}
-		page, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.ResultRow, error) {
-			var x domain.ResultRow
-			var state string
-			err := r.Scan(&x.RequestID, &x.Line, &x.CustomID, &state, &x.StatusCode, &x.Body, &x.UpstreamRequestID,
-				&x.ErrorCode, &x.ErrorMessage)
-			x.State = domain.RequestState(state)
-			return x, err
-		})
+		page, err := pgx.CollectRows(rows, scanResultRow)
 		if err != nil {
 			return fmt.Errorf("results %s: %w", batchID, err)
 		}

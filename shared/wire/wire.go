@@ -145,3 +145,17 @@ func (a *App) API() http.Handler {
 
 // Close releases the database pool.
 func (a *App) Close() { a.Store.Close() }
+
+// Boot is a function's cold start: it reads and validates the configuration from getenv, checks
+// the settings the function cannot run without, and opens the App (migrating first when
+// MIGRATE_ON_START is set). A bad setting fails here, once, instead of on every invocation.
+func Boot(ctx context.Context, getenv func(string) string, function string, required ...string) (*App, error) {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Require(required...); err != nil {
+		return nil, err
+	}
+	return Open(ctx, cfg, nil, Options{Function: function, Getenv: getenv, Migrate: cfg.MigrateOnStart})
+}

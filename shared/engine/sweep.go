@@ -127,6 +127,7 @@ func (e *Engine) purge(ctx context.Context, now time.Time) (postgres.PurgeStats,
 		total.Batches += st.Batches
 		total.Files += st.Files
 		total.ErasedPrompts += st.ErasedPrompts
+		total.IdempotencyKeys += st.IdempotencyKeys
 		if err != nil {
 			return total, err
 		}

@@ -253,8 +253,11 @@ type PurgeObjects func(ctx context.Context, keys []string) error
 
 // PurgeStats counts what one Purge call removed.
 type PurgeStats struct {
-	Requests, Batches, Files, ErasedPrompts int
+	Requests, Batches, Files, ErasedPrompts, IdempotencyKeys int
 }
+
+// IdempotencyKeyTTL is how long a POST's Idempotency-Key is remembered.
+const IdempotencyKeyTTL = 24 * time.Hour
 
 // Purge hard-deletes, in bounded chunks of up to chunk rows per table, what was soft-deleted
 // before graceBefore: requests of deleted batches, then deleted batches with their output and
@@ -268,6 +271,11 @@ func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time
 		return st, fmt.Errorf("purge requests: %w", err)
 	}
 	st.Requests = int(tag.RowsAffected())
+	tag, err = s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, now.Add(-IdempotencyKeyTTL))
+	if err != nil {
+		return st, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	st.IdempotencyKeys = int(tag.RowsAffected())
 
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, q("PurgeableBatches"), chunk, graceBefore)

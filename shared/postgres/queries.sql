@@ -516,3 +516,8 @@ WHERE r.state IN ('pending', 'claimed', 'processing') AND b.cancelling_at IS NUL
   AND b.expires_at <= $2::timestamptz + make_interval(secs => w.secs)
 GROUP BY r.model, w.secs
 ORDER BY r.model, w.secs;
+
+-- name: PurgeIdempotencyKeys
+-- Idempotency keys protect client retries, which happen within minutes; a day is ample.
+DELETE FROM idempotency_keys WHERE ctid IN (
+    SELECT ctid FROM idempotency_keys WHERE created_at < $2 LIMIT $1 FOR UPDATE SKIP LOCKED);

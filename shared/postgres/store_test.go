@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/local/pgtest"
@@ -239,4 +240,24 @@ func TestPendingCountsByModelAndWindowAreCumulative(t *testing.T) {
 		"m": {3600: 1, 172800: 4},
 		"n": {3600: 1, 172800: 1},
 	}, counts)
+}
+
+func TestPurgeForgetsIdempotencyKeysAfterADay(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	_, err := f.store.Pool().Exec(ctx, `INSERT INTO idempotency_keys (tenant_id, key, route, request_hash, object_id, created_at)
+		VALUES ($1, 'old', 'files', '\x00', 'file-a', $2), ($1, 'new', 'files', '\x00', 'file-b', $3)`,
+		f.tenant, f.now.Add(-25*time.Hour), f.now.Add(-time.Hour))
+	require.NoError(t, err)
+	none := func(context.Context, []string) error { return nil }
+	st, err := f.store.Purge(ctx, 100, f.now, f.now, none, func(string, string, bool) string { return "" })
+	require.NoError(t, err)
+	require.Equal(t, 1, st.IdempotencyKeys)
+	var left []string
+	rows, err := f.store.Pool().Query(ctx, `SELECT key FROM idempotency_keys`)
+	require.NoError(t, err)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"new"}, left)
 }

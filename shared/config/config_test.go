@@ -1,0 +1,57 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fusillade/fusillade/shared/config"
+)
+
+func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+
+func TestDefaultsAreFusilladesAndOpenAIs(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"DATABASE_URL": "postgres://x"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"24h"}, c.CompletionWins)
+	require.Equal(t, 1000, c.Retry.MaxRetries)
+	require.Equal(t, time.Second, c.Retry.Base)
+	require.Equal(t, 10*time.Second, c.Retry.Max)
+	require.Equal(t, []int{404, 499}, c.RetriableStatuses)
+	require.Equal(t, 16*time.Minute, c.ProcessingTimeout, "longer than the worker's 15-minute limit")
+	require.Equal(t, int64(200_000_000), c.MaxFileBytes)
+	require.Equal(t, 50_000, c.MaxLines)
+}
+
+func TestBadSettingsFailLoudlyWithTheirNames(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "DATABASE_URL or DATABASE_SECRET_ARN"},
+		{map[string]string{"DATABASE_URL": "x", "MAX_RETRIES": "many"}, `MAX_RETRIES="many"`},
+		{map[string]string{"DATABASE_URL": "x", "URGENCY_WEIGHT": "2"}, "URGENCY_WEIGHT must be within 0..1"},
+		{map[string]string{"DATABASE_URL": "x", "COMPLETION_WINDOWS": "24h,forever"}, `invalid completion_window "forever"`},
+		{map[string]string{"DATABASE_URL": "x", "STREAMABLE_ENDPOINTS": "/admin"}, `"/admin" is not an allowed endpoint`},
+		{map[string]string{"DATABASE_URL": "x", "RETRIABLE_STATUSES": "404,x"}, `RETRIABLE_STATUSES="x"`},
+		{map[string]string{"DATABASE_URL": "x", "BACKOFF_FACTOR": "0.5"}, "BACKOFF_FACTOR must be at least 1"},
+	} {
+		_, err := config.Load(env(tc.env))
+		require.Error(t, err, "%v", tc.env)
+		require.Contains(t, err.Error(), tc.want)
+	}
+}
+
+func TestRequireNamesWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"DATABASE_URL": "x", "BUCKET": "b"}))
+	require.NoError(t, err)
+	require.NoError(t, c.Require("BUCKET"))
+	err = c.Require("BUCKET", "WORK_QUEUE_URL", "POPULATE_QUEUE_URL")
+	require.Error(t, err)
+	require.True(t, strings.HasSuffix(err.Error(), "WORK_QUEUE_URL, POPULATE_QUEUE_URL"))
+}

@@ -148,3 +148,25 @@ func TestDeleteBatchAndFileThroughTheSDK(t *testing.T) {
 	_, err = c.Files.Get(ctx, b.OutputFileID)
 	sdkError(t, err, http.StatusNotFound, "No such File object")
 }
+
+// A model paused at limit 0 holds its batch; raising the limit through the admin API fills the
+// new slots at once, not at the next one-minute dispatch.
+func TestRaisingALimitThroughTheAdminAPIStartsWorkAtOnce(t *testing.T) {
+	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 0}}, DispatchEvery: time.Hour})
+	c := client(st, st.APIKey)
+	ctx := context.Background()
+	f := uploadSDK(t, c, jsonlFile(20, "mock-chat"))
+	b := newBatch(t, c, f.ID)
+	got, err := c.Batches.Get(ctx, b.ID)
+	require.NoError(t, err)
+	require.NotEqual(t, openai.BatchStatusCompleted, got.Status)
+	require.Zero(t, st.Upstream.Calls(), "a paused model sends nothing")
+
+	models, err := st.App.Store.ListModels(ctx)
+	require.NoError(t, err)
+	r := callJSON(t, st, st.AdminKey, "PUT", "/v1/admin/models/mock-chat", map[string]any{"base_url": models[0].BaseURL, "concurrency_limit": 4})
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	done := waitBatch(t, c, b.ID, 20*time.Second)
+	require.Equal(t, openai.BatchStatusCompleted, done.Status)
+	assertInvariants(t, st, c, done, map[string]int{"mock-chat": 4})
+}

@@ -47,7 +47,8 @@ func (c *clock) Advance(d time.Duration) {
 
 // queue records what the engine enqueues; tests deliver it by calling Process.
 type queue struct {
-	mu     sync.Mutex
+	failNext int // the next SendWork reports this many of its entries as not accepted
+	mu       sync.Mutex
 	work   []domain.Work
 	kicks  []kick
 	notify chan struct{} // receives a token per enqueued request, for tests that wait on refills
@@ -61,6 +62,13 @@ type kick struct {
 func (q *queue) SendWork(_ context.Context, w []domain.Work) ([]domain.Work, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if n := min(q.failNext, len(w)); n > 0 {
+		q.failNext = 0
+		failed := w[:n]
+		w = w[n:]
+		q.work = append(q.work, w...)
+		return failed, nil
+	}
 	q.work = append(q.work, w...)
 	for range w {
 		if q.notify != nil {
@@ -726,4 +734,23 @@ func TestStreamablePathsAreSentAsSSEAndStoredAsOrdinaryJSONWithMetadataHeaders(t
 	require.Len(t, reqs, 1)
 	require.True(t, reqs[0].Stream)
 	require.Equal(t, "api", reqs[0].Header.Get("x-fusillade-batch-request-source"))
+}
+
+func TestClaimsWhoseMessagesSQSRejectedAreGivenBackAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	ctx := context.Background()
+	id := b.batch(t, b.tenant, "m", 6, 24*time.Hour)
+	b.queue.failNext = 2
+	st, err := b.eng.Dispatch(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, st.Claimed)
+	require.Equal(t, 2, st.Returned, "the rejected claims went back to pending instead of waiting for the claim timeout")
+	require.Len(t, b.queue.take(), 2)
+	var claimed int
+	require.NoError(t, b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM requests WHERE batch_id = $1 AND state = 'claimed'`, id).Scan(&claimed))
+	require.Equal(t, 2, claimed, "no slot leaks")
+	st, err = b.eng.Dispatch(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Claimed, "the freed slots are claimable again")
 }

@@ -1,10 +1,13 @@
 package stack_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,4 +172,44 @@ func TestRaisingALimitThroughTheAdminAPIStartsWorkAtOnce(t *testing.T) {
 	done := waitBatch(t, c, b.ID, 20*time.Second)
 	require.Equal(t, openai.BatchStatusCompleted, done.Status)
 	assertInvariants(t, st, c, done, map[string]int{"mock-chat": 4})
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Logs at debug level across a whole flow never contain an API key or a prompt.
+func TestLogsNeverContainKeysOrPrompts(t *testing.T) {
+	var logs syncBuffer
+	st := startStack(t, stack.Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Env: map[string]string{"LOG_LEVEL": "debug"}})
+	c := client(st, st.APIKey)
+	secret := "the-prompt-is-private-7f3a"
+	content := lines(
+		`{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"mock-chat","messages":[{"role":"user","content":"`+secret+`"}]}}`,
+		`{"custom_id":"b","method":"POST","url":"/v1/chat/completions","body":{"model":"mock-chat","mock_status":400,"messages":[{"role":"user","content":"`+secret+`"}]}}`)
+	f := uploadSDK(t, c, content)
+	_ = waitBatch(t, c, newBatch(t, c, f.ID).ID, 60*time.Second)
+	bad := call(t, st, "fsk_not-a-real-key-but-looks-like-one", "GET", "/v1/files", nil, "")
+	require.Equal(t, http.StatusUnauthorized, bad.Status)
+
+	out := logs.String()
+	require.NotEmpty(t, out)
+	for _, s := range []string{st.APIKey, st.AdminKey, "fsk_not-a-real-key-but-looks-like-one", secret} {
+		require.NotContains(t, out, s)
+	}
 }

@@ -754,3 +754,28 @@ func TestClaimsWhoseMessagesSQSRejectedAreGivenBackAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, st.Claimed, "the freed slots are claimable again")
 }
+
+func TestInputFilesAreRemovedWhenTheirExpiresAfterPasses(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	ctx := context.Background()
+	exp := b.clock.Now().Add(time.Hour)
+	id, keep := domain.NewFileID(), domain.NewFileID()
+	for _, f := range []domain.File{
+		{ID: id, TenantID: b.tenant, Filename: "old.jsonl", Purpose: "batch", Status: "processed", ObjectKey: "tenants/x/files/old.jsonl", CreatedAt: b.clock.Now(), ExpiresAt: &exp},
+		{ID: keep, TenantID: b.tenant, Filename: "new.jsonl", Purpose: "batch", Status: "processed", ObjectKey: "tenants/x/files/new.jsonl", CreatedAt: b.clock.Now()},
+	} {
+		require.NoError(t, b.store.InsertFile(ctx, f))
+		require.NoError(t, b.blobs.Put(ctx, f.ObjectKey, strings.NewReader("{}\n"), ""))
+	}
+	b.clock.Advance(2 * time.Hour)
+	st, err := b.eng.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Purged.Files)
+	require.Nil(t, b.blobs.get("tenants/x/files/old.jsonl"), "the content is gone with the row")
+	require.NotNil(t, b.blobs.get("tenants/x/files/new.jsonl"))
+	_, err = b.store.GetFile(ctx, b.tenant, id)
+	require.Equal(t, domain.ENotFound, domain.ErrorCode(err))
+	_, err = b.store.GetFile(ctx, b.tenant, keep)
+	require.NoError(t, err)
+}

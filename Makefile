@@ -6,7 +6,7 @@ FUNCTIONS := api populate dispatch worker purge
 LDFLAGS   := -s -w
 PG_BIN    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 
-.PHONY: run test vet deps build clean $(addprefix build-,$(FUNCTIONS))
+.PHONY: run test vet deps build clean bench $(addprefix build-,$(FUNCTIONS))
 
 ## deps: install the PostgreSQL server binaries when they are missing (Debian/Ubuntu).
 deps:
@@ -28,6 +28,13 @@ vet:
 ## test: vet, then every Go test with the race detector against one throwaway PostgreSQL.
 test: deps vet
 	$(GO) run ./cmd/fusillade with-postgres -- $(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: the performance workloads of docs/benchmarks.md against a throwaway PostgreSQL; not part
+## of test. `make bench ARGS=-quick` is the one-minute version; the JSON report goes to BENCH_JSON.
+BENCH_JSON ?= build/bench-report.json
+bench: deps
+	@mkdir -p $(dir $(BENCH_JSON))
+	$(GO) run ./cmd/fusillade with-postgres -- $(GO) run ./cmd/bench -json $(BENCH_JSON) $(ARGS)
 
 ## build: linux/arm64 bootstraps for every function under build/<function>/bootstrap.
 build: $(addprefix build/,$(addsuffix /bootstrap,$(FUNCTIONS)))

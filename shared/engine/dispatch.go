@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/fusillade/fusillade/shared/domain"
+	"sync"
 )
 
 // DispatchStats summarises a Dispatch or Refill.
@@ -28,27 +29,83 @@ func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
 
 // Refill claims and enqueues up to each model's free capacity. Workers call it for the model of
 // every request they finish, and the populate function for the models of a new batch.
+//
+// Refills of one model are coalesced within the process: claims of a model serialise on its row
+// lock in the database, so when many requests finish at once, one caller claims for all of them
+// (looping while others asked meanwhile) instead of each queueing behind the lock for one slot.
 func (e *Engine) Refill(ctx context.Context, models ...string) (DispatchStats, error) {
 	var total DispatchStats
 	var errs []error
 	for _, m := range models {
+		if !e.refills.enter(m) {
+			continue // a refill of m is running here and will go round again for us
+		}
 		for {
-			st, err := e.refillOnce(ctx, m)
+			st, err := e.refillModel(ctx, m)
 			total.Claimed += st.Claimed
 			total.Enqueued += st.Enqueued
 			total.Returned += st.Returned
 			if err != nil {
 				errs = append(errs, err)
-				break
 			}
-			// A full claim may mean the limit is larger than MaxClaim: go again while there is
-			// time. A partial one means the model is at its limit or out of work.
-			if st.Claimed < e.cfg.MaxClaim || ctx.Err() != nil {
+			if !e.refills.again(m) {
 				break
 			}
 		}
 	}
 	return total, errors.Join(errs...)
+}
+
+// refillModel claims until the model is at its limit or out of work.
+func (e *Engine) refillModel(ctx context.Context, m string) (DispatchStats, error) {
+	var total DispatchStats
+	for {
+		st, err := e.refillOnce(ctx, m)
+		total.Claimed += st.Claimed
+		total.Enqueued += st.Enqueued
+		total.Returned += st.Returned
+		// A full claim may mean the limit is larger than MaxClaim: go again while there is time.
+		// A partial one means the model is at its limit or out of work.
+		if err != nil || st.Claimed < e.cfg.MaxClaim || ctx.Err() != nil {
+			return total, err
+		}
+	}
+}
+
+// coalescer tracks which models have a refill running in this process and whether another was
+// asked for meanwhile.
+type coalescer struct {
+	mu    sync.Mutex
+	state map[string]bool // present: running; true: asked again while running
+}
+
+// enter reports whether the caller should run the refill of m; false means one is running and has
+// been told to go round again.
+func (c *coalescer) enter(m string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == nil {
+		c.state = map[string]bool{}
+	}
+	if _, running := c.state[m]; running {
+		c.state[m] = true
+		return false
+	}
+	c.state[m] = false
+	return true
+}
+
+// again reports whether the running refill of m must go round again; when it returns false the
+// refill is over and the next caller runs its own.
+func (c *coalescer) again(m string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state[m] {
+		c.state[m] = false
+		return true
+	}
+	delete(c.state, m)
+	return false
 }
 
 func (e *Engine) refillOnce(ctx context.Context, model string) (DispatchStats, error) {

@@ -153,7 +153,10 @@ type Engine struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	models *modelCache
+	models  *modelCache
+	refills coalescer
+	// lastBeat is when this instance last wrote its liveness record (unix nanoseconds).
+	lastBeat atomic.Int64
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand

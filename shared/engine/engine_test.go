@@ -49,9 +49,9 @@ func (c *clock) Advance(d time.Duration) {
 type queue struct {
 	failNext int // the next SendWork reports this many of its entries as not accepted
 	mu       sync.Mutex
-	work   []domain.Work
-	kicks  []kick
-	notify chan struct{} // receives a token per enqueued request, for tests that wait on refills
+	work     []domain.Work
+	kicks    []kick
+	notify   chan struct{} // receives a token per enqueued request, for tests that wait on refills
 }
 
 type kick struct {

@@ -296,7 +296,11 @@ func (e *Engine) retryOrFail(job domain.Job, out domain.Outcome, code, msg strin
 // beat records this instance's liveness for the length of an invocation.
 func (e *Engine) beat(ctx context.Context) (stop func()) {
 	e.invocations.Add(1)
-	e.heartbeat(ctx)
+	// The record only needs to be fresher than StaleWorker: skip the write when a recent one
+	// exists, so that it costs nothing on the path of a refilled slot.
+	if time.Duration(e.now().UnixNano()-e.lastBeat.Load()) > e.cfg.HeartbeatEvery/2 {
+		e.heartbeat(ctx)
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -318,16 +322,18 @@ func (e *Engine) beat(ctx context.Context) (stop func()) {
 	return func() {
 		close(done)
 		wg.Wait()
-		e.heartbeat(context.WithoutCancel(ctx))
 	}
 }
 
 func (e *Engine) heartbeat(ctx context.Context) {
 	rec := postgres.WorkerRecord{ID: e.cfg.Instance, Function: e.cfg.Function, Invocations: e.invocations.Load(),
 		Processed: e.processed.Load(), Failed: e.failed.Load()}
-	if err := e.store.Heartbeat(ctx, rec, e.now()); err != nil {
+	now := e.now()
+	if err := e.store.Heartbeat(ctx, rec, now); err != nil {
 		e.log.WarnContext(ctx, "heartbeat", "err", err)
+		return
 	}
+	e.lastBeat.Store(now.UnixNano())
 }
 
 // Stop marks this instance stopped so that rescue can take anything it still held at once (the

@@ -8,8 +8,8 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
+	"github.com/fusillade/fusillade/shared/lambdafn"
 	"github.com/fusillade/fusillade/shared/postgres"
-	"github.com/fusillade/fusillade/shared/sqsqueue"
 	"github.com/fusillade/fusillade/shared/upstream"
 )
 
@@ -82,7 +82,7 @@ func (t *tracer) snapshot() (map[string][]time.Duration, []int, []reqTrace) {
 
 // tracedStore times the store calls on the request path; every other method is the store's own.
 type tracedStore struct {
-	*postgres.Store
+	engine.Store
 	tr *tracer
 }
 
@@ -142,7 +142,7 @@ func (s tracedStore) Heartbeat(ctx context.Context, w postgres.WorkerRecord, now
 
 // tracedQueue times SendWork.
 type tracedQueue struct {
-	*sqsqueue.Queue
+	engine.Queue
 	tr *tracer
 }
 
@@ -161,13 +161,13 @@ func (q tracedQueue) SendWork(ctx context.Context, work []domain.Work) ([]domain
 
 // tracedUpstream times the upstream call from the engine's side.
 type tracedUpstream struct {
-	*upstream.Client
+	engine.Upstream
 	tr *tracer
 }
 
 func (u tracedUpstream) Do(ctx context.Context, call upstream.Call) upstream.Result {
 	t0 := time.Now()
-	res := u.Client.Do(ctx, call)
+	res := u.Upstream.Do(ctx, call)
 	t1 := time.Now()
 	u.tr.each([]string{call.RequestID}, func(r *reqTrace) { r.HTTPStart, r.HTTPEnd = t0, t1 })
 	return res
@@ -175,7 +175,7 @@ func (u tracedUpstream) Do(ctx context.Context, call upstream.Call) upstream.Res
 
 // tracedProcessor marks when a worker invocation received each message.
 type tracedProcessor struct {
-	*engine.Engine
+	lambdafn.Processor
 	tr *tracer
 }
 
@@ -187,7 +187,7 @@ func (p tracedProcessor) Process(ctx context.Context, work []domain.Work) []erro
 	}
 	p.tr.each(ids, func(r *reqTrace) { r.Delivered = now })
 	p.tr.call("invocation_batch", time.Duration(len(work))) // count of messages, not a duration
-	return p.Engine.Process(ctx, work)
+	return p.Processor.Process(ctx, work)
 }
 
 // Breakdown is where the time of a request goes, stage by stage, in the order a freed slot is

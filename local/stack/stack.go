@@ -34,6 +34,7 @@ import (
 	"github.com/fusillade/fusillade/local/pgcluster"
 	"github.com/fusillade/fusillade/shared/config"
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/engine"
 	"github.com/fusillade/fusillade/shared/lambdafn"
 	"github.com/fusillade/fusillade/shared/sqsqueue"
 	"github.com/fusillade/fusillade/shared/wire"
@@ -69,8 +70,12 @@ type Options struct {
 	// workers when requests finish, so the schedule is only kick-off and safety net.
 	DispatchEvery, PurgeEvery time.Duration
 	// Env adds configuration variables (engine knobs) on top of the stack's own.
-	Env    map[string]string
-	Logger *slog.Logger
+	Env map[string]string
+	// Decorate wraps the engine's collaborators and WrapWorker the worker's processor (the
+	// benchmark's timing probes); nil leaves them as they are.
+	Decorate   func(engine.Deps) engine.Deps
+	WrapWorker func(lambdafn.Processor) lambdafn.Processor
+	Logger     *slog.Logger
 }
 
 // Stack is a running local deployment.
@@ -83,6 +88,10 @@ type Stack struct {
 	App      *wire.App
 	SQS      *sqs.Client
 	Queues   map[string]string // name → URL (populate, populate-dlq, work, work-dlq)
+	// UpstreamURL is the mock upstream's base URL; Env is the functions' environment (what a
+	// bootstrap run outside this process needs to join the stack).
+	UpstreamURL string
+	Env         map[string]string
 
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -160,8 +169,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		return nil, err
 	}
 	st.Upstream = mockupstream.New(opts.Upstream)
-	upURL, err := st.serve(st.Upstream)
-	if err != nil {
+	if st.UpstreamURL, err = st.serve(st.Upstream); err != nil {
 		return nil, err
 	}
 
@@ -206,12 +214,14 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	for k, v := range opts.Env {
 		env[k] = v
 	}
+	st.Env = env
 	getenv := func(k string) string { return env[k] }
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return nil, err
 	}
-	app, err := wire.Open(ctx, cfg, log, wire.Options{Function: "local", AWS: &awsCfg, Getenv: getenv, Migrate: true})
+	app, err := wire.Open(ctx, cfg, log, wire.Options{Function: "local", AWS: &awsCfg, Getenv: getenv, Migrate: true,
+		Decorate: opts.Decorate})
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +231,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		return nil, err
 	}
 	for _, m := range opts.Models {
-		if err := app.Store.UpsertModel(ctx, domain.Model{Name: m.Name, BaseURL: upURL, ConcurrencyLimit: m.Limit}); err != nil {
+		if err := app.Store.UpsertModel(ctx, domain.Model{Name: m.Name, BaseURL: st.UpstreamURL, ConcurrencyLimit: m.Limit}); err != nil {
 			return nil, err
 		}
 	}
@@ -236,9 +246,13 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		(&esm.SQSSource{Client: st.SQS, QueueURL: st.Queues["populate"], QueueARN: "arn:aws:sqs:us-east-1:000000000000:populate",
 			Handler: esm.Handler(lambdafn.Populate(app.Ingester, log)), BatchSize: 1, MaxConcurrency: 4, Logger: log}).Run(runCtx)
 	})
+	var worker lambdafn.Processor = app.Engine
+	if opts.WrapWorker != nil {
+		worker = opts.WrapWorker(worker)
+	}
 	st.goRun(func() {
 		(&esm.SQSSource{Client: st.SQS, QueueURL: st.Queues["work"], QueueARN: "arn:aws:sqs:us-east-1:000000000000:work",
-			Handler: esm.Handler(lambdafn.Worker(app.Engine, log)), BatchSize: 10, MaxConcurrency: opts.WorkerConcurrency, Logger: log}).Run(runCtx)
+			Handler: esm.Handler(lambdafn.Worker(worker, log)), BatchSize: 10, MaxConcurrency: opts.WorkerConcurrency, Logger: log}).Run(runCtx)
 	})
 	st.goRun(func() {
 		esm.Schedule(runCtx, opts.DispatchEvery, "dispatch", log, func(ctx context.Context) error {

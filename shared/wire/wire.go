@@ -56,6 +56,9 @@ type Options struct {
 	// Migrate applies pending migrations on open (the local stack, and the function the template
 	// marks with MIGRATE_ON_START).
 	Migrate bool
+	// Decorate, when set, wraps the engine's collaborators before the engine is built (the
+	// benchmark times each store, queue and upstream call this way).
+	Decorate func(engine.Deps) engine.Deps
 }
 
 // NewLogger returns a JSON logger at level ("debug", "info", "warn", "error").
@@ -123,6 +126,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		StreamablePaths:   cfg.StreamablePaths,
 		Transport:         opts.Upstream,
 	})
+	deps := engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log}
+	if opts.Decorate != nil {
+		deps = opts.Decorate(deps)
+	}
 	a.Engine = engine.New(engine.Config{
 		Retry:             cfg.Retry,
 		ClaimTimeout:      cfg.ClaimTimeout,
@@ -131,7 +138,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		UrgencyWeight:     cfg.UrgencyWeight,
 		MetadataHeaders:   cfg.MetadataHeaders,
 		Function:          opts.Function,
-	}, engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log})
+	}, deps)
 	a.Ingester = ingest.New(store, a.Blobs, a.Engine, ingest.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxLines: cfg.MaxLines}, log, nil)
 	return a, nil
 }

@@ -519,13 +519,26 @@ func (s *Server) deleteMessageBatch(_ *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	q, err := s.lookupURL(in.QueueUrl)
-	if err != nil {
-		return nil, err
-	}
 	ids := make([]string, len(in.Entries))
 	for i, e := range in.Entries {
 		ids[i] = e.Id
+	}
+	return s.eachEntry(in.QueueUrl, ids, func(q *queue, i int, _ time.Time) error {
+		rh, err := handleFor(q, in.Entries[i].ReceiptHandle)
+		if err != nil {
+			return err
+		}
+		q.deleteLocked(rh)
+		return nil
+	})
+}
+
+// eachEntry runs a batch operation: it finds the queue, checks the entry ids, and applies op to
+// each entry under the queue lock, reporting per-entry success or failure as SQS does.
+func (s *Server) eachEntry(queueURL string, ids []string, op func(q *queue, i int, now time.Time) error) (any, error) {
+	q, err := s.lookupURL(queueURL)
+	if err != nil {
+		return nil, err
 	}
 	if err := validateBatch(ids); err != nil {
 		return nil, err
@@ -536,15 +549,14 @@ func (s *Server) deleteMessageBatch(_ *http.Request, body []byte) (any, error) {
 	if q.deleted {
 		return nil, errQueueDoesNotExist()
 	}
-	q.advanceLocked(s.now())
-	for _, e := range in.Entries {
-		rh, err := handleFor(q, e.ReceiptHandle)
-		if err != nil {
-			out.Failed = append(out.Failed, entryError(e.Id, err))
+	now := s.now()
+	q.advanceLocked(now)
+	for i, id := range ids {
+		if err := op(q, i, now); err != nil {
+			out.Failed = append(out.Failed, entryError(id, err))
 			continue
 		}
-		q.deleteLocked(rh)
-		out.Successful = append(out.Successful, batchIDResult{e.Id})
+		out.Successful = append(out.Successful, batchIDResult{id})
 	}
 	return out, nil
 }
@@ -601,38 +613,19 @@ func (s *Server) changeMessageVisibilityBatch(_ *http.Request, body []byte) (any
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	q, err := s.lookupURL(in.QueueUrl)
-	if err != nil {
-		return nil, err
-	}
 	ids := make([]string, len(in.Entries))
 	for i, e := range in.Entries {
 		ids[i] = e.Id
 	}
-	if err := validateBatch(ids); err != nil {
-		return nil, err
-	}
-	out := batchOutput{Successful: []batchIDResult{}, Failed: []batchResultError{}}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted {
-		return nil, errQueueDoesNotExist()
-	}
-	now := s.now()
-	q.advanceLocked(now)
-	for _, e := range in.Entries {
+	return s.eachEntry(in.QueueUrl, ids, func(q *queue, i int, now time.Time) error {
+		e := in.Entries[i]
 		rh, err := handleFor(q, e.ReceiptHandle)
-		if err == nil {
-			err = validateVisibility(e.VisibilityTimeout)
-		}
-		if err == nil {
-			err = q.changeVisibilityLocked(rh, e.ReceiptHandle, *e.VisibilityTimeout, now)
-		}
 		if err != nil {
-			out.Failed = append(out.Failed, entryError(e.Id, err))
-			continue
+			return err
 		}
-		out.Successful = append(out.Successful, batchIDResult{e.Id})
-	}
-	return out, nil
+		if err := validateVisibility(e.VisibilityTimeout); err != nil {
+			return err
+		}
+		return q.changeVisibilityLocked(rh, e.ReceiptHandle, *e.VisibilityTimeout, now)
+	})
 }

@@ -536,19 +536,18 @@ func (s *Server) deleteMessageBatch(_ *http.Request, body []byte) (any, error) {
 // eachEntry runs a batch operation: it finds the queue, checks the entry ids, and applies op to
 // each entry under the queue lock, reporting per-entry success or failure as SQS does.
 func (s *Server) eachEntry(queueURL string, ids []string, op func(q *queue, i int, now time.Time) error) (any, error) {
-	q, err := s.lookupURL(queueURL)
-	if err != nil {
-		return nil, err
+	if _, err := s.lookupURL(queueURL); err != nil {
+		return nil, err // a missing queue is reported before malformed entries, as SQS does
 	}
 	if err := validateBatch(ids); err != nil {
 		return nil, err
 	}
-	out := batchOutput{Successful: []batchIDResult{}, Failed: []batchResultError{}}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted {
-		return nil, errQueueDoesNotExist()
+	q, unlock, err := s.lockQueue(queueURL)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
+	out := batchOutput{Successful: []batchIDResult{}, Failed: []batchResultError{}}
 	now := s.now()
 	q.advanceLocked(now)
 	for i, id := range ids {

@@ -213,15 +213,11 @@ func (s *Server) purgeQueue(_ *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	q, err := s.lookupURL(in.QueueUrl)
+	q, unlock, err := s.lockQueue(in.QueueUrl)
 	if err != nil {
 		return nil, err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted {
-		return nil, errQueueDoesNotExist()
-	}
+	defer unlock()
 	q.purgeLocked()
 	return nil, nil
 }
@@ -317,15 +313,11 @@ func (s *Server) tagQueue(_ *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	q, err := s.lookupURL(in.QueueUrl)
+	q, unlock, err := s.lockQueue(in.QueueUrl)
 	if err != nil {
 		return nil, err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted {
-		return nil, errQueueDoesNotExist()
-	}
+	defer unlock()
 	if q.tags == nil {
 		q.tags = make(map[string]string, len(in.Tags))
 	}
@@ -343,15 +335,11 @@ func (s *Server) untagQueue(_ *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	q, err := s.lookupURL(in.QueueUrl)
+	q, unlock, err := s.lockQueue(in.QueueUrl)
 	if err != nil {
 		return nil, err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted {
-		return nil, errQueueDoesNotExist()
-	}
+	defer unlock()
 	for _, k := range in.TagKeys {
 		delete(q.tags, k)
 	}
@@ -363,15 +351,11 @@ func (s *Server) listQueueTags(_ *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	q, err := s.lookupURL(in.QueueUrl)
+	q, unlock, err := s.lockQueue(in.QueueUrl)
 	if err != nil {
 		return nil, err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted {
-		return nil, errQueueDoesNotExist()
-	}
+	defer unlock()
 	tags := make(map[string]string, len(q.tags))
 	for k, v := range q.tags {
 		tags[k] = v

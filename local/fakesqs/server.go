@@ -268,6 +268,20 @@ func queueNameFromURL(u string) string {
 }
 
 // lookupURL resolves a QueueUrl request member.
+// lockQueue finds the queue named by a QueueUrl and locks it; a queue deleted meanwhile reads as
+// missing. The caller must call unlock.
+func (s *Server) lockQueue(u string) (q *queue, unlock func(), err error) {
+	if q, err = s.lookupURL(u); err != nil {
+		return nil, nil, err
+	}
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return nil, nil, errQueueDoesNotExist()
+	}
+	return q, q.mu.Unlock, nil
+}
+
 func (s *Server) lookupURL(u string) (*queue, error) {
 	if u == "" {
 		return nil, errMissingParameter("QueueUrl")

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -135,5 +134,3 @@ func met(ok bool) string {
 	}
 	return "MISSED"
 }
-
-func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }

@@ -40,12 +40,6 @@ func newTracer() *tracer {
 	return &tracer{calls: map[string][]time.Duration{}, reqs: map[string]*reqTrace{}}
 }
 
-func (t *tracer) reset() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.calls, t.rows, t.reqs = map[string][]time.Duration{}, nil, map[string]*reqTrace{}
-}
-
 func (t *tracer) call(op string, d time.Duration) {
 	t.mu.Lock()
 	t.calls[op] = append(t.calls[op], d)

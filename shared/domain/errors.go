@@ -57,6 +57,3 @@ func ErrorCode(err error) Code {
 // expected state or the attempt token was stale. For request writes it means a duplicate or a
 // zombie delivery, which must be dropped without side effects.
 var ErrStateConflict = &Error{Code: EConflict, Message: "state conflict"}
-
-// ErrNotFound is the generic not-found error; adapters usually return a more specific *Error.
-var ErrNotFound = &Error{Code: ENotFound, Message: "not found"}

@@ -158,6 +158,8 @@ type Engine struct {
 	// lastBeat is when this instance last wrote its liveness record (unix nanoseconds).
 	lastBeat atomic.Int64
 
+	// rnd supplies back-off jitter; math/rand/v2's Rand is not safe for concurrent use, so rndMu
+	// guards it for the one draw a retry decision makes.
 	rndMu sync.Mutex
 	rnd   *rand.Rand
 
@@ -183,9 +185,3 @@ func New(cfg Config, d Deps) *Engine {
 
 // Instance returns this process's worker id.
 func (e *Engine) Instance() string { return e.cfg.Instance }
-
-func (e *Engine) jitter() *rand.Rand {
-	// math/rand/v2's Rand is not safe for concurrent use; the lock is held only to draw one
-	// number, by the caller of Backoff.
-	return e.rnd
-}

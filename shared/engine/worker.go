@@ -279,7 +279,7 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 // response (an HTTP failure goes to the error file with its status and body).
 func (e *Engine) retryOrFail(job domain.Job, out domain.Outcome, code, msg string, retryAfter time.Duration) domain.Outcome {
 	e.rndMu.Lock()
-	nb, ok := e.cfg.Retry.Next(job.Retries, retryAfter, e.now(), job.BatchExpiresAt, e.jitter())
+	nb, ok := e.cfg.Retry.Next(job.Retries, retryAfter, e.now(), job.BatchExpiresAt, e.rnd)
 	e.rndMu.Unlock()
 	if ok {
 		out.State, out.NotBefore = domain.StatePending, nb

@@ -201,15 +201,6 @@ type Sealed struct {
 	Lines int
 }
 
-// BatchFiles returns the ids of a batch's output and error files.
-func (s *Store) BatchFiles(ctx context.Context, batchID string) (output, errorsFile string, err error) {
-	err = s.pool.QueryRow(ctx, q("BatchFiles"), batchID).Scan(&output, &errorsFile)
-	if err != nil {
-		return "", "", fmt.Errorf("batch files %s: %w", batchID, err)
-	}
-	return output, errorsFile, nil
-}
-
 // SealBatch completes a finalizing batch in one transaction: records the content of its output
 // and error files (dropping one that is empty) and freezes its counts.
 func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFile Sealed, usage []byte, now time.Time) error {

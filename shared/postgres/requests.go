@@ -76,7 +76,7 @@ func (s *Store) Unclaim(ctx context.Context, work []domain.Work) error {
 
 // StartProcessing moves a claimed request to processing for owner and returns what is needed to
 // execute it. domain.ErrStateConflict means the delivery must be dropped without calling the
-// upstream: it is a duplicate, stale, or its batch stopped running.
+// upstream: it is a duplicate, stale, or its batch stopped running or is past its deadline at now.
 func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string, now time.Time) (domain.Job, error) {
 	j := domain.Job{Work: w}
 	var meta []byte

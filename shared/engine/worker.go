@@ -255,6 +255,11 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 	}
 	res := e.up.Do(ctx, call)
 	out.StatusCode, out.UpstreamRequestID = res.StatusCode, res.UpstreamRequestID
+	if !res.Answered() {
+		// A status line without its answer (over the cap, a body that stalled or broke off) is a
+		// failure without an HTTP response: its error line carries the code, not a bare status.
+		out.StatusCode, res.Body = 0, nil
+	}
 	switch res.Outcome {
 	case upstream.Success:
 		out.State, out.Body = domain.StateCompleted, res.Body
@@ -268,7 +273,7 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 			return e.retryOrFail(job, out, res.Code, res.Message, 0)
 		}
 		out.State, out.Body = domain.StateFailed, res.Body
-		if res.StatusCode == 0 {
+		if out.StatusCode == 0 {
 			out.ErrorCode, out.ErrorMessage = res.Code, res.Message
 		}
 		return out

@@ -299,6 +299,17 @@ FROM (
 WHERE r.id = x.id AND r.attempt = x.attempt AND r.state = 'processing'
 RETURNING r.id::text, r.batch_id, r.state;
 
+-- name: FinishLanded
+-- Which of these outcomes a FinishMany at $4 already wrote (its commit may have gone through with
+-- the acknowledgement lost). The row still has the attempt and what that write left: the finish
+-- time $4 for an ended request, or for a retry the back-off $3 it set. A rescue leaves neither
+-- (it keeps the old not_before and ends a row at its own time), and a new claim bumps the attempt.
+SELECT r.id::text, r.batch_id, r.state
+FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS f(id, attempt, not_before)
+JOIN requests r ON r.id = f.id
+WHERE r.attempt = f.attempt
+  AND (r.finished_at = $4::timestamptz OR (r.state = 'pending' AND r.finished_at IS NULL AND r.not_before = f.not_before));
+
 -- name: Rescue
 -- Returns stuck requests to pending: claimed but never started for longer than the claim
 -- timeout ($1 is now − claim timeout), processing for longer than the processing timeout ($2),

@@ -8,6 +8,10 @@ import (
 const (
 	CodeBatchExpired   = "batch_expired"
 	CodeBatchCancelled = "batch_cancelled"
+	// The upstream's status line arrived but its answer did not: it was over the response cap,
+	// or its body did not finish within the body timeout.
+	CodeResponseTooLarge    = "response_too_large"
+	CodeUpstreamBodyTimeout = "upstream_body_timeout"
 )
 
 type outputLine struct {

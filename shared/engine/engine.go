@@ -28,6 +28,7 @@ type Store interface {
 	Unclaim(ctx context.Context, work []domain.Work) error
 	StartProcessing(ctx context.Context, w domain.Work, owner string, now time.Time) (domain.Job, error)
 	FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error)
+	FinishLanded(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error)
 	Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]postgres.Rescued, error)
 	BeginFinalize(ctx context.Context, batchID string, now time.Time) (string, bool, error)
 	RestartFinalize(ctx context.Context, batchID string, now, staleBefore time.Time) (string, bool, error)
@@ -74,6 +75,13 @@ type Config struct {
 	// PersistMargin is kept free before the invocation's deadline so that the result of an upstream
 	// call can still be written; the call itself is cut off this much earlier. Default 5s.
 	PersistMargin time.Duration
+	// PersistRetry paces the retries of a result write that failed because the database could
+	// not be reached (only Base, Factor, Max and Jitter are used). Default 100ms doubling to 2s,
+	// ±20 % jitter.
+	PersistRetry domain.RetryPolicy
+	// PersistSafety is how much of the invocation is left when the worker stops retrying a result
+	// write and leaves the row to rescue, for the message to be handed back in time. Default 1s.
+	PersistSafety time.Duration
 	// HeartbeatEvery is how often a running worker refreshes its liveness record. Default 10s; must
 	// stay well under StaleWorker.
 	HeartbeatEvery time.Duration
@@ -105,6 +113,10 @@ func (c *Config) defaults() {
 	c.ProcessingTimeout = orDuration(c.ProcessingTimeout, 16*time.Minute)
 	c.StaleWorker = orDuration(c.StaleWorker, time.Minute)
 	c.PersistMargin = orDuration(c.PersistMargin, 5*time.Second)
+	if c.PersistRetry == (domain.RetryPolicy{}) {
+		c.PersistRetry = domain.RetryPolicy{Base: 100 * time.Millisecond, Factor: 2, Max: 2 * time.Second, Jitter: 0.2}
+	}
+	c.PersistSafety = orDuration(c.PersistSafety, time.Second)
 	c.HeartbeatEvery = orDuration(c.HeartbeatEvery, 10*time.Second)
 	c.FinalizeStale = orDuration(c.FinalizeStale, 10*time.Minute)
 	c.CancelPollEvery = orDuration(c.CancelPollEvery, 2*time.Second)

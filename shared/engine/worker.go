@@ -65,16 +65,20 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 			ErrorMessage: abortMessage(a.Code), RoutedModel: out.RoutedModel}
 	}
 	abort()
-	// The result must be written even if the invocation is being cut short: detach from ctx's
-	// cancellation but keep a bound.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.PersistMargin)
-	defer cancel()
-	won, err := e.store.FinishMany(pctx, []domain.Outcome{out}, e.now())
+	won, err := e.persist(ctx, out)
 	if err != nil {
 		// The row stays processing; rescue returns it after the processing timeout or once this
 		// worker's heartbeat stops. Ask for redelivery too: the fence makes it a no-op.
 		return fmt.Errorf("persist %s: %w", w.RequestID, err)
 	}
+	// The follow-up work must run even if the invocation is being cut short: detach from ctx's
+	// cancellation but keep a bound, within the invocation (persist may have used most of it).
+	bound := time.Now().Add(e.cfg.PersistMargin)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(bound) {
+		bound = dl
+	}
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), bound)
+	defer cancel()
 	if len(won) == 0 {
 		e.log.InfoContext(ctx, "result fenced out: request was rescued meanwhile", "request_id", w.RequestID, "attempt", w.Attempt)
 		return nil
@@ -105,6 +109,50 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 	}
 	e.TryFinalize(pctx, won[0].BatchID)
 	return nil
+}
+
+// persist writes out with the fenced FinishMany and returns the rows that won. The result must be
+// written even if the invocation is being cut short, so ctx's cancellation is ignored; each try is
+// bounded by PersistMargin. A write that failed because the database could not be reached is tried
+// again with back-off (PersistRetry) until PersistSafety before ctx's deadline (real time, as the
+// deadline is; with no deadline for ProcessingTimeout, after which rescue has the row anyway), and
+// only then left to rescue. A fenced-out write (no row won) is final.
+//
+// Every try writes the same finish time: a try whose commit went through unacknowledged fences
+// out the next one, and FinishLanded recognises the row as this write's rather than a rescue's.
+func (e *Engine) persist(ctx context.Context, out domain.Outcome) ([]postgres.Finished, error) {
+	outs, now := []domain.Outcome{out}, e.now()
+	until := time.Now().Add(e.cfg.ProcessingTimeout)
+	if dl, ok := ctx.Deadline(); ok {
+		until = dl.Add(-e.cfg.PersistSafety)
+	}
+	base := context.WithoutCancel(ctx)
+	uncertain := false // an earlier try failed on the connection and may have committed
+	for try := 0; ; try++ {
+		bound := time.Now().Add(e.cfg.PersistMargin)
+		if try > 0 && bound.After(until) {
+			bound = until
+		}
+		tctx, cancel := context.WithDeadline(base, bound)
+		won, err := e.store.FinishMany(tctx, outs, now)
+		if err == nil && len(won) == 0 && uncertain {
+			won, err = e.store.FinishLanded(tctx, outs, now)
+		}
+		cancel()
+		if err == nil || !postgres.Transient(err) {
+			return won, err
+		}
+		uncertain = true
+		e.rndMu.Lock()
+		delay := e.cfg.PersistRetry.Backoff(try, 0, e.rnd)
+		e.rndMu.Unlock()
+		if !time.Now().Add(delay).Before(until) {
+			return nil, fmt.Errorf("database unreachable for %d tries: %w", try+1, err)
+		}
+		e.log.WarnContext(ctx, "persist result: database unreachable, retrying", "request_id", out.RequestID,
+			"attempt", out.Attempt, "try", try+1, "retry_in", delay, "err", err)
+		time.Sleep(delay)
+	}
 }
 
 // rewriteModel replaces the top-level "model" of a JSON object body, keeping everything else.
@@ -255,6 +303,11 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 	}
 	res := e.up.Do(ctx, call)
 	out.StatusCode, out.UpstreamRequestID = res.StatusCode, res.UpstreamRequestID
+	if !res.Answered() {
+		// A status line without its answer (over the cap, a body that stalled or broke off) is a
+		// failure without an HTTP response: its error line carries the code, not a bare status.
+		out.StatusCode, res.Body = 0, nil
+	}
 	switch res.Outcome {
 	case upstream.Success:
 		out.State, out.Body = domain.StateCompleted, res.Body
@@ -268,7 +321,7 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 			return e.retryOrFail(job, out, res.Code, res.Message, 0)
 		}
 		out.State, out.Body = domain.StateFailed, res.Body
-		if res.StatusCode == 0 {
+		if out.StatusCode == 0 {
 			out.ErrorCode, out.ErrorMessage = res.Code, res.Message
 		}
 		return out

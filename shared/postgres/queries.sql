@@ -200,6 +200,8 @@ running AS (
     JOIN sources s ON s.model = ANY (b.models)
     LEFT JOIN load l ON l.tenant_id = b.tenant_id
     WHERE b.status = 'in_progress' AND b.expired_at IS NULL
+      -- Past its deadline a batch gets no new work, even before the sweep marks it expired.
+      AND b.expires_at > $3::timestamptz
       AND CASE WHEN s.model = $1
                THEN s.target IS NULL OR b.expires_at - $3::timestamptz >= make_interval(secs => s.secs)
                ELSE b.expires_at - $3::timestamptz < make_interval(secs => s.secs) END
@@ -248,12 +250,14 @@ WHERE r.id = w.id AND r.attempt = w.attempt AND r.state = 'claimed';
 
 -- name: StartProcessing
 -- claimed → processing, made durable before the upstream call. Zero rows means the delivery is a
--- duplicate, stale (the row was rescued and re-claimed) or its batch is no longer running.
+-- duplicate, stale (the row was rescued and re-claimed) or its batch is no longer running or past
+-- its deadline ($3 is now, the clock ExpireDue compares with; the sweep then ends the row).
 UPDATE requests r
 SET state = 'processing', started_at = $3, owner = $4
 FROM batches b
 WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'claimed'
   AND b.id = r.batch_id AND b.status = 'in_progress' AND b.expired_at IS NULL AND r.cancel_requested_at IS NULL
+  AND b.expires_at > $3
 RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
           b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata;
 
@@ -294,6 +298,17 @@ FROM (
 ) AS x
 WHERE r.id = x.id AND r.attempt = x.attempt AND r.state = 'processing'
 RETURNING r.id::text, r.batch_id, r.state;
+
+-- name: FinishLanded
+-- Which of these outcomes a FinishMany at $4 already wrote (its commit may have gone through with
+-- the acknowledgement lost). The row still has the attempt and what that write left: the finish
+-- time $4 for an ended request, or for a retry the back-off $3 it set. A rescue leaves neither
+-- (it keeps the old not_before and ends a row at its own time), and a new claim bumps the attempt.
+SELECT r.id::text, r.batch_id, r.state
+FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS f(id, attempt, not_before)
+JOIN requests r ON r.id = f.id
+WHERE r.attempt = f.attempt
+  AND (r.finished_at = $4::timestamptz OR (r.state = 'pending' AND r.finished_at IS NULL AND r.not_before = f.not_before));
 
 -- name: Rescue
 -- Returns stuck requests to pending: claimed but never started for longer than the claim

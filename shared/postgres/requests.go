@@ -76,7 +76,7 @@ func (s *Store) Unclaim(ctx context.Context, work []domain.Work) error {
 
 // StartProcessing moves a claimed request to processing for owner and returns what is needed to
 // execute it. domain.ErrStateConflict means the delivery must be dropped without calling the
-// upstream: it is a duplicate, stale, or its batch stopped running.
+// upstream: it is a duplicate, stale, or its batch stopped running or is past its deadline at now.
 func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string, now time.Time) (domain.Job, error) {
 	j := domain.Job{Work: w}
 	var meta []byte
@@ -140,6 +140,39 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 		return nil, fmt.Errorf("finish: %w", err)
 	}
 	return won, nil
+}
+
+// FinishLanded reports which of outs a FinishMany at now already wrote. A caller whose FinishMany
+// failed on the connection cannot tell whether it committed; when its retry then wins no row, this
+// tells its own earlier write (to be treated as persisted) from a rescue (fenced out).
+func (s *Store) FinishLanded(ctx context.Context, outs []domain.Outcome, now time.Time) ([]Finished, error) {
+	n := len(outs)
+	if n == 0 {
+		return nil, nil
+	}
+	ids, attempts, notBefore := make([]string, n), make([]int32, n), make([]*time.Time, n)
+	for i, o := range outs {
+		ids[i], attempts[i] = o.RequestID, int32(o.Attempt)
+		if !o.NotBefore.IsZero() {
+			nb := o.NotBefore
+			notBefore[i] = &nb
+		}
+	}
+	rows, err := s.pool.Query(ctx, q("FinishLanded"), ids, attempts, notBefore, now)
+	if err != nil {
+		return nil, fmt.Errorf("finish landed: %w", err)
+	}
+	landed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finished, error) {
+		var f Finished
+		var state string
+		err := r.Scan(&f.RequestID, &f.BatchID, &state)
+		f.State = domain.RequestState(state)
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finish landed: %w", err)
+	}
+	return landed, nil
 }
 
 // Rescued is a request returned to pending by Rescue (or ended, when its batch was cancelled or

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,6 +73,29 @@ func (s *Store) Close() { s.pool.Close() }
 
 // Migrate applies pending migrations.
 func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool) }
+
+// Transient reports whether err says that the database could not be reached or the connection
+// failed (refused, reset, closed mid-statement, timed out, the server shutting down, starting up
+// or out of connections, a serialisation failure or deadlock) rather than that the statement was
+// wrong: the same statement may succeed when tried again. A write that failed this way may or may
+// not have committed.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03", "53300", "40001", "40P01":
+			return true
+		}
+		return strings.HasPrefix(pgErr.Code, "08") // connection exception
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // ─── tenants and keys ───────────────────────────────────────────────────────────────────────────
 

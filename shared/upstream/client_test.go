@@ -306,6 +306,7 @@ func TestResponseCap(t *testing.T) {
 			assert.Equal(t, tc.code, res.Code)
 			assert.Equal(t, tc.status, res.StatusCode)
 			assert.Len(t, res.Body, tc.bodyLen)
+			assert.Equal(t, tc.code != CodeResponseTooLarge, res.Answered(), "an answer over the cap is not an answer")
 		})
 	}
 }
@@ -355,7 +356,9 @@ func TestBodyTimeout(t *testing.T) {
 	res := New(cfg).Do(context.Background(), chatCall(ts.URL))
 	assert.Equal(t, Retriable, res.Outcome)
 	assert.Equal(t, CodeBodyTimeout, res.Code, res.Message)
+	assert.Equal(t, "upstream_body_timeout", res.Code, "the stable code of the error line")
 	assert.Equal(t, 200, res.StatusCode, "status of the response that stalled is kept")
+	assert.False(t, res.Answered(), "a stalled body is not an answer")
 	assert.Less(t, time.Since(start), 3*time.Second)
 }
 

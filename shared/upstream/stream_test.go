@@ -171,6 +171,7 @@ func TestStreamErrorEvent(t *testing.T) {
 			assert.Equal(t, tc.outcome, res.Outcome)
 			assert.Equal(t, CodeUpstreamStreamError, res.Code)
 			assert.JSONEq(t, tc.event, string(res.Body), "body is the error event")
+			assert.True(t, res.Answered(), "an error event is the upstream's answer")
 		})
 	}
 }
@@ -233,6 +234,7 @@ func TestStreamWithoutEvents(t *testing.T) {
 	assert.Equal(t, Retriable, res.Outcome)
 	assert.Equal(t, CodeUpstreamStreamError, res.Code)
 	assert.Equal(t, 200, res.StatusCode)
+	assert.False(t, res.Answered(), "a stream without data answered nothing")
 }
 
 func TestStreamEndsWithoutDone(t *testing.T) {
@@ -345,6 +347,7 @@ func TestStreamTimeouts(t *testing.T) {
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
 		assert.Equal(t, Retriable, res.Outcome)
 		assert.Equal(t, CodeBodyTimeout, res.Code, res.Message)
+		assert.False(t, res.Answered())
 	})
 	t.Run("deadline clips the chunk wait", func(t *testing.T) {
 		var ts *testServer
@@ -372,6 +375,7 @@ func TestStreamCapAndReuse(t *testing.T) {
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
 		assert.Equal(t, Permanent, res.Outcome)
 		assert.Equal(t, CodeResponseTooLarge, res.Code)
+		assert.False(t, res.Answered())
 	})
 	t.Run("streams reuse the connection", func(t *testing.T) {
 		var addrs remoteAddrs

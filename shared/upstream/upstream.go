@@ -24,6 +24,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -64,9 +66,9 @@ const (
 	CodeNetworkError        = "network_error"
 	CodeTimeout             = "timeout"
 	CodeFirstByteTimeout    = "first_byte_timeout"
-	CodeBodyTimeout         = "body_timeout"
+	CodeBodyTimeout         = domain.CodeUpstreamBodyTimeout
 	CodeChunkTimeout        = "chunk_timeout"
-	CodeResponseTooLarge    = "response_too_large"
+	CodeResponseTooLarge    = domain.CodeResponseTooLarge
 	CodeInvalidRequest      = "invalid_request"
 	CodeCanceled            = "canceled"
 	CodeUpstreamStreamError = "upstream_stream_error"
@@ -189,7 +191,17 @@ type Result struct {
 	RetryAfter time.Duration
 	// Duration is the wall time Do spent.
 	Duration time.Duration
+
+	// answered is set when StatusCode and Body are the upstream's whole answer (see Answered).
+	answered bool
 }
+
+// Answered reports whether the upstream's answer was received whole: a success, or a failure
+// status with its body (also one reported by an SSE error event). A call that got a status line
+// but not the answer (over the size cap, a body that stalled, broke off or a stream without data)
+// was not answered, whatever StatusCode says: like a call that got no response, it is described
+// by Code and Message only.
+func (r Result) Answered() bool { return r.answered }
 
 // Client sends Calls. It is immutable after New and safe for concurrent use.
 type Client struct {
@@ -393,6 +405,7 @@ func (c *Client) readPlain(parent, reqCtx context.Context, resp *http.Response, 
 // classifyStatus fills Outcome, Code, Message and RetryAfter from
 // res.StatusCode. code is the failure code used for non-2xx statuses.
 func (c *Client) classifyStatus(res Result, code string, truncated bool) Result {
+	res.answered = true
 	res.Outcome = c.outcomeFor(res.StatusCode)
 	if res.Outcome == Success {
 		res.Code, res.Message = "", ""

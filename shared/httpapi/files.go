@@ -481,6 +481,19 @@ type lineProblem struct {
 	Message  string  `json:"message"`
 }
 
+// toLineProblems renders the bad lines of a rejected upload as a dry run lists them.
+func toLineProblems(ps []domain.LineProblem) []lineProblem {
+	out := make([]lineProblem, len(ps))
+	for i, p := range ps {
+		out[i] = lineProblem{Code: p.Reason, Param: strPtr(p.Param), CustomID: strPtr(p.CustomID), Message: p.Message}
+		if p.Line > 0 {
+			n := p.Line
+			out[i].Line = &n
+		}
+	}
+	return out
+}
+
 type validationReport struct {
 	Object          string        `json:"object"`
 	FileID          string        `json:"file_id"`

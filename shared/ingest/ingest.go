@@ -120,7 +120,7 @@ func FileKey(tenantID, fileID string) string {
 
 // Store validates u.Body line by line while streaming it to S3, and records the file only if
 // every line is valid; otherwise the object is deleted and a *domain.Error names the first bad
-// line. Nothing partial is kept.
+// line and lists every one (see validate). Nothing partial is kept.
 func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 	f := domain.File{ID: u.FileID, TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
 		Status: "processed", CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
@@ -142,7 +142,7 @@ func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 
 // Fill streams body through validation into the content of a pending (uploaded) file f, and
 // marks the file processed. If any line is bad, nothing is kept: the content is deleted, the file
-// discarded, and the *domain.Error names the line. f.Bytes, when set, is the size the client
+// discarded, and the *domain.Error lists the bad lines. f.Bytes, when set, is the size the client
 // announced, and the body must have exactly that size.
 func (in *Ingester) Fill(ctx context.Context, f domain.File, body io.Reader) (domain.File, error) {
 	n, summary, err := in.streamValidated(ctx, f.ObjectKey, body)
@@ -296,26 +296,34 @@ func (in *Ingester) Check(ctx context.Context, key, endpoint string, anyModel bo
 	return rep, nil
 }
 
-// validate runs the whole stream through the validator and returns the first problem.
+// validate runs the whole stream through the validator. A bad file gives one *domain.Error that
+// names the first bad line and lists every one (up to jsonl.DefaultMaxErrors, then marked
+// truncated), so that a client fixes them all in one round trip. Reading stops early only at
+// that limit, and when the file is over MaxFileBytes (a 413 without a list) or cannot be read.
 func (in *Ingester) validate(r io.Reader, rules jsonl.Rules) (jsonl.Summary, error) {
-	rd := jsonl.NewReader(r, in.limits.MaxLineBytes)
-	v := jsonl.NewValidator(rules)
-	for {
-		line, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return jsonl.Summary{}, asDomain(err)
-		}
-		if _, le := v.Check(line); le != nil {
-			return jsonl.Summary{}, lineError(le)
-		}
+	// One more than listed, to tell whether the list was cut.
+	summary, errs, err := jsonl.ValidateAll(r, rules, in.limits.MaxLineBytes, jsonl.DefaultMaxErrors+1)
+	if err != nil {
+		return jsonl.Summary{}, asDomain(err)
 	}
-	if le := v.Finish(); le != nil {
-		return jsonl.Summary{}, lineError(le)
+	if len(errs) > 0 {
+		return jsonl.Summary{}, rejection(errs, jsonl.DefaultMaxErrors)
 	}
-	return v.Summary(), nil
+	return summary, nil
+}
+
+// rejection is the client-facing error for a file with bad lines: the first one, with the first
+// max of them listed.
+func rejection(errs []jsonl.LineError, max int) *domain.Error {
+	de := lineError(&errs[0])
+	if len(errs) > max {
+		errs, de.ProblemsTruncated = errs[:max], true
+	}
+	de.Problems = make([]domain.LineProblem, len(errs))
+	for i, le := range errs {
+		de.Problems[i] = domain.LineProblem{Line: le.Line, CustomID: le.CustomID, Param: le.Param, Reason: le.Code, Message: le.Message}
+	}
+	return de
 }
 
 // Populate expands a validating batch's input file into request rows and starts the batch; then

@@ -799,6 +799,8 @@ type s3Access struct{ action, key string }
 // only the API writes input files.
 func checkS3Grants(tpl map[string]any) []error {
 	input := ingest.FileKey("tenant", "file")
+	content := ingest.ContentKey("tenant", "file")
+	staged := ingest.StagingKey("tenant", "file")
 	output := engine.ObjectKey("tenant", "batch", true)
 	errorsKey := engine.ObjectKey("tenant", "batch", false)
 	writeResults := []s3Access{
@@ -809,8 +811,10 @@ func checkS3Grants(tpl map[string]any) []error {
 		"ApiFunction": {
 			{"s3:PutObject", input}, {"s3:DeleteObject", input}, {"s3:AbortMultipartUpload", input},
 			{"s3:GetObject", input}, {"s3:GetObject", output}, {"s3:GetObject", errorsKey},
+			{"s3:PutObject", content}, {"s3:DeleteObject", content}, {"s3:AbortMultipartUpload", content},
+			{"s3:PutObject", staged}, {"s3:GetObject", staged}, {"s3:DeleteObject", staged},
 		},
-		"PopulateFunction": {{"s3:GetObject", input}},
+		"PopulateFunction": {{"s3:GetObject", input}, {"s3:GetObject", content}},
 		"WorkerFunction":   writeResults,
 		"PurgeFunction":    writeResults,
 	}
@@ -885,6 +889,19 @@ func checkBucket(tpl map[string]any) []error {
 	}
 	if !abort {
 		errs = append(errs, errors.New("Bucket: no enabled lifecycle rule aborts incomplete multipart uploads"))
+	}
+	// What a PUT to a presigned URL leaves after complete must expire, but only after any pending
+	// file could still be completed (expires_after is at most 30 days).
+	staged := false
+	for _, r := range asList(dig(p, "LifecycleConfiguration", "Rules")) {
+		prefix, _ := dig(r, "Prefix").(string)
+		d, ok := literalInt(dig(r, "ExpirationInDays"))
+		if ok && d > 30 && prefix != "" && strings.HasPrefix(ingest.StagingKey("tenant", "file"), prefix) && dig(r, "Status") == "Enabled" {
+			staged = true
+		}
+	}
+	if !staged {
+		errs = append(errs, errors.New("Bucket: no enabled lifecycle rule expires staged uploads after more than 30 days"))
 	}
 	return errs
 }

@@ -30,6 +30,19 @@ type Error struct {
 	Param   string // the offending parameter, when there is one
 	Line    int    // 1-based line of an input file, when the error is about one
 	Reason  string // stable machine code shown to clients (e.g. "invalid_json_line"); optional
+	// Problems lists every bad line of a rejected input file, the first being the error itself;
+	// ProblemsTruncated says the list stopped at its limit and more bad lines exist.
+	Problems          []LineProblem
+	ProblemsTruncated bool
+}
+
+// LineProblem is one bad line of an input file; Line is 0 when the file as a whole is at fault.
+type LineProblem struct {
+	Line     int
+	CustomID string // the line's custom_id when it was readable, else ""
+	Param    string
+	Reason   string // as Error.Reason, e.g. "duplicate_custom_id"
+	Message  string
 }
 
 func (e *Error) Error() string {

@@ -255,7 +255,9 @@ type pendingFileObject struct {
 
 // createPresignedFile records a pending input file and returns a presigned S3 PUT URL for its
 // content, so that files up to MaxFileBytes (200 MB) never pass through API Gateway or Lambda.
-// The file stays "uploaded" until POST /v1/files/{id}/complete validates the content.
+// The file stays "uploaded" until POST /v1/files/{id}/complete validates the content. The URL
+// is for a staging key: complete copies what it validates to the file's own key, which is never
+// presigned, so a PUT after complete cannot change the file.
 func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	var req presignedFileRequest
@@ -273,7 +275,7 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 	}
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
-		Status: "uploaded", ObjectKey: ingest.FileKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
+		Status: "uploaded", ObjectKey: ingest.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
 	res, err := s.reserve(r, routeCreateFile, canonicalJSON(req), id)
 	if err != nil {
 		s.error(w, r, err)
@@ -479,6 +481,19 @@ type lineProblem struct {
 	Code     string  `json:"code"`
 	Param    *string `json:"param"`
 	Message  string  `json:"message"`
+}
+
+// toLineProblems renders the bad lines of a rejected upload as a dry run lists them.
+func toLineProblems(ps []domain.LineProblem) []lineProblem {
+	out := make([]lineProblem, len(ps))
+	for i, p := range ps {
+		out[i] = lineProblem{Code: p.Reason, Param: strPtr(p.Param), CustomID: strPtr(p.CustomID), Message: p.Message}
+		if p.Line > 0 {
+			n := p.Line
+			out[i].Line = &n
+		}
+	}
+	return out
 }
 
 type validationReport struct {

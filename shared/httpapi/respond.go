@@ -24,6 +24,10 @@ type apiError struct {
 		Param   *string `json:"param"`
 		Code    *string `json:"code"`
 		Line    *int    `json:"line,omitempty"`
+		// Errors (an extension) lists every bad line of a rejected input file, the first being
+		// this error; Truncated says the list stopped at its limit.
+		Errors    []lineProblem `json:"errors,omitempty"`
+		Truncated *bool         `json:"truncated,omitempty"`
 	} `json:"error"`
 }
 
@@ -99,6 +103,9 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if de.Line > 0 {
 		l := de.Line
 		body.Error.Line = &l
+	}
+	if len(de.Problems) > 0 {
+		body.Error.Errors, body.Error.Truncated = toLineProblems(de.Problems), &de.ProblemsTruncated
 	}
 	if status == http.StatusServiceUnavailable || status == http.StatusConflict {
 		w.Header().Set("Retry-After", "1")

@@ -25,7 +25,7 @@ type Store interface {
 	InputObjectKey(ctx context.Context, batchID string) (string, error)
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	InsertFile(ctx context.Context, f domain.File) error
-	FinishUpload(ctx context.Context, tenantID, id string, bytes int64, lines int) error
+	FinishUpload(ctx context.Context, tenantID, id, key string, bytes int64, lines int) error
 	DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error
 	FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
 }
@@ -113,14 +113,30 @@ type Upload struct {
 	Body      io.Reader
 }
 
-// FileKey is where an input file lives in the bucket.
+// FileKey is where a directly uploaded input file lives in the bucket.
 func FileKey(tenantID, fileID string) string {
 	return fmt.Sprintf("tenants/%s/files/%s.jsonl", tenantID, fileID)
 }
 
+// ContentKey is a fresh key for the content of a pending file, one per attempt to complete it.
+// Only the server writes it, with the bytes it validates, and no URL is ever presigned for it, so
+// what batches and downloads read is what was validated; a fresh key per attempt also keeps two
+// concurrent completes from overwriting each other's content.
+func ContentKey(tenantID, fileID string) string {
+	return fmt.Sprintf("tenants/%s/files/%s.%s.jsonl", tenantID, fileID, uuid.NewString())
+}
+
+// StagingKey is where a client PUTs a presigned upload. Complete reads it once and copies the
+// bytes it validates to a ContentKey; nothing else ever reads it, so a PUT after complete
+// changes nothing. It has its own top-level prefix so that a bucket lifecycle rule can expire
+// what such a late PUT leaves behind.
+func StagingKey(tenantID, fileID string) string {
+	return fmt.Sprintf("staging/%s/%s.jsonl", tenantID, fileID)
+}
+
 // Store validates u.Body line by line while streaming it to S3, and records the file only if
 // every line is valid; otherwise the object is deleted and a *domain.Error names the first bad
-// line. Nothing partial is kept.
+// line and lists every one (see validate). Nothing partial is kept.
 func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 	f := domain.File{ID: u.FileID, TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
 		Status: "processed", CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
@@ -140,25 +156,37 @@ func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 	return f, nil
 }
 
-// Fill streams body through validation into the content of a pending (uploaded) file f, and
-// marks the file processed. If any line is bad, nothing is kept: the content is deleted, the file
-// discarded, and the *domain.Error names the line. f.Bytes, when set, is the size the client
-// announced, and the body must have exactly that size.
+// Fill streams body through validation into a fresh ContentKey for the pending (uploaded) file
+// f, and marks the file processed with that content. If any line is bad, nothing is kept: the
+// content is deleted, the file discarded, and the *domain.Error lists the bad lines. f.Bytes,
+// when set, is the size the client announced, and the body must have exactly that size.
 func (in *Ingester) Fill(ctx context.Context, f domain.File, body io.Reader) (domain.File, error) {
-	n, summary, err := in.streamValidated(ctx, f.ObjectKey, body)
-	if err == nil {
-		err = checkSize(f.Bytes, n)
-	}
+	key, n, summary, err := in.copyValidated(ctx, f, body)
 	if err != nil {
 		in.reject(ctx, f, err)
 		return domain.File{}, err
 	}
-	return in.finish(ctx, f, n, summary)
+	return in.finish(ctx, f, key, n, summary)
+}
+
+// copyValidated streams body through validation into a fresh ContentKey of the pending file f
+// and checks the announced size; on failure nothing is left at that key.
+func (in *Ingester) copyValidated(ctx context.Context, f domain.File, body io.Reader) (string, int64, jsonl.Summary, error) {
+	key := ContentKey(f.TenantID, f.ID)
+	n, summary, err := in.streamValidated(ctx, key, body)
+	if err == nil {
+		if err = checkSize(f.Bytes, n); err != nil {
+			in.deleteContent(ctx, key)
+		}
+	}
+	return key, n, summary, err
 }
 
 // Complete validates the content that a client uploaded straight to S3 for the pending file f
-// (with a presigned URL) and marks the file processed; on any bad line, or a size other than
-// the announced one, the content is deleted and the file discarded, as with Fill.
+// (with a presigned URL, to f.ObjectKey) and marks the file processed. The bytes are copied as
+// they are validated to a key of the file's own, so a later PUT to the same URL cannot change
+// them; the uploaded object is deleted afterwards. On any bad line, or a size other than the
+// announced one, the upload is deleted and the file discarded, as with Fill.
 func (in *Ingester) Complete(ctx context.Context, f domain.File) (domain.File, error) {
 	body, _, err := in.blobs.Get(ctx, f.ObjectKey)
 	if s3blob.IsNotFound(err) {
@@ -169,31 +197,38 @@ func (in *Ingester) Complete(ctx context.Context, f domain.File) (domain.File, e
 		return domain.File{}, err
 	}
 	defer body.Close()
-	allowed, err := in.modelFilter(ctx)
-	if err != nil {
-		return domain.File{}, err
-	}
-	limited := &capReader{r: body, max: in.limits.MaxFileBytes}
-	summary, err := in.validate(limited, in.rules(allowed, ""))
-	if err == nil {
-		err = checkSize(f.Bytes, limited.n)
-	}
+	key, n, summary, err := in.copyValidated(ctx, f, body)
 	if err != nil {
 		if domain.ErrorCode(err) == domain.EInternal {
-			return domain.File{}, err // an S3 read failed: the content may be fine, keep it for a retry
+			return domain.File{}, err // S3 failed: the upload may be fine, keep it for a retry
 		}
 		in.reject(ctx, f, err)
 		return domain.File{}, err
 	}
-	return in.finish(ctx, f, limited.n, summary)
-}
-
-func (in *Ingester) finish(ctx context.Context, f domain.File, n int64, summary jsonl.Summary) (domain.File, error) {
-	if err := in.store.FinishUpload(ctx, f.TenantID, f.ID, n, summary.Lines); err != nil {
+	got, err := in.finish(ctx, f, key, n, summary)
+	if err != nil {
 		return domain.File{}, err
 	}
-	f.Status, f.StatusDetails, f.Bytes, f.Lines = "processed", "", n, summary.Lines
+	in.deleteContent(ctx, f.ObjectKey)
+	return got, nil
+}
+
+// finish marks the pending file f processed with the content at key. If the file is no longer
+// pending (a concurrent complete won, or it was deleted), that content is deleted again.
+func (in *Ingester) finish(ctx context.Context, f domain.File, key string, n int64, summary jsonl.Summary) (domain.File, error) {
+	if err := in.store.FinishUpload(ctx, f.TenantID, f.ID, key, n, summary.Lines); err != nil {
+		in.deleteContent(ctx, key)
+		return domain.File{}, err
+	}
+	f.Status, f.StatusDetails, f.ObjectKey, f.Bytes, f.Lines = "processed", "", key, n, summary.Lines
 	return f, nil
+}
+
+func (in *Ingester) deleteContent(ctx context.Context, key string) {
+	ctx = context.WithoutCancel(ctx)
+	if err := in.blobs.Delete(ctx, key); err != nil {
+		in.log.WarnContext(ctx, "delete upload content", "key", key, "err", err)
+	}
 }
 
 // reject deletes a pending file's content and hides the file, recording why.
@@ -296,26 +331,34 @@ func (in *Ingester) Check(ctx context.Context, key, endpoint string, anyModel bo
 	return rep, nil
 }
 
-// validate runs the whole stream through the validator and returns the first problem.
+// validate runs the whole stream through the validator. A bad file gives one *domain.Error that
+// names the first bad line and lists every one (up to jsonl.DefaultMaxErrors, then marked
+// truncated), so that a client fixes them all in one round trip. Reading stops early only at
+// that limit, and when the file is over MaxFileBytes (a 413 without a list) or cannot be read.
 func (in *Ingester) validate(r io.Reader, rules jsonl.Rules) (jsonl.Summary, error) {
-	rd := jsonl.NewReader(r, in.limits.MaxLineBytes)
-	v := jsonl.NewValidator(rules)
-	for {
-		line, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return jsonl.Summary{}, asDomain(err)
-		}
-		if _, le := v.Check(line); le != nil {
-			return jsonl.Summary{}, lineError(le)
-		}
+	// One more than listed, to tell whether the list was cut.
+	summary, errs, err := jsonl.ValidateAll(r, rules, in.limits.MaxLineBytes, jsonl.DefaultMaxErrors+1)
+	if err != nil {
+		return jsonl.Summary{}, asDomain(err)
 	}
-	if le := v.Finish(); le != nil {
-		return jsonl.Summary{}, lineError(le)
+	if len(errs) > 0 {
+		return jsonl.Summary{}, rejection(errs, jsonl.DefaultMaxErrors)
 	}
-	return v.Summary(), nil
+	return summary, nil
+}
+
+// rejection is the client-facing error for a file with bad lines: the first one, with the first
+// max of them listed.
+func rejection(errs []jsonl.LineError, max int) *domain.Error {
+	de := lineError(&errs[0])
+	if len(errs) > max {
+		errs, de.ProblemsTruncated = errs[:max], true
+	}
+	de.Problems = make([]domain.LineProblem, len(errs))
+	for i, le := range errs {
+		de.Problems[i] = domain.LineProblem{Line: le.Line, CustomID: le.CustomID, Param: le.Param, Reason: le.Code, Message: le.Message}
+	}
+	return de
 }
 
 // Populate expands a validating batch's input file into request rows and starts the batch; then

@@ -405,8 +405,8 @@ func invalidJSON(n int, b []byte) *LineError {
 	return lineErr(n, CodeInvalidJSONLine, "", "this line is not parseable as valid JSON")
 }
 
-// ValidateAll reads a whole file and reports every bad line at once, for dry runs. maxLineBytes
-// <= 0 means DefaultMaxLineBytes. It collects at most maxErrors errors (default 1000) and stops
+// ValidateAll reads a whole file and reports every bad line at once, for uploads and dry runs.
+// maxLineBytes <= 0 means DefaultMaxLineBytes. It collects at most maxErrors errors (default 1000) and stops
 // reading when it has that many: a file that broken needs fixing, not a full estimate, and
 // formatting an error per line of a file of millions of garbage lines would cost far more than
 // validating it. The summary then covers only the lines read. The error result is set only for

@@ -83,10 +83,10 @@ func (s *Store) ListFiles(ctx context.Context, tenantID string, p FileListParams
 	return files, more, nil
 }
 
-// FinishUpload marks a pending (uploaded) input file processed once its content has passed
-// validation. It reports domain.ErrStateConflict when the file is no longer pending.
-func (s *Store) FinishUpload(ctx context.Context, tenantID, id string, bytes int64, lines int) error {
-	tag, err := s.pool.Exec(ctx, q("FinishUpload"), id, tenantID, bytes, lines)
+// FinishUpload marks a pending (uploaded) input file processed once its content, stored at key,
+// has passed validation. It reports domain.ErrStateConflict when the file is no longer pending.
+func (s *Store) FinishUpload(ctx context.Context, tenantID, id, key string, bytes int64, lines int) error {
+	tag, err := s.pool.Exec(ctx, q("FinishUpload"), id, tenantID, bytes, lines, key)
 	if err != nil {
 		return fmt.Errorf("finish upload %s: %w", id, err)
 	}

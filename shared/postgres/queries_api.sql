@@ -34,9 +34,10 @@ ORDER BY created_at, id
 LIMIT $2;
 
 -- name: FinishUpload
--- An uploaded (pending) input file passed validation: it becomes processed with its real size.
+-- An uploaded (pending) input file passed validation: it becomes processed with its real size
+-- and the key of the content that was validated ($5).
 UPDATE files
-SET status = 'processed', bytes = $3, line_count = $4, status_details = NULL
+SET status = 'processed', bytes = $3, line_count = $4, status_details = NULL, object_key = $5
 WHERE id = $1 AND tenant_id = $2 AND status = 'uploaded' AND deleted_at IS NULL;
 
 -- name: DiscardFile

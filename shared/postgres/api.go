@@ -170,7 +170,7 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p BatchListPar
 	return batches, more, nil
 }
 
-// scanBatch reads the column list that GetBatch and ListBatches share.
+// scanBatch reads the BatchRow fragment (queries.sql), the row shape GetBatch and ListBatches share.
 func scanBatch(r pgx.Row) (domain.Batch, error) {
 	var b domain.Batch
 	var meta, errs []byte

@@ -154,3 +154,36 @@ func TestAPIKeysAreShownOnceAndRevokedAtOnce(t *testing.T) {
 	_, _, err = f.store.NewAPIKey(ctx, "tenant_missing", "x", false, f.now)
 	require.Equal(t, domain.ENotFound, domain.ErrorCode(err))
 }
+
+// A batch outlives its input file: once the file's expires_after passes and the purge drops it,
+// the batch's input_file_id is NULL, and both the list and the single read still return the batch.
+func TestListBatchesSurvivesAPurgedInputFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	fileID := domain.NewFileID()
+	expires := f.now.Add(time.Hour)
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: f.tenant, Filename: "in.jsonl", Purpose: domain.PurposeBatch,
+		Status: "processed", CreatedAt: f.now, ExpiresAt: &expires}))
+	id := domain.NewBatchID()
+	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: f.tenant, InputFileID: fileID, Endpoint: "/v1/chat/completions",
+		CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour), OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
+
+	later := expires.Add(time.Minute)
+	none := func(context.Context, []string) error { return nil }
+	st, err := f.store.Purge(ctx, 100, later, later, none, func(string, string, bool) string { return "" })
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Files, "the expired input file is purged")
+
+	list, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, id, list[0].ID)
+	require.Empty(t, list[0].InputFileID)
+	one, err := f.store.GetBatch(ctx, f.tenant, id)
+	require.NoError(t, err)
+	require.Equal(t, list[0], one, "the list and the single read agree")
+	hit, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10, Search: "in.jsonl"})
+	require.NoError(t, err)
+	require.Empty(t, hit, "the purged file's name no longer matches")
+}

@@ -187,3 +187,31 @@ func TestListBatchesSurvivesAPurgedInputFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, hit, "the purged file's name no longer matches")
 }
+
+// What PostgreSQL refuses as a value (a data exception, SQLSTATE class 22) is invalid input, not
+// an internal error, whichever statement meets it: NUL or invalid UTF-8 in text (22021), a time
+// out of range (22008), \u0000 in jsonb (22P05), inside a transaction too.
+func TestDataExceptionsAreInvalidInput(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	_, err := f.store.GetBatch(ctx, f.tenant, "batch_\x00")
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+	require.ErrorContains(t, err, "22021", "the PostgreSQL error stays in the chain for the logs")
+	_, err = f.store.GetFile(ctx, f.tenant, "file-\xff")
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+	far := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, _, err = f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1, CreatedAfter: &far})
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+
+	fileID := domain.NewFileID()
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: f.tenant, Filename: "in.jsonl", Purpose: domain.PurposeBatch,
+		Status: "processed", CreatedAt: f.now}))
+	err = f.store.InsertBatch(ctx, domain.Batch{ID: domain.NewBatchID(), TenantID: f.tenant, InputFileID: fileID, Endpoint: "/v1/chat/completions",
+		CompletionWindow: "24h", Metadata: map[string]string{"k": "\x00"}, CreatedAt: f.now, ExpiresAt: f.now.Add(time.Hour),
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()})
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+
+	_, _, err = f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1})
+	require.NoError(t, err, "later statements are unaffected")
+}

@@ -180,10 +180,15 @@ func TestGoSDKUploadCreatePollDownloadListAndErrors(t *testing.T) {
 	require.Equal(t, []string{done.OutputFileID}, ids)
 
 	// Errors arrive as *openai.Error with OpenAI's status codes and messages.
+	_, err = c.Batches.Get(ctx, "batch_00000000000000000000000000000000")
+	sdkError(t, err, 404, "No batch found with id 'batch_00000000000000000000000000000000'.")
+	_, err = c.Files.Get(ctx, "file-AAAAAAAAAAAAAAAAAAAAAAAA")
+	sdkError(t, err, 404, "No such File object: file-AAAAAAAAAAAAAAAAAAAAAAAA")
+	// An id that does not have its kind's shape cannot name anything: 400, not 404.
 	_, err = c.Batches.Get(ctx, "batch_nope")
-	sdkError(t, err, 404, "No batch found with id 'batch_nope'.")
+	require.Equal(t, "id", sdkError(t, err, 400, "Invalid batch id").Param)
 	_, err = c.Files.Get(ctx, "file-nope")
-	sdkError(t, err, 404, "No such File object: file-nope")
+	sdkError(t, err, 400, "Invalid file id")
 	_, err = c.Batches.New(ctx, openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
 		CompletionWindow: "2h"})
 	e := sdkError(t, err, 400, "completion_window")
@@ -515,7 +520,8 @@ func TestAdminTenantsKeysAndModels(t *testing.T) {
 	require.NotContains(t, string(keys.Body), key, "a key is shown once")
 	require.Contains(t, string(keys.Body), key[:8], "its prefix identifies it")
 	require.Contains(t, string(callJSON(t, st, st.AdminKey, "GET", "/v1/admin/tenants", nil).Body), tid)
-	require.Equal(t, 404, callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/tenant_nope/keys", map[string]any{}).Status)
+	require.Equal(t, 404, callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/tenant_AAAAAAAAAAAAAAAA/keys", map[string]any{}).Status)
+	require.Equal(t, 400, callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/tenant_nope/keys", map[string]any{}).Status, "malformed")
 
 	rev := callJSON(t, st, st.AdminKey, "DELETE", fmt.Sprintf("/v1/admin/keys/%d", keyID), nil)
 	require.Equal(t, 200, rev.Status)

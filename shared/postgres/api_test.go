@@ -215,3 +215,16 @@ func TestDataExceptionsAreInvalidInput(t *testing.T) {
 	_, _, err = f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1})
 	require.NoError(t, err, "later statements are unaffected")
 }
+
+// Escalating to a model that is not configured is the caller's mistake (400), not a 500.
+func TestUpsertModelWithAnUnknownEscalationModelIsInvalid(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	err := f.store.UpsertModel(context.Background(), domain.Model{Name: "m", BaseURL: "http://127.0.0.1:1", ConcurrencyLimit: 1, EscalationModel: "nope"})
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+	var de *domain.Error
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, "escalation_model", de.Param)
+	f.model(t, "n", 1)
+	require.NoError(t, f.store.UpsertModel(context.Background(), domain.Model{Name: "m", BaseURL: "http://127.0.0.1:1", ConcurrencyLimit: 1, EscalationModel: "n"}))
+}

@@ -121,7 +121,13 @@ func (s *Store) UpsertModel(ctx context.Context, m domain.Model) error {
 	if m.EscalationThreshold == 0 {
 		m.EscalationThreshold = 900
 	}
-	if _, err := s.pool.Exec(ctx, q("UpsertModel"), m.Name, m.BaseURL, m.CredentialRef, m.ConcurrencyLimit, esc, m.EscalationThreshold); err != nil {
+	_, err := s.pool.Exec(ctx, q("UpsertModel"), m.Name, m.BaseURL, m.CredentialRef, m.ConcurrencyLimit, esc, m.EscalationThreshold)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation: no such escalation model
+		return &domain.Error{Code: domain.EInvalid, Param: "escalation_model",
+			Message: fmt.Sprintf("escalation_model %q is not a configured model.", m.EscalationModel)}
+	}
+	if err != nil {
 		return fmt.Errorf("upsert model %q: %w", m.Name, err)
 	}
 	return nil

@@ -346,7 +346,8 @@ func TestLargeFileRulesAndBatchCreationRules(t *testing.T) {
 		{"long metadata value", base("metadata", map[string]string{"k": strings.Repeat("v", 513)}), 400, "metadata"},
 		{"server-owned field", base("output_file_id", "file-x"), 400, "output_file_id"},
 		{"wrong type", base("metadata", "x"), 400, "metadata"},
-		{"missing file", base("input_file_id", "file-nope"), 404, "id"},
+		{"missing file", base("input_file_id", "file-AAAAAAAAAAAAAAAAAAAAAAAA"), 404, "id"},
+		{"malformed file id", base("input_file_id", "file-nope"), 400, "input_file_id"},
 	} {
 		r := callJSON(t, st, st.APIKey, "POST", "/v1/batches", tc.req)
 		require.Equal(t, tc.status, r.Status, "%s: %s", tc.name, r.Body)

@@ -180,10 +180,15 @@ func TestGoSDKUploadCreatePollDownloadListAndErrors(t *testing.T) {
 	require.Equal(t, []string{done.OutputFileID}, ids)
 
 	// Errors arrive as *openai.Error with OpenAI's status codes and messages.
+	_, err = c.Batches.Get(ctx, "batch_00000000000000000000000000000000")
+	sdkError(t, err, 404, "No batch found with id 'batch_00000000000000000000000000000000'.")
+	_, err = c.Files.Get(ctx, "file-AAAAAAAAAAAAAAAAAAAAAAAA")
+	sdkError(t, err, 404, "No such File object: file-AAAAAAAAAAAAAAAAAAAAAAAA")
+	// An id that does not have its kind's shape cannot name anything: 400, not 404.
 	_, err = c.Batches.Get(ctx, "batch_nope")
-	sdkError(t, err, 404, "No batch found with id 'batch_nope'.")
+	require.Equal(t, "id", sdkError(t, err, 400, "Invalid batch id").Param)
 	_, err = c.Files.Get(ctx, "file-nope")
-	sdkError(t, err, 404, "No such File object: file-nope")
+	sdkError(t, err, 400, "Invalid file id")
 	_, err = c.Batches.New(ctx, openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
 		CompletionWindow: "2h"})
 	e := sdkError(t, err, 400, "completion_window")
@@ -293,7 +298,7 @@ func TestObjectsEmitEveryKey(t *testing.T) {
 	bo := callJSON(t, st, st.APIKey, "GET", "/v1/batches/"+b.ID, nil).json(t)
 	for _, k := range []string{"id", "object", "endpoint", "model", "errors", "input_file_id", "completion_window", "status",
 		"output_file_id", "error_file_id", "created_at", "in_progress_at", "expires_at", "finalizing_at", "completed_at", "failed_at",
-		"expired_at", "cancelling_at", "cancelled_at", "request_counts", "usage", "metadata"} {
+		"expired_at", "cancelling_at", "cancelled_at", "request_counts", "usage", "metadata", "partial_output_file_id", "partial_error_file_id"} {
 		require.Contains(t, bo, k)
 	}
 	require.Nil(t, bo["usage"])
@@ -345,24 +350,26 @@ func TestPartialResultsWhileRunningAndResultsView(t *testing.T) {
 		require.NoError(t, err)
 		return got.RequestCounts.Completed == 6 && got.RequestCounts.Failed == 1
 	}, 30*time.Second, 20*time.Millisecond, "request_counts are live")
-	running, err := c.Batches.Get(ctx, b.ID)
-	require.NoError(t, err)
-	require.Equal(t, openai.BatchStatusInProgress, running.Status)
+	running := callJSON(t, st, st.APIKey, "GET", "/v1/batches/"+b.ID, nil).json(t)
+	require.Equal(t, "in_progress", running["status"])
+	// While the batch runs, its files are named by the partial_* extensions (output_file_id and
+	// error_file_id stay null until it ends, as OpenAI's do).
+	partialOut, partialErr := running["partial_output_file_id"].(string), running["partial_error_file_id"].(string)
 
-	out := call(t, st, st.APIKey, "GET", "/v1/files/"+running.OutputFileID+"/content", nil, "")
+	out := call(t, st, st.APIKey, "GET", "/v1/files/"+partialOut+"/content", nil, "")
 	require.Equal(t, 200, out.Status)
 	require.Equal(t, "true", out.Header.Get("X-Incomplete"), "the batch still runs")
 	require.Equal(t, "6", out.Header.Get("X-Last-Line"))
 	require.Equal(t, 6, bytes.Count(out.Body, []byte("\n")))
 
-	pg := call(t, st, st.APIKey, "GET", "/v1/files/"+running.OutputFileID+"/content?offset=2&limit=3", nil, "")
+	pg := call(t, st, st.APIKey, "GET", "/v1/files/"+partialOut+"/content?offset=2&limit=3", nil, "")
 	require.Equal(t, "5", pg.Header.Get("X-Last-Line"))
 	require.Equal(t, 3, bytes.Count(pg.Body, []byte("\n")))
-	one := call(t, st, st.APIKey, "GET", "/v1/files/"+running.OutputFileID+"/content?search=OK-4", nil, "")
+	one := call(t, st, st.APIKey, "GET", "/v1/files/"+partialOut+"/content?search=OK-4", nil, "")
 	require.Equal(t, 1, bytes.Count(one.Body, []byte("\n")))
 	require.Contains(t, string(one.Body), `"custom_id":"ok-4"`)
 
-	errs := call(t, st, st.APIKey, "GET", "/v1/files/"+running.ErrorFileID+"/content", nil, "")
+	errs := call(t, st, st.APIKey, "GET", "/v1/files/"+partialErr+"/content", nil, "")
 	require.Contains(t, string(errs.Body), `"custom_id":"bad-0"`)
 	require.Contains(t, string(errs.Body), `"status_code":400`)
 
@@ -513,7 +520,8 @@ func TestAdminTenantsKeysAndModels(t *testing.T) {
 	require.NotContains(t, string(keys.Body), key, "a key is shown once")
 	require.Contains(t, string(keys.Body), key[:8], "its prefix identifies it")
 	require.Contains(t, string(callJSON(t, st, st.AdminKey, "GET", "/v1/admin/tenants", nil).Body), tid)
-	require.Equal(t, 404, callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/tenant_nope/keys", map[string]any{}).Status)
+	require.Equal(t, 404, callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/tenant_AAAAAAAAAAAAAAAA/keys", map[string]any{}).Status)
+	require.Equal(t, 400, callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/tenant_nope/keys", map[string]any{}).Status, "malformed")
 
 	rev := callJSON(t, st, st.AdminKey, "DELETE", fmt.Sprintf("/v1/admin/keys/%d", keyID), nil)
 	require.Equal(t, 200, rev.Status)
@@ -650,4 +658,54 @@ func TestUploadsAPIThroughTheSDK(t *testing.T) {
 	_, err = c.Uploads.New(ctx, openai.UploadNewParams{Bytes: 200_000_001, Filename: "e.jsonl", MimeType: "application/jsonl",
 		Purpose: openai.FilePurposeBatch})
 	sdkError(t, err, 413, "too large")
+}
+
+// output_file_id and error_file_id follow OpenAI: null while the batch runs, set when it ends, and
+// null when there is no such output (no line failed, or none succeeded). The files that grow
+// while it runs are named by the partial_output_file_id and partial_error_file_id extensions.
+func TestOutputAndErrorFileIDsAreSetWhenTheBatchEnds(t *testing.T) {
+	st := startStack(t, stack.Options{})
+	c := client(st, st.APIKey)
+	ctx := context.Background()
+	get := func(id string) map[string]any {
+		r := callJSON(t, st, st.APIKey, "GET", "/v1/batches/"+id, nil)
+		require.Equal(t, 200, r.Status, "%s", r.Body)
+		return r.json(t)
+	}
+
+	f := uploadSDK(t, c, lines(chatLine("ok-0", "mock-chat"),
+		`{"custom_id":"held","method":"POST","url":"/v1/chat/completions","body":{"model":"mock-chat","mock_block":"hold"}}`))
+	b := newBatch(t, c, f.ID)
+	require.Empty(t, b.OutputFileID, "null at creation")
+	require.Empty(t, b.ErrorFileID, "null at creation")
+	require.NoError(t, st.Upstream.WaitBlocked(ctx, "hold", 1))
+	require.Eventually(t, func() bool { return get(b.ID)["request_counts"].(map[string]any)["completed"] == 1.0 },
+		30*time.Second, 20*time.Millisecond)
+	running := get(b.ID)
+	require.Equal(t, "in_progress", running["status"])
+	require.Nil(t, running["output_file_id"], "null while in_progress")
+	require.Nil(t, running["error_file_id"], "null while in_progress")
+	partial, ok := running["partial_output_file_id"].(string)
+	require.True(t, ok, "the partial output file is named while the batch runs")
+	require.NotEmpty(t, running["partial_error_file_id"])
+	out := call(t, st, st.APIKey, "GET", "/v1/files/"+partial+"/content", nil, "")
+	require.Equal(t, 200, out.Status)
+	require.Contains(t, string(out.Body), `"custom_id":"ok-0"`)
+
+	st.Upstream.Release("hold")
+	done := waitBatch(t, c, b.ID, time.Minute)
+	require.Equal(t, openai.BatchStatusCompleted, done.Status)
+	require.Equal(t, partial, done.OutputFileID, "set when completed: the file that grew is the output file")
+	require.Empty(t, done.ErrorFileID, "null error_file_id when no line failed")
+	require.Len(t, readLines(t, c, done.OutputFileID), 2)
+
+	// Every line fails: the batch completes (as OpenAI's does) with a null output_file_id.
+	bad := `{"custom_id":"bad-%d","method":"POST","url":"/v1/chat/completions","body":{"model":"mock-chat","mock_status":400}}`
+	f = uploadSDK(t, c, lines(fmt.Sprintf(bad, 0), fmt.Sprintf(bad, 1)))
+	failed := waitBatch(t, c, newBatch(t, c, f.ID).ID, time.Minute)
+	require.Equal(t, openai.BatchStatusCompleted, failed.Status)
+	require.EqualValues(t, 2, failed.RequestCounts.Failed)
+	require.Empty(t, failed.OutputFileID, "null output_file_id when every line failed")
+	require.NotEmpty(t, failed.ErrorFileID)
+	require.Len(t, readLines(t, c, failed.ErrorFileID), 2)
 }

@@ -134,3 +134,27 @@ func TestRequestIDsRoundTripThroughOutputLineIDs(t *testing.T) {
 		require.False(t, ok, bad)
 	}
 }
+
+func TestIDsHaveTheirDeclaredShape(t *testing.T) {
+	t.Parallel()
+	for range 100 {
+		require.True(t, domain.IsFileID(domain.NewFileID()))
+		require.True(t, domain.IsBatchID(domain.NewBatchID()))
+		require.True(t, domain.IsTenantID(domain.NewTenantID()))
+	}
+	for _, s := range []string{"", "file-", "file-nope", "file-AAAAAAAAAAAAAAAAAAAAAAA\x00", "batch_AAAAAAAAAAAAAAAAAAAAAAAA", "FILE-AAAAAAAAAAAAAAAAAAAAAAAA"} {
+		require.False(t, domain.IsFileID(s), "%q", s)
+	}
+	require.False(t, domain.IsBatchID("batch_0000000000000000000000000000000A"), "lower-case hex only")
+	require.True(t, domain.IsUploadID("upload_AAAAAAAAAAAAAAAAAAAAAAAA"))
+	for s, ok := range map[string]bool{"1": true, "42": true, "0": false, "-1": false, "01": false, "1x": false, "99999999999999999999": false} {
+		require.Equal(t, ok, domain.IsKeyID(s), "%q", s)
+	}
+	for s, ok := range map[string]bool{"gpt-4o-mini": true, "meta-llama/Llama-3.1-8B": true, "llama3:8b": true, "": false,
+		"a b": false, "' OR 1=1": false, "m\x00": false, string(make([]byte, 257)): false} {
+		require.Equal(t, ok, domain.IsModelName(s), "%q", s)
+	}
+	require.True(t, domain.ValidText("héllo"))
+	require.False(t, domain.ValidText("a\x00b"))
+	require.False(t, domain.ValidText("\xff"))
+}

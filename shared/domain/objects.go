@@ -65,8 +65,8 @@ type Batch struct {
 	Model            string
 	Metadata         map[string]string
 	Errors           []BatchError
-	OutputFileID     string
-	ErrorFileID      string
+	OutputFileID     string // reserved at creation, growing while the batch runs; "" once sealed empty
+	ErrorFileID      string // likewise
 	Counts           Counts
 	Usage            json.RawMessage
 	CreatedAt        time.Time
@@ -78,6 +78,14 @@ type Batch struct {
 	ExpiredAt        *time.Time
 	CancellingAt     *time.Time
 	CancelledAt      *time.Time
+}
+
+// Sealed reports whether the batch's output and error files are final: it ended through
+// finalisation (completed, expired, or cancelled after it started). Only then does OpenAI's
+// Batch object name them; a batch that ended before it ran (failed validation, or cancelled or
+// expired while validating) has no results.
+func (b Batch) Sealed() bool {
+	return b.FinalizingAt != nil && (b.Status == BatchCompleted || b.Status == BatchExpired || b.Status == BatchCancelled)
 }
 
 // ResultRow is one finished request as output and error files render it.

@@ -31,6 +31,9 @@ func (s *server) validateBatchRequest(req createBatchRequest) error {
 	switch {
 	case req.InputFileID == "":
 		return &domain.Error{Code: domain.EInvalid, Message: "Missing required parameter: 'input_file_id'.", Param: "input_file_id"}
+	case !domain.IsFileID(req.InputFileID):
+		return &domain.Error{Code: domain.EInvalid, Param: "input_file_id",
+			Message: fmt.Sprintf("Invalid 'input_file_id': expected %s.", pathParams["files"].shape)}
 	case req.Endpoint == "":
 		return &domain.Error{Code: domain.EInvalid, Message: "Missing required parameter: 'endpoint'.", Param: "endpoint"}
 	case !domain.ValidEndpoint(req.Endpoint):

@@ -115,6 +115,10 @@ func (s *server) createDirectFile(w http.ResponseWriter, r *http.Request) {
 			if filename == "" {
 				filename = "anonymous_file"
 			}
+			if !domain.ValidText(filename) {
+				fail(errNotText("filename"))
+				return
+			}
 			fileSum = sha256.New()
 			f, err := s.ingester.Store(r.Context(), ingest.Upload{TenantID: p.TenantID, Filename: filename, Purpose: domain.PurposeBatch,
 				ExpiresAt: &exp, Body: io.TeeReader(part, fileSum)})

@@ -43,6 +43,9 @@ func (s *server) reserve(r *http.Request, route string, body []byte, newID strin
 	if len(key) > maxIdempotencyKey {
 		return res, &domain.Error{Code: domain.EInvalid, Param: "Idempotency-Key", Message: "The Idempotency-Key header is longer than 255 characters."}
 	}
+	if !domain.ValidText(key) {
+		return res, errNotText("Idempotency-Key")
+	}
 	p := principal(r)
 	h := sha256.New()
 	h.Write([]byte(route))

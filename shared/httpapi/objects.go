@@ -43,7 +43,9 @@ type batchErrors struct {
 }
 
 // batchObject is OpenAI's Batch object with every key present (explicit nulls), as OpenAI's own
-// examples emit it.
+// examples emit it. output_file_id and error_file_id are null until the batch is sealed, as
+// OpenAI's are (clients wait for output_file_id, then download); the partial_* extensions name
+// the same files from creation on, for reading results while the batch runs.
 type batchObject struct {
 	ID               string            `json:"id"`
 	Object           string            `json:"object"`
@@ -67,18 +69,24 @@ type batchObject struct {
 	RequestCounts    requestCounts     `json:"request_counts"`
 	Usage            json.RawMessage   `json:"usage"`
 	Metadata         map[string]string `json:"metadata"`
+
+	PartialOutputFileID *string `json:"partial_output_file_id"`
+	PartialErrorFileID  *string `json:"partial_error_file_id"`
 }
 
 func toBatchObject(b domain.Batch) batchObject {
 	o := batchObject{
 		ID: b.ID, Object: "batch", Endpoint: b.Endpoint, Model: strPtr(b.Model), InputFileID: b.InputFileID,
-		CompletionWindow: b.CompletionWindow, Status: string(b.Status), OutputFileID: strPtr(b.OutputFileID),
-		ErrorFileID: strPtr(b.ErrorFileID), CreatedAt: b.CreatedAt.Unix(), InProgressAt: unixPtr(b.InProgressAt),
+		CompletionWindow: b.CompletionWindow, Status: string(b.Status), CreatedAt: b.CreatedAt.Unix(), InProgressAt: unixPtr(b.InProgressAt),
 		ExpiresAt: unixPtr(&b.ExpiresAt), FinalizingAt: unixPtr(b.FinalizingAt), CompletedAt: unixPtr(b.CompletedAt),
 		FailedAt: unixPtr(b.FailedAt), ExpiredAt: unixPtr(b.ExpiredAt), CancellingAt: unixPtr(b.CancellingAt),
 		CancelledAt: unixPtr(b.CancelledAt), Metadata: b.Metadata,
-		RequestCounts: requestCounts{Total: b.Counts.Total, Completed: b.Counts.Completed, Failed: b.Counts.Failed},
-		Usage:         b.Usage,
+		RequestCounts:       requestCounts{Total: b.Counts.Total, Completed: b.Counts.Completed, Failed: b.Counts.Failed},
+		Usage:               b.Usage,
+		PartialOutputFileID: strPtr(b.OutputFileID), PartialErrorFileID: strPtr(b.ErrorFileID),
+	}
+	if b.Sealed() {
+		o.OutputFileID, o.ErrorFileID = strPtr(b.OutputFileID), strPtr(b.ErrorFileID)
 	}
 	if len(o.Usage) == 0 {
 		o.Usage = json.RawMessage("null")

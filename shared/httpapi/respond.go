@@ -78,6 +78,10 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		s.log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		de = &domain.Error{Code: domain.EInternal, Message: "The server had an error while processing your request."}
+	} else if err != error(de) {
+		// A domain error with context around it (such as a value the store refused): the client
+		// gets the safe message, the log the whole chain.
+		s.log.WarnContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	status := statusOf(de.Code)
 	if st, ok := reasonStatus[de.Reason]; ok {
@@ -152,7 +156,7 @@ func decodeJSON(r *http.Request, v any) error {
 	if dec.More() {
 		return &domain.Error{Code: domain.EInvalid, Message: "The request body must be a single JSON object."}
 	}
-	return nil
+	return checkText(v)
 }
 
 // recoverer turns a panic in a handler into a 500 instead of a dropped connection or a crashed
@@ -233,8 +237,8 @@ func (q *query) unix(name string) *time.Time {
 		return nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		q.fail(name, "Invalid '%s': expected a unix timestamp in seconds, got %q.", name, s)
+	if err != nil || n < 0 || n > domain.MaxTimestamp.Unix() {
+		q.fail(name, "Invalid '%s': expected a unix timestamp in seconds between 0 and %d, got %q.", name, domain.MaxTimestamp.Unix(), s)
 		return nil
 	}
 	t := time.Unix(n, 0)

@@ -148,6 +148,9 @@ func New(cfg Config, d Deps) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		h := rt.handler
+		if rt.access != accessPublic {
+			h = s.checkInput(rt.pattern, h) // after authentication: a caller without a key learns nothing
+		}
 		switch rt.access {
 		case accessTenant:
 			h = s.authenticate(h, false)

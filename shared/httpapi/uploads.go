@@ -30,7 +30,7 @@ import (
 // An upload is its file in status "uploaded": upload_X and file-X share their random part, so
 // no other table is needed. It accepts parts for UploadTTL (1 hour) after its creation.
 
-const uploadPrefix = "upload_"
+const uploadPrefix = domain.UploadPrefix
 
 // uploadFileID maps an upload id to the id of the file it builds; ok is false for a malformed id.
 func uploadFileID(id string) (string, bool) {

@@ -48,6 +48,9 @@ type FileListParams struct {
 // ListFiles returns one page of a tenant's files and whether more follow.
 func (s *Store) ListFiles(ctx context.Context, tenantID string, p FileListParams) ([]domain.File, bool, error) {
 	var cursorAt *time.Time
+	if p.After != "" && !domain.IsFileID(p.After) {
+		return nil, false, errBadCursor(p.After)
+	}
 	if p.After != "" {
 		var at time.Time
 		err := s.pool.QueryRow(ctx, q("FileCursor"), p.After, tenantID).Scan(&at)
@@ -133,6 +136,9 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p BatchListPar
 		cursorAt   *time.Time
 		cursorRank int
 	)
+	if p.After != "" && !domain.IsBatchID(p.After) {
+		return nil, false, errBadCursor(p.After)
+	}
 	if p.After != "" {
 		var at time.Time
 		var status string
@@ -170,7 +176,7 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p BatchListPar
 	return batches, more, nil
 }
 
-// scanBatch reads the column list that GetBatch and ListBatches share.
+// scanBatch reads the BatchRow fragment (queries.sql), the row shape GetBatch and ListBatches share.
 func scanBatch(r pgx.Row) (domain.Batch, error) {
 	var b domain.Batch
 	var meta, errs []byte

@@ -154,3 +154,77 @@ func TestAPIKeysAreShownOnceAndRevokedAtOnce(t *testing.T) {
 	_, _, err = f.store.NewAPIKey(ctx, "tenant_missing", "x", false, f.now)
 	require.Equal(t, domain.ENotFound, domain.ErrorCode(err))
 }
+
+// A batch outlives its input file: once the file's expires_after passes and the purge drops it,
+// the batch's input_file_id is NULL, and both the list and the single read still return the batch.
+func TestListBatchesSurvivesAPurgedInputFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	fileID := domain.NewFileID()
+	expires := f.now.Add(time.Hour)
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: f.tenant, Filename: "in.jsonl", Purpose: domain.PurposeBatch,
+		Status: "processed", CreatedAt: f.now, ExpiresAt: &expires}))
+	id := domain.NewBatchID()
+	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: f.tenant, InputFileID: fileID, Endpoint: "/v1/chat/completions",
+		CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour), OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
+
+	later := expires.Add(time.Minute)
+	none := func(context.Context, []string) error { return nil }
+	st, err := f.store.Purge(ctx, 100, later, later, none, func(string, string, bool) string { return "" })
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Files, "the expired input file is purged")
+
+	list, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, id, list[0].ID)
+	require.Empty(t, list[0].InputFileID)
+	one, err := f.store.GetBatch(ctx, f.tenant, id)
+	require.NoError(t, err)
+	require.Equal(t, list[0], one, "the list and the single read agree")
+	hit, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10, Search: "in.jsonl"})
+	require.NoError(t, err)
+	require.Empty(t, hit, "the purged file's name no longer matches")
+}
+
+// What PostgreSQL refuses as a value (a data exception, SQLSTATE class 22) is invalid input, not
+// an internal error, whichever statement meets it: NUL or invalid UTF-8 in text (22021), a time
+// out of range (22008), \u0000 in jsonb (22P05), inside a transaction too.
+func TestDataExceptionsAreInvalidInput(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	_, err := f.store.GetBatch(ctx, f.tenant, "batch_\x00")
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+	require.ErrorContains(t, err, "22021", "the PostgreSQL error stays in the chain for the logs")
+	_, err = f.store.GetFile(ctx, f.tenant, "file-\xff")
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+	far := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, _, err = f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1, CreatedAfter: &far})
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+
+	fileID := domain.NewFileID()
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: f.tenant, Filename: "in.jsonl", Purpose: domain.PurposeBatch,
+		Status: "processed", CreatedAt: f.now}))
+	err = f.store.InsertBatch(ctx, domain.Batch{ID: domain.NewBatchID(), TenantID: f.tenant, InputFileID: fileID, Endpoint: "/v1/chat/completions",
+		CompletionWindow: "24h", Metadata: map[string]string{"k": "\x00"}, CreatedAt: f.now, ExpiresAt: f.now.Add(time.Hour),
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()})
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+
+	_, _, err = f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1})
+	require.NoError(t, err, "later statements are unaffected")
+}
+
+// Escalating to a model that is not configured is the caller's mistake (400), not a 500.
+func TestUpsertModelWithAnUnknownEscalationModelIsInvalid(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	err := f.store.UpsertModel(context.Background(), domain.Model{Name: "m", BaseURL: "http://127.0.0.1:1", ConcurrencyLimit: 1, EscalationModel: "nope"})
+	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
+	var de *domain.Error
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, "escalation_model", de.Param)
+	f.model(t, "n", 1)
+	require.NoError(t, f.store.UpsertModel(context.Background(), domain.Model{Name: "m", BaseURL: "http://127.0.0.1:1", ConcurrencyLimit: 1, EscalationModel: "n"}))
+}

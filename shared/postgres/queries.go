@@ -15,40 +15,64 @@ var queryFiles embed.FS
 
 // queries maps a query name to its SQL, parsed once at start-up. A name defined twice is a
 // programming error and panics here, at init, rather than silently shadowing.
+//
+// A block headed "-- fragment: Name" is not a query but a piece of one that several queries
+// share (a row shape that must not drift between them); a query includes it as {{Name}}.
 var queries = loadQueries()
 
 func loadQueries() map[string]string {
-	out := map[string]string{}
+	out, fragments := map[string]string{}, map[string]string{}
 	names, _ := fs.Glob(queryFiles, "queries*.sql")
 	for _, n := range names {
 		b, err := queryFiles.ReadFile(n)
 		if err != nil {
 			panic(err)
 		}
-		for k, v := range parseQueries(string(b)) {
-			if _, dup := out[k]; dup {
-				panic(fmt.Sprintf("postgres: query %q defined twice (%s)", k, n))
-			}
-			out[k] = v
+		qs, frags := parseQueries(string(b))
+		merge(out, qs, n)
+		merge(fragments, frags, n)
+	}
+	for k, v := range out {
+		for f, body := range fragments {
+			v = strings.ReplaceAll(v, "{{"+f+"}}", body)
 		}
+		if strings.Contains(v, "{{") {
+			panic(fmt.Sprintf("postgres: query %q includes an unknown fragment", k))
+		}
+		out[k] = v
 	}
 	return out
 }
 
-func parseQueries(src string) map[string]string {
-	out := map[string]string{}
+func merge(into, m map[string]string, file string) {
+	for k, v := range m {
+		if _, dup := into[k]; dup {
+			panic(fmt.Sprintf("postgres: query %q defined twice (%s)", k, file))
+		}
+		into[k] = v
+	}
+}
+
+func parseQueries(src string) (queries, fragments map[string]string) {
+	queries, fragments = map[string]string{}, map[string]string{}
 	var name string
+	into := queries
 	var body strings.Builder
 	flush := func() {
 		if name != "" {
-			out[name] = strings.TrimSpace(body.String())
+			into[name] = strings.TrimSpace(body.String())
 		}
 		body.Reset()
 	}
 	for _, line := range strings.Split(src, "\n") {
 		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- name:"); ok {
 			flush()
-			name = strings.TrimSpace(n)
+			name, into = strings.TrimSpace(n), queries
+			continue
+		}
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- fragment:"); ok {
+			flush()
+			name, into = strings.TrimSpace(n), fragments
 			continue
 		}
 		if name != "" {
@@ -57,7 +81,7 @@ func parseQueries(src string) map[string]string {
 		}
 	}
 	flush()
-	return out
+	return queries, fragments
 }
 
 // q returns the named query; a missing name is a programming error caught by the tests.

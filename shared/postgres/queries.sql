@@ -72,8 +72,11 @@ UPDATE files
 SET object_key = $2, bytes = $3, line_count = $4, deleted_at = CASE WHEN $4 = 0 THEN $5::timestamptz END
 WHERE id = $1;
 
--- name: GetBatch
--- Counts: frozen columns once the batch is sealed, live counts while it runs.
+-- fragment: BatchRow
+-- A batch as Store.scanBatch reads it, over batches aliased b: GetBatch and ListBatches both
+-- select it, so the single read and the list cannot drift apart. Nullable columns are
+-- coalesced (input_file_id is NULL once the purge dropped the input file). Counts are the
+-- frozen columns once the batch is sealed, live counts (c) while it runs.
 SELECT b.id, b.tenant_id, coalesce(b.input_file_id, ''), b.endpoint, b.completion_window, b.status, coalesce(b.model, ''),
        b.metadata, b.errors, coalesce(b.output_file_id, ''), coalesce(b.error_file_id, ''),
        b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at,
@@ -89,6 +92,9 @@ CROSS JOIN LATERAL (
     FROM requests r
     WHERE r.batch_id = b.id AND b.status NOT IN ('completed', 'failed', 'expired', 'cancelled')
 ) c
+
+-- name: GetBatch
+{{BatchRow}}
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL;
 
 -- name: LockBatchForPopulate

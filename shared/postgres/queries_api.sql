@@ -53,41 +53,26 @@ WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL;
 SELECT created_at, status FROM batches WHERE id = $1 AND tenant_id = $2;
 
 -- name: ListBatches
--- One page of a tenant's batches with live counts (as GetBatch). Filters: $2 statuses (empty =
--- all), $3 an ILIKE pattern over id, metadata and input filename ('' = none), $4/$5 created_at
--- bounds. With $6 (active_first) unfinished batches come first. The cursor ($7 rank, $8
--- created_at, $9 id; $8 NULL for the first page) continues after the last item of the previous
--- page in the same order.
-WITH page AS (
-    SELECT b.*, CASE WHEN $6::bool AND b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN 1 ELSE 0 END AS rank
-    FROM batches b
-    LEFT JOIN files f ON f.id = b.input_file_id
-    WHERE b.tenant_id = $1 AND b.deleted_at IS NULL
-      AND (cardinality($2::text[]) = 0 OR b.status = ANY ($2::text[]))
-      AND ($3::text = '' OR b.id ILIKE $3 ESCAPE '\' OR b.metadata::text ILIKE $3 ESCAPE '\'
-           OR coalesce(f.filename, '') ILIKE $3 ESCAPE '\')
-      AND ($4::timestamptz IS NULL OR b.created_at >= $4)
-      AND ($5::timestamptz IS NULL OR b.created_at < $5)
-)
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, coalesce(b.model, ''),
-       b.metadata, b.errors, coalesce(b.output_file_id, ''), coalesce(b.error_file_id, ''),
-       b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at,
-       b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at,
-       CASE WHEN b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN b.completed ELSE c.completed END,
-       CASE WHEN b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN b.failed ELSE c.failed END,
-       c.pending
-FROM page b
+-- One page of a tenant's batches, each as GetBatch reads it (BatchRow). Filters: $2 statuses
+-- (empty = all), $3 an ILIKE pattern over id, metadata and input filename ('' = none), $4/$5
+-- created_at bounds. With $6 (active_first) unfinished batches come first. The cursor ($7 rank,
+-- $8 created_at, $9 id; $8 NULL for the first page) continues after the last item of the
+-- previous page in the same order.
+{{BatchRow}}
+LEFT JOIN files f ON f.id = b.input_file_id
 CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE r.state = 'completed') AS completed,
-           count(*) FILTER (WHERE r.state IN ('failed', 'canceled', 'expired')) AS failed,
-           count(*) FILTER (WHERE r.state IN ('pending', 'claimed', 'processing')) AS pending
-    FROM requests r
-    WHERE r.batch_id = b.id AND b.status NOT IN ('completed', 'failed', 'expired', 'cancelled')
-) c
-WHERE $8::timestamptz IS NULL
-   OR b.rank > $7::int
-   OR (b.rank = $7::int AND (b.created_at, b.id) < ($8::timestamptz, $9::text))
-ORDER BY b.rank, b.created_at DESC, b.id DESC
+    SELECT CASE WHEN $6::bool AND b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN 1 ELSE 0 END AS rank
+) k
+WHERE b.tenant_id = $1 AND b.deleted_at IS NULL
+  AND (cardinality($2::text[]) = 0 OR b.status = ANY ($2::text[]))
+  AND ($3::text = '' OR b.id ILIKE $3 ESCAPE '\' OR b.metadata::text ILIKE $3 ESCAPE '\'
+       OR coalesce(f.filename, '') ILIKE $3 ESCAPE '\')
+  AND ($4::timestamptz IS NULL OR b.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR b.created_at < $5)
+  AND ($8::timestamptz IS NULL
+       OR k.rank > $7::int
+       OR (k.rank = $7::int AND (b.created_at, b.id) < ($8::timestamptz, $9::text)))
+ORDER BY k.rank, b.created_at DESC, b.id DESC
 LIMIT $10;
 
 -- name: BatchResultsPage

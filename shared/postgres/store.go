@@ -24,7 +24,7 @@ import (
 
 // Store is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool db
 	log  *slog.Logger
 }
 
@@ -62,17 +62,17 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{pool: pool, log: log}
+	return &Store{pool: db{pool}, log: log}
 }
 
 // Pool exposes the pool for migrations, tests and benchmarks.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+func (s *Store) Pool() *pgxpool.Pool { return s.pool.Pool }
 
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
 // Migrate applies pending migrations.
-func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool) }
+func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool.Pool) }
 
 // Transient reports whether err says that the database could not be reached or the connection
 // failed (refused, reset, closed mid-statement, timed out, the server shutting down, starting up
@@ -146,7 +146,13 @@ func (s *Store) UpsertModel(ctx context.Context, m domain.Model) error {
 	if m.EscalationThreshold == 0 {
 		m.EscalationThreshold = 900
 	}
-	if _, err := s.pool.Exec(ctx, q("UpsertModel"), m.Name, m.BaseURL, m.CredentialRef, m.ConcurrencyLimit, esc, m.EscalationThreshold); err != nil {
+	_, err := s.pool.Exec(ctx, q("UpsertModel"), m.Name, m.BaseURL, m.CredentialRef, m.ConcurrencyLimit, esc, m.EscalationThreshold)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation: no such escalation model
+		return &domain.Error{Code: domain.EInvalid, Param: "escalation_model",
+			Message: fmt.Sprintf("escalation_model %q is not a configured model.", m.EscalationModel)}
+	}
+	if err != nil {
 		return fmt.Errorf("upsert model %q: %w", m.Name, err)
 	}
 	return nil

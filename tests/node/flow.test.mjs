@@ -84,9 +84,12 @@ test('lists page with has_more and after', async () => {
 });
 
 test('errors are typed with OpenAI status codes and messages', async () => {
-  await assert.rejects(client.batches.retrieve('batch_missing'), (e) =>
-    e instanceof NotFoundError && e.status === 404 && e.message.includes("No batch found with id 'batch_missing'."));
-  await assert.rejects(client.files.retrieve('file-missing'), (e) => e instanceof NotFoundError && e.status === 404);
+  const missing = 'batch_' + '0'.repeat(32);
+  await assert.rejects(client.batches.retrieve(missing), (e) =>
+    e instanceof NotFoundError && e.status === 404 && e.message.includes(`No batch found with id '${missing}'.`));
+  await assert.rejects(client.files.retrieve('file-' + 'A'.repeat(24)), (e) => e instanceof NotFoundError && e.status === 404);
+  // An id without its kind's shape cannot name anything: 400, which the SDK does not retry.
+  await assert.rejects(client.batches.retrieve('batch_missing'), (e) => e instanceof BadRequestError && e.param === 'id');
   const bad = writeLines('bad.jsonl', [chat(1), { custom_id: 'x', method: 'GET', url: '/v1/chat/completions', body: { model: 'mock-chat' } }]);
   await assert.rejects(client.files.create({ file: fs.createReadStream(bad), purpose: 'batch' }), (e) =>
     e instanceof BadRequestError && e.status === 400 && e.code === 'invalid_method' && e.message.includes('line 2: method must be "POST"'));

@@ -918,6 +918,17 @@ func checkParameters(tpl map[string]any) []error {
 	if d := dig(params, "UpstreamSecretArnPrefix", "Default"); d != "" {
 		errs = append(errs, fmt.Errorf("parameter UpstreamSecretArnPrefix: Default = %v, want \"\" (optional)", d))
 	}
+	// The prefix is both the worker's IAM grant and the allow-list of credential_ref ARNs, so the
+	// deployment refuses a value shared/config would refuse at cold start, and the API and worker
+	// see the very value the grant uses.
+	if p, want := dig(params, "UpstreamSecretArnPrefix", "AllowedPattern"), "^$|"+config.UpstreamSecretARNPattern; p != want {
+		errs = append(errs, fmt.Errorf("parameter UpstreamSecretArnPrefix: AllowedPattern = %v, want %q (empty or shared/config's UpstreamSecretARNPattern)", p, want))
+	}
+	for _, id := range []string{"ApiFunction", "WorkerFunction"} {
+		if n, _ := refName(fnEnv(tpl, id)["UPSTREAM_SECRET_ARN_PREFIX"]); n != "UpstreamSecretArnPrefix" {
+			errs = append(errs, fmt.Errorf("%s: UPSTREAM_SECRET_ARN_PREFIX = %v, want !Ref UpstreamSecretArnPrefix (the worker's grant)", id, fnEnv(tpl, id)["UPSTREAM_SECRET_ARN_PREFIX"]))
+		}
+	}
 	return errs
 }
 

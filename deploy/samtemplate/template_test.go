@@ -303,6 +303,16 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"Bucket: PublicAccessBlockConfiguration.BlockPublicPolicy",
 		},
 		{
+			"upstream secret prefix without its pattern", checkParameters,
+			func(tpl map[string]any) { delete(asMap(dig(tpl, "Parameters", "UpstreamSecretArnPrefix")), "AllowedPattern") },
+			"parameter UpstreamSecretArnPrefix: AllowedPattern",
+		},
+		{
+			"worker's credential-ref prefix not the one it is granted", checkParameters,
+			func(tpl map[string]any) { globalEnv(tpl)["UPSTREAM_SECRET_ARN_PREFIX"] = "" },
+			"WorkerFunction: UPSTREAM_SECRET_ARN_PREFIX",
+		},
+		{
 			"a DLQ output missing", checkOutputs,
 			func(tpl map[string]any) { delete(asMap(tpl["Outputs"]), "WorkDLQUrl") },
 			"output WorkDLQUrl",

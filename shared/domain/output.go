@@ -8,6 +8,9 @@ import (
 const (
 	CodeBatchExpired   = "batch_expired"
 	CodeBatchCancelled = "batch_cancelled"
+	// CodeCredentialRefNotAllowed: the model's credential_ref is not one of the allowed forms
+	// (shared/secrets), so the upstream was not called. Also the API's code for such a reference.
+	CodeCredentialRefNotAllowed = "credential_ref_not_allowed"
 )
 
 type outputLine struct {

@@ -91,7 +91,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 	if cfg.DatabaseSecretARN != "" || opts.AWS == nil {
 		sm = secretsmanager.NewFromConfig(awsCfg)
 	}
-	res := secrets.NewResolver(opts.Getenv, sm)
+	res := secrets.NewResolver(opts.Getenv, sm, secrets.Policy{ARNPrefix: cfg.UpstreamSecretARNPrefix})
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		var err error
@@ -145,7 +145,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
-	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins},
+	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy()},
 		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Populate: a.Populate,
 			Lifecycle: a.Store, Engine: a.Engine, Logger: a.Log})
 }

@@ -55,10 +55,6 @@ type Config struct {
 	// default, allows no ARN references at all. It may not cover DATABASE_SECRET_ARN.
 	UpstreamSecretARNPrefix string
 
-	// MigrateOnStart applies pending migrations at cold start (MIGRATE_ON_START; the template sets
-	// it on the dispatch function only, so one function upgrades the schema).
-	MigrateOnStart bool
-
 	MaxFileBytes int64 // MAX_FILE_BYTES: input file cap; default 200 MB (OpenAI's)
 	MaxLines     int   // MAX_LINES: requests per file; default 50,000 (OpenAI's)
 }
@@ -98,7 +94,6 @@ func Load(getenv func(string) string) (Config, error) {
 		RetriableStatuses: e.ints("RETRIABLE_STATUSES", "404,499"),
 		StreamablePaths:   e.list("STREAMABLE_ENDPOINTS", ""),
 		MetadataHeaders:   e.list("BATCH_METADATA_HEADERS", ""),
-		MigrateOnStart:    e.bool("MIGRATE_ON_START", false),
 		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", 200_000_000)),
 		MaxLines:          e.int("MAX_LINES", 50_000),
 	}

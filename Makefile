@@ -2,7 +2,7 @@
 # Both install what is missing (the PostgreSQL server) through the system package manager.
 
 GO        ?= go
-FUNCTIONS := api populate dispatch worker purge
+FUNCTIONS := api populate dispatch worker purge migrate
 LDFLAGS   := -s -w
 PG_BIN    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 
@@ -56,6 +56,8 @@ build-WorkerFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/worker
 build-PurgeFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/purge
+build-MigrateFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./functions/migrate
 
 clean:
 	rm -rf build .data

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/fusillade/fusillade/local/pgtest"
 	"github.com/fusillade/fusillade/local/stack"
+	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -79,9 +81,22 @@ func invoke(t *testing.T, rie, bootstrap string, env []string, event any) (int, 
 	}
 }
 
+// functionDirs lists every function: each directory beside this file.
+func functionDirs(t *testing.T) []string {
+	entries, err := os.ReadDir(".")
+	require.NoError(t, err)
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
 func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds five binaries and the emulator")
+		t.Skip("builds every function's binary and the emulator")
 	}
 	root, err := filepath.Abs("..")
 	require.NoError(t, err)
@@ -89,10 +104,21 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	goTool(t, root, []string{"GOBIN=" + bin}, "install", "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@"+rieVersion)
 	rie := filepath.Join(bin, "aws-lambda-rie")
 	boot := map[string]string{}
-	for _, fn := range []string{"api", "populate", "dispatch", "worker", "purge"} {
+	fns := functionDirs(t)
+	require.Subset(t, fns, []string{"api", "populate", "dispatch", "worker", "purge", "migrate"})
+	for _, fn := range fns {
 		boot[fn] = filepath.Join(bin, fn, "bootstrap")
 		goTool(t, root, []string{"CGO_ENABLED=0", "GOOS=linux"}, "build", "-tags", "lambda.norpc", "-trimpath", "-o", boot[fn], "./functions/"+fn)
 	}
+	// Every function built above must be invoked below: a new one needs its own subtest.
+	invoked := map[string]bool{}
+	t.Cleanup(func() {
+		for _, fn := range fns {
+			if !invoked[fn] && !t.Failed() {
+				t.Errorf("functions/%s was built but never invoked: add a subtest with its real event", fn)
+			}
+		}
+	})
 
 	// The emulated AWS services and a real database for the functions to talk to.
 	st, err := stack.Start(context.Background(), stack.Options{DatabaseURL: pgtest.URL(t), DataDir: t.TempDir(), Ephemeral: true,
@@ -108,6 +134,7 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	}
 
 	t.Run("api answers an API Gateway v2 request", func(t *testing.T) {
+		invoked["api"] = true
 		status, out := invoke(t, rie, boot["api"], env, map[string]any{
 			"version": "2.0", "routeKey": "$default", "rawPath": "/v1/batches/batch_missing", "rawQueryString": "",
 			"headers":         map[string]string{"authorization": "Bearer " + st.APIKey, "accept": "application/json"},
@@ -126,6 +153,7 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	})
 
 	t.Run("populate reports the failed record of an SQS batch", func(t *testing.T) {
+		invoked["populate"] = true
 		status, out := invoke(t, rie, boot["populate"], env, map[string]any{"Records": []map[string]any{
 			{"messageId": "m-1", "receiptHandle": "r1", "body": `{"batch_id":"batch_does_not_exist"}`, "eventSource": "aws:sqs"},
 			{"messageId": "m-2", "receiptHandle": "r2", "body": `not json`, "eventSource": "aws:sqs"},
@@ -135,6 +163,7 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	})
 
 	t.Run("worker acknowledges a stale delivery and a kick", func(t *testing.T) {
+		invoked["worker"] = true
 		status, out := invoke(t, rie, boot["worker"], env, map[string]any{"Records": []map[string]any{
 			{"messageId": "w-1", "receiptHandle": "r1", "body": `{"r":"00000000-0000-0000-0000-000000000001","a":1}`, "eventSource": "aws:sqs"},
 			{"messageId": "w-2", "receiptHandle": "r2", "body": `{"k":"mock-chat"}`, "eventSource": "aws:sqs"},
@@ -148,6 +177,7 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 		"resources": []string{"arn:aws:events:us-east-1:000000000000:rule/x"}, "detail": map[string]any{}}
 	for _, fn := range []string{"dispatch", "purge"} {
 		t.Run(fmt.Sprintf("%s runs on an EventBridge scheduled event", fn), func(t *testing.T) {
+			invoked[fn] = true
 			status, out := invoke(t, rie, boot[fn], env, scheduled)
 			require.Equal(t, http.StatusOK, status, "%s", out)
 			require.NotContains(t, string(out), "errorMessage")
@@ -155,4 +185,32 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 			require.NoError(t, json.Unmarshal(out, &stats), "%s", out)
 		})
 	}
+
+	t.Run("migrate answers a CloudFormation custom resource request", func(t *testing.T) {
+		invoked["migrate"] = true
+		responses := make(chan []byte, 1)
+		cfn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			if r.Method == http.MethodPut {
+				responses <- b
+			}
+		}))
+		defer cfn.Close()
+		status, out := invoke(t, rie, boot["migrate"], env, map[string]any{
+			"RequestType": "Update", "RequestId": "req-1", "ResponseURL": cfn.URL + "/response",
+			"ResourceType": "Custom::SchemaMigration", "LogicalResourceId": "MigrateSchema",
+			"StackId":            "arn:aws:cloudformation:us-east-1:000000000000:stack/fusillade/1",
+			"PhysicalResourceId": "fusillade-schema", "ResourceProperties": map[string]any{"MigratorVersion": "2"},
+		})
+		require.Equal(t, http.StatusOK, status, "%s", out)
+		var resp struct {
+			Status             string
+			PhysicalResourceID string `json:"PhysicalResourceId"`
+			Data               map[string]any
+		}
+		require.NoError(t, json.Unmarshal(<-responses, &resp))
+		require.Equal(t, "SUCCESS", resp.Status)
+		require.Equal(t, "fusillade-schema", resp.PhysicalResourceID, "the same id on every update: never a replacement")
+		require.EqualValues(t, postgres.LatestMigration(), resp.Data["SchemaVersion"])
+	})
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/fusillade/fusillade/shared/postgres"
 )
 
-// migrate applies pending migrations to DATABASE_URL: the documented upgrade step on AWS when the
-// dispatch function's MIGRATE_ON_START is off.
+// migrate applies pending migrations to DATABASE_URL, by hand: on AWS the deployment's migrate
+// function does it before the other functions are updated.
 func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	url := getenv("DATABASE_URL")
 	if url == "" {

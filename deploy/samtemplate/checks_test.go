@@ -30,6 +30,7 @@ var (
 	templatePath  = filepath.Join(repoRoot, "template.yaml")
 	samconfigPath = filepath.Join(repoRoot, "samconfig.toml")
 	configGoPath  = filepath.Join(repoRoot, "shared", "config", "config.go")
+	makefilePath  = filepath.Join(repoRoot, "Makefile")
 )
 
 const (
@@ -203,9 +204,18 @@ func checkFunctions(tpl map[string]any) []error {
 		}
 	}
 	fns := functions(tpl)
+	makefile, err := os.ReadFile(makefilePath)
+	if err != nil {
+		return append(errs, err)
+	}
 	for _, id := range sortedKeys(dirs) {
 		if fns[id] == nil {
 			errs = append(errs, fmt.Errorf("functions/%s: the template has no %s", dirs[id], id))
+		}
+		// sam build runs make build-<LogicalId>; the target must build that function's directory.
+		target := regexp.MustCompile(`(?m)^build-` + id + `:\n\t.*-o \$\(ARTIFACTS_DIR\)/bootstrap \./functions/` + dirs[id] + `\s*$`)
+		if !target.Match(makefile) {
+			errs = append(errs, fmt.Errorf("functions/%s: the Makefile has no build-%s target building ./functions/%s into $(ARTIFACTS_DIR)/bootstrap", dirs[id], id, dirs[id]))
 		}
 	}
 	for _, id := range sortedKeys(fns) {
@@ -258,6 +268,10 @@ func checkReferences(tpl map[string]any) []error {
 	res := asMap(tpl["Resources"])
 	conds := asMap(tpl["Conditions"])
 	declared := func(name string) bool {
+		// SAM's generated resources of a function with AutoPublishAlias: !Ref Fn.Version, Fn.Alias.
+		if fn, gen, ok := strings.Cut(name, "."); ok && (gen == "Version" || gen == "Alias") {
+			return asMap(res[fn])["Type"] == functionType && dig(res[fn], "Properties", "AutoPublishAlias") != nil
+		}
 		return params[name] != nil || res[name] != nil || strings.HasPrefix(name, "AWS::")
 	}
 	var errs []error
@@ -605,11 +619,63 @@ func checkEnvironment(tpl map[string]any) []error {
 			}
 		}
 	}
-	// Exactly one function migrates the schema.
-	if where := declaredBy["MIGRATE_ON_START"]; !slices.Equal(where, []string{"DispatchFunction"}) {
-		errs = append(errs, fmt.Errorf("MIGRATE_ON_START is set in %v, want DispatchFunction only", where))
-	} else if v := fnEnv(tpl, "DispatchFunction")["MIGRATE_ON_START"]; v != "true" {
-		errs = append(errs, fmt.Errorf("DispatchFunction: MIGRATE_ON_START = %v, want \"true\"", v))
+	return errs
+}
+
+// ---------------------------------------------------------------- 5b. the migration step
+
+// migrator is the function that migrates the schema; the other functions only check it.
+const migrator = "MigrateFunction"
+
+// checkMigration: a deployment migrates the schema in one explicit step, a custom resource backed
+// by the migrate function, which runs again whenever that function's code (and so its embedded
+// migrations) changes, and before any other function is updated.
+func checkMigration(tpl map[string]any) []error {
+	var errs []error
+	res := resources(tpl)
+	fns := functions(tpl)
+	if fns[migrator] == nil {
+		return []error{fmt.Errorf("%s is missing: nothing migrates the schema", migrator)}
+	}
+	var steps []string
+	for _, id := range sortedKeys(res) {
+		t, _ := res[id]["Type"].(string)
+		if t != "AWS::CloudFormation::CustomResource" && !strings.HasPrefix(t, "Custom::") {
+			continue
+		}
+		if fn, attr, ok := getAtt(dig(res[id], "Properties", "ServiceToken")); ok && fn == migrator && attr == "Arn" {
+			steps = append(steps, id)
+		}
+	}
+	if len(steps) != 1 {
+		return append(errs, fmt.Errorf("want exactly one custom resource with ServiceToken !GetAtt %s.Arn (the migration step), found %v", migrator, steps))
+	}
+	step := steps[0]
+	if dig(fns[migrator], "Properties", "AutoPublishAlias") == nil {
+		errs = append(errs, fmt.Errorf("%s: AutoPublishAlias is missing: without a version per code change, %s would not run again when the migrations change", migrator, step))
+	}
+	names := false
+	for _, v := range asMap(dig(res[step], "Properties")) {
+		if n, _ := refName(v); n == migrator+".Version" {
+			names = true
+		}
+	}
+	if !names {
+		errs = append(errs, fmt.Errorf("%s: no property is !Ref %s.Version, so CloudFormation would not migrate again when the migrations change", step, migrator))
+	}
+	if t, ok := fnTimeout(tpl, migrator); !ok || t < 300 {
+		errs = append(errs, fmt.Errorf("%s: Timeout = %v, want at least 300 s: a deployment waits for its migrations", migrator, fnProp(tpl, migrator, "Timeout")))
+	}
+	for _, id := range sortedKeys(fns) {
+		if id == migrator {
+			continue
+		}
+		if !slices.Contains(asList(fns[id]["DependsOn"]), any(step)) {
+			errs = append(errs, fmt.Errorf("%s: does not DependsOn %s, so its new code could start before the schema is migrated", id, step))
+		}
+		if _, ok := fnEnv(tpl, id)["MIGRATE_ON_START"]; ok {
+			errs = append(errs, fmt.Errorf("%s: MIGRATE_ON_START is set; %s is the one migration step", id, step))
+		}
 	}
 	return errs
 }
@@ -934,6 +1000,17 @@ func checkParameters(tpl map[string]any) []error {
 	}
 	if d := dig(params, "UpstreamSecretArnPrefix", "Default"); d != "" {
 		errs = append(errs, fmt.Errorf("parameter UpstreamSecretArnPrefix: Default = %v, want \"\" (optional)", d))
+	}
+	// The prefix is both the worker's IAM grant and the allow-list of credential_ref ARNs, so the
+	// deployment refuses a value shared/config would refuse at cold start, and the API and worker
+	// see the very value the grant uses.
+	if p, want := dig(params, "UpstreamSecretArnPrefix", "AllowedPattern"), "^$|"+config.UpstreamSecretARNPattern; p != want {
+		errs = append(errs, fmt.Errorf("parameter UpstreamSecretArnPrefix: AllowedPattern = %v, want %q (empty or shared/config's UpstreamSecretARNPattern)", p, want))
+	}
+	for _, id := range []string{"ApiFunction", "WorkerFunction"} {
+		if n, _ := refName(fnEnv(tpl, id)["UPSTREAM_SECRET_ARN_PREFIX"]); n != "UpstreamSecretArnPrefix" {
+			errs = append(errs, fmt.Errorf("%s: UPSTREAM_SECRET_ARN_PREFIX = %v, want !Ref UpstreamSecretArnPrefix (the worker's grant)", id, fnEnv(tpl, id)["UPSTREAM_SECRET_ARN_PREFIX"]))
+		}
 	}
 	return errs
 }

@@ -37,6 +37,7 @@ func TestTemplate(t *testing.T) {
 		{"triggers", checkTriggers},
 		{"environment", checkEnvironment},
 		{"environment values", checkEnvironmentValues},
+		{"migration step", checkMigration},
 		{"policies", checkPolicies},
 		{"s3 grants", checkS3Grants},
 		{"bucket", checkBucket},
@@ -247,9 +248,41 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"WORK_QUEUE_ULR",
 		},
 		{
-			"MIGRATE_ON_START on every function", checkEnvironment,
+			"a function migrating at cold start", checkMigration,
 			func(tpl map[string]any) { globalEnv(tpl)["MIGRATE_ON_START"] = "true" },
-			"MIGRATE_ON_START is set in",
+			"ApiFunction: MIGRATE_ON_START is set",
+		},
+		{
+			"no migration step", checkMigration,
+			func(tpl map[string]any) { delete(asMap(tpl["Resources"]), "MigrateSchema") },
+			"want exactly one custom resource with ServiceToken !GetAtt MigrateFunction.Arn",
+		},
+		{
+			"migration step not rerun when the migrations change", checkMigration,
+			func(tpl map[string]any) { delete(props(tpl, "MigrateSchema"), "MigratorVersion") },
+			"MigrateSchema: no property is !Ref MigrateFunction.Version",
+		},
+		{
+			"migrate function without published versions", checkMigration,
+			func(tpl map[string]any) { delete(props(tpl, "MigrateFunction"), "AutoPublishAlias") },
+			"MigrateFunction: AutoPublishAlias is missing",
+		},
+		{
+			"a function updated before the schema is migrated", checkMigration,
+			func(tpl map[string]any) { delete(asMap(dig(tpl, "Resources", "WorkerFunction")), "DependsOn") },
+			"WorkerFunction: does not DependsOn MigrateSchema",
+		},
+		{
+			"migration cut off after the default timeout", checkMigration,
+			func(tpl map[string]any) { delete(props(tpl, "MigrateFunction"), "Timeout") },
+			"MigrateFunction: Timeout",
+		},
+		{
+			"Ref to the version of a function without AutoPublishAlias", checkReferences,
+			func(tpl map[string]any) {
+				props(tpl, "MigrateSchema")["MigratorVersion"] = map[string]any{"Ref": "ApiFunction.Version"}
+			},
+			`Ref "ApiFunction.Version"`,
 		},
 		{
 			"a value shared/config rejects", checkEnvironmentValues,
@@ -301,6 +334,18 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 				asMap(props(tpl, "Bucket")["PublicAccessBlockConfiguration"])["BlockPublicPolicy"] = false
 			},
 			"Bucket: PublicAccessBlockConfiguration.BlockPublicPolicy",
+		},
+		{
+			"upstream secret prefix without its pattern", checkParameters,
+			func(tpl map[string]any) {
+				delete(asMap(dig(tpl, "Parameters", "UpstreamSecretArnPrefix")), "AllowedPattern")
+			},
+			"parameter UpstreamSecretArnPrefix: AllowedPattern",
+		},
+		{
+			"worker's credential-ref prefix not the one it is granted", checkParameters,
+			func(tpl map[string]any) { globalEnv(tpl)["UPSTREAM_SECRET_ARN_PREFIX"] = "" },
+			"WorkerFunction: UPSTREAM_SECRET_ARN_PREFIX",
 		},
 		{
 			"a DLQ output missing", checkOutputs,

@@ -1,7 +1,5 @@
 // Command dispatch is the scheduled dispatch Lambda: the kick-off and safety net that claims free
-// slots of every model and enqueues them (workers refill slots as requests finish). With
-// MIGRATE_ON_START=true it also applies pending database migrations at cold start, which is how a
-// deployment upgrades the schema.
+// slots of every model and enqueues them (workers refill slots as requests finish).
 package main
 
 import (

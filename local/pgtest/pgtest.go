@@ -91,6 +91,12 @@ func URL(t testing.TB) string {
 	if setupErr != nil {
 		t.Fatalf("pgtest: %v", setupErr)
 	}
+	return create(t, template)
+}
+
+// create makes a database from tmpl and drops it when t ends.
+func create(t testing.TB, tmpl string) string {
+	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("%s_t%d", template, seq.Add(1))
 	admin, err := pgx.Connect(ctx, baseURL)
@@ -98,7 +104,7 @@ func URL(t testing.TB) string {
 		t.Fatalf("pgtest: connect: %v", err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tmpl)); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -110,6 +116,17 @@ func URL(t testing.TB) string {
 		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	})
 	return withDB(baseURL, name)
+}
+
+// EmptyURL returns the URL of a new database with no migration applied, dropped when t ends
+// (tests of migrating and of the schema check).
+func EmptyURL(t testing.TB) string {
+	t.Helper()
+	once.Do(setup)
+	if setupErr != nil {
+		t.Fatalf("pgtest: %v", setupErr)
+	}
+	return create(t, "template0")
 }
 
 // Store returns a store on a fresh database, closed when t ends.

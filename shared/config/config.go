@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -48,9 +49,11 @@ type Config struct {
 	StreamablePaths   []string      // STREAMABLE_ENDPOINTS: comma-separated paths sent as SSE; default none
 	MetadataHeaders   []string      // BATCH_METADATA_HEADERS: batch metadata keys forwarded as x-fusillade-batch-<key>; default none
 
-	// MigrateOnStart applies pending migrations at cold start (MIGRATE_ON_START; the template sets
-	// it on the dispatch function only, so one function upgrades the schema).
-	MigrateOnStart bool
+	// UpstreamSecretARNPrefix is what the Secrets Manager ARN of every model's credential_ref must
+	// start with (UPSTREAM_SECRET_ARN_PREFIX, the template's UpstreamSecretArnPrefix parameter: an
+	// IAM resource pattern whose one wildcard is a trailing *, which is dropped here). Empty, the
+	// default, allows no ARN references at all. It may not cover DATABASE_SECRET_ARN.
+	UpstreamSecretARNPrefix string
 
 	MaxFileBytes int64 // MAX_FILE_BYTES: input file cap; default 200 MB (OpenAI's)
 	MaxLines     int   // MAX_LINES: requests per file; default 50,000 (OpenAI's)
@@ -91,10 +94,10 @@ func Load(getenv func(string) string) (Config, error) {
 		RetriableStatuses: e.ints("RETRIABLE_STATUSES", "404,499"),
 		StreamablePaths:   e.list("STREAMABLE_ENDPOINTS", ""),
 		MetadataHeaders:   e.list("BATCH_METADATA_HEADERS", ""),
-		MigrateOnStart:    e.bool("MIGRATE_ON_START", false),
 		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", 200_000_000)),
 		MaxLines:          e.int("MAX_LINES", 50_000),
 	}
+	c.UpstreamSecretARNPrefix = strings.TrimSuffix(e.str("UPSTREAM_SECRET_ARN_PREFIX", ""), "*")
 	if e.err != nil {
 		return c, e.err
 	}
@@ -125,8 +128,23 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("STREAMABLE_ENDPOINTS: %q is not an allowed endpoint", p))
 		}
 	}
+	if p := c.UpstreamSecretARNPrefix; p != "" {
+		switch {
+		case !upstreamSecretARNPattern.MatchString(p + "*"):
+			errs = append(errs, fmt.Errorf("UPSTREAM_SECRET_ARN_PREFIX=%q: want a Secrets Manager ARN prefix naming a path, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:fusillade/upstream/*", p+"*"))
+		case c.DatabaseSecretARN != "" && strings.HasPrefix(c.DatabaseSecretARN, p):
+			errs = append(errs, errors.New("UPSTREAM_SECRET_ARN_PREFIX covers DATABASE_SECRET_ARN: a model's credential_ref could name the database secret"))
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// UpstreamSecretARNPattern is the form of UPSTREAM_SECRET_ARN_PREFIX: a full Secrets Manager ARN
+// up to a non-empty name prefix, optionally ending in the IAM wildcard *. template.yaml's
+// UpstreamSecretArnPrefix parameter allows exactly this (or empty); its test compares the two.
+const UpstreamSecretARNPattern = `^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+\*?$`
+
+var upstreamSecretARNPattern = regexp.MustCompile(UpstreamSecretARNPattern)
 
 // Require reports the named settings that are empty, for functions that need them.
 func (c Config) Require(names ...string) error {

@@ -55,3 +55,31 @@ func TestRequireNamesWhatIsMissing(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.HasSuffix(err.Error(), "WORK_QUEUE_URL, POPULATE_QUEUE_URL"))
 }
+
+func TestUpstreamSecretARNPrefixIsTheTemplatesPatternWithoutItsWildcard(t *testing.T) {
+	t.Parallel()
+	const prefix = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fusillade/upstream/"
+	for _, v := range []string{prefix + "*", prefix} {
+		c, err := config.Load(env(map[string]string{"DATABASE_URL": "x", "UPSTREAM_SECRET_ARN_PREFIX": v}))
+		require.NoError(t, err, v)
+		require.Equal(t, prefix, c.UpstreamSecretARNPrefix, v)
+	}
+	c, err := config.Load(env(map[string]string{"DATABASE_URL": "x"}))
+	require.NoError(t, err)
+	require.Empty(t, c.UpstreamSecretARNPrefix, "default: no ARN references")
+
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"DATABASE_URL": "x", "UPSTREAM_SECRET_ARN_PREFIX": "fusillade/upstream/*"}, "UPSTREAM_SECRET_ARN_PREFIX"},
+		{map[string]string{"DATABASE_URL": "x", "UPSTREAM_SECRET_ARN_PREFIX": "arn:aws:secretsmanager:us-east-1:123456789012:secret:*"}, "UPSTREAM_SECRET_ARN_PREFIX"},
+		{map[string]string{"DATABASE_URL": "x", "UPSTREAM_SECRET_ARN_PREFIX": "arn:aws:secretsmanager:*:123456789012:secret:x/*"}, "UPSTREAM_SECRET_ARN_PREFIX"},
+		{map[string]string{"DATABASE_URL": "x", "UPSTREAM_SECRET_ARN_PREFIX": prefix + "**"}, "UPSTREAM_SECRET_ARN_PREFIX"},
+		{map[string]string{"DATABASE_SECRET_ARN": prefix + "db-AbCdEf", "UPSTREAM_SECRET_ARN_PREFIX": prefix + "*"}, "covers DATABASE_SECRET_ARN"},
+	} {
+		_, err := config.Load(env(tc.env))
+		require.Error(t, err, "%v", tc.env)
+		require.Contains(t, err.Error(), tc.want)
+	}
+}

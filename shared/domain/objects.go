@@ -16,7 +16,7 @@ type Principal struct {
 type Model struct {
 	Name                string `json:"name"`
 	BaseURL             string `json:"base_url"`
-	CredentialRef       string `json:"credential_ref"` // "env:NAME", a secret ARN, or "" for none; never the secret itself
+	CredentialRef       string `json:"credential_ref"` // "env:FUSILLADE_UPSTREAM_KEY_<NAME>", a secret ARN under the upstream prefix, or "" (shared/secrets); never the secret itself
 	ConcurrencyLimit    int    `json:"concurrency_limit"`
 	EscalationModel     string `json:"escalation_model,omitempty"`
 	EscalationThreshold int    `json:"escalation_threshold_secs"`

@@ -12,6 +12,9 @@ const (
 	// or its body did not finish within the body timeout.
 	CodeResponseTooLarge    = "response_too_large"
 	CodeUpstreamBodyTimeout = "upstream_body_timeout"
+	// CodeCredentialRefNotAllowed: the model's credential_ref is not one of the allowed forms
+	// (shared/secrets), so the upstream was not called. Also the API's code for such a reference.
+	CodeCredentialRefNotAllowed = "credential_ref_not_allowed"
 )
 
 type outputLine struct {

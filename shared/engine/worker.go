@@ -266,6 +266,13 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 	key, err := e.creds.Resolve(ctx, model.CredentialRef)
 	if err != nil {
 		e.log.ErrorContext(ctx, "resolve credential", "model", job.Model, "err", err)
+		if domain.ErrorCode(err) == domain.EInvalid {
+			// The stored reference is not an allowed form (written before references were checked,
+			// or by hand): it will never resolve, so the line fails now instead of at its deadline.
+			out.State, out.ErrorCode = domain.StateFailed, domain.CodeCredentialRefNotAllowed
+			out.ErrorMessage = fmt.Sprintf("Model %q has a credential reference that is not allowed; an administrator must set it again.", job.Model)
+			return out
+		}
 		return e.retryOrFail(job, out, "credential_unavailable", "the upstream credential could not be resolved", 0)
 	}
 	body := job.Body

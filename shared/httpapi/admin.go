@@ -47,6 +47,12 @@ func (s *server) putModel(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &domain.Error{Code: domain.EInvalid, Message: "base_url must be an absolute http(s) URL without query or fragment.", Param: "base_url"})
 		return
 	}
+	// Only a reference is stored, and only one of the allowed forms: base_url is the admin's to
+	// choose, so a reference to anything else of the worker's would be sent to it as a bearer token.
+	if _, err := s.cfg.CredentialRefs.Parse(req.CredentialRef); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	if req.ConcurrencyLimit == nil || *req.ConcurrencyLimit < 0 {
 		s.error(w, r, &domain.Error{Code: domain.EInvalid, Message: "concurrency_limit must be a non-negative integer.", Param: "concurrency_limit"})
 		return

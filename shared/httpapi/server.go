@@ -13,6 +13,7 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/secrets"
 )
 
 // Store is the part of the store the API uses.
@@ -90,6 +91,9 @@ type Config struct {
 	PresignTTL time.Duration
 	// UploadTTL is how long an Uploads API upload accepts parts; default 1 hour (OpenAI's).
 	UploadTTL time.Duration
+	// CredentialRefs is the credential_ref forms a model may be stored with (the worker's resolver
+	// applies the same policy); the zero value allows env: references only.
+	CredentialRefs secrets.Policy
 }
 
 // Deps are the API's collaborators.

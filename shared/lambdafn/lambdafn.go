@@ -1,6 +1,7 @@
 // Package lambdafn adapts fusillade's entry points to AWS Lambda event shapes: API Gateway HTTP
 // API (payload v2) for the API, SQS batches with partial-batch responses for populate and the
-// worker, and EventBridge schedules for dispatch and purge. The local stack invokes these same
+// worker, EventBridge schedules for dispatch and purge, and a CloudFormation custom resource for
+// the deployment's migration step. The local stack invokes these same
 // handlers, so the event handling it exercises is the production code.
 package lambdafn
 
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
@@ -127,4 +129,28 @@ func Purge(s Sweeper) func(ctx context.Context, ev json.RawMessage) (engine.Swee
 	return func(ctx context.Context, _ json.RawMessage) (engine.SweepStats, error) {
 		return s.Sweep(ctx)
 	}
+}
+
+// SchemaResourceID is the physical id of the migration custom resource. It never changes, so an
+// update is never taken for a replacement (which would end in a Delete of the old id).
+const SchemaResourceID = "fusillade-schema"
+
+// Migration handles the deployment's migration custom resource. Create and Update apply pending
+// migrations, so a stack update migrates before the functions that depend on the resource are
+// replaced, and report the schema version as the attribute SchemaVersion; a failure fails the
+// deployment, which rolls back. Delete does nothing: the schema and its data outlive the stack,
+// as the bucket does.
+func Migration(migrate func(ctx context.Context) (version, applied int, err error), log *slog.Logger) cfn.CustomResourceLambdaFunction {
+	return cfn.LambdaWrap(func(ctx context.Context, ev cfn.Event) (string, map[string]any, error) {
+		if ev.RequestType == cfn.RequestDelete {
+			return SchemaResourceID, nil, nil
+		}
+		version, applied, err := migrate(ctx)
+		if err != nil {
+			log.ErrorContext(ctx, "migration failed", "request", ev.RequestType, "err", err)
+			return SchemaResourceID, nil, err
+		}
+		log.InfoContext(ctx, "schema migrated", "request", ev.RequestType, "version", version, "applied", applied)
+		return SchemaResourceID, map[string]any{"SchemaVersion": version}, nil
+	})
 }

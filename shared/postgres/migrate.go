@@ -3,13 +3,16 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -57,9 +60,59 @@ func loadMigrations() ([]migration, error) {
 	return out, nil
 }
 
+// LatestMigration is the highest embedded migration number: the schema version this build was
+// made for, which CheckSchema requires.
+func LatestMigration() int {
+	ms, err := loadMigrations()
+	if err != nil || len(ms) == 0 {
+		// loadMigrations fails only on a misnamed embedded file, which fails Migrate (and so every
+		// test database) too; no schema can satisfy such a build.
+		return math.MaxInt
+	}
+	return ms[len(ms)-1].version
+}
+
+// SchemaVersion is the highest migration applied to the database; 0 when none has been.
+func SchemaVersion(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	var v int
+	err := pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table: never migrated
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	return v, nil
+}
+
+// ErrSchemaBehind is the class of CheckSchema's refusal.
+var ErrSchemaBehind = errors.New("the database schema is older than this build")
+
+// CheckSchema refuses a database whose schema is older than LatestMigration: the code would run
+// queries against tables or columns that do not exist yet. A newer schema is accepted, because
+// migrations are additive (they add tables, columns, indexes and settings and never drop or
+// rename what a released build uses), so the previous build keeps working while a deployment or a
+// rollback replaces it.
+func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	have, err := SchemaVersion(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if want := LatestMigration(); have < want {
+		return fmt.Errorf("%w: the database is at migration %d, this build needs %d; run the deployment's migration step (the migrate function, or fusillade migrate)", ErrSchemaBehind, have, want)
+	}
+	return nil
+}
+
 // Migrate applies every embedded migration that has not been applied yet, each in its own
 // transaction, under an advisory lock. It is safe to call from many processes at once.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (applied int, err error) {
+	return MigrateTo(ctx, pool, math.MaxInt)
+}
+
+// MigrateTo is Migrate stopping after migration target (tests build an older schema with it).
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, target int) (applied int, err error) {
 	ms, err := loadMigrations()
 	if err != nil {
 		return 0, err
@@ -82,7 +135,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (applied int, err error) {
 		return 0, fmt.Errorf("migrate: read ledger: %w", err)
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		if m.version <= current || m.version > target {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {

@@ -53,8 +53,8 @@ type Options struct {
 	Upstream http.RoundTripper
 	// Getenv resolves env: credential references; nil uses os.Getenv.
 	Getenv func(string) string
-	// Migrate applies pending migrations on open (the local stack, and the function the template
-	// marks with MIGRATE_ON_START).
+	// Migrate applies pending migrations on open (the local stack). On AWS the deployment's
+	// migration step does it (the migrate function, see Migrate).
 	Migrate bool
 	// Decorate, when set, wraps the engine's collaborators before the engine is built (the
 	// benchmark times each store, queue and upstream call this way).
@@ -91,7 +91,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 	if cfg.DatabaseSecretARN != "" || opts.AWS == nil {
 		sm = secretsmanager.NewFromConfig(awsCfg)
 	}
-	res := secrets.NewResolver(opts.Getenv, sm)
+	res := secrets.NewResolver(opts.Getenv, sm, secrets.Policy{ARNPrefix: cfg.UpstreamSecretARNPrefix})
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		var err error
@@ -112,6 +112,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		if n > 0 {
 			log.Info("applied migrations", "count", n)
 		}
+	}
+	// Once per process (a function's cold start): an older schema stops it here, before it serves
+	// anything, and the platform retries the invocation on a fresh instance, which checks again.
+	if err := postgres.CheckSchema(ctx, store.Pool()); err != nil {
+		store.Close()
+		return nil, err
 	}
 	a := &App{Config: cfg, Log: log, Store: store, Secrets: res}
 	a.Blobs = s3blob.New(s3blob.NewClient(awsCfg, cfg.S3Endpoint, cfg.S3PathStyle), cfg.Bucket)
@@ -145,7 +151,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
-	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins},
+	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy()},
 		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Populate: a.Populate,
 			Lifecycle: a.Store, Engine: a.Engine, Logger: a.Log})
 }
@@ -154,8 +160,9 @@ func (a *App) API() http.Handler {
 func (a *App) Close() { a.Store.Close() }
 
 // Boot is a function's cold start: it reads and validates the configuration from getenv, checks
-// the settings the function cannot run without, and opens the App (migrating first when
-// MIGRATE_ON_START is set). A bad setting fails here, once, instead of on every invocation.
+// the settings the function cannot run without, and opens the App, which refuses a schema older
+// than this build. A bad setting or an unmigrated database fails here, once per cold start,
+// instead of on every invocation.
 func Boot(ctx context.Context, getenv func(string) string, function string, required ...string) (*App, error) {
 	cfg, err := config.Load(getenv)
 	if err != nil {
@@ -164,5 +171,33 @@ func Boot(ctx context.Context, getenv func(string) string, function string, requ
 	if err := cfg.Require(required...); err != nil {
 		return nil, err
 	}
-	return Open(ctx, cfg, nil, Options{Function: function, Getenv: getenv, Migrate: cfg.MigrateOnStart})
+	return Open(ctx, cfg, nil, Options{Function: function, Getenv: getenv})
+}
+
+// Migrate is the deployment's migration step (the migrate function, which CloudFormation invokes
+// before it updates the other functions): it applies every pending migration to the configured
+// database and returns the schema version it is at afterwards. It opens the database only.
+func Migrate(ctx context.Context, cfg config.Config) (version, applied int, err error) {
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.Region))
+		if err != nil {
+			return 0, 0, fmt.Errorf("aws config: %w", err)
+		}
+		res := secrets.NewResolver(os.Getenv, secretsmanager.NewFromConfig(awsCfg), secrets.Policy{})
+		if dbURL, err = res.DatabaseURL(ctx, cfg.DatabaseSecretARN); err != nil {
+			return 0, 0, err
+		}
+	}
+	// Two connections: the advisory lock's and one spare.
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: 2})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer store.Close()
+	if applied, err = store.Migrate(ctx); err != nil {
+		return 0, applied, err
+	}
+	version, err = postgres.SchemaVersion(ctx, store.Pool())
+	return version, applied, err
 }

@@ -515,11 +515,15 @@ UPDATE requests SET body = ''::bytea WHERE id IN (
     LIMIT $2 FOR UPDATE OF r SKIP LOCKED);
 
 -- name: PurgeableFiles
--- Input files that were deleted, or whose expires_after passed.
-SELECT id, tenant_id, coalesce(object_key, ''), deleted_at IS NOT NULL
-FROM files
-WHERE purpose = 'batch' AND (deleted_at < $2 OR (deleted_at IS NULL AND expires_at < $3))
-LIMIT $1 FOR UPDATE SKIP LOCKED;
+-- Input files that were deleted, or whose expires_after passed. A file still referenced by a
+-- deleted batch waits until that batch is purged: dropping the file writes the batch row (ON
+-- DELETE SET NULL), and a concurrent purger holding that batch row for PurgeableBatches would
+-- otherwise lock batches in the opposite order and deadlock.
+SELECT f.id, f.tenant_id, coalesce(f.object_key, ''), f.deleted_at IS NOT NULL
+FROM files f
+WHERE f.purpose = 'batch' AND (f.deleted_at < $2 OR (f.deleted_at IS NULL AND f.expires_at < $3))
+  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = f.id AND b.deleted_at IS NOT NULL)
+LIMIT $1 FOR UPDATE OF f SKIP LOCKED;
 
 -- name: DropFile
 DELETE FROM files WHERE id = $1;

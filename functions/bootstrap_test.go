@@ -136,9 +136,9 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	t.Run("api answers an API Gateway v2 request", func(t *testing.T) {
 		invoked["api"] = true
 		status, out := invoke(t, rie, boot["api"], env, map[string]any{
-			"version": "2.0", "routeKey": "$default", "rawPath": "/v1/batches/batch_missing", "rawQueryString": "",
+			"version": "2.0", "routeKey": "$default", "rawPath": "/v1/batches/batch_00000000000000000000000000000000", "rawQueryString": "",
 			"headers":         map[string]string{"authorization": "Bearer " + st.APIKey, "accept": "application/json"},
-			"requestContext":  map[string]any{"http": map[string]any{"method": "GET", "path": "/v1/batches/batch_missing", "sourceIp": "127.0.0.1"}},
+			"requestContext":  map[string]any{"http": map[string]any{"method": "GET", "path": "/v1/batches/batch_00000000000000000000000000000000", "sourceIp": "127.0.0.1"}},
 			"isBase64Encoded": false,
 		})
 		require.Equal(t, http.StatusOK, status, "%s", out)
@@ -149,7 +149,7 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 		}
 		require.NoError(t, json.Unmarshal(out, &resp), "%s", out)
 		require.Equal(t, http.StatusNotFound, resp.StatusCode)
-		require.Contains(t, resp.Body, `"No batch found with id 'batch_missing'."`)
+		require.Contains(t, resp.Body, `"No batch found with id 'batch_00000000000000000000000000000000'."`)
 	})
 
 	t.Run("populate reports the failed record of an SQS batch", func(t *testing.T) {

@@ -119,6 +119,13 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	// Read the batch back before enqueueing it: populate may move it to in_progress at once, and
+	// the create call answers the batch as created (validating), as OpenAI does.
+	got, err := s.store.GetBatch(r.Context(), p.TenantID, b.ID)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
 	if err := s.populate.Send(r.Context(), sqsqueue.PopulateMessage{BatchID: b.ID}); err != nil {
 		// Without its message the batch would wait forever: fail it now and say so. The key stays
 		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
@@ -126,11 +133,6 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		_ = s.store.FailBatch(context.WithoutCancel(r.Context()), b.ID, s.now(), []domain.BatchError{{Code: "enqueue_failed",
 			Message: "The batch could not be queued for processing; please create it again."}})
 		s.error(w, r, &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."})
-		return
-	}
-	got, err := s.store.GetBatch(r.Context(), p.TenantID, b.ID)
-	if err != nil {
-		s.error(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toBatchObject(got))

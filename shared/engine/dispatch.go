@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/fusillade/fusillade/shared/domain"
+	"slices"
 	"sync"
 )
 
@@ -135,8 +136,23 @@ func (e *Engine) refillOnce(ctx context.Context, model string) (DispatchStats, e
 	return st, nil
 }
 
-// Kick is Refill for callers that only care whether it worked (populate, the API).
+// Kick is Refill for callers that only care whether it worked (populate, the API, kick
+// messages), of the models and their escalation targets.
 func (e *Engine) Kick(ctx context.Context, models ...string) error {
-	_, err := e.Refill(ctx, models...)
+	_, err := e.Refill(ctx, e.withFallbacks(ctx, models)...)
 	return err
+}
+
+// withFallbacks adds each model's escalation target: the requests of batches near their deadline
+// are claimed by it, and refilling only the model they name would leave them to the next
+// scheduled dispatch. A model whose configuration cannot be read is kept alone.
+func (e *Engine) withFallbacks(ctx context.Context, models []string) []string {
+	out := append([]string(nil), models...)
+	for _, name := range models {
+		m, err := e.models.get(ctx, name)
+		if err == nil && m != nil && m.EscalationModel != "" && !slices.Contains(out, m.EscalationModel) {
+			out = append(out, m.EscalationModel)
+		}
+	}
+	return out
 }

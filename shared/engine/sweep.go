@@ -57,7 +57,7 @@ func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
 	}
 	if len(rescued) > 0 {
 		e.log.WarnContext(ctx, "rescued stuck requests", "count", len(rescued))
-		d, err := e.Refill(ctx, models...)
+		d, err := e.Refill(ctx, e.withFallbacks(ctx, models)...)
 		st.Dispatch = d
 		if err != nil {
 			errs = append(errs, err)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sort"
 
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/events"
@@ -42,44 +43,45 @@ func Worker(p Processor, log *slog.Logger) SQSHandler {
 		var resp events.SQSEventResponse
 		var work []domain.Work
 		var ids []string
-		var kicks []string
+		var kicks []sqsqueue.Kick
 		for _, rec := range ev.Records {
 			w, kick, err := sqsqueue.ParseMessage(rec.Body)
 			switch {
 			case err != nil:
 				log.ErrorContext(ctx, "dropping malformed work message", "message_id", rec.MessageId, "err", err)
-			case kick != "":
+			case kick.Model != "":
 				kicks = append(kicks, kick)
 			default:
 				work = append(work, w)
 				ids = append(ids, rec.MessageId)
 			}
 		}
-		if len(kicks) > 0 {
-			if err := p.Kick(ctx, dedupe(kicks)...); err != nil {
-				log.WarnContext(ctx, "kick", "err", err) // the scheduled dispatch covers it
+		// A kick may arrive up to a second before it is due (SQS delays are whole seconds): run
+		// the kicks in due order beside the work, each once it is due, so that a retry is claimed
+		// as its back-off ends without holding up the requests delivered with it.
+		kicked := make(chan struct{})
+		go func() {
+			defer close(kicked)
+			sort.SliceStable(kicks, func(i, j int) bool { return kicks[i].Due.Before(kicks[j].Due) })
+			for i, k := range kicks {
+				if i > 0 && k == kicks[i-1] {
+					continue
+				}
+				k.Wait(ctx)
+				if err := p.Kick(ctx, k.Model); err != nil {
+					log.WarnContext(ctx, "kick", "err", err) // the scheduled dispatch covers it
+				}
 			}
-		}
+		}()
 		for i, err := range p.Process(ctx, work) {
 			if err != nil {
 				log.WarnContext(ctx, "work message will be redelivered", "message_id", ids[i], "request_id", work[i].RequestID, "err", err)
 				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: ids[i]})
 			}
 		}
+		<-kicked
 		return resp, nil
 	}
-}
-
-func dedupe(xs []string) []string {
-	seen := map[string]bool{}
-	out := xs[:0]
-	for _, x := range xs {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // Populator expands batches.

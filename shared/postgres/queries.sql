@@ -179,8 +179,13 @@ SELECT concurrency_limit FROM models WHERE name = $1 FOR NO KEY UPDATE;
 --
 -- Escalation: a model with an escalation_model hands the requests of batches that are within its
 -- escalation threshold of their deadline to that model. Those requests are claimed here when $1
--- is the escalation target — their model becomes $1 and routed_model records it — so the slot
--- charged is the fallback model's, the one actually called.
+-- is the escalation target — their model becomes $1, routed_model records it and escalated_from
+-- keeps the model they name — so the slot charged is the fallback model's, the one actually
+-- called. Every path back to pending restores the named model (see FinishMany, Rescue, Unclaim,
+-- RetryFailed), so a request is always found through its batch's models and each claim decides
+-- the escalation afresh: the fallback takes it while the batch is within the threshold, its own
+-- model otherwise. (Finding pending rows under either model instead would leave the rows of a
+-- batch that is no longer within the threshold — say it was lowered — to the fallback's claim.)
 WITH cap AS (
     SELECT greatest(0, least($2::int, m.concurrency_limit
                - (SELECT count(*) FROM requests r WHERE r.model = $1 AND r.state IN ('claimed', 'processing'))::int)) AS n
@@ -231,7 +236,8 @@ picked AS (
 )
 UPDATE requests r
 SET state = 'claimed', attempt = r.attempt + 1, claimed_at = $3, started_at = NULL, owner = NULL,
-    routed_model = CASE WHEN r.model <> $1 THEN $1 ELSE r.routed_model END,
+    routed_model = CASE WHEN r.model <> $1 THEN $1 END,
+    escalated_from = CASE WHEN r.model <> $1 THEN r.model END,
     model = $1
 FROM picked
 WHERE r.id = picked.id
@@ -248,9 +254,9 @@ WHERE m.concurrency_limit > (SELECT count(*) FROM requests r WHERE r.model = m.n
 ORDER BY m.name;
 
 -- name: Unclaim
--- Gives back claims whose messages could not be enqueued.
+-- Gives back claims whose messages could not be enqueued (an escalated one to its own model).
 UPDATE requests r
-SET state = 'pending', claimed_at = NULL
+SET state = 'pending', claimed_at = NULL, model = coalesce(r.escalated_from, r.model), escalated_from = NULL
 FROM unnest($1::uuid[], $2::int[]) AS w(id, attempt)
 WHERE r.id = w.id AND r.attempt = w.attempt AND r.state = 'claimed';
 
@@ -285,6 +291,9 @@ SET state = x.state,
     not_before = CASE WHEN x.state = 'pending' THEN x.not_before ELSE r.not_before END,
     claimed_at = CASE WHEN x.state = 'pending' THEN NULL ELSE r.claimed_at END,
     started_at = CASE WHEN x.state = 'pending' THEN NULL ELSE r.started_at END,
+    -- A retry goes back to the model it names (see ClaimForModel).
+    model = CASE WHEN x.state = 'pending' THEN coalesce(r.escalated_from, r.model) ELSE r.model END,
+    escalated_from = CASE WHEN x.state = 'pending' THEN NULL ELSE r.escalated_from END,
     owner = NULL
 FROM (
     SELECT f.id, f.attempt, f.status, f.body, f.upstream_id, f.not_before, f.routed_model, f.at,
@@ -326,6 +335,9 @@ UPDATE requests r
 SET state = CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled' WHEN b.expired_at IS NOT NULL THEN 'expired' ELSE 'pending' END,
     error_code = CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled' WHEN b.expired_at IS NOT NULL THEN 'batch_expired' ELSE r.error_code END,
     finished_at = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN $4::timestamptz END,
+    -- Back in pending, an escalated request is its own model's again (see ClaimForModel).
+    model = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN coalesce(r.escalated_from, r.model) ELSE r.model END,
+    escalated_from = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN NULL ELSE r.escalated_from END,
     claimed_at = NULL, started_at = NULL, owner = NULL
 FROM batches b
 WHERE b.id = r.batch_id AND r.state IN ('claimed', 'processing')
@@ -453,11 +465,13 @@ UPDATE files SET object_key = NULL, bytes = 0, line_count = 0, deleted_at = NULL
 WHERE batch_id = $1 AND purpose IN ('batch_output', 'batch_error');
 
 -- name: RetryFailed
--- Failed requests of the batch (all, or those in $2 when it is not null) start a new life.
+-- Failed requests of the batch (all, or those in $2 when it is not null) start a new life, an
+-- escalated one under the model it names (see ClaimForModel).
 UPDATE requests
 SET state = 'pending', retries = 0, not_before = NULL, response_status = NULL, response_body = NULL,
     upstream_request_id = NULL, error_code = NULL, error_message = NULL, finished_at = NULL,
-    claimed_at = NULL, started_at = NULL, owner = NULL, cancel_requested_at = NULL
+    claimed_at = NULL, started_at = NULL, owner = NULL, cancel_requested_at = NULL,
+    model = coalesce(escalated_from, model), escalated_from = NULL, routed_model = NULL
 WHERE batch_id = $1 AND state = 'failed' AND ($2::uuid[] IS NULL OR id = ANY ($2::uuid[]))
 RETURNING id::text, model;
 

@@ -99,12 +99,19 @@ func (q *Queue) Send(ctx context.Context, v any) error {
 	return nil
 }
 
-// SendKick enqueues a "refill model" message that becomes visible after delay (at most 15
-// minutes, SQS's cap). Workers send one when they schedule a retry, so the request is claimed
-// when its back-off ends rather than at the next scheduled dispatch.
+// SendKick enqueues a "refill model" message that comes due after delay. Workers send one when
+// they schedule a retry, so the request is claimed when its back-off ends rather than at the next
+// scheduled dispatch.
+//
+// SQS delays are whole seconds (at most 15 minutes) while back-offs are jittered fractions. The
+// delay is rounded down and the message carries the exact time it is due, which the receiver
+// waits for (see Kick.Wait): rounding to the nearest second delivered half the kicks before the
+// back-off ended, when the claim found nothing to take and the retry sat until the next dispatch;
+// rounding up would start retries up to a second late.
 func (q *Queue) SendKick(ctx context.Context, model string, delay time.Duration) error {
-	body, _ := json.Marshal(message{Kick: model})
-	secs := int32(min(max(delay.Round(time.Second)/time.Second, 0), 900))
+	delay = max(delay, 0)
+	body, _ := json.Marshal(message{Kick: model, Due: time.Now().Add(delay).UnixNano()})
+	secs := int32(min(delay/time.Second, 900))
 	_, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(body)), DelaySeconds: secs})
 	if err != nil {
 		return fmt.Errorf("sqs: send kick: %w", err)
@@ -117,22 +124,52 @@ type message struct {
 	RequestID string `json:"r,omitempty"`
 	Attempt   int    `json:"a,omitempty"`
 	Kick      string `json:"k,omitempty"`
+	Due       int64  `json:"t,omitempty"` // a kick's due time, Unix nanoseconds; 0 = now
+}
+
+// Kick asks for a refill of Model once Due has passed.
+type Kick struct {
+	Model string
+	Due   time.Time // zero: at once
+}
+
+// maxKickWait bounds how long a received kick is held back: the rounding of its SQS delay is
+// under a second; a kick due later than that (a back-off beyond SQS's 15-minute cap) is run at
+// once, claims nothing, and the scheduled dispatch takes over.
+const maxKickWait = time.Second
+
+// Wait blocks until the kick is due (at most maxKickWait) or ctx ends.
+func (k Kick) Wait(ctx context.Context) {
+	d := time.Until(k.Due)
+	if d <= 0 || d > maxKickWait {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // ParseMessage decodes a work-queue message body into a claimed request or, for a kick, the
-// model to refill.
-func ParseMessage(body string) (w domain.Work, kickModel string, err error) {
+// model to refill and when.
+func ParseMessage(body string) (w domain.Work, kick Kick, err error) {
 	var m message
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
-		return w, "", fmt.Errorf("sqs: malformed work message: %w", err)
+		return w, kick, fmt.Errorf("sqs: malformed work message: %w", err)
 	}
 	if m.Kick != "" {
-		return w, m.Kick, nil
+		kick.Model = m.Kick
+		if m.Due != 0 {
+			kick.Due = time.Unix(0, m.Due)
+		}
+		return w, kick, nil
 	}
 	if m.RequestID == "" || m.Attempt <= 0 {
-		return w, "", fmt.Errorf("sqs: malformed work message: no request id or attempt")
+		return w, kick, fmt.Errorf("sqs: malformed work message: no request id or attempt")
 	}
-	return domain.Work{RequestID: m.RequestID, Attempt: m.Attempt}, "", nil
+	return domain.Work{RequestID: m.RequestID, Attempt: m.Attempt}, kick, nil
 }
 
 // PopulateMessage asks the populate function to expand a batch's input file.

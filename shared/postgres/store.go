@@ -22,7 +22,7 @@ import (
 
 // Store is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool db // errors of connection-class failures carry ErrUnavailable
 	log  *slog.Logger
 }
 
@@ -60,17 +60,20 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{pool: pool, log: log}
+	return &Store{pool: db{pool}, log: log}
 }
 
 // Pool exposes the pool for migrations, tests and benchmarks.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+func (s *Store) Pool() *pgxpool.Pool { return s.pool.Pool }
+
+// Ping checks that the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
 // Migrate applies pending migrations.
-func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool) }
+func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool.Pool) }
 
 // ─── tenants and keys ───────────────────────────────────────────────────────────────────────────
 

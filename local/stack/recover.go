@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fusillade/fusillade/shared/sqsqueue"
 )
 
 // Files the stack keeps in its data directory besides the cluster (pg/), the S3 objects
@@ -78,7 +80,8 @@ func (st *Stack) predecessors(opts Options) []string {
 // rescuePredecessors returns to pending, at once, what dead runs on this data directory held,
 // instead of leaving it to the claim timeout and the stale-worker threshold (a minute each by
 // default): requests processing under their instances, and every request claimed before now,
-// whose work message died with the dead run's in-memory queue. It must run before this stack's
+// whose work message died with the dead run's in-memory queue. Batches still validating get
+// their lost populate message again. It must run before this stack's
 // own dispatch claims anything. Then it records this run's instance for the next start.
 //
 // A database shared with another live stack (DatabaseURL) may lose that stack's claims this way;
@@ -98,6 +101,19 @@ func (st *Stack) rescuePredecessors(ctx context.Context, opts Options, dead []st
 		}
 		if len(rescued) > 0 {
 			st.log.Warn("rescued requests left claimed or processing by an earlier run", "count", len(rescued), "instances", dead)
+		}
+		// Populate messages died with the queue too: send them again for batches still validating.
+		ids, err := st.App.Store.ValidatingBatches(ctx)
+		if err != nil {
+			return fmt.Errorf("batches left validating by an earlier run: %w", err)
+		}
+		for _, id := range ids {
+			if err := st.App.Populate.Send(ctx, sqsqueue.PopulateMessage{BatchID: id}); err != nil {
+				return fmt.Errorf("populate %s again: %w", id, err)
+			}
+		}
+		if len(ids) > 0 {
+			st.log.Warn("populating again batches left validating by an earlier run", "count", len(ids))
 		}
 	}
 	if opts.Ephemeral {

@@ -180,6 +180,38 @@ func TestRestartRescuesTheWorkOfACrashedStackAtOnce(t *testing.T) {
 	assertInvariants(t, st, c, done, map[string]int{"mock-chat": 4})
 }
 
+// A batch the crashed stack had accepted but not yet populated (its populate message died with
+// the in-memory queue) is populated by the next start and runs to completion.
+func TestRestartPopulatesABatchLeftValidatingByACrashedStack(t *testing.T) {
+	dir := t.TempDir()
+	info, kill := startChildStack(t, dir)
+	c := openaiClient(info.APIURL, info.APIKey)
+	f := uploadSDK(t, c, jsonlFile(5, "mock-chat"))
+	kill()
+
+	// The state the API leaves a batch in before populate: created, validating, no requests.
+	// Inserted directly because the child's populate would otherwise win the race to the crash.
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, info.DatabaseURL)
+	require.NoError(t, err)
+	var tenant string
+	require.NoError(t, db.QueryRow(ctx, `SELECT tenant_id FROM files WHERE id = $1`, f.ID).Scan(&tenant))
+	_, err = db.Exec(ctx, `INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, batch_id, created_at)
+		VALUES ('file-out-v', $1, 'batch_v_output.jsonl', 'batch_output', 0, 'processed', 'batch_v', now()),
+		       ('file-err-v', $1, 'batch_v_error.jsonl', 'batch_error', 0, 'processed', 'batch_v', now())`, tenant)
+	require.NoError(t, err)
+	_, err = db.Exec(ctx, `INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, expires_at, output_file_id, error_file_id)
+		VALUES ('batch_v', $1, $2, '/v1/chat/completions', '24h', 'validating', now() + interval '24 hours', 'file-out-v', 'file-err-v')`, tenant, f.ID)
+	require.NoError(t, err)
+	require.NoError(t, db.Close(ctx))
+
+	st := startOn(t, dir)
+	c = openaiClient(st.APIURL, st.APIKey)
+	done := waitBatch(t, c, "batch_v", 30*time.Second)
+	require.Equal(t, openai.BatchStatusCompleted, done.Status)
+	require.EqualValues(t, 5, done.RequestCounts.Completed)
+}
+
 // A taken API address fails the start before anything else is started: one line naming the
 // address, and no PostgreSQL left running.
 func TestStartOnATakenAddressFailsInOneLineAndLeavesNothingRunning(t *testing.T) {

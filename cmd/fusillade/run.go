@@ -30,7 +30,14 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 	addr := fs.String("addr", "127.0.0.1:8080", "address the API listens on")
 	dataDir := fs.String("data", ".data", "directory that keeps the database, files and keys across restarts")
 	fresh := fs.Bool("fresh", false, "wipe the data directory first")
-	models := fs.String("models", "mock-chat=8,mock-embed=4", "models to configure against the mock upstream, name=limit,…")
+	models := fs.String("models", "mock-chat=8,mock-embed=4", "models to configure against the mock upstream, name=limit,… (\"\" for none)")
+	modelsFile := fs.String("models-file", "", "YAML file of real upstream models (name, base_url, credential_ref, limit, escalation); see README")
+	var upstreams []stack.ModelSpec
+	fs.Func("upstream", "a real upstream model, NAME=BASE_URL[,key=env:VAR][,limit=N][,escalation=MODEL]; repeatable", func(v string) error {
+		m, err := parseUpstream(v)
+		upstreams = append(upstreams, m)
+		return err
+	})
 	latency := fs.String("latency", "200ms:2s", "mock upstream latency: a fixed duration, or p50:p99 of a log-normal")
 	errRate := fs.Float64("error-rate", 0, "fraction of mock upstream calls that answer 500 (retried)")
 	workers := fs.Int("workers", 32, "maximum concurrent worker invocations")
@@ -43,6 +50,14 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	if *modelsFile != "" {
+		fromFile, err := readModelsFile(*modelsFile)
+		if err != nil {
+			return err
+		}
+		specs = append(specs, fromFile...)
+	}
+	specs = append(specs, upstreams...)
 	lat, err := parseLatency(*latency)
 	if err != nil {
 		return err
@@ -52,7 +67,7 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 	st, err := stack.Start(ctx, stack.Options{
 		DataDir: *dataDir, Fresh: *fresh, DatabaseURL: getenv("DATABASE_URL"), APIAddr: *addr, Models: specs,
 		Upstream:          mockupstream.Config{Latency: lat, ErrorRate: *errRate, Logger: log},
-		WorkerConcurrency: *workers, Logger: log,
+		WorkerConcurrency: *workers, Logger: log, Getenv: getenv,
 	})
 	if err != nil {
 		return err
@@ -64,7 +79,8 @@ fusillade is running (started in %s)
   API base URL   %s/v1
   API key        %s
   admin key      %s
-  models         %s   (mock upstream, latency %s)
+  models         %s
+                 (mock upstream latency %s)
   data           %s   (kept across restarts; --fresh wipes it)
 
 Try it:
@@ -77,8 +93,8 @@ Try it:
        -d '{"input_file_id":"<file id>","endpoint":"/v1/chat/completions","completion_window":"24h"}'
 
 Press Ctrl-C to stop.
-`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, *models, *latency, *dataDir, st.APIURL, st.APIKey)
-	if *example {
+`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, describeModels(specs), *latency, *dataDir, st.APIURL, st.APIKey)
+	if *example && hasModel(specs, "mock-chat") {
 		if err := runExample(ctx, st, stdout); err != nil {
 			fmt.Fprintln(stderr, "example batch:", err)
 		}
@@ -131,8 +147,37 @@ func runExample(ctx context.Context, st *stack.Stack, stdout io.Writer) error {
 	return nil
 }
 
+// describeModels lists the configured models for the start banner.
+func describeModels(specs []stack.ModelSpec) string {
+	if len(specs) == 0 {
+		specs = []stack.ModelSpec{{Name: "mock-chat", Limit: 8}, {Name: "mock-embed", Limit: 4}} // the stack's default
+	}
+	var parts []string
+	for _, m := range specs {
+		where := "mock"
+		if m.BaseURL != "" {
+			where = m.BaseURL
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d (%s)", m.Name, m.Limit, where))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// hasModel says whether the bundled example (which uses mock-chat) can run.
+func hasModel(specs []stack.ModelSpec, name string) bool {
+	for _, m := range specs {
+		if m.Name == name {
+			return true
+		}
+	}
+	return len(specs) == 0
+}
+
 func parseModels(s string) ([]stack.ModelSpec, error) {
 	var out []stack.ModelSpec
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
 	for _, part := range strings.Split(s, ",") {
 		name, lim, ok := strings.Cut(strings.TrimSpace(part), "=")
 		n, err := strconv.Atoi(lim)

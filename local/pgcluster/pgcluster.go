@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,8 @@ type Cluster struct {
 	bin    string
 	asUser string // "" when the current user runs the binaries directly
 	log    *slog.Logger
+	// settings are the server options given to pg_ctl start, kept for Start after Stop.
+	settings []string
 }
 
 // ErrNoBinaries reports that PostgreSQL's server binaries are not installed.
@@ -86,9 +89,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		log.Info("postgres cluster initialised", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
 	}
-	// A previous run killed without a clean stop leaves postmaster.pid behind; pg_ctl copes with
-	// a stale pid file by itself, so nothing to do here.
-	settings := []string{
+	if err := c.stopLeftover(ctx); err != nil {
+		return nil, err
+	}
+	c.settings = []string{
 		"-p " + strconv.Itoa(c.port),
 		"-k " + dir,
 		"-c listen_addresses=127.0.0.1",
@@ -100,14 +104,89 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		"-c autovacuum_naptime=10s",
 	}
 	if !opts.Durable {
-		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+		c.settings = append(c.settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
 	}
-	if out, err := c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(dir, "pg.log"), "-w", "-t", "60", "-o", strings.Join(settings, " "), "start"); err != nil {
-		logTail, _ := os.ReadFile(filepath.Join(dir, "pg.log"))
-		return nil, fmt.Errorf("pgcluster: pg_ctl start: %w: %s\n%s", err, out, tail(string(logTail), 2000))
+	if err := c.Start(ctx); err != nil {
+		return nil, err
 	}
-	log.Info("postgres started", "url", c.URL("postgres"))
 	return c, nil
+}
+
+// Start starts the server again after Stop, on the same port and with the same settings, so
+// that connection strings handed out before stay valid (outage tests).
+func (c *Cluster) Start(ctx context.Context) error {
+	data := filepath.Join(c.dir, "data")
+	if out, err := c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(c.dir, "pg.log"), "-w", "-t", "60", "-o", strings.Join(c.settings, " "), "start"); err != nil {
+		logTail, _ := os.ReadFile(filepath.Join(c.dir, "pg.log"))
+		return fmt.Errorf("pgcluster: pg_ctl start: %w: %s\n%s", err, out, tail(string(logTail), 2000))
+	}
+	c.log.Info("postgres started", "url", c.URL("postgres"))
+	return nil
+}
+
+// stopLeftover deals with the postmaster.pid of an earlier run that ended without a clean stop.
+// pg_ctl stop's fast mode shuts a server that outlived its runner down cleanly (pg_ctl starts
+// the server in a session of its own, so killing the runner's process group leaves it running,
+// holding the data directory); a pid file whose process is gone, or is no longer a postgres
+// server, is removed. The caller owns Dir: no live process of its own may be using the server.
+func (c *Cluster) stopLeftover(ctx context.Context) error {
+	data := filepath.Join(c.dir, "data")
+	pidFile := filepath.Join(data, "postmaster.pid")
+	b, err := os.ReadFile(pidFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pgcluster: read %s: %w", pidFile, err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 || !isPostgres(pid) {
+		c.log.Warn("removing a stale postmaster.pid", "dir", c.dir, "pid", first)
+		if err := os.Remove(pidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("pgcluster: remove stale %s: %w", pidFile, err)
+		}
+		return nil
+	}
+	c.log.Warn("stopping a PostgreSQL server left running by an earlier run", "dir", c.dir, "pid", pid)
+	if out, err := c.run(ctx, "pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+		return fmt.Errorf("pgcluster: stop the server left running by an earlier run (pid %d): %w: %s", pid, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// isPostgres reports whether pid is a live postgres process. Where /proc exists its command
+// line is checked, so a pid reused by another program is not taken for the server.
+func isPostgres(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist) || !isDir("/proc/self")
+	}
+	return strings.Contains(string(cmd), "postgres")
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// Running reports whether a server is running on the cluster's data directory (its pid file
+// names a live postgres process).
+func (c *Cluster) Running() bool { return Running(c.dir) }
+
+// Running reports whether a server is running in the cluster directory dir (what Options.Dir
+// was), for callers that only know the directory.
+func Running(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	return err == nil && pid > 0 && isPostgres(pid)
 }
 
 // URL returns a connection string for database db.

@@ -40,10 +40,22 @@ import (
 	"github.com/fusillade/fusillade/shared/wire"
 )
 
-// ModelSpec is a model the stack configures against the mock upstream.
+// ModelSpec is a model the stack configures at start. Without a BaseURL it is served by the
+// mock upstream; with one it is a real upstream (a local vLLM, OpenAI) called with the key that
+// CredentialRef names (e.g. env:FUSILLADE_UPSTREAM_KEY_OPENAI), resolved from the process
+// environment.
 type ModelSpec struct {
 	Name  string
 	Limit int
+	// BaseURL is the upstream's base URL without /v1 (the request path is appended); default the
+	// mock upstream.
+	BaseURL string
+	// CredentialRef names the upstream key; empty sends no Authorization header.
+	CredentialRef string
+	// EscalationModel takes over this model's requests whose batch deadline is within
+	// EscalationThreshold seconds (default 900 when EscalationModel is set).
+	EscalationModel     string
+	EscalationThreshold int
 }
 
 // Options configures Start. The zero value runs a persistent stack under ./.data on
@@ -69,8 +81,14 @@ type Options struct {
 	// DispatchEvery and PurgeEvery are the schedules; default 60s, as on AWS. Slots are refilled by
 	// workers when requests finish, so the schedule is only kick-off and safety net.
 	DispatchEvery, PurgeEvery time.Duration
-	// Env adds configuration variables (engine knobs) on top of the stack's own.
+	// Env sets configuration variables (engine knobs) over everything else.
 	Env map[string]string
+	// Getenv is the process environment: configuration variables the stack does not set itself
+	// (MAX_RETRIES, BACKOFF_*, …) are read from it, and it overrides the stack's defaults
+	// (DB_MAX_CONNS, COMPLETION_WINDOWS); it also resolves env: credential references. The
+	// stack's own wiring (database, S3, SQS endpoints and queues) is never taken from it.
+	// Default os.Getenv.
+	Getenv func(string) string
 	// Decorate wraps the engine's collaborators and WrapWorker the worker's processor (the
 	// benchmark's timing probes); nil leaves them as they are.
 	Decorate   func(engine.Deps) engine.Deps
@@ -86,8 +104,10 @@ type Stack struct {
 	TenantID string
 	Upstream *mockupstream.Server
 	App      *wire.App
-	SQS      *sqs.Client
-	Queues   map[string]string // name → URL (populate, populate-dlq, work, work-dlq)
+	// Cluster is the PostgreSQL server the stack started; nil with Options.DatabaseURL.
+	Cluster *pgcluster.Cluster
+	SQS     *sqs.Client
+	Queues  map[string]string // name → URL (populate, populate-dlq, work, work-dlq)
 	// UpstreamURL is the mock upstream's base URL; Env is the functions' environment (what a
 	// bootstrap run outside this process needs to join the stack).
 	UpstreamURL string
@@ -99,8 +119,18 @@ type Stack struct {
 	closers []func()
 }
 
-// Start brings the stack up and returns once the API answers.
-func Start(ctx context.Context, opts Options) (st *Stack, err error) {
+// Start brings the stack up and returns once the API answers. A failed start stops whatever it
+// had started, PostgreSQL included, and says why in one line.
+func Start(ctx context.Context, opts Options) (*Stack, error) {
+	st := &Stack{Queues: map[string]string{}}
+	if err := st.start(ctx, opts); err != nil {
+		st.Stop()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *Stack) start(ctx context.Context, opts Options) error {
 	if opts.DataDir == "" {
 		opts.DataDir = ".data"
 	}
@@ -119,32 +149,33 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if opts.PurgeEvery <= 0 {
 		opts.PurgeEvery = time.Minute
 	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if opts.Fresh {
-		if err := os.RemoveAll(opts.DataDir); err != nil {
-			return nil, err
-		}
+	st.log = log
+	// The API address first: when it is taken, nothing else has been started yet.
+	ln, err := net.Listen("tcp", opts.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api address %s: %w", opts.APIAddr, err)
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
-		return nil, err
+	st.closers = append(st.closers, func() { _ = ln.Close() })
+	if err := st.lockDataDir(opts); err != nil {
+		return err
 	}
-	st = &Stack{log: log, Queues: map[string]string{}}
-	defer func() {
-		if err != nil {
-			st.Stop()
-		}
-	}()
+	predecessors := st.predecessors(opts)
 
 	// PostgreSQL.
 	dbURL := opts.DatabaseURL
 	if dbURL == "" {
 		cl, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(opts.DataDir, "pg"), Logger: log})
 		if err != nil {
-			return nil, err
+			return err
 		}
+		st.Cluster = cl
 		st.closers = append(st.closers, func() { _ = cl.Stop() })
 		dbURL = cl.URL("postgres")
 	}
@@ -156,21 +187,21 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	} else {
 		b, err := s3bolt.NewFile(filepath.Join(opts.DataDir, "s3.bolt"))
 		if err != nil {
-			return nil, fmt.Errorf("s3 emulator: %w", err)
+			return fmt.Errorf("s3 emulator: %w", err)
 		}
 		backend = b
 	}
 	s3URL, err := st.serve(gofakes3.New(backend, gofakes3.WithAutoBucket(true)).Server())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sqsURL, err := st.serve(fakesqs.New(fakesqs.WithLogger(log)))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	st.Upstream = mockupstream.New(opts.Upstream)
 	if st.UpstreamURL, err = st.serve(st.Upstream); err != nil {
-		return nil, err
+		return err
 	}
 
 	awsCfg := aws.Config{
@@ -188,19 +219,20 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}{{"populate", "populate-dlq", 900}, {"work", "work-dlq", 900}} {
 		dlqURL, dlqARN, err := createQueue(ctx, st.SQS, q.dlq, nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		url, _, err := createQueue(ctx, st.SQS, q.name, map[string]string{
 			"VisibilityTimeout": strconv.Itoa(q.vis),
 			"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":5}`, dlqARN),
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		st.Queues[q.name], st.Queues[q.dlq] = url, dlqURL
 	}
 
-	env := map[string]string{
+	// The stack's wiring: what the functions need to find this stack's emulators.
+	wiring := map[string]string{
 		"DATABASE_URL":       dbURL,
 		"BUCKET":             "fusillade",
 		"S3_ENDPOINT":        s3URL,
@@ -208,35 +240,64 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"SQS_ENDPOINT":       sqsURL,
 		"POPULATE_QUEUE_URL": st.Queues["populate"],
 		"WORK_QUEUE_URL":     st.Queues["work"],
+	}
+	// The stack's defaults, which the process environment overrides: one machine runs every
+	// function, so the pool is larger than a Lambda instance's, and every window is offered.
+	defaults := map[string]string{
 		"DB_MAX_CONNS":       "40",
 		"COMPLETION_WINDOWS": "1h,24h,7d",
+	}
+	env := map[string]string{}
+	for k, v := range defaults {
+		if pv := opts.Getenv(k); pv != "" {
+			v = pv
+		}
+		env[k] = v
+	}
+	for k, v := range wiring {
+		env[k] = v
 	}
 	for k, v := range opts.Env {
 		env[k] = v
 	}
 	st.Env = env
-	getenv := func(k string) string { return env[k] }
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return opts.Getenv(k)
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	app, err := wire.Open(ctx, cfg, log, wire.Options{Function: "local", AWS: &awsCfg, Getenv: getenv, Migrate: true,
 		Decorate: opts.Decorate})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	st.App = app
 	st.closers = append(st.closers, app.Close)
 	if err := app.Blobs.EnsureBucket(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	for _, m := range opts.Models {
-		if err := app.Store.UpsertModel(ctx, domain.Model{Name: m.Name, BaseURL: st.UpstreamURL, ConcurrencyLimit: m.Limit}); err != nil {
-			return nil, err
+		base := m.BaseURL
+		if base == "" {
+			base = st.UpstreamURL
+		}
+		if err := app.Store.UpsertModel(ctx, domain.Model{Name: m.Name, BaseURL: base, CredentialRef: m.CredentialRef,
+			ConcurrencyLimit: m.Limit, EscalationModel: m.EscalationModel, EscalationThreshold: m.EscalationThreshold}); err != nil {
+			return err
 		}
 	}
 	if err := st.ensureKeys(ctx, opts); err != nil {
-		return nil, err
+		return err
+	}
+	// Before the functions start: take back at once what earlier runs on this data directory
+	// left claimed or processing, then record this run for the next one.
+	if err := st.rescuePredecessors(ctx, opts, predecessors); err != nil {
+		return err
 	}
 
 	// The functions, wired as AWS wires them.
@@ -267,10 +328,6 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		})
 	})
 
-	ln, err := net.Listen("tcp", opts.APIAddr)
-	if err != nil {
-		return nil, fmt.Errorf("api listen %s: %w", opts.APIAddr, err)
-	}
 	srv := &http.Server{Handler: app.API(), ReadHeaderTimeout: 10 * time.Second}
 	st.goRun(func() { _ = srv.Serve(ln) })
 	st.closers = append(st.closers, func() {
@@ -279,7 +336,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		_ = srv.Shutdown(sctx)
 	})
 	st.APIURL = "http://" + ln.Addr().String()
-	return st, nil
+	return nil
 }
 
 // serve starts an HTTP server for h on a free loopback port and returns its URL.

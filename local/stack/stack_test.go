@@ -18,8 +18,6 @@ import (
 	"github.com/fusillade/fusillade/local/stack"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 func startStack(t *testing.T, opts stack.Options) *stack.Stack {
 	t.Helper()
 	opts.DatabaseURL = pgtest.URL(t)

@@ -114,6 +114,10 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusServiceUnavailable || status == http.StatusConflict {
 		w.Header().Set("Retry-After", "1")
 	}
+	if status == http.StatusServiceUnavailable {
+		// A dependency is down: transient, tell the SDKs to retry whatever the method.
+		w.Header().Set("x-should-retry", "true")
+	}
 	if status == http.StatusBadRequest || status == http.StatusNotFound || status == http.StatusUnprocessableEntity {
 		// Deterministic: tell the SDKs not to retry.
 		w.Header().Set("x-should-retry", "false")

@@ -21,6 +21,7 @@ type route struct {
 func (s *server) routes() []route {
 	return []route{
 		{"GET", "/healthz", accessPublic, http.HandlerFunc(s.health)},
+		{"GET", "/readyz", accessPublic, http.HandlerFunc(s.ready)},
 
 		{"POST", "/v1/files", accessTenant, http.HandlerFunc(s.createFile)},
 		{"GET", "/v1/files", accessTenant, http.HandlerFunc(s.listFiles)},

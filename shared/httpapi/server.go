@@ -19,6 +19,8 @@ import (
 // Store is the part of the store the API uses.
 type Store interface {
 	Authenticate(ctx context.Context, key string) (domain.Principal, error)
+	// Ping checks that the database answers (GET /readyz).
+	Ping(ctx context.Context) error
 	InsertFile(ctx context.Context, f domain.File) error
 	GetFile(ctx context.Context, tenantID, id string) (domain.File, error)
 	ListFiles(ctx context.Context, tenantID string, p postgres.FileListParams) ([]domain.File, bool, error)

@@ -13,11 +13,6 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 )
 
-// db is the pool as the store uses it: every statement's error goes through dataError, so that
-// a value PostgreSQL refuses (a data exception) is reported as invalid input wherever it comes
-// from. Callers validate what they send; this is the safety net for what they missed.
-type db struct{ *pgxpool.Pool }
-
 // dataError turns a data exception (SQLSTATE class 22: a NUL byte or invalid UTF-8 in text
 // (22021), a malformed uuid or number (22P02), a time out of range (22008), an unsupported
 // \u0000 in jsonb (22P05), …) into a domain.EInvalid error that keeps the original in its chain
@@ -41,62 +36,122 @@ func (e *invalidValue) Unwrap() []error {
 		Message: "The request contains a value that cannot be stored (a NUL character, invalid UTF-8, or a number or time out of range)."}, e.cause}
 }
 
+// db is the pool as the store uses it: every statement's error goes through check, the one place
+// a driver error is classified. CopyFrom is deliberately not wrapped: PopulateBatch reads a
+// *domain.Error in its error as a bad input line.
+type db struct{ *pgxpool.Pool }
+
+// check classifies err: a data exception becomes invalid input (dataError), a connection-class
+// failure becomes unavailable and resets the pool — after a server restart every pooled
+// connection is dead, and without the reset each would fail one more caller before the pool
+// noticed (connections checked out at the time are closed when they are returned).
+func (d db) check(err error) error {
+	err = dataError(unavailable(err))
+	if err != nil && d.Pool != nil && errors.Is(err, ErrUnavailable) {
+		d.Pool.Reset()
+	}
+	return err
+}
+
 func (d db) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	tag, err := d.Pool.Exec(ctx, sql, args...)
-	return tag, dataError(err)
+	t, err := d.Pool.Exec(ctx, sql, args...)
+	return t, d.check(err)
 }
 
 func (d db) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	rows, err := d.Pool.Query(ctx, sql, args...)
+	r, err := d.Pool.Query(ctx, sql, args...)
 	if err != nil {
-		return rows, dataError(err)
+		return r, d.check(err)
 	}
-	return dataRows{rows}, nil
+	return rows{r, d}, nil
 }
 
 func (d db) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return dataRow{d.Pool.QueryRow(ctx, sql, args...)}
+	return row{d.Pool.QueryRow(ctx, sql, args...), d}
 }
 
-// Begin hands pgx.BeginFunc a transaction whose statements are mapped the same way.
+func (d db) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return batchResults{d.Pool.SendBatch(ctx, b), d}
+}
+
 func (d db) Begin(ctx context.Context) (pgx.Tx, error) {
-	tx, err := d.Pool.Begin(ctx)
+	t, err := d.Pool.Begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, d.check(err)
 	}
-	return dataTx{tx}, nil
+	return tx{t, d}, nil
 }
 
-type dataTx struct{ pgx.Tx }
-
-func (t dataTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	tag, err := t.Tx.Exec(ctx, sql, args...)
-	return tag, dataError(err)
-}
-
-func (t dataTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	rows, err := t.Tx.Query(ctx, sql, args...)
+func (d db) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	t, err := d.Pool.BeginTx(ctx, opts)
 	if err != nil {
-		return rows, dataError(err)
+		return nil, d.check(err)
 	}
-	return dataRows{rows}, nil
+	return tx{t, d}, nil
 }
 
-func (t dataTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return dataRow{t.Tx.QueryRow(ctx, sql, args...)}
+func (d db) Ping(ctx context.Context) error { return d.check(d.Pool.Ping(ctx)) }
+
+type tx struct {
+	pgx.Tx
+	d db
 }
 
-func (t dataTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
-	n, err := t.Tx.CopyFrom(ctx, table, cols, src)
-	return n, dataError(err)
+func (t tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c, err := t.Tx.Exec(ctx, sql, args...)
+	return c, t.d.check(err)
 }
 
-// dataRows maps the error a query reports once its rows are read (PostgreSQL reports most data
-// exceptions there, not when the query is sent).
-type dataRows struct{ pgx.Rows }
+func (t tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	r, err := t.Tx.Query(ctx, sql, args...)
+	if err != nil {
+		return r, t.d.check(err)
+	}
+	return rows{r, t.d}, nil
+}
 
-func (r dataRows) Err() error { return dataError(r.Rows.Err()) }
+func (t tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return row{t.Tx.QueryRow(ctx, sql, args...), t.d}
+}
 
-type dataRow struct{ pgx.Row }
+func (t tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return batchResults{t.Tx.SendBatch(ctx, b), t.d}
+}
 
-func (r dataRow) Scan(dest ...any) error { return dataError(r.Row.Scan(dest...)) }
+func (t tx) Commit(ctx context.Context) error { return t.d.check(t.Tx.Commit(ctx)) }
+
+type rows struct {
+	pgx.Rows
+	d db
+}
+
+func (r rows) Err() error             { return r.d.check(r.Rows.Err()) }
+func (r rows) Scan(dest ...any) error { return r.d.check(r.Rows.Scan(dest...)) }
+
+type row struct {
+	pgx.Row
+	d db
+}
+
+func (r row) Scan(dest ...any) error { return r.d.check(r.Row.Scan(dest...)) }
+
+type batchResults struct {
+	pgx.BatchResults
+	d db
+}
+
+func (b batchResults) Exec() (pgconn.CommandTag, error) {
+	t, err := b.BatchResults.Exec()
+	return t, b.d.check(err)
+}
+
+func (b batchResults) Query() (pgx.Rows, error) {
+	r, err := b.BatchResults.Query()
+	if err != nil {
+		return r, b.d.check(err)
+	}
+	return rows{r, b.d}, nil
+}
+
+func (b batchResults) QueryRow() pgx.Row { return row{b.BatchResults.QueryRow(), b.d} }
+func (b batchResults) Close() error      { return b.d.check(b.BatchResults.Close()) }

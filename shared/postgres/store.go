@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,7 +22,7 @@ import (
 
 // Store is safe for concurrent use.
 type Store struct {
-	pool db
+	pool db // every error is classified once: invalid input, unavailable, or as it is
 	log  *slog.Logger
 }
 
@@ -68,34 +66,14 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
 // Pool exposes the pool for migrations, tests and benchmarks.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool.Pool }
 
+// Ping checks that the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
 // Migrate applies pending migrations.
 func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool.Pool) }
-
-// Transient reports whether err says that the database could not be reached or the connection
-// failed (refused, reset, closed mid-statement, timed out, the server shutting down, starting up
-// or out of connections, a serialisation failure or deadlock) rather than that the statement was
-// wrong: the same statement may succeed when tried again. A write that failed this way may or may
-// not have committed.
-func Transient(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", "53300", "40001", "40P01":
-			return true
-		}
-		return strings.HasPrefix(pgErr.Code, "08") // connection exception
-	}
-	var connectErr *pgconn.ConnectError
-	var netErr net.Error
-	return errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded)
-}
 
 // ─── tenants and keys ───────────────────────────────────────────────────────────────────────────
 

@@ -22,6 +22,7 @@ import (
 	"github.com/fusillade/fusillade/local/pgcluster"
 	"github.com/fusillade/fusillade/local/pgtest"
 	"github.com/fusillade/fusillade/local/stack"
+	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/wire"
 )
 
@@ -196,18 +197,19 @@ func TestRestartPopulatesABatchLeftValidatingByACrashedStack(t *testing.T) {
 	require.NoError(t, err)
 	var tenant string
 	require.NoError(t, db.QueryRow(ctx, `SELECT tenant_id FROM files WHERE id = $1`, f.ID).Scan(&tenant))
+	batchID, outID, errID := domain.NewBatchID(), domain.NewFileID(), domain.NewFileID()
 	_, err = db.Exec(ctx, `INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, batch_id, created_at)
-		VALUES ('file-out-v', $1, 'batch_v_output.jsonl', 'batch_output', 0, 'processed', 'batch_v', now()),
-		       ('file-err-v', $1, 'batch_v_error.jsonl', 'batch_error', 0, 'processed', 'batch_v', now())`, tenant)
+		VALUES ($2, $1, $4 || '_output.jsonl', 'batch_output', 0, 'processed', $4, now()),
+		       ($3, $1, $4 || '_error.jsonl', 'batch_error', 0, 'processed', $4, now())`, tenant, outID, errID, batchID)
 	require.NoError(t, err)
 	_, err = db.Exec(ctx, `INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, expires_at, output_file_id, error_file_id)
-		VALUES ('batch_v', $1, $2, '/v1/chat/completions', '24h', 'validating', now() + interval '24 hours', 'file-out-v', 'file-err-v')`, tenant, f.ID)
+		VALUES ($3, $1, $2, '/v1/chat/completions', '24h', 'validating', now() + interval '24 hours', $4, $5)`, tenant, f.ID, batchID, outID, errID)
 	require.NoError(t, err)
 	require.NoError(t, db.Close(ctx))
 
 	st := startOn(t, dir)
 	c = openaiClient(st.APIURL, st.APIKey)
-	done := waitBatch(t, c, "batch_v", 30*time.Second)
+	done := waitBatch(t, c, batchID, 30*time.Second)
 	require.Equal(t, openai.BatchStatusCompleted, done.Status)
 	require.EqualValues(t, 5, done.RequestCounts.Completed)
 }

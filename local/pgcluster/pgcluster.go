@@ -85,7 +85,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
 		start := time.Now()
 		if out, err := c.run(ctx, "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"); err != nil {
-			return nil, fmt.Errorf("pgcluster: initdb: %w: %s", err, out)
+			return nil, fmt.Errorf("pgcluster: initdb: %w: %s", err, strings.Join(strings.Fields(string(out)), " "))
 		}
 		log.Info("postgres cluster initialised", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
 	}
@@ -117,8 +117,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 func (c *Cluster) Start(ctx context.Context) error {
 	data := filepath.Join(c.dir, "data")
 	if out, err := c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(c.dir, "pg.log"), "-w", "-t", "60", "-o", strings.Join(c.settings, " "), "start"); err != nil {
-		logTail, _ := os.ReadFile(filepath.Join(c.dir, "pg.log"))
-		return fmt.Errorf("pgcluster: pg_ctl start: %w: %s\n%s", err, out, tail(string(logTail), 2000))
+		return c.startError(err, out)
 	}
 	c.log.Info("postgres started", "url", c.URL("postgres"))
 	return nil
@@ -302,9 +301,23 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
+// startError says in one line why the server did not start: pg_ctl's own words and the server
+// log's last complaint, with the log's path for the rest.
+func (c *Cluster) startError(err error, out []byte) error {
+	logPath := filepath.Join(c.dir, "pg.log")
+	logText, _ := os.ReadFile(logPath)
+	return fmt.Errorf("pgcluster: pg_ctl start: %w: %s; server log: %s (%s)", err,
+		strings.Join(strings.Fields(string(out)), " "), lastComplaint(string(logText)), logPath)
+}
+
+// lastComplaint is the server log's last FATAL, PANIC or ERROR line, or its last line when it has
+// none: the cause of a failed start is nearly always the last such line.
+func lastComplaint(log string) string {
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := lines[i]; strings.Contains(l, "FATAL:") || strings.Contains(l, "PANIC:") || strings.Contains(l, "ERROR:") {
+			return strings.TrimSpace(l)
+		}
 	}
-	return s
+	return strings.TrimSpace(lines[len(lines)-1])
 }

@@ -84,7 +84,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	data := filepath.Join(dir, "data")
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
 		start := time.Now()
-		if out, err := c.run(ctx, "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"); err != nil {
+		args := []string{"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"}
+		if !opts.Durable {
+			args = append(args, "--no-sync")
+		}
+		if out, err := c.run(ctx, "initdb", args...); err != nil {
 			return nil, fmt.Errorf("pgcluster: initdb: %w: %s", err, strings.Join(strings.Fields(string(out)), " "))
 		}
 		log.Info("postgres cluster initialised", "dir", dir, "took", time.Since(start).Round(time.Millisecond))

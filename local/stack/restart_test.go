@@ -257,3 +257,18 @@ func TestSecondStackOnALiveDataDirIsRefused(t *testing.T) {
 func openaiClient(apiURL, key string) openai.Client {
 	return client(&stack.Stack{APIURL: apiURL}, key)
 }
+
+// Data a user keeps (a stack that is not Ephemeral, as make run starts it) is durable: fsync and
+// synchronous commit are on, so a power cut loses no acknowledged file, batch or result.
+func TestKeptDataIsDurable(t *testing.T) {
+	st := startOn(t, t.TempDir())
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, st.Cluster.URL("postgres"))
+	require.NoError(t, err)
+	defer db.Close(ctx)
+	for _, setting := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+		var v string
+		require.NoError(t, db.QueryRow(ctx, "SHOW "+setting).Scan(&v))
+		require.Equal(t, "on", v, setting)
+	}
+}

@@ -66,7 +66,8 @@ type Options struct {
 	DataDir string
 	// Fresh wipes DataDir first.
 	Fresh bool
-	// Ephemeral keeps S3 in memory and writes no key file (tests).
+	// Ephemeral keeps S3 in memory, writes no key file and runs PostgreSQL without fsync (tests
+	// and benchmarks); otherwise the cluster is durable.
 	Ephemeral bool
 	// DatabaseURL uses an existing database instead of starting a cluster.
 	DatabaseURL string
@@ -171,7 +172,9 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 	// PostgreSQL.
 	dbURL := opts.DatabaseURL
 	if dbURL == "" {
-		cl, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(opts.DataDir, "pg"), Logger: log})
+		// Data a user keeps must survive a power cut: fsync stays on unless the stack is a
+		// throwaway (tests, benchmarks).
+		cl, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(opts.DataDir, "pg"), Durable: !opts.Ephemeral, Logger: log})
 		if err != nil {
 			return err
 		}

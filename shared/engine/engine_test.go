@@ -692,7 +692,7 @@ func TestADeadWorkersRequestsAreRescuedBeforeTheProcessingTimeout(t *testing.T) 
 	require.Len(t, claims, 2)
 	for i, c := range claims {
 		owner := fmt.Sprintf("worker-%d", i)
-		require.NoError(t, b.store.Heartbeat(ctx, postgres.WorkerRecord{ID: owner, Function: "worker"}, b.clock.Now()))
+		require.NoError(t, b.store.Heartbeat(ctx, domain.WorkerRecord{ID: owner, Function: "worker"}, b.clock.Now()))
 		_, err := b.store.StartProcessing(ctx, c.Work, owner, b.clock.Now())
 		require.NoError(t, err)
 	}

@@ -37,7 +37,7 @@ type Store interface {
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	UpsertModel(ctx context.Context, m domain.Model) error
 	DeleteModel(ctx context.Context, name string) error
-	ListWorkers(ctx context.Context, limit int) ([]postgres.WorkerRecord, error)
+	ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error)
 	ListTenants(ctx context.Context) ([]postgres.Tenant, error)
 	NewTenant(ctx context.Context, name string, now time.Time) (postgres.Tenant, error)
 	NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (postgres.APIKey, string, error)

@@ -66,15 +66,8 @@ func (s *Store) CancelRequests(ctx context.Context, tenantID, batchID string, id
 	})
 }
 
-// Abort is a running request that must be stopped, with the state and code to record.
-type Abort struct {
-	RequestID string
-	State     domain.RequestState
-	Code      string
-}
-
 // CancelMarks returns which of the given running requests were asked to stop.
-func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]Abort, error) {
+func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]domain.Abort, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -82,8 +75,8 @@ func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]Abort, error) 
 	if err != nil {
 		return nil, fmt.Errorf("cancel marks: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Abort, error) {
-		var a Abort
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Abort, error) {
+		var a domain.Abort
 		var state string
 		err := r.Scan(&a.RequestID, &state, &a.Code)
 		a.State = domain.RequestState(state)
@@ -91,24 +84,18 @@ func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]Abort, error) 
 	})
 }
 
-// Expired is a batch whose window closed.
-type Expired struct {
-	BatchID string
-	Status  domain.BatchStatus // expired (never started) or in_progress (to be sealed as expired)
-}
-
 // ExpireDue marks up to 100 batches whose completion window has closed and ends their unstarted
 // requests (they go to the error file as batch_expired); running requests are marked for abort.
 // Finished work is kept.
-func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]Expired, error) {
-	var out []Expired
+func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired, error) {
+	var out []domain.Expired
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, q("ExpireDue"), now)
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Expired, error) {
-			var e Expired
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Expired, error) {
+			var e domain.Expired
 			var st string
 			err := r.Scan(&e.BatchID, &st)
 			e.Status = domain.BatchStatus(st)
@@ -247,15 +234,6 @@ func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now tim
 	return cancelling, err
 }
 
-// PurgeObjects deletes stored objects; the purge uses it so that rows go only after their
-// objects are gone (no orphaned objects).
-type PurgeObjects func(ctx context.Context, keys []string) error
-
-// PurgeStats counts what one Purge call removed.
-type PurgeStats struct {
-	Requests, Batches, Files, ErasedPrompts, IdempotencyKeys int
-}
-
 // IdempotencyKeyTTL is how long a POST's Idempotency-Key is remembered.
 const IdempotencyKeyTTL = 24 * time.Hour
 
@@ -264,8 +242,8 @@ const IdempotencyKeyTTL = 24 * time.Hour
 // error files and objects, then deleted or expired input files with their objects (erasing the
 // prompts copied from a deleted file first). Safe to run from several processes at once: each
 // chunk is claimed with SKIP LOCKED. Call it until it returns zero counts.
-func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (PurgeStats, error) {
-	var st PurgeStats
+func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects domain.PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (domain.PurgeStats, error) {
+	var st domain.PurgeStats
 	tag, err := s.pool.Exec(ctx, q("PurgeRequests"), chunk, graceBefore)
 	if err != nil {
 		return st, fmt.Errorf("purge requests: %w", err)

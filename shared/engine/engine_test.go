@@ -401,7 +401,7 @@ func TestIndividualRequestCancelAbortsItsCall(t *testing.T) {
 	require.NoError(t, b.store.Pool().QueryRow(ctx, `SELECT id::text FROM requests WHERE batch_id = $1 AND line = 1`, id).Scan(&target))
 	res, err := b.store.CancelRequests(ctx, b.tenant, id, []string{target}, b.clock.Now())
 	require.NoError(t, err)
-	require.Equal(t, []postgres.CancelOutcome{{RequestID: target, Result: "cancelling"}}, res, "the blocked request was running and got marked")
+	require.Equal(t, []domain.CancelOutcome{{RequestID: target, Result: "cancelling"}}, res, "the blocked request was running and got marked")
 	<-done
 	got := b.get(t, id)
 	require.Equal(t, domain.BatchCompleted, got.Status)

@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/sqsqueue"
 )
 
@@ -156,7 +155,7 @@ var batchStatuses = []string{"validating", "failed", "in_progress", "finalizing"
 // active_first (unfinished batches first).
 func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
-	p := postgres.BatchListParams{After: q.str("after"), Limit: q.int("limit", 20, 1, 100), Search: q.str("search"),
+	p := domain.BatchListParams{After: q.str("after"), Limit: q.int("limit", 20, 1, 100), Search: q.str("search"),
 		CreatedAfter: q.unix("created_after"), CreatedBefore: q.unix("created_before"), ActiveFirst: q.bool("active_first")}
 	if v := q.str("status"); v != "" {
 		for _, st := range strings.Split(v, ",") {

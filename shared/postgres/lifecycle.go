@@ -46,21 +46,15 @@ func batchNotFound(id string) error {
 	return &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No batch found with id '%s'.", id), Param: "batch_id"}
 }
 
-// CancelOutcome says what happened to one request of CancelRequests.
-type CancelOutcome struct {
-	RequestID string
-	Result    string // canceled | cancelling (its worker will abort it) | not_cancellable (already finished)
-}
-
 // CancelRequests cancels individual requests of a tenant's batch. Ids that are not in the batch
 // are absent from the result.
-func (s *Store) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]CancelOutcome, error) {
+func (s *Store) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error) {
 	rows, err := s.pool.Query(ctx, q("CancelRequests"), batchID, tenantID, ids, now)
 	if err != nil {
 		return nil, fmt.Errorf("cancel requests: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (CancelOutcome, error) {
-		var o CancelOutcome
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.CancelOutcome, error) {
+		var o domain.CancelOutcome
 		err := r.Scan(&o.RequestID, &o.Result)
 		return o, err
 	})
@@ -341,13 +335,10 @@ func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time
 	return st, nil
 }
 
-// WindowCounts maps model → window seconds → unfinished requests due within that window.
-type WindowCounts map[string]map[int]int
-
 // PendingByModelAndWindow counts unfinished requests per model whose batch deadline falls within
 // each window from now (cumulative; overdue work counts in every window). For capacity planning
 // and admission.
-func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (WindowCounts, error) {
+func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
 	secs := make([]int32, len(windows))
 	for i, w := range windows {
 		secs[i] = int32(w / time.Second)
@@ -357,7 +348,7 @@ func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Dura
 		return nil, fmt.Errorf("pending by model: %w", err)
 	}
 	defer rows.Close()
-	out := WindowCounts{}
+	out := domain.WindowCounts{}
 	for rows.Next() {
 		var model string
 		var sec int32

@@ -236,7 +236,7 @@ func TestPendingCountsByModelAndWindowAreCumulative(t *testing.T) {
 	require.NoError(t, err)
 	counts, err := f.store.PendingByModelAndWindow(ctx, []time.Duration{time.Hour, 48 * time.Hour}, f.now)
 	require.NoError(t, err)
-	require.Equal(t, postgres.WindowCounts{
+	require.Equal(t, domain.WindowCounts{
 		"m": {3600: 1, 172800: 4},
 		"n": {3600: 1, 172800: 1},
 	}, counts)

@@ -72,3 +72,6 @@ type CancelOutcome struct {
 
 // WindowCounts maps model → window seconds → unfinished requests due within that window.
 type WindowCounts map[string]map[int]int
+
+// IdempotencyKeyTTL is how long a POST's Idempotency-Key is remembered.
+const IdempotencyKeyTTL = 24 * time.Hour

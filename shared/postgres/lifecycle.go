@@ -228,9 +228,6 @@ func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now tim
 	return cancelling, err
 }
 
-// IdempotencyKeyTTL is how long a POST's Idempotency-Key is remembered.
-const IdempotencyKeyTTL = 24 * time.Hour
-
 // Purge hard-deletes, in bounded chunks of up to chunk rows per table, what was soft-deleted
 // before graceBefore: requests of deleted batches, then deleted batches with their output and
 // error files and objects, then deleted or expired input files with their objects (erasing the
@@ -243,7 +240,7 @@ func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time
 		return st, fmt.Errorf("purge requests: %w", err)
 	}
 	st.Requests = int(tag.RowsAffected())
-	tag, err = s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, now.Add(-IdempotencyKeyTTL))
+	tag, err = s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, now.Add(-domain.IdempotencyKeyTTL))
 	if err != nil {
 		return st, fmt.Errorf("purge idempotency keys: %w", err)
 	}

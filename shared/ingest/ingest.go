@@ -15,7 +15,6 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/jsonl"
-	"github.com/fusillade/fusillade/shared/s3blob"
 )
 
 // Store is the part of the store ingest uses.
@@ -188,7 +187,7 @@ func (in *Ingester) copyValidated(ctx context.Context, f domain.File, body io.Re
 // announced one, the upload is deleted and the file discarded, as with Fill.
 func (in *Ingester) Complete(ctx context.Context, f domain.File) (domain.File, error) {
 	body, _, err := in.blobs.Get(ctx, f.ObjectKey)
-	if s3blob.IsNotFound(err) {
+	if errors.Is(err, domain.ErrNoObject) {
 		return domain.File{}, &domain.Error{Code: domain.EInvalid, Reason: "upload_missing",
 			Message: fmt.Sprintf("Nothing has been uploaded for file %s yet: PUT the content to its upload_url, then complete it.", f.ID)}
 	}

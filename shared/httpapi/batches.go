@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/sqsqueue"
 )
 
 type createBatchRequest struct {
@@ -125,7 +124,7 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if err := s.populate.Send(r.Context(), sqsqueue.PopulateMessage{BatchID: b.ID}); err != nil {
+	if err := s.populate.SendPopulate(r.Context(), b.ID); err != nil {
 		// Without its message the batch would wait forever: fail it now and say so. The key stays
 		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
 		s.log.ErrorContext(r.Context(), "enqueue populate", "batch_id", b.ID, "err", err)

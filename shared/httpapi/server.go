@@ -66,7 +66,7 @@ type Blobs interface {
 
 // PopulateQueue receives a message for each new batch.
 type PopulateQueue interface {
-	Send(ctx context.Context, v any) error
+	SendPopulate(ctx context.Context, batchID string) error
 }
 
 // Config tunes the API. Zero values mean the documented defaults.

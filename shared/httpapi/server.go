@@ -12,7 +12,6 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
-	"github.com/fusillade/fusillade/shared/secrets"
 )
 
 // Store is the part of the store the API uses.
@@ -94,7 +93,7 @@ type Config struct {
 	UploadTTL time.Duration
 	// CredentialRefs is the credential_ref forms a model may be stored with (the worker's resolver
 	// applies the same policy); the zero value allows env: references only.
-	CredentialRefs secrets.Policy
+	CredentialRefs domain.CredentialPolicy
 }
 
 // Deps are the API's collaborators.

@@ -9,7 +9,6 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
 	"github.com/fusillade/fusillade/shared/lambdafn"
-	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/upstream"
 )
 
@@ -107,7 +106,7 @@ func (s tracedStore) StartProcessing(ctx context.Context, w domain.Work, owner s
 	return j, err
 }
 
-func (s tracedStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error) {
+func (s tracedStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	t0 := time.Now()
 	f, err := s.Store.FinishMany(ctx, outs, now)
 	t1 := time.Now()
@@ -127,7 +126,7 @@ func (s tracedStore) BeginFinalize(ctx context.Context, batchID string, now time
 	return a, b, err
 }
 
-func (s tracedStore) Heartbeat(ctx context.Context, w postgres.WorkerRecord, now time.Time) error {
+func (s tracedStore) Heartbeat(ctx context.Context, w domain.WorkerRecord, now time.Time) error {
 	t0 := time.Now()
 	err := s.Store.Heartbeat(ctx, w, now)
 	s.tr.call("heartbeat", time.Since(t0))

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/fusillade/fusillade/shared/lambdafn"
+	"github.com/fusillade/fusillade/shared/sqsqueue"
 	"github.com/fusillade/fusillade/shared/wire"
 )
 
@@ -25,6 +26,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	lambda.Start(lambdafn.Populate(app.Ingester, app.Log))
+	lambda.Start(lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, app.Log))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/fusillade/fusillade/shared/lambdafn"
+	"github.com/fusillade/fusillade/shared/sqsqueue"
 	"github.com/fusillade/fusillade/shared/wire"
 )
 
@@ -28,7 +29,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	// On shutdown, mark this instance stopped so that anything it still held is rescued at once
 	// instead of after the stale-worker threshold.
-	lambda.StartWithOptions(lambdafn.Worker(app.Engine, app.Log),
+	lambda.StartWithOptions(lambdafn.Worker(app.Engine, sqsqueue.ParseMessage, app.Log),
 		lambda.WithEnableSIGTERM(func() { app.Engine.Stop(context.Background()) }))
 	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/fusillade/fusillade/shared/sqsqueue"
 )
 
 // Files the stack keeps in its data directory besides the cluster (pg/), the S3 objects
@@ -108,7 +106,7 @@ func (st *Stack) rescuePredecessors(ctx context.Context, opts Options, dead []st
 			return fmt.Errorf("batches left validating by an earlier run: %w", err)
 		}
 		for _, id := range ids {
-			if err := st.App.Populate.Send(ctx, sqsqueue.PopulateMessage{BatchID: id}); err != nil {
+			if err := st.App.Populate.SendPopulate(ctx, id); err != nil {
 				return fmt.Errorf("populate %s again: %w", id, err)
 			}
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/fusillade/fusillade/local/stack"
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
-	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 // retryClock wraps the engine's store to time retries: every retry's not_before as it is
@@ -59,7 +58,7 @@ func (c *retryClock) StartProcessing(ctx context.Context, w domain.Work, owner s
 	return job, nil
 }
 
-func (c *retryClock) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error) {
+func (c *retryClock) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	won, err := c.Store.FinishMany(ctx, outs, now)
 	if err != nil {
 		return won, err

@@ -308,7 +308,7 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 	st.cancel = cancel
 	st.goRun(func() {
 		(&esm.SQSSource{Client: st.SQS, QueueURL: st.Queues["populate"], QueueARN: "arn:aws:sqs:us-east-1:000000000000:populate",
-			Handler: esm.Handler(lambdafn.Populate(app.Ingester, log)), BatchSize: 1, MaxConcurrency: 4, Logger: log}).Run(runCtx)
+			Handler: esm.Handler(lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, log)), BatchSize: 1, MaxConcurrency: 4, Logger: log}).Run(runCtx)
 	})
 	var worker lambdafn.Processor = app.Engine
 	if opts.WrapWorker != nil {
@@ -316,7 +316,7 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 	}
 	st.goRun(func() {
 		(&esm.SQSSource{Client: st.SQS, QueueURL: st.Queues["work"], QueueARN: "arn:aws:sqs:us-east-1:000000000000:work",
-			Handler: esm.Handler(lambdafn.Worker(worker, log)), BatchSize: 10, MaxConcurrency: opts.WorkerConcurrency, Logger: log}).Run(runCtx)
+			Handler: esm.Handler(lambdafn.Worker(worker, sqsqueue.ParseMessage, log)), BatchSize: 10, MaxConcurrency: opts.WorkerConcurrency, Logger: log}).Run(runCtx)
 	})
 	st.goRun(func() {
 		esm.Schedule(runCtx, opts.DispatchEvery, "dispatch", log, func(ctx context.Context) error {

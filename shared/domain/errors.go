@@ -70,3 +70,8 @@ func ErrorCode(err error) Code {
 // expected state or the attempt token was stale. For request writes it means a duplicate or a
 // zombie delivery, which must be dropped without side effects.
 var ErrStateConflict = &Error{Code: EConflict, Message: "state conflict"}
+
+// ErrNoObject is what a blob store's error carries (errors.Is finds it) when the object asked for
+// does not exist. It is not an *Error: a missing object is an internal failure unless the caller
+// gives it a meaning (an upload that never arrived).
+var ErrNoObject = errors.New("no such object")

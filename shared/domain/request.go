@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"context"
 	"time"
 )
 
@@ -43,6 +44,34 @@ func (s RequestState) InFlight() bool { return s == StateClaimed || s == StatePr
 type Work struct {
 	RequestID string
 	Attempt   int
+}
+
+// Kick asks for a refill of Model once Due has passed. Workers send one when they schedule a
+// retry, so the request is claimed when its back-off ends rather than at the next scheduled
+// dispatch.
+type Kick struct {
+	Model string
+	Due   time.Time // zero: at once
+}
+
+// MaxKickWait bounds how long a received kick is held back: the queue rounds a kick's delay down
+// to whole seconds, so it arrives under a second early; a kick due later than that (a back-off
+// beyond the queue's 15-minute cap) is run at once, claims nothing, and the scheduled dispatch
+// takes over.
+const MaxKickWait = time.Second
+
+// Wait blocks until the kick is due (at most MaxKickWait) or ctx ends.
+func (k Kick) Wait(ctx context.Context) {
+	d := time.Until(k.Due)
+	if d <= 0 || d > MaxKickWait {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // Claimed is a request that has just been claimed, with what the dispatcher needs to enqueue it.

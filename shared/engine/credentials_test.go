@@ -28,7 +28,7 @@ func TestWorkerRefusesAStoredCredentialRefOutsideTheAllowedForms(t *testing.T) {
 	b.eng = engine.New(engine.Config{Retry: domain.RetryPolicy{MaxRetries: 5, Base: time.Second, Factor: 2, Max: 10 * time.Second},
 		CancelPollEvery: 10 * time.Millisecond, HeartbeatEvery: time.Hour},
 		engine.Deps{Store: b.store, Queue: b.queue, Upstream: upstream.New(upstream.Config{}), Blobs: b.blobs,
-			Credentials: secrets.NewResolver(getenv, nil, secrets.Policy{}), Now: b.clock.Now,
+			Credentials: secrets.NewResolver(getenv, nil, domain.CredentialPolicy{}), Now: b.clock.Now,
 			Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	m := mustModel(t, b)
 	m.CredentialRef = "env:AWS_SESSION_TOKEN"

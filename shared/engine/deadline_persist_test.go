@@ -127,7 +127,7 @@ type flakyStore struct {
 
 var errConnRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 
-func (s *flakyStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error) {
+func (s *flakyStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	s.finishes.Add(1)
 	s.mu.Lock()
 	before, after := s.failBefore > 0, s.failBefore == 0 && s.failAfter > 0
@@ -246,7 +246,7 @@ type badStore struct {
 	finishes atomic.Int64
 }
 
-func (s *badStore) FinishMany(context.Context, []domain.Outcome, time.Time) ([]postgres.Finished, error) {
+func (s *badStore) FinishMany(context.Context, []domain.Outcome, time.Time) ([]domain.Finished, error) {
 	s.finishes.Add(1)
 	return nil, errors.New("finish: invalid input syntax")
 }
@@ -312,7 +312,7 @@ type noticeStore struct {
 	failed chan error
 }
 
-func (s *noticeStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error) {
+func (s *noticeStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	won, err := s.Store.FinishMany(ctx, outs, now)
 	if err != nil {
 		select {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/upstream"
 )
 
@@ -27,20 +26,24 @@ type Store interface {
 	ModelsWithWork(ctx context.Context) ([]string, error)
 	Unclaim(ctx context.Context, work []domain.Work) error
 	StartProcessing(ctx context.Context, w domain.Work, owner string, now time.Time) (domain.Job, error)
-	FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error)
-	FinishLanded(ctx context.Context, outs []domain.Outcome, now time.Time) ([]postgres.Finished, error)
-	Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]postgres.Rescued, error)
+	FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error)
+	FinishLanded(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error)
+	Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]domain.Rescued, error)
 	BeginFinalize(ctx context.Context, batchID string, now time.Time) (string, bool, error)
 	RestartFinalize(ctx context.Context, batchID string, now, staleBefore time.Time) (string, bool, error)
 	BatchesToFinalize(ctx context.Context, staleBefore time.Time) ([]string, error)
-	SealBatch(ctx context.Context, batchID string, output, errorsFile postgres.Sealed, usage []byte, now time.Time) error
+	SealBatch(ctx context.Context, batchID string, output, errorsFile domain.Sealed, usage []byte, now time.Time) error
 	EachResult(ctx context.Context, batchID string, output bool, fn func(domain.ResultRow) error) error
 	ListModels(ctx context.Context) ([]domain.Model, error)
-	CancelMarks(ctx context.Context, ids []string) ([]postgres.Abort, error)
-	ExpireDue(ctx context.Context, now time.Time) ([]postgres.Expired, error)
-	Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects postgres.PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (postgres.PurgeStats, error)
-	Heartbeat(ctx context.Context, w postgres.WorkerRecord, now time.Time) error
+	CancelMarks(ctx context.Context, ids []string) ([]domain.Abort, error)
+	ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired, error)
+	Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects domain.PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (domain.PurgeStats, error)
+	Heartbeat(ctx context.Context, w domain.WorkerRecord, now time.Time) error
 	StopWorker(ctx context.Context, id string, now time.Time) error
+	// Transient reports whether an error of this store says the statement may succeed when tried
+	// again (the database could not be reached, the connection failed, a deadlock) rather than
+	// that it was wrong.
+	Transient(err error) bool
 }
 
 // Queue is the work queue.

@@ -168,11 +168,11 @@ func setup(t *testing.T, cfg engine.Config) *bundle {
 	return b
 }
 
-type lines []postgres.NewRequest
+type lines []domain.NewRequest
 
-func (l *lines) Next() (postgres.NewRequest, error) {
+func (l *lines) Next() (domain.NewRequest, error) {
 	if len(*l) == 0 {
-		return postgres.NewRequest{}, io.EOF
+		return domain.NewRequest{}, io.EOF
 	}
 	r := (*l)[0]
 	*l = (*l)[1:]
@@ -197,10 +197,10 @@ func (b *bundle) batch(t *testing.T, tenant, model string, n int, window time.Du
 		if i < len(extra) && extra[i] != "" {
 			body += "," + extra[i]
 		}
-		reqs = append(reqs, postgres.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: model,
+		reqs = append(reqs, domain.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: model,
 			Path: "/v1/chat/completions", Body: []byte(body + "}")})
 	}
-	res, err := b.store.PopulateBatch(ctx, id, func(string, string) postgres.RequestSource { return &reqs }, b.clock.Now())
+	res, err := b.store.PopulateBatch(ctx, id, func(string, string) domain.RequestSource { return &reqs }, b.clock.Now())
 	require.NoError(t, err)
 	require.Nil(t, res.Failed)
 	return id
@@ -401,7 +401,7 @@ func TestIndividualRequestCancelAbortsItsCall(t *testing.T) {
 	require.NoError(t, b.store.Pool().QueryRow(ctx, `SELECT id::text FROM requests WHERE batch_id = $1 AND line = 1`, id).Scan(&target))
 	res, err := b.store.CancelRequests(ctx, b.tenant, id, []string{target}, b.clock.Now())
 	require.NoError(t, err)
-	require.Equal(t, []postgres.CancelOutcome{{RequestID: target, Result: "cancelling"}}, res, "the blocked request was running and got marked")
+	require.Equal(t, []domain.CancelOutcome{{RequestID: target, Result: "cancelling"}}, res, "the blocked request was running and got marked")
 	<-done
 	got := b.get(t, id)
 	require.Equal(t, domain.BatchCompleted, got.Status)
@@ -692,7 +692,7 @@ func TestADeadWorkersRequestsAreRescuedBeforeTheProcessingTimeout(t *testing.T) 
 	require.Len(t, claims, 2)
 	for i, c := range claims {
 		owner := fmt.Sprintf("worker-%d", i)
-		require.NoError(t, b.store.Heartbeat(ctx, postgres.WorkerRecord{ID: owner, Function: "worker"}, b.clock.Now()))
+		require.NoError(t, b.store.Heartbeat(ctx, domain.WorkerRecord{ID: owner, Function: "worker"}, b.clock.Now()))
 		_, err := b.store.StartProcessing(ctx, c.Work, owner, b.clock.Now())
 		require.NoError(t, err)
 	}

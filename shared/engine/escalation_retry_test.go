@@ -9,7 +9,6 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
-	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/upstream"
 )
 
@@ -96,7 +95,7 @@ func TestAnEscalatedRequestRescuedFromAClaimOrADeadWorkerIsClaimedAgain(t *testi
 	// Processing on a worker that stopped: rescued at once.
 	w := b.queue.take()
 	require.Len(t, w, 1)
-	require.NoError(t, b.store.Heartbeat(ctx, postgres.WorkerRecord{ID: "gone", Function: "worker"}, b.clock.Now()))
+	require.NoError(t, b.store.Heartbeat(ctx, domain.WorkerRecord{ID: "gone", Function: "worker"}, b.clock.Now()))
 	_, err = b.store.StartProcessing(ctx, w[0], "gone", b.clock.Now())
 	require.NoError(t, err)
 	require.NoError(t, b.store.StopWorker(ctx, "gone", b.clock.Now()))

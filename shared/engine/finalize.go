@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 // TryFinalize seals the batch if every request is finished and nobody else is sealing it. The
@@ -63,10 +62,10 @@ func ObjectKey(tenantID, batchID string, output bool) string {
 }
 
 // writeResults streams one file from Postgres into S3. An empty file is not kept.
-func (e *Engine) writeResults(ctx context.Context, tenantID, batchID string, output bool, usage *usageSum) (postgres.Sealed, error) {
+func (e *Engine) writeResults(ctx context.Context, tenantID, batchID string, output bool, usage *usageSum) (domain.Sealed, error) {
 	key := ObjectKey(tenantID, batchID, output)
 	pr, pw := io.Pipe()
-	var sealed postgres.Sealed
+	var sealed domain.Sealed
 	go func() {
 		buf := make([]byte, 0, 64<<10)
 		flush := func() error {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/domain"
 )
 
 // SweepStats summarises a Sweep.
@@ -13,7 +13,7 @@ type SweepStats struct {
 	Rescued   int
 	Expired   int
 	Finalized int
-	Purged    postgres.PurgeStats
+	Purged    domain.PurgeStats
 	Dispatch  DispatchStats
 }
 
@@ -107,8 +107,8 @@ func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
 
 // purge drains deletions chunk by chunk while the invocation has time left. Data soft-deleted
 // less than ProcessingTimeout ago is left alone, so no running request loses its row or prompt.
-func (e *Engine) purge(ctx context.Context, now time.Time) (postgres.PurgeStats, error) {
-	var total postgres.PurgeStats
+func (e *Engine) purge(ctx context.Context, now time.Time) (domain.PurgeStats, error) {
+	var total domain.PurgeStats
 	grace := now.Add(-e.cfg.ProcessingTimeout)
 	del := func(ctx context.Context, keys []string) error {
 		for _, k := range keys {
@@ -131,7 +131,7 @@ func (e *Engine) purge(ctx context.Context, now time.Time) (postgres.PurgeStats,
 		if err != nil {
 			return total, err
 		}
-		if st == (postgres.PurgeStats{}) {
+		if st == (domain.PurgeStats{}) {
 			break
 		}
 	}

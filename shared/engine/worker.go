@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/upstream"
 )
 
@@ -120,7 +119,7 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 //
 // Every try writes the same finish time: a try whose commit went through unacknowledged fences
 // out the next one, and FinishLanded recognises the row as this write's rather than a rescue's.
-func (e *Engine) persist(ctx context.Context, out domain.Outcome) ([]postgres.Finished, error) {
+func (e *Engine) persist(ctx context.Context, out domain.Outcome) ([]domain.Finished, error) {
 	outs, now := []domain.Outcome{out}, e.now()
 	until := time.Now().Add(e.cfg.ProcessingTimeout)
 	if dl, ok := ctx.Deadline(); ok {
@@ -139,7 +138,7 @@ func (e *Engine) persist(ctx context.Context, out domain.Outcome) ([]postgres.Fi
 			won, err = e.store.FinishLanded(tctx, outs, now)
 		}
 		cancel()
-		if err == nil || !postgres.Transient(err) {
+		if err == nil || !e.store.Transient(err) {
 			return won, err
 		}
 		uncertain = true
@@ -180,11 +179,11 @@ func abortMessage(code string) string {
 type watcher struct {
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
-	aborted map[string]postgres.Abort
+	aborted map[string]domain.Abort
 }
 
 func newWatcher() *watcher {
-	return &watcher{running: map[string]context.CancelFunc{}, aborted: map[string]postgres.Abort{}}
+	return &watcher{running: map[string]context.CancelFunc{}, aborted: map[string]domain.Abort{}}
 }
 
 func (w *watcher) add(ctx context.Context, id string) (context.Context, context.CancelFunc) {
@@ -195,7 +194,7 @@ func (w *watcher) add(ctx context.Context, id string) (context.Context, context.
 	return c, cancel
 }
 
-func (w *watcher) remove(id string) (postgres.Abort, bool) {
+func (w *watcher) remove(id string) (domain.Abort, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.running, id)
@@ -214,7 +213,7 @@ func (w *watcher) ids() []string {
 	return out
 }
 
-func (w *watcher) abort(a postgres.Abort) {
+func (w *watcher) abort(a domain.Abort) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if cancel, ok := w.running[a.RequestID]; ok {
@@ -386,7 +385,7 @@ func (e *Engine) beat(ctx context.Context) (stop func()) {
 }
 
 func (e *Engine) heartbeat(ctx context.Context) {
-	rec := postgres.WorkerRecord{ID: e.cfg.Instance, Function: e.cfg.Function, Invocations: e.invocations.Load(),
+	rec := domain.WorkerRecord{ID: e.cfg.Instance, Function: e.cfg.Function, Invocations: e.invocations.Load(),
 		Processed: e.processed.Load(), Failed: e.failed.Load()}
 	now := e.now()
 	if err := e.store.Heartbeat(ctx, rec, now); err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 type modelList struct {
@@ -139,7 +138,7 @@ func (s *server) listKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ks == nil {
-		ks = []postgres.APIKey{}
+		ks = []domain.APIKey{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ks})
 }
@@ -151,7 +150,7 @@ type createKeyRequest struct {
 
 // createdKey is the one response that carries a key; it is never retrievable again.
 type createdKey struct {
-	postgres.APIKey
+	domain.APIKey
 	Key string `json:"key"`
 }
 

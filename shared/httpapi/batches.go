@@ -9,8 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/postgres"
-	"github.com/fusillade/fusillade/shared/sqsqueue"
 )
 
 type createBatchRequest struct {
@@ -126,7 +124,7 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if err := s.populate.Send(r.Context(), sqsqueue.PopulateMessage{BatchID: b.ID}); err != nil {
+	if err := s.populate.SendPopulate(r.Context(), b.ID); err != nil {
 		// Without its message the batch would wait forever: fail it now and say so. The key stays
 		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
 		s.log.ErrorContext(r.Context(), "enqueue populate", "batch_id", b.ID, "err", err)
@@ -156,7 +154,7 @@ var batchStatuses = []string{"validating", "failed", "in_progress", "finalizing"
 // active_first (unfinished batches first).
 func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
-	p := postgres.BatchListParams{After: q.str("after"), Limit: q.int("limit", 20, 1, 100), Search: q.str("search"),
+	p := domain.BatchListParams{After: q.str("after"), Limit: q.int("limit", 20, 1, 100), Search: q.str("search"),
 		CreatedAfter: q.unix("created_after"), CreatedBefore: q.unix("created_before"), ActiveFirst: q.bool("active_first")}
 	if v := q.str("status"); v != "" {
 		for _, st := range strings.Split(v, ",") {

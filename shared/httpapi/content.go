@@ -13,7 +13,6 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/jsonl"
-	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 // Content of input, output and error files, and the merged results view.
@@ -129,7 +128,7 @@ func (s *server) fileContent(w http.ResponseWriter, r *http.Request) {
 	pg := s.newPage(c)
 	var line []byte
 	err = s.store.ResultFile(r.Context(), p.TenantID, f.BatchID, f.Purpose == domain.PurposeBatchOutput,
-		postgres.ResultQuery{Offset: c.offset, Limit: min(c.limit, math.MaxInt32-1) + 1, Search: c.search},
+		domain.ResultQuery{Offset: c.offset, Limit: min(c.limit, math.MaxInt32-1) + 1, Search: c.search},
 		func(row domain.ResultRow) error {
 			line = domain.AppendResultLine(line[:0], row)
 			return pg.add(line[:len(line)-1])
@@ -273,8 +272,8 @@ func (s *server) batchResults(w http.ResponseWriter, r *http.Request) {
 	pg := s.newPage(c)
 	var out []byte
 	err = s.store.BatchResults(r.Context(), p.TenantID, b.ID,
-		postgres.ResultQuery{Offset: c.offset, Limit: min(c.limit, math.MaxInt32-1) + 1, Search: c.search, States: states},
-		func(row postgres.BatchResult) error {
+		domain.ResultQuery{Offset: c.offset, Limit: min(c.limit, math.MaxInt32-1) + 1, Search: c.search, States: states},
+		func(row domain.BatchResult) error {
 			rl := resultLine{ID: domain.OutputLineID(row.RequestID), CustomID: row.CustomID, Line: row.Line, Model: row.Model,
 				Status: resultStatus(row.State), Input: row.Input, Response: json.RawMessage("null"), Error: json.RawMessage("null")}
 			if row.State.Terminal() {

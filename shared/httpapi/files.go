@@ -18,7 +18,6 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/jsonl"
-	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 func (s *server) health(w http.ResponseWriter, r *http.Request) {
@@ -395,7 +394,7 @@ func newList[T any](data []T, more bool, id func(T) string) listObject[T] {
 // or desc by creation, default desc) and purpose, as OpenAI defines them.
 func (s *server) listFiles(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
-	p := postgres.FileListParams{After: q.str("after"), Limit: q.int("limit", 10000, 1, 10000),
+	p := domain.FileListParams{After: q.str("after"), Limit: q.int("limit", 10000, 1, 10000),
 		Asc: q.oneOf("order", "desc", "asc", "desc") == "asc", Purpose: q.str("purpose")}
 	if q.err != nil {
 		s.error(w, r, q.err)

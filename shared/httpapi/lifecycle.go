@@ -7,17 +7,16 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/postgres"
 )
 
 // Lifecycle is the store's part in cancelling, retrying and deleting.
 type Lifecycle interface {
 	CancelBatch(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error)
-	CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]postgres.CancelOutcome, error)
+	CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error)
 	RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error)
 	DeleteBatch(ctx context.Context, tenantID, batchID string, now time.Time) error
 	DeleteFile(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error)
-	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (postgres.WindowCounts, error)
+	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
 }
 
 // Engine lets the API start work and seal batches at once instead of waiting for a worker or the

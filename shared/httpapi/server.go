@@ -12,8 +12,6 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
-	"github.com/fusillade/fusillade/shared/postgres"
-	"github.com/fusillade/fusillade/shared/secrets"
 )
 
 // Store is the part of the store the API uses.
@@ -23,26 +21,26 @@ type Store interface {
 	Ping(ctx context.Context) error
 	InsertFile(ctx context.Context, f domain.File) error
 	GetFile(ctx context.Context, tenantID, id string) (domain.File, error)
-	ListFiles(ctx context.Context, tenantID string, p postgres.FileListParams) ([]domain.File, bool, error)
+	ListFiles(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
 	DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error
 	SetFileExpiry(ctx context.Context, tenantID, id string, at time.Time) error
 	InsertBatch(ctx context.Context, b domain.Batch) error
 	GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error)
-	ListBatches(ctx context.Context, tenantID string, p postgres.BatchListParams) ([]domain.Batch, bool, error)
+	ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
 	FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
-	BatchResults(ctx context.Context, tenantID, batchID string, q postgres.ResultQuery, fn func(postgres.BatchResult) error) error
-	ResultFile(ctx context.Context, tenantID, batchID string, output bool, q postgres.ResultQuery, fn func(domain.ResultRow) error) error
-	ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (postgres.IdempotencyRecord, bool, error)
+	BatchResults(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
+	ResultFile(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
+	ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error)
 	ReleaseIdempotencyKey(ctx context.Context, tenantID, route, key, objectID string) error
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	UpsertModel(ctx context.Context, m domain.Model) error
 	DeleteModel(ctx context.Context, name string) error
-	ListWorkers(ctx context.Context, limit int) ([]postgres.WorkerRecord, error)
-	ListTenants(ctx context.Context) ([]postgres.Tenant, error)
-	NewTenant(ctx context.Context, name string, now time.Time) (postgres.Tenant, error)
-	NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (postgres.APIKey, string, error)
-	ListAPIKeys(ctx context.Context, tenantID string) ([]postgres.APIKey, error)
-	RevokeAPIKey(ctx context.Context, id int64, now time.Time) (postgres.APIKey, error)
+	ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error)
+	ListTenants(ctx context.Context) ([]domain.Tenant, error)
+	NewTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
+	NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
+	ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error)
+	RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
 }
 
 // Ingester validates and stores uploaded files.
@@ -67,7 +65,7 @@ type Blobs interface {
 
 // PopulateQueue receives a message for each new batch.
 type PopulateQueue interface {
-	Send(ctx context.Context, v any) error
+	SendPopulate(ctx context.Context, batchID string) error
 }
 
 // Config tunes the API. Zero values mean the documented defaults.
@@ -95,7 +93,7 @@ type Config struct {
 	UploadTTL time.Duration
 	// CredentialRefs is the credential_ref forms a model may be stored with (the worker's resolver
 	// applies the same policy); the zero value allows env: references only.
-	CredentialRefs secrets.Policy
+	CredentialRefs domain.CredentialPolicy
 }
 
 // Deps are the API's collaborators.

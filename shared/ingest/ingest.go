@@ -15,13 +15,11 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/jsonl"
-	"github.com/fusillade/fusillade/shared/postgres"
-	"github.com/fusillade/fusillade/shared/s3blob"
 )
 
 // Store is the part of the store ingest uses.
 type Store interface {
-	PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) postgres.RequestSource, now time.Time) (postgres.PopulateResult, error)
+	PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error)
 	InputObjectKey(ctx context.Context, batchID string) (string, error)
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	InsertFile(ctx context.Context, f domain.File) error
@@ -189,7 +187,7 @@ func (in *Ingester) copyValidated(ctx context.Context, f domain.File, body io.Re
 // announced one, the upload is deleted and the file discarded, as with Fill.
 func (in *Ingester) Complete(ctx context.Context, f domain.File) (domain.File, error) {
 	body, _, err := in.blobs.Get(ctx, f.ObjectKey)
-	if s3blob.IsNotFound(err) {
+	if errors.Is(err, domain.ErrNoObject) {
 		return domain.File{}, &domain.Error{Code: domain.EInvalid, Reason: "upload_missing",
 			Message: fmt.Sprintf("Nothing has been uploaded for file %s yet: PUT the content to its upload_url, then complete it.", f.ID)}
 	}
@@ -380,7 +378,7 @@ func (in *Ingester) Populate(ctx context.Context, batchID string) error {
 			body.Close()
 		}
 	}()
-	res, err := in.store.PopulateBatch(ctx, batchID, func(_, endpoint string) postgres.RequestSource {
+	res, err := in.store.PopulateBatch(ctx, batchID, func(_, endpoint string) domain.RequestSource {
 		src := &source{key: key, ctx: ctx, blobs: in.blobs, maxLine: in.limits.MaxLineBytes,
 			v: jsonl.NewValidator(jsonl.Rules{Endpoint: endpoint, ModelAllowed: allowed, MaxLines: in.limits.MaxLines,
 				MaxBodyBytes: in.limits.MaxBodyBytes})}
@@ -406,7 +404,7 @@ func (in *Ingester) Populate(ctx context.Context, batchID string) error {
 	return nil
 }
 
-// source adapts the S3 object to postgres.RequestSource, opening it lazily inside the populate
+// source adapts the S3 object to domain.RequestSource, opening it lazily inside the populate
 // transaction (after the batch lock proves there is work to do).
 type source struct {
 	ctx     context.Context
@@ -418,11 +416,11 @@ type source struct {
 	onOpen  func(io.ReadCloser)
 }
 
-func (s *source) Next() (postgres.NewRequest, error) {
+func (s *source) Next() (domain.NewRequest, error) {
 	if s.rd == nil {
 		body, _, err := s.blobs.Get(s.ctx, s.key)
 		if err != nil {
-			return postgres.NewRequest{}, err
+			return domain.NewRequest{}, err
 		}
 		s.onOpen(body)
 		s.rd = jsonl.NewReader(body, s.maxLine)
@@ -430,18 +428,18 @@ func (s *source) Next() (postgres.NewRequest, error) {
 	line, err := s.rd.Next()
 	if errors.Is(err, io.EOF) {
 		if le := s.v.Finish(); le != nil {
-			return postgres.NewRequest{}, lineError(le)
+			return domain.NewRequest{}, lineError(le)
 		}
-		return postgres.NewRequest{}, io.EOF
+		return domain.NewRequest{}, io.EOF
 	}
 	if err != nil {
-		return postgres.NewRequest{}, asDomain(err)
+		return domain.NewRequest{}, asDomain(err)
 	}
 	req, le := s.v.Check(line)
 	if le != nil {
-		return postgres.NewRequest{}, lineError(le)
+		return domain.NewRequest{}, lineError(le)
 	}
-	return postgres.NewRequest{ID: uuid.NewString(), Line: req.Line, CustomID: req.CustomID, Model: req.Model,
+	return domain.NewRequest{ID: uuid.NewString(), Line: req.Line, CustomID: req.CustomID, Model: req.Model,
 		Path: req.URL, Body: req.Body}, nil
 }
 

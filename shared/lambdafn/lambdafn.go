@@ -18,7 +18,6 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
-	"github.com/fusillade/fusillade/shared/sqsqueue"
 )
 
 // SQSHandler is the signature of an SQS-triggered function with ReportBatchItemFailures.
@@ -35,17 +34,21 @@ type Processor interface {
 	Kick(ctx context.Context, models ...string) error
 }
 
-// Worker handles a batch of work-queue messages. Every record whose processing failed is
-// reported in batchItemFailures so that only it comes back; malformed records are logged and
-// dropped (redelivering them cannot help).
-func Worker(p Processor, log *slog.Logger) SQSHandler {
+// WorkDecoder decodes a work-queue message body into a claimed request or a kick (a kick has a
+// model); sqsqueue.ParseMessage is the SQS wire form.
+type WorkDecoder func(body string) (domain.Work, domain.Kick, error)
+
+// Worker handles a batch of work-queue messages, decoded by decode. Every record whose processing
+// failed is reported in batchItemFailures so that only it comes back; malformed records are
+// logged and dropped (redelivering them cannot help).
+func Worker(p Processor, decode WorkDecoder, log *slog.Logger) SQSHandler {
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		var resp events.SQSEventResponse
 		var work []domain.Work
 		var ids []string
-		var kicks []sqsqueue.Kick
+		var kicks []domain.Kick
 		for _, rec := range ev.Records {
-			w, kick, err := sqsqueue.ParseMessage(rec.Body)
+			w, kick, err := decode(rec.Body)
 			switch {
 			case err != nil:
 				log.ErrorContext(ctx, "dropping malformed work message", "message_id", rec.MessageId, "err", err)
@@ -89,18 +92,22 @@ type Populator interface {
 	Populate(ctx context.Context, batchID string) error
 }
 
-// Populate handles populate-queue messages, one batch each.
-func Populate(p Populator, log *slog.Logger) SQSHandler {
+// PopulateDecoder decodes a populate-queue message body into the id of the batch to expand;
+// sqsqueue.ParsePopulate is the SQS wire form.
+type PopulateDecoder func(body string) (batchID string, err error)
+
+// Populate handles populate-queue messages, one batch each, decoded by decode.
+func Populate(p Populator, decode PopulateDecoder, log *slog.Logger) SQSHandler {
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		var resp events.SQSEventResponse
 		for _, rec := range ev.Records {
-			var m sqsqueue.PopulateMessage
-			if err := json.Unmarshal([]byte(rec.Body), &m); err != nil || m.BatchID == "" {
+			batchID, err := decode(rec.Body)
+			if err != nil {
 				log.ErrorContext(ctx, "dropping malformed populate message", "message_id", rec.MessageId)
 				continue
 			}
-			if err := p.Populate(ctx, m.BatchID); err != nil {
-				log.ErrorContext(ctx, "populate failed; will be redelivered", "batch_id", m.BatchID, "err", err)
+			if err := p.Populate(ctx, batchID); err != nil {
+				log.ErrorContext(ctx, "populate failed; will be redelivered", "batch_id", batchID, "err", err)
 				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
 			}
 		}

@@ -37,16 +37,8 @@ func LikePattern(s string) string {
 
 // ─── files ──────────────────────────────────────────────────────────────────────────────────────
 
-// FileListParams selects a page of a tenant's files.
-type FileListParams struct {
-	Purpose string // "" = every purpose
-	After   string // object id of the last file of the previous page; "" = first page
-	Limit   int    // page size
-	Asc     bool   // oldest first; default newest first
-}
-
 // ListFiles returns one page of a tenant's files and whether more follow.
-func (s *Store) ListFiles(ctx context.Context, tenantID string, p FileListParams) ([]domain.File, bool, error) {
+func (s *Store) ListFiles(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error) {
 	var cursorAt *time.Time
 	if p.After != "" && !domain.IsFileID(p.After) {
 		return nil, false, errBadCursor(p.After)
@@ -119,19 +111,8 @@ func (s *Store) SetFileExpiry(ctx context.Context, tenantID, id string, at time.
 
 // ─── batches ────────────────────────────────────────────────────────────────────────────────────
 
-// BatchListParams selects a page of a tenant's batches. Zero values mean "no filter".
-type BatchListParams struct {
-	After         string
-	Limit         int
-	Statuses      []string
-	Search        string // substring of the id, the metadata or the input filename, case-insensitive
-	CreatedAfter  *time.Time
-	CreatedBefore *time.Time
-	ActiveFirst   bool // unfinished batches first, then the rest, each newest first
-}
-
 // ListBatches returns one page of a tenant's batches (live counts) and whether more follow.
-func (s *Store) ListBatches(ctx context.Context, tenantID string, p BatchListParams) ([]domain.Batch, bool, error) {
+func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error) {
 	var (
 		cursorAt   *time.Time
 		cursorRank int
@@ -210,25 +191,9 @@ func scanBatch(r pgx.Row) (domain.Batch, error) {
 
 // ─── results ────────────────────────────────────────────────────────────────────────────────────
 
-// BatchResult is one line of a batch as the results view shows it: the input and, once the line
-// is finished, its outcome.
-type BatchResult struct {
-	domain.ResultRow
-	Model string
-	Input []byte
-}
-
-// ResultQuery selects rows of a batch.
-type ResultQuery struct {
-	Offset int      // matching rows to skip
-	Limit  int      // rows to return at most
-	Search string   // substring of custom_id, case-insensitive; "" = all
-	States []string // request states; empty = all
-}
-
 // BatchResults calls fn for the rows of the results view of a tenant's batch, in input order,
 // fetching at most ResultPageSize rows per query.
-func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq ResultQuery, fn func(BatchResult) error) error {
+func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq domain.ResultQuery, fn func(domain.BatchResult) error) error {
 	after, skip, left := 0, rq.Offset, rq.Limit
 	states := rq.States
 	if states == nil {
@@ -241,8 +206,8 @@ func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq R
 		if err != nil {
 			return fmt.Errorf("batch results %s: %w", batchID, err)
 		}
-		page, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BatchResult, error) {
-			var x BatchResult
+		page, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.BatchResult, error) {
+			var x domain.BatchResult
 			var state string
 			err := r.Scan(&x.RequestID, &x.Line, &x.CustomID, &x.Model, &state, &x.Input, &x.StatusCode, &x.Body,
 				&x.UpstreamRequestID, &x.ErrorCode, &x.ErrorMessage)
@@ -268,7 +233,7 @@ func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq R
 // ResultFile calls fn for the current rows of a batch's output file (output true) or error file,
 // in the order they finished, skipping rq.Offset and returning at most rq.Limit; rq.States is
 // ignored. It reads pages of ResultPageSize rows.
-func (s *Store) ResultFile(ctx context.Context, tenantID, batchID string, output bool, rq ResultQuery, fn func(domain.ResultRow) error) error {
+func (s *Store) ResultFile(ctx context.Context, tenantID, batchID string, output bool, rq domain.ResultQuery, fn func(domain.ResultRow) error) error {
 	offset, left := rq.Offset, rq.Limit
 	pattern := LikePattern(rq.Search)
 	for left > 0 {
@@ -296,22 +261,15 @@ func (s *Store) ResultFile(ctx context.Context, tenantID, batchID string, output
 
 // ─── idempotency keys ───────────────────────────────────────────────────────────────────────────
 
-// IdempotencyRecord is what a key remembers.
-type IdempotencyRecord struct {
-	RequestHash []byte
-	ObjectID    string
-	CreatedAt   time.Time
-}
-
 // ReserveIdempotencyKey claims key on route for objectID. ok is false when the key was already
 // taken; then rec is the existing record.
-func (s *Store) ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (rec IdempotencyRecord, ok bool, err error) {
+func (s *Store) ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (rec domain.IdempotencyRecord, ok bool, err error) {
 	tag, err := s.pool.Exec(ctx, q("ReserveIdempotencyKey"), tenantID, route, key, hash, objectID, now)
 	if err != nil {
 		return rec, false, fmt.Errorf("reserve idempotency key: %w", err)
 	}
 	if tag.RowsAffected() == 1 {
-		return IdempotencyRecord{RequestHash: hash, ObjectID: objectID, CreatedAt: now}, true, nil
+		return domain.IdempotencyRecord{RequestHash: hash, ObjectID: objectID, CreatedAt: now}, true, nil
 	}
 	err = s.pool.QueryRow(ctx, q("GetIdempotencyKey"), tenantID, route, key).Scan(&rec.RequestHash, &rec.ObjectID, &rec.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -352,83 +310,65 @@ func (s *Store) DeleteModel(ctx context.Context, name string) error {
 	return nil
 }
 
-// Tenant is an account whose keys, files and batches are isolated from every other tenant's.
-type Tenant struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
 // ListTenants returns every tenant, oldest first.
-func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
+func (s *Store) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
 	rows, err := s.pool.Query(ctx, q("ListTenants"))
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[Tenant])
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.Tenant])
 }
 
 // NewTenant creates a tenant and returns it.
-func (s *Store) NewTenant(ctx context.Context, name string, now time.Time) (Tenant, error) {
+func (s *Store) NewTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
 	rows, err := s.pool.Query(ctx, q("CreateTenantReturning"), domain.NewTenantID(), name, now)
 	if err != nil {
-		return Tenant{}, fmt.Errorf("create tenant: %w", err)
+		return domain.Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
-	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[Tenant])
-}
-
-// APIKey describes a key without its secret, which is never stored.
-type APIKey struct {
-	ID        int64      `json:"id"`
-	TenantID  string     `json:"tenant_id"`
-	Prefix    string     `json:"prefix"`
-	Name      string     `json:"name"`
-	Admin     bool       `json:"admin"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at"`
+	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.Tenant])
 }
 
 // NewAPIKey mints a key for an existing tenant and returns it with its description; the key is
 // shown this once (only its SHA-256 hash is stored).
-func (s *Store) NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (APIKey, string, error) {
+func (s *Store) NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {
 	rows, err := s.pool.Query(ctx, q("GetTenant"), tenantID)
 	if err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key: %w", err)
+		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}
-	if _, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[Tenant]); errors.Is(err, pgx.ErrNoRows) {
-		return APIKey{}, "", &domain.Error{Code: domain.ENotFound, Param: "tenant_id", Message: fmt.Sprintf("No tenant found with id '%s'.", tenantID)}
+	if _, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.Tenant]); errors.Is(err, pgx.ErrNoRows) {
+		return domain.APIKey{}, "", &domain.Error{Code: domain.ENotFound, Param: "tenant_id", Message: fmt.Sprintf("No tenant found with id '%s'.", tenantID)}
 	} else if err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key: %w", err)
+		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}
 	key := domain.NewAPIKey()
 	sum := sha256.Sum256([]byte(key))
 	rows, err = s.pool.Query(ctx, q("CreateAPIKeyReturning"), tenantID, sum[:], key[:8], name, admin, now)
 	if err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key: %w", err)
+		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}
-	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[APIKey])
+	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.APIKey])
 	if err != nil {
-		return APIKey{}, "", fmt.Errorf("create api key: %w", err)
+		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}
 	return k, key, nil
 }
 
 // ListAPIKeys describes a tenant's keys, revoked ones included.
-func (s *Store) ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error) {
+func (s *Store) ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error) {
 	rows, err := s.pool.Query(ctx, q("ListAPIKeys"), tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[APIKey])
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.APIKey])
 }
 
 // RevokeAPIKey revokes a key at once; revoking it again is a no-op that returns it.
-func (s *Store) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (APIKey, error) {
+func (s *Store) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error) {
 	rows, err := s.pool.Query(ctx, q("RevokeAPIKey"), id, now)
 	if err != nil {
-		return APIKey{}, fmt.Errorf("revoke api key: %w", err)
+		return domain.APIKey{}, fmt.Errorf("revoke api key: %w", err)
 	}
-	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[APIKey])
+	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.APIKey])
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, &domain.Error{Code: domain.ENotFound, Param: "id", Message: fmt.Sprintf("No API key found with id %d.", id)}
 	}

@@ -34,7 +34,7 @@ func TestListBatchesPagesFiltersAndNeverCrossesTenants(t *testing.T) {
 	var got []string
 	after := ""
 	for {
-		page, more, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1, After: after, ActiveFirst: true})
+		page, more, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 1, After: after, ActiveFirst: true})
 		require.NoError(t, err)
 		require.Len(t, page, 1)
 		got = append(got, page[0].ID)
@@ -45,27 +45,27 @@ func TestListBatchesPagesFiltersAndNeverCrossesTenants(t *testing.T) {
 	}
 	require.Equal(t, []string{ids[3], ids[2], ids[1], ids[0]}, got)
 	require.Equal(t, 2, func() int {
-		b, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10})
+		b, _, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 10})
 		require.NoError(t, err)
 		return b[0].Counts.Pending
 	}(), "live counts")
 
-	done, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10, Statuses: []string{"completed"}})
+	done, _, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 10, Statuses: []string{"completed"}})
 	require.NoError(t, err)
 	require.Len(t, done, 1)
-	hit, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10, Search: ids[2][6:20]})
+	hit, _, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 10, Search: ids[2][6:20]})
 	require.NoError(t, err)
 	require.Len(t, hit, 1)
 
 	other, err := f.store.CreateTenant(ctx, "other")
 	require.NoError(t, err)
-	_, _, err = f.store.ListBatches(ctx, other, postgres.BatchListParams{Limit: 10, After: ids[1]})
+	_, _, err = f.store.ListBatches(ctx, other, domain.BatchListParams{Limit: 10, After: ids[1]})
 	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "another tenant's cursor is rejected")
-	none, more, err := f.store.ListBatches(ctx, other, postgres.BatchListParams{Limit: 10})
+	none, more, err := f.store.ListBatches(ctx, other, domain.BatchListParams{Limit: 10})
 	require.NoError(t, err)
 	require.Empty(t, none)
 	require.False(t, more)
-	_, _, err = f.store.ListFiles(ctx, other, postgres.FileListParams{Limit: 10, After: "file-forged"})
+	_, _, err = f.store.ListFiles(ctx, other, domain.FileListParams{Limit: 10, After: "file-forged"})
 	require.Equal(t, domain.EInvalid, domain.ErrorCode(err))
 }
 
@@ -78,20 +78,20 @@ func TestBatchResultsFiltersByStateAndSearch(t *testing.T) {
 	c, err := f.store.ClaimForModel(ctx, "m", 2, 0, f.now)
 	require.NoError(t, err)
 	require.Len(t, c, 2)
-	collect := func(q postgres.ResultQuery) []string {
+	collect := func(q domain.ResultQuery) []string {
 		var out []string
-		require.NoError(t, f.store.BatchResults(ctx, f.tenant, id, q, func(r postgres.BatchResult) error {
+		require.NoError(t, f.store.BatchResults(ctx, f.tenant, id, q, func(r domain.BatchResult) error {
 			out = append(out, fmt.Sprintf("%s:%s", r.CustomID, r.State))
 			return nil
 		}))
 		return out
 	}
-	require.Equal(t, []string{"c1:claimed", "c2:claimed"}, collect(postgres.ResultQuery{Limit: 10, States: []string{"claimed", "processing"}}))
-	require.Equal(t, []string{"c4:pending"}, collect(postgres.ResultQuery{Limit: 1, Offset: 1, States: []string{"pending"}}))
-	require.Equal(t, []string{"c5:pending"}, collect(postgres.ResultQuery{Limit: 10, Search: "C5"}))
-	require.Empty(t, collect(postgres.ResultQuery{Limit: 10, Search: "%"}))
+	require.Equal(t, []string{"c1:claimed", "c2:claimed"}, collect(domain.ResultQuery{Limit: 10, States: []string{"claimed", "processing"}}))
+	require.Equal(t, []string{"c4:pending"}, collect(domain.ResultQuery{Limit: 1, Offset: 1, States: []string{"pending"}}))
+	require.Equal(t, []string{"c5:pending"}, collect(domain.ResultQuery{Limit: 10, Search: "C5"}))
+	require.Empty(t, collect(domain.ResultQuery{Limit: 10, Search: "%"}))
 	var none int
-	require.NoError(t, f.store.BatchResults(ctx, "tenant_other", id, postgres.ResultQuery{Limit: 10}, func(postgres.BatchResult) error { none++; return nil }))
+	require.NoError(t, f.store.BatchResults(ctx, "tenant_other", id, domain.ResultQuery{Limit: 10}, func(domain.BatchResult) error { none++; return nil }))
 	require.Zero(t, none, "rows are tenant-scoped")
 }
 
@@ -175,7 +175,7 @@ func TestListBatchesSurvivesAPurgedInputFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Files, "the expired input file is purged")
 
-	list, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10})
+	list, _, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.Equal(t, id, list[0].ID)
@@ -183,7 +183,7 @@ func TestListBatchesSurvivesAPurgedInputFile(t *testing.T) {
 	one, err := f.store.GetBatch(ctx, f.tenant, id)
 	require.NoError(t, err)
 	require.Equal(t, list[0], one, "the list and the single read agree")
-	hit, _, err := f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 10, Search: "in.jsonl"})
+	hit, _, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 10, Search: "in.jsonl"})
 	require.NoError(t, err)
 	require.Empty(t, hit, "the purged file's name no longer matches")
 }
@@ -201,7 +201,7 @@ func TestDataExceptionsAreInvalidInput(t *testing.T) {
 	_, err = f.store.GetFile(ctx, f.tenant, "file-\xff")
 	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
 	far := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
-	_, _, err = f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1, CreatedAfter: &far})
+	_, _, err = f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 1, CreatedAfter: &far})
 	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
 
 	fileID := domain.NewFileID()
@@ -212,7 +212,7 @@ func TestDataExceptionsAreInvalidInput(t *testing.T) {
 		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()})
 	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "%v", err)
 
-	_, _, err = f.store.ListBatches(ctx, f.tenant, postgres.BatchListParams{Limit: 1})
+	_, _, err = f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 1})
 	require.NoError(t, err, "later statements are unaffected")
 }
 

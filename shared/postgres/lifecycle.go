@@ -46,35 +46,22 @@ func batchNotFound(id string) error {
 	return &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No batch found with id '%s'.", id), Param: "batch_id"}
 }
 
-// CancelOutcome says what happened to one request of CancelRequests.
-type CancelOutcome struct {
-	RequestID string
-	Result    string // canceled | cancelling (its worker will abort it) | not_cancellable (already finished)
-}
-
 // CancelRequests cancels individual requests of a tenant's batch. Ids that are not in the batch
 // are absent from the result.
-func (s *Store) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]CancelOutcome, error) {
+func (s *Store) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error) {
 	rows, err := s.pool.Query(ctx, q("CancelRequests"), batchID, tenantID, ids, now)
 	if err != nil {
 		return nil, fmt.Errorf("cancel requests: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (CancelOutcome, error) {
-		var o CancelOutcome
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.CancelOutcome, error) {
+		var o domain.CancelOutcome
 		err := r.Scan(&o.RequestID, &o.Result)
 		return o, err
 	})
 }
 
-// Abort is a running request that must be stopped, with the state and code to record.
-type Abort struct {
-	RequestID string
-	State     domain.RequestState
-	Code      string
-}
-
 // CancelMarks returns which of the given running requests were asked to stop.
-func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]Abort, error) {
+func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]domain.Abort, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -82,8 +69,8 @@ func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]Abort, error) 
 	if err != nil {
 		return nil, fmt.Errorf("cancel marks: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Abort, error) {
-		var a Abort
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Abort, error) {
+		var a domain.Abort
 		var state string
 		err := r.Scan(&a.RequestID, &state, &a.Code)
 		a.State = domain.RequestState(state)
@@ -91,24 +78,18 @@ func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]Abort, error) 
 	})
 }
 
-// Expired is a batch whose window closed.
-type Expired struct {
-	BatchID string
-	Status  domain.BatchStatus // expired (never started) or in_progress (to be sealed as expired)
-}
-
 // ExpireDue marks up to 100 batches whose completion window has closed and ends their unstarted
 // requests (they go to the error file as batch_expired); running requests are marked for abort.
 // Finished work is kept.
-func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]Expired, error) {
-	var out []Expired
+func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired, error) {
+	var out []domain.Expired
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, q("ExpireDue"), now)
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Expired, error) {
-			var e Expired
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Expired, error) {
+			var e domain.Expired
 			var st string
 			err := r.Scan(&e.BatchID, &st)
 			e.Status = domain.BatchStatus(st)
@@ -247,31 +228,19 @@ func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now tim
 	return cancelling, err
 }
 
-// PurgeObjects deletes stored objects; the purge uses it so that rows go only after their
-// objects are gone (no orphaned objects).
-type PurgeObjects func(ctx context.Context, keys []string) error
-
-// PurgeStats counts what one Purge call removed.
-type PurgeStats struct {
-	Requests, Batches, Files, ErasedPrompts, IdempotencyKeys int
-}
-
-// IdempotencyKeyTTL is how long a POST's Idempotency-Key is remembered.
-const IdempotencyKeyTTL = 24 * time.Hour
-
 // Purge hard-deletes, in bounded chunks of up to chunk rows per table, what was soft-deleted
 // before graceBefore: requests of deleted batches, then deleted batches with their output and
 // error files and objects, then deleted or expired input files with their objects (erasing the
 // prompts copied from a deleted file first). Safe to run from several processes at once: each
 // chunk is claimed with SKIP LOCKED. Call it until it returns zero counts.
-func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (PurgeStats, error) {
-	var st PurgeStats
+func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects domain.PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (domain.PurgeStats, error) {
+	var st domain.PurgeStats
 	tag, err := s.pool.Exec(ctx, q("PurgeRequests"), chunk, graceBefore)
 	if err != nil {
 		return st, fmt.Errorf("purge requests: %w", err)
 	}
 	st.Requests = int(tag.RowsAffected())
-	tag, err = s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, now.Add(-IdempotencyKeyTTL))
+	tag, err = s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, now.Add(-domain.IdempotencyKeyTTL))
 	if err != nil {
 		return st, fmt.Errorf("purge idempotency keys: %w", err)
 	}
@@ -363,13 +332,10 @@ func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time
 	return st, nil
 }
 
-// WindowCounts maps model → window seconds → unfinished requests due within that window.
-type WindowCounts map[string]map[int]int
-
 // PendingByModelAndWindow counts unfinished requests per model whose batch deadline falls within
 // each window from now (cumulative; overdue work counts in every window). For capacity planning
 // and admission.
-func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (WindowCounts, error) {
+func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
 	secs := make([]int32, len(windows))
 	for i, w := range windows {
 		secs[i] = int32(w / time.Second)
@@ -379,7 +345,7 @@ func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Dura
 		return nil, fmt.Errorf("pending by model: %w", err)
 	}
 	defer rows.Close()
-	out := WindowCounts{}
+	out := domain.WindowCounts{}
 	for rows.Next() {
 		var model string
 		var sec int32

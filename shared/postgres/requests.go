@@ -95,18 +95,10 @@ func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string
 	return j, nil
 }
 
-// Finished is a request whose outcome was persisted, with the state it ended in (which differs
-// from the one asked for when a retry met a cancelled or expired batch).
-type Finished struct {
-	RequestID string
-	BatchID   string
-	State     domain.RequestState
-}
-
 // FinishMany persists outcomes in one statement. Each write is guarded on (processing, attempt):
 // the returned slice holds the ones that won; every other outcome was a duplicate or a zombie and
 // changed nothing.
-func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]Finished, error) {
+func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}
@@ -129,8 +121,8 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 	if err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
-	won, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finished, error) {
-		var f Finished
+	won, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Finished, error) {
+		var f domain.Finished
 		var state string
 		err := r.Scan(&f.RequestID, &f.BatchID, &state)
 		f.State = domain.RequestState(state)
@@ -145,7 +137,7 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 // FinishLanded reports which of outs a FinishMany at now already wrote. A caller whose FinishMany
 // failed on the connection cannot tell whether it committed; when its retry then wins no row, this
 // tells its own earlier write (to be treated as persisted) from a rescue (fenced out).
-func (s *Store) FinishLanded(ctx context.Context, outs []domain.Outcome, now time.Time) ([]Finished, error) {
+func (s *Store) FinishLanded(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	n := len(outs)
 	if n == 0 {
 		return nil, nil
@@ -162,8 +154,8 @@ func (s *Store) FinishLanded(ctx context.Context, outs []domain.Outcome, now tim
 	if err != nil {
 		return nil, fmt.Errorf("finish landed: %w", err)
 	}
-	landed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finished, error) {
-		var f Finished
+	landed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Finished, error) {
+		var f domain.Finished
 		var state string
 		err := r.Scan(&f.RequestID, &f.BatchID, &state)
 		f.State = domain.RequestState(state)
@@ -175,23 +167,14 @@ func (s *Store) FinishLanded(ctx context.Context, outs []domain.Outcome, now tim
 	return landed, nil
 }
 
-// Rescued is a request returned to pending by Rescue (or ended, when its batch was cancelled or
-// expired meanwhile).
-type Rescued struct {
-	RequestID string
-	Model     string
-	BatchID   string
-	State     domain.RequestState
-}
-
 // Rescue returns stuck requests to pending (see the Rescue query for the rules).
-func (s *Store) Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]Rescued, error) {
+func (s *Store) Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]domain.Rescued, error) {
 	rows, err := s.pool.Query(ctx, q("Rescue"), now.Add(-claimTimeout), now.Add(-processingTimeout), now.Add(-staleWorker), now)
 	if err != nil {
 		return nil, fmt.Errorf("rescue: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Rescued, error) {
-		var x Rescued
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Rescued, error) {
+		var x domain.Rescued
 		var state string
 		err := r.Scan(&x.RequestID, &x.Model, &x.BatchID, &state)
 		x.State = domain.RequestState(state)
@@ -227,16 +210,9 @@ func (s *Store) RestartFinalize(ctx context.Context, batchID string, now, staleB
 	return tenantID, true, nil
 }
 
-// Sealed describes a result file written to S3 by finalisation.
-type Sealed struct {
-	Key   string
-	Bytes int64
-	Lines int
-}
-
 // SealBatch completes a finalizing batch in one transaction: records the content of its output
 // and error files (dropping one that is empty) and freezes its counts.
-func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFile Sealed, usage []byte, now time.Time) error {
+func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFile domain.Sealed, usage []byte, now time.Time) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var total, completed, failed int64
 		if err := tx.QueryRow(ctx, q("BatchCountsForSeal"), batchID).Scan(&total, &completed, &failed); err != nil {
@@ -248,7 +224,7 @@ func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFil
 		}
 		for _, f := range []struct {
 			id string
-			s  Sealed
+			s  domain.Sealed
 		}{{outID, output}, {errID, errorsFile}} {
 			if f.id == "" {
 				continue
@@ -320,20 +296,8 @@ func (s *Store) EachResult(ctx context.Context, batchID string, output bool, fn 
 
 // ─── workers ───────────────────────────────────────────────────────────────────────────────────
 
-// WorkerRecord is a liveness record of one worker or dispatcher instance.
-type WorkerRecord struct {
-	ID          string     `json:"id"`
-	Function    string     `json:"function"`
-	StartedAt   time.Time  `json:"started_at"`
-	HeartbeatAt time.Time  `json:"heartbeat_at"`
-	StoppedAt   *time.Time `json:"stopped_at"`
-	Invocations int64      `json:"invocations"`
-	Processed   int64      `json:"processed"`
-	Failed      int64      `json:"failed"`
-}
-
 // Heartbeat upserts a liveness record.
-func (s *Store) Heartbeat(ctx context.Context, w WorkerRecord, now time.Time) error {
+func (s *Store) Heartbeat(ctx context.Context, w domain.WorkerRecord, now time.Time) error {
 	if _, err := s.pool.Exec(ctx, q("Heartbeat"), w.ID, w.Function, now, w.Invocations, w.Processed, w.Failed); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
@@ -349,10 +313,10 @@ func (s *Store) StopWorker(ctx context.Context, id string, now time.Time) error 
 }
 
 // ListWorkers returns the most recently active worker records.
-func (s *Store) ListWorkers(ctx context.Context, limit int) ([]WorkerRecord, error) {
+func (s *Store) ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error) {
 	rows, err := s.pool.Query(ctx, q("ListWorkers"), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[WorkerRecord])
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.WorkerRecord])
 }

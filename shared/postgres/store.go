@@ -255,37 +255,12 @@ func (s *Store) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch
 
 // ─── populate ───────────────────────────────────────────────────────────────────────────────────
 
-// NewRequest is one validated input line to insert.
-type NewRequest struct {
-	ID       string // uuid
-	Line     int
-	CustomID string
-	Model    string
-	Path     string
-	Body     []byte
-}
-
-// RequestSource yields the requests of a batch one at a time; it returns io.EOF at the end. A
-// *domain.Error from Next fails the batch with that error (bad input); any other error aborts
-// populate so that the message is retried.
-type RequestSource interface {
-	Next() (NewRequest, error)
-}
-
-// PopulateResult says what PopulateBatch did.
-type PopulateResult struct {
-	Inserted int
-	Models   []string
-	Skipped  bool // the batch was not validating (already populated, failed or cancelled)
-	Failed   *domain.Error
-}
-
 // PopulateBatch inserts every request of a validating batch with COPY and starts the batch, in
 // one transaction that holds the batch row lock. It is idempotent: a duplicate call waits for the
 // first and then finds the batch no longer validating. A bad line fails the batch with its line
 // number and inserts nothing.
-func (s *Store) PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) RequestSource, now time.Time) (PopulateResult, error) {
-	var res PopulateResult
+func (s *Store) PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error) {
+	var res domain.PopulateResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var status, tenantID, endpoint string
 		if err := tx.QueryRow(ctx, q("LockBatchForPopulate"), batchID).Scan(&status, &tenantID, &endpoint); err != nil {
@@ -364,10 +339,10 @@ func (s *Store) FailBatch(ctx context.Context, batchID string, now time.Time, er
 }
 
 type copySource struct {
-	src      RequestSource
+	src      domain.RequestSource
 	batchID  string
 	tenantID string
-	cur      NewRequest
+	cur      domain.NewRequest
 	err      error
 	models   map[string]bool
 	order    []string

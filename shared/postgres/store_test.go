@@ -22,13 +22,13 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // sliceSource feeds PopulateBatch from memory.
 type sliceSource struct {
-	reqs []postgres.NewRequest
+	reqs []domain.NewRequest
 	i    int
 }
 
-func (s *sliceSource) Next() (postgres.NewRequest, error) {
+func (s *sliceSource) Next() (domain.NewRequest, error) {
 	if s.i >= len(s.reqs) {
-		return postgres.NewRequest{}, io.EOF
+		return domain.NewRequest{}, io.EOF
 	}
 	s.i++
 	return s.reqs[s.i-1], nil
@@ -60,13 +60,13 @@ func (f *fixture) batch(t *testing.T, n int, models ...string) string {
 	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: f.tenant, InputFileID: fileID,
 		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour),
 		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
-	reqs := make([]postgres.NewRequest, n)
+	reqs := make([]domain.NewRequest, n)
 	for i := range reqs {
 		m := models[i%len(models)]
-		reqs[i] = postgres.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: m,
+		reqs[i] = domain.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: m,
 			Path: "/v1/chat/completions", Body: []byte(fmt.Sprintf(`{"model":%q}`, m))}
 	}
-	res, err := f.store.PopulateBatch(ctx, id, func(string, string) postgres.RequestSource { return &sliceSource{reqs: reqs} }, f.now)
+	res, err := f.store.PopulateBatch(ctx, id, func(string, string) domain.RequestSource { return &sliceSource{reqs: reqs} }, f.now)
 	require.NoError(t, err)
 	require.Equal(t, n, res.Inserted)
 	return id
@@ -104,7 +104,7 @@ func TestPopulateIsIdempotent(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	id := f.batch(t, 3, "m")
-	res, err := f.store.PopulateBatch(context.Background(), id, func(string, string) postgres.RequestSource {
+	res, err := f.store.PopulateBatch(context.Background(), id, func(string, string) domain.RequestSource {
 		t.Fatal("a second populate must not read the file")
 		return nil
 	}, f.now)
@@ -236,7 +236,7 @@ func TestPendingCountsByModelAndWindowAreCumulative(t *testing.T) {
 	require.NoError(t, err)
 	counts, err := f.store.PendingByModelAndWindow(ctx, []time.Duration{time.Hour, 48 * time.Hour}, f.now)
 	require.NoError(t, err)
-	require.Equal(t, postgres.WindowCounts{
+	require.Equal(t, domain.WindowCounts{
 		"m": {3600: 1, 172800: 4},
 		"n": {3600: 1, 172800: 1},
 	}, counts)

@@ -85,3 +85,7 @@ func Transient(err error) bool {
 	return errors.Is(err, ErrUnavailable) || connectionFailure(err) || pgconn.Timeout(err) ||
 		errors.Is(err, context.DeadlineExceeded)
 }
+
+// Transient is the package's Transient as a method, so that the engine can classify the errors
+// of the store it is given without knowing which store that is.
+func (s *Store) Transient(err error) bool { return Transient(err) }

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/fusillade/fusillade/shared/domain"
 )
 
 // Store is safe for concurrent use.
@@ -75,11 +77,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 	return nil
 }
 
-// Get opens key for reading; the caller closes the body.
+// Get opens key for reading; the caller closes the body. errors.Is(err, domain.ErrNoObject) when
+// the key does not exist.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return nil, 0, fmt.Errorf("s3: get %s: %w", key, err)
+		return nil, 0, missing(fmt.Errorf("s3: get %s: %w", key, err))
 	}
 	return out.Body, aws.ToInt64(out.ContentLength), nil
 }
@@ -115,21 +118,33 @@ func (s *Store) PresignPut(ctx context.Context, key string, size int64, ttl time
 	return req.URL, nil
 }
 
-// IsNotFound reports whether err says the object does not exist.
-func IsNotFound(err error) bool {
-	if err == nil {
-		return false
-	}
+// notFound reports whether err says the object does not exist.
+func notFound(err error) bool {
 	var nsk *types.NoSuchKey
 	var nf *types.NotFound
 	return errors.As(err, &nsk) || errors.As(err, &nf)
 }
 
-// Size returns the size of key; IsNotFound(err) when it does not exist.
+// missingError adds domain.ErrNoObject to the chain of an S3 error that says the object does not
+// exist, keeping the message and the SDK's error.
+type missingError struct{ err error }
+
+func (e *missingError) Error() string   { return e.err.Error() }
+func (e *missingError) Unwrap() []error { return []error{domain.ErrNoObject, e.err} }
+
+// missing marks err with domain.ErrNoObject when it says the object does not exist.
+func missing(err error) error {
+	if notFound(err) {
+		return &missingError{err: err}
+	}
+	return err
+}
+
+// Size returns the size of key; errors.Is(err, domain.ErrNoObject) when it does not exist.
 func (s *Store) Size(ctx context.Context, key string) (int64, error) {
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return 0, fmt.Errorf("s3: head %s: %w", key, err)
+		return 0, missing(fmt.Errorf("s3: head %s: %w", key, err))
 	}
 	return aws.ToInt64(out.ContentLength), nil
 }

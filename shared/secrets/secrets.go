@@ -13,8 +13,8 @@
 // Nothing else is a reference. The forms are narrow on purpose: whoever sets a model's
 // credential_ref also sets its base_url, so a reference that could name any variable or secret of
 // the worker (AWS_SESSION_TOKEN, the database secret) would send it to a host of their choosing.
-// The API refuses other values when a model is stored, and the resolver refuses them again when
-// a request runs, whatever is in the table.
+// domain.CredentialPolicy declares the forms; the API refuses other values when a model is
+// stored, and the resolver refuses them again when a request runs, whatever is in the table.
 package secrets
 
 import (
@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,77 +31,6 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 )
-
-// EnvPrefix is the one prefix an env: reference may name. Declared here only; the local stack and
-// the documentation name their upstream keys with it.
-const EnvPrefix = "FUSILLADE_UPSTREAM_KEY_"
-
-// Kind is the form of a reference.
-type Kind int
-
-// The forms of a reference.
-const (
-	KindNone   Kind = iota // "": no credential
-	KindEnv                // env:FUSILLADE_UPSTREAM_KEY_<NAME>
-	KindSecret             // a Secrets Manager ARN under the upstream-secret prefix
-)
-
-// Ref is a parsed reference: Name is the environment variable or the secret's ARN.
-type Ref struct {
-	Kind Kind
-	Name string
-}
-
-// Policy decides which references are allowed.
-type Policy struct {
-	// ARNPrefix is what every Secrets Manager reference must start with (UPSTREAM_SECRET_ARN_PREFIX
-	// without its trailing IAM wildcard). Empty, the default, allows no ARN at all.
-	ARNPrefix string
-}
-
-// Parse checks ref against the allowed forms. The error is a *domain.Error naming the forms; it
-// never contains ref, which may be a secret pasted by mistake.
-func (p Policy) Parse(ref string) (Ref, error) {
-	if ref == "" {
-		return Ref{Kind: KindNone}, nil
-	}
-	if name, ok := strings.CutPrefix(ref, "env:"); ok {
-		if rest, ok := strings.CutPrefix(name, EnvPrefix); ok && rest != "" && onlyRunes(rest, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") {
-			return Ref{Kind: KindEnv, Name: name}, nil
-		}
-		return Ref{}, p.refused()
-	}
-	if p.ARNPrefix != "" {
-		// The characters Secrets Manager allows in a secret name, plus the "-" of its suffix.
-		if rest, ok := strings.CutPrefix(ref, p.ARNPrefix); ok && rest != "" &&
-			onlyRunes(rest, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+=.@-") {
-			return Ref{Kind: KindSecret, Name: ref}, nil
-		}
-	}
-	return Ref{}, p.refused()
-}
-
-// Forms describes the allowed references, for error messages.
-func (p Policy) Forms() string {
-	env := fmt.Sprintf(`"env:%s<NAME>" (NAME of A-Z, 0-9 and _)`, EnvPrefix)
-	if p.ARNPrefix == "" {
-		return fmt.Sprintf(`credential_ref must be "" (no credential) or %s; Secrets Manager ARNs are refused because UPSTREAM_SECRET_ARN_PREFIX is not set. It holds a reference, never the secret itself.`, env)
-	}
-	return fmt.Sprintf(`credential_ref must be "" (no credential), %s or a Secrets Manager ARN starting with %q. It holds a reference, never the secret itself.`, env, p.ARNPrefix)
-}
-
-func (p Policy) refused() *domain.Error {
-	return &domain.Error{Code: domain.EInvalid, Param: "credential_ref", Reason: domain.CodeCredentialRefNotAllowed, Message: p.Forms()}
-}
-
-func onlyRunes(s, allowed string) bool {
-	for _, r := range s {
-		if !strings.ContainsRune(allowed, r) {
-			return false
-		}
-	}
-	return true
-}
 
 // Fetcher is the one Secrets Manager call the resolver needs.
 type Fetcher interface {
@@ -113,7 +41,7 @@ type Fetcher interface {
 type Resolver struct {
 	getenv func(string) string
 	sm     Fetcher // nil when no AWS access (local runs)
-	policy Policy
+	policy domain.CredentialPolicy
 	ttl    time.Duration
 	now    func() time.Time
 
@@ -127,15 +55,15 @@ type cached struct {
 }
 
 // NewResolver builds a resolver that resolves only the references policy allows; sm may be nil.
-func NewResolver(getenv func(string) string, sm Fetcher, policy Policy) *Resolver {
+func NewResolver(getenv func(string) string, sm Fetcher, policy domain.CredentialPolicy) *Resolver {
 	return &Resolver{getenv: getenv, sm: sm, policy: policy, ttl: 5 * time.Minute, now: time.Now, cache: map[string]cached{}}
 }
 
 // Policy is the resolver's policy, which the API also applies when a model is stored.
-func (r *Resolver) Policy() Policy { return r.policy }
+func (r *Resolver) Policy() domain.CredentialPolicy { return r.policy }
 
 // Resolve returns the secret named by ref. A reference the policy does not allow is refused with
-// the *domain.Error of Policy.Parse (reason domain.CodeCredentialRefNotAllowed), before anything
+// the *domain.Error of domain.CredentialPolicy.Parse (reason domain.CodeCredentialRefNotAllowed), before anything
 // is read.
 func (r *Resolver) Resolve(ctx context.Context, ref string) (string, error) {
 	parsed, err := r.policy.Parse(ref)
@@ -143,11 +71,11 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (string, error) {
 		return "", err
 	}
 	switch parsed.Kind {
-	case KindNone:
+	case domain.CredentialNone:
 		return "", nil
-	case KindEnv:
+	case domain.CredentialEnv:
 		return r.getenv(parsed.Name), nil
-	case KindSecret:
+	case domain.CredentialSecret:
 		raw, err := r.fetch(ctx, parsed.Name)
 		if err != nil {
 			return "", err

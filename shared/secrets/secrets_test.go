@@ -37,7 +37,7 @@ func TestReferencesResolveFromTheEnvironmentOrSecretsManager(t *testing.T) {
 		upstreamPrefix + "json":  `{"api_key":"sk-json"}`,
 	}}
 	r := secrets.NewResolver(func(k string) string { return map[string]string{"FUSILLADE_UPSTREAM_KEY_UP": "sk-env"}[k] }, f,
-		secrets.Policy{ARNPrefix: upstreamPrefix})
+		domain.CredentialPolicy{ARNPrefix: upstreamPrefix})
 	ctx := context.Background()
 	for ref, want := range map[string]string{
 		"":                              "",
@@ -61,7 +61,7 @@ func TestReferencesResolveFromTheEnvironmentOrSecretsManager(t *testing.T) {
 func TestDatabaseURLFromAnRDSSecret(t *testing.T) {
 	t.Parallel()
 	f := &fetcher{values: map[string]string{"arn:db": `{"username":"app","password":"p@ss:w/rd","host":"db.local","port":5432,"dbname":"fusillade"}`}}
-	r := secrets.NewResolver(func(string) string { return "" }, f, secrets.Policy{})
+	r := secrets.NewResolver(func(string) string { return "" }, f, domain.CredentialPolicy{})
 	u, err := r.DatabaseURL(context.Background(), "arn:db")
 	require.NoError(t, err)
 	require.Equal(t, "postgres://app:p%40ss%3Aw%2Frd@db.local:5432/fusillade?sslmode=require", u)
@@ -69,41 +69,41 @@ func TestDatabaseURLFromAnRDSSecret(t *testing.T) {
 
 func TestReferenceParserAcceptsOnlyTheAllowedForms(t *testing.T) {
 	t.Parallel()
-	on := secrets.Policy{ARNPrefix: upstreamPrefix}
-	off := secrets.Policy{}
+	on := domain.CredentialPolicy{ARNPrefix: upstreamPrefix}
+	off := domain.CredentialPolicy{}
 	for _, c := range []struct {
 		name   string
-		policy secrets.Policy
+		policy domain.CredentialPolicy
 		ref    string
-		want   secrets.Ref
+		want   domain.CredentialRef
 		ok     bool // false: refused
 	}{
-		{"empty is no credential", on, "", secrets.Ref{Kind: secrets.KindNone}, true},
-		{"empty without a prefix", off, "", secrets.Ref{Kind: secrets.KindNone}, true},
-		{"env under the prefix", on, "env:FUSILLADE_UPSTREAM_KEY_OPENAI", secrets.Ref{Kind: secrets.KindEnv, Name: "FUSILLADE_UPSTREAM_KEY_OPENAI"}, true},
-		{"env with digits and underscores", off, "env:FUSILLADE_UPSTREAM_KEY_A_1", secrets.Ref{Kind: secrets.KindEnv, Name: "FUSILLADE_UPSTREAM_KEY_A_1"}, true},
-		{"ARN under the prefix", on, upstreamPrefix + "openai-AbCdEf", secrets.Ref{Kind: secrets.KindSecret, Name: upstreamPrefix + "openai-AbCdEf"}, true},
-		{"ARN with a nested name", on, upstreamPrefix + "team/a+b=c.d@e_f-AbCdEf", secrets.Ref{Kind: secrets.KindSecret, Name: upstreamPrefix + "team/a+b=c.d@e_f-AbCdEf"}, true},
+		{"empty is no credential", on, "", domain.CredentialRef{Kind: domain.CredentialNone}, true},
+		{"empty without a prefix", off, "", domain.CredentialRef{Kind: domain.CredentialNone}, true},
+		{"env under the prefix", on, "env:FUSILLADE_UPSTREAM_KEY_OPENAI", domain.CredentialRef{Kind: domain.CredentialEnv, Name: "FUSILLADE_UPSTREAM_KEY_OPENAI"}, true},
+		{"env with digits and underscores", off, "env:FUSILLADE_UPSTREAM_KEY_A_1", domain.CredentialRef{Kind: domain.CredentialEnv, Name: "FUSILLADE_UPSTREAM_KEY_A_1"}, true},
+		{"ARN under the prefix", on, upstreamPrefix + "openai-AbCdEf", domain.CredentialRef{Kind: domain.CredentialSecret, Name: upstreamPrefix + "openai-AbCdEf"}, true},
+		{"ARN with a nested name", on, upstreamPrefix + "team/a+b=c.d@e_f-AbCdEf", domain.CredentialRef{Kind: domain.CredentialSecret, Name: upstreamPrefix + "team/a+b=c.d@e_f-AbCdEf"}, true},
 
-		{"a raw key", on, "sk-proj-abcdef0123456789", secrets.Ref{}, false},
-		{"a bearer header", on, "Bearer sk-abc", secrets.Ref{}, false},
-		{"the worker's AWS credentials", on, "env:AWS_SESSION_TOKEN", secrets.Ref{}, false},
-		{"the worker's AWS secret key", on, "env:AWS_SECRET_ACCESS_KEY", secrets.Ref{}, false},
-		{"the database URL", on, "env:DATABASE_URL", secrets.Ref{}, false},
-		{"the prefix alone", on, "env:FUSILLADE_UPSTREAM_KEY_", secrets.Ref{}, false},
-		{"the prefix in lower case", on, "env:fusillade_upstream_key_x", secrets.Ref{}, false},
-		{"a name that only contains the prefix", on, "env:X_FUSILLADE_UPSTREAM_KEY_X", secrets.Ref{}, false},
-		{"a lower-case name", on, "env:FUSILLADE_UPSTREAM_KEY_openai", secrets.Ref{}, false},
-		{"env with a space", on, "env:FUSILLADE_UPSTREAM_KEY_A B", secrets.Ref{}, false},
-		{"env without a name", on, "env:", secrets.Ref{}, false},
-		{"the database secret", on, "arn:aws:secretsmanager:us-east-1:1:secret:fusillade/db-AbCdEf", secrets.Ref{}, false},
-		{"a secret of another account", on, "arn:aws:secretsmanager:us-east-1:2:secret:fusillade/upstream/x", secrets.Ref{}, false},
-		{"the ARN prefix alone", on, upstreamPrefix, secrets.Ref{}, false},
-		{"an ARN with a newline", on, upstreamPrefix + "x\nInjected: 1", secrets.Ref{}, false},
-		{"an ARN with a wildcard", on, upstreamPrefix + "*", secrets.Ref{}, false},
-		{"any ARN when no prefix is configured", off, upstreamPrefix + "openai-AbCdEf", secrets.Ref{}, false},
-		{"a secret name instead of an ARN", on, "fusillade/upstream/openai", secrets.Ref{}, false},
-		{"another scheme", on, "file:/etc/passwd", secrets.Ref{}, false},
+		{"a raw key", on, "sk-proj-abcdef0123456789", domain.CredentialRef{}, false},
+		{"a bearer header", on, "Bearer sk-abc", domain.CredentialRef{}, false},
+		{"the worker's AWS credentials", on, "env:AWS_SESSION_TOKEN", domain.CredentialRef{}, false},
+		{"the worker's AWS secret key", on, "env:AWS_SECRET_ACCESS_KEY", domain.CredentialRef{}, false},
+		{"the database URL", on, "env:DATABASE_URL", domain.CredentialRef{}, false},
+		{"the prefix alone", on, "env:FUSILLADE_UPSTREAM_KEY_", domain.CredentialRef{}, false},
+		{"the prefix in lower case", on, "env:fusillade_upstream_key_x", domain.CredentialRef{}, false},
+		{"a name that only contains the prefix", on, "env:X_FUSILLADE_UPSTREAM_KEY_X", domain.CredentialRef{}, false},
+		{"a lower-case name", on, "env:FUSILLADE_UPSTREAM_KEY_openai", domain.CredentialRef{}, false},
+		{"env with a space", on, "env:FUSILLADE_UPSTREAM_KEY_A B", domain.CredentialRef{}, false},
+		{"env without a name", on, "env:", domain.CredentialRef{}, false},
+		{"the database secret", on, "arn:aws:secretsmanager:us-east-1:1:secret:fusillade/db-AbCdEf", domain.CredentialRef{}, false},
+		{"a secret of another account", on, "arn:aws:secretsmanager:us-east-1:2:secret:fusillade/upstream/x", domain.CredentialRef{}, false},
+		{"the ARN prefix alone", on, upstreamPrefix, domain.CredentialRef{}, false},
+		{"an ARN with a newline", on, upstreamPrefix + "x\nInjected: 1", domain.CredentialRef{}, false},
+		{"an ARN with a wildcard", on, upstreamPrefix + "*", domain.CredentialRef{}, false},
+		{"any ARN when no prefix is configured", off, upstreamPrefix + "openai-AbCdEf", domain.CredentialRef{}, false},
+		{"a secret name instead of an ARN", on, "fusillade/upstream/openai", domain.CredentialRef{}, false},
+		{"another scheme", on, "file:/etc/passwd", domain.CredentialRef{}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := c.policy.Parse(c.ref)
@@ -134,7 +134,7 @@ func TestResolverRefusesReferencesOutsideTheAllowedForms(t *testing.T) {
 	f := &fetcher{values: map[string]string{"arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf": `{"password":"db"}`}}
 	env := map[string]string{"AWS_SESSION_TOKEN": "session", "DATABASE_URL": "postgres://u:p@db/x"}
 	read := 0
-	r := secrets.NewResolver(func(k string) string { read++; return env[k] }, f, secrets.Policy{ARNPrefix: upstreamPrefix})
+	r := secrets.NewResolver(func(k string) string { read++; return env[k] }, f, domain.CredentialPolicy{ARNPrefix: upstreamPrefix})
 	for _, ref := range []string{"env:AWS_SESSION_TOKEN", "env:DATABASE_URL", "arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf"} {
 		got, err := r.Resolve(context.Background(), ref)
 		require.Error(t, err, ref)

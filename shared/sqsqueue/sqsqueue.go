@@ -87,7 +87,7 @@ func (q *Queue) sendBatch(ctx context.Context, work []domain.Work) ([]domain.Wor
 	return bad, nil
 }
 
-// Send enqueues one JSON message (populate messages).
+// Send enqueues one JSON message.
 func (q *Queue) Send(ctx context.Context, v any) error {
 	body, err := json.Marshal(v)
 	if err != nil {
@@ -105,7 +105,7 @@ func (q *Queue) Send(ctx context.Context, v any) error {
 //
 // SQS delays are whole seconds (at most 15 minutes) while back-offs are jittered fractions. The
 // delay is rounded down and the message carries the exact time it is due, which the receiver
-// waits for (see Kick.Wait): rounding to the nearest second delivered half the kicks before the
+// waits for (see domain.Kick.Wait): rounding to the nearest second delivered half the kicks before the
 // back-off ended, when the claim found nothing to take and the retry sat until the next dispatch;
 // rounding up would start retries up to a second late.
 func (q *Queue) SendKick(ctx context.Context, model string, delay time.Duration) error {
@@ -127,34 +127,9 @@ type message struct {
 	Due       int64  `json:"t,omitempty"` // a kick's due time, Unix nanoseconds; 0 = now
 }
 
-// Kick asks for a refill of Model once Due has passed.
-type Kick struct {
-	Model string
-	Due   time.Time // zero: at once
-}
-
-// maxKickWait bounds how long a received kick is held back: the rounding of its SQS delay is
-// under a second; a kick due later than that (a back-off beyond SQS's 15-minute cap) is run at
-// once, claims nothing, and the scheduled dispatch takes over.
-const maxKickWait = time.Second
-
-// Wait blocks until the kick is due (at most maxKickWait) or ctx ends.
-func (k Kick) Wait(ctx context.Context) {
-	d := time.Until(k.Due)
-	if d <= 0 || d > maxKickWait {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 // ParseMessage decodes a work-queue message body into a claimed request or, for a kick, the
 // model to refill and when.
-func ParseMessage(body string) (w domain.Work, kick Kick, err error) {
+func ParseMessage(body string) (w domain.Work, kick domain.Kick, err error) {
 	var m message
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		return w, kick, fmt.Errorf("sqs: malformed work message: %w", err)
@@ -175,4 +150,21 @@ func ParseMessage(body string) (w domain.Work, kick Kick, err error) {
 // PopulateMessage asks the populate function to expand a batch's input file.
 type PopulateMessage struct {
 	BatchID string `json:"batch_id"`
+}
+
+// SendPopulate asks the populate function to expand batchID's input file.
+func (q *Queue) SendPopulate(ctx context.Context, batchID string) error {
+	return q.Send(ctx, PopulateMessage{BatchID: batchID})
+}
+
+// ParsePopulate decodes a populate-queue message body into the batch to expand.
+func ParsePopulate(body string) (batchID string, err error) {
+	var m PopulateMessage
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		return "", fmt.Errorf("sqs: malformed populate message: %w", err)
+	}
+	if m.BatchID == "" {
+		return "", fmt.Errorf("sqs: malformed populate message: no batch id")
+	}
+	return m.BatchID, nil
 }

@@ -58,5 +58,5 @@ func TestAKickCarriesTheExactTimeItIsDue(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	Kick{Model: "m", Due: time.Now().Add(maxKickWait / 2)}.Wait(ctx) // the invocation ending cuts the wait short
+	domain.Kick{Model: "m", Due: time.Now().Add(domain.MaxKickWait / 2)}.Wait(ctx) // the invocation ending cuts the wait short
 }

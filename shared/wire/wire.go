@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/fusillade/fusillade/shared/config"
+	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
 	"github.com/fusillade/fusillade/shared/httpapi"
 	"github.com/fusillade/fusillade/shared/ingest"
@@ -91,7 +92,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 	if cfg.DatabaseSecretARN != "" || opts.AWS == nil {
 		sm = secretsmanager.NewFromConfig(awsCfg)
 	}
-	res := secrets.NewResolver(opts.Getenv, sm, secrets.Policy{ARNPrefix: cfg.UpstreamSecretARNPrefix})
+	res := secrets.NewResolver(opts.Getenv, sm, domain.CredentialPolicy{ARNPrefix: cfg.UpstreamSecretARNPrefix})
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		var err error
@@ -184,7 +185,7 @@ func Migrate(ctx context.Context, cfg config.Config) (version, applied int, err 
 		if err != nil {
 			return 0, 0, fmt.Errorf("aws config: %w", err)
 		}
-		res := secrets.NewResolver(os.Getenv, secretsmanager.NewFromConfig(awsCfg), secrets.Policy{})
+		res := secrets.NewResolver(os.Getenv, secretsmanager.NewFromConfig(awsCfg), domain.CredentialPolicy{})
 		if dbURL, err = res.DatabaseURL(ctx, cfg.DatabaseSecretARN); err != nil {
 			return 0, 0, err
 		}

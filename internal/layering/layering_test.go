@@ -1,0 +1,93 @@
+package layering
+
+import (
+	"go/build"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/fusillade/fusillade/"
+
+// core are the packages that hold fusillade's behaviour. They and every package of the module
+// they import (directly or not) must not import an adapter.
+var core = []string{"shared/domain", "shared/engine", "shared/httpapi", "shared/ingest", "shared/lambdafn"}
+
+// adapters are the packages that implement the domain's interfaces on a technology, and the
+// client libraries of those technologies.
+var adapters = []string{
+	module + "shared/postgres",
+	module + "shared/s3blob",
+	module + "shared/sqsqueue",
+	module + "shared/secrets",
+	"github.com/jackc/pgx",
+	"github.com/aws/aws-sdk-go-v2/service/",
+}
+
+func isAdapter(path string) bool {
+	for _, a := range adapters {
+		if path == a || strings.HasPrefix(path, strings.TrimSuffix(a, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// repoRoot is the module's root, two directories above this file.
+func repoRoot(t *testing.T) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("no caller information")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// violations returns "importer imports adapter" for every adapter import reachable from the
+// packages start (module-relative paths), reading the non-test Go files of each package with the
+// default build constraints.
+func violations(t *testing.T, root string, start []string) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	var bad []string
+	var visit func(rel string)
+	visit = func(rel string) {
+		if seen[rel] {
+			return
+		}
+		seen[rel] = true
+		pkg, err := build.Default.ImportDir(filepath.Join(root, filepath.FromSlash(rel)), 0)
+		if err != nil {
+			t.Fatalf("read package %s: %v", rel, err)
+		}
+		for _, imp := range pkg.Imports {
+			if isAdapter(imp) {
+				bad = append(bad, rel+" imports "+imp)
+				continue
+			}
+			if next, ok := strings.CutPrefix(imp, module); ok {
+				visit(next)
+			}
+		}
+	}
+	for _, rel := range start {
+		visit(rel)
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+func TestCorePackagesImportNoAdapter(t *testing.T) {
+	for _, v := range violations(t, repoRoot(t), core) {
+		t.Errorf("%s: the core speaks shared/domain's types; an adapter belongs in shared/wire or a main", v)
+	}
+}
+
+// The check reads real packages: the wiring does import adapters, so an empty answer above is
+// not an accident of paths.
+func TestTheLayeringCheckSeesTheAdaptersOfTheWiring(t *testing.T) {
+	if len(violations(t, repoRoot(t), []string{"shared/wire"})) == 0 {
+		t.Fatal("shared/wire imports postgres, s3blob, sqsqueue and secrets, yet no adapter import was found")
+	}
+}

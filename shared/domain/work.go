@@ -1,0 +1,64 @@
+package domain
+
+import (
+	"context"
+	"time"
+)
+
+// Finished is a request whose outcome was persisted, with the state it ended in (which differs
+// from the one asked for when a retry met a cancelled or expired batch).
+type Finished struct {
+	RequestID string
+	BatchID   string
+	State     RequestState
+}
+
+// Rescued is a request returned to pending by Rescue (or ended, when its batch was cancelled or
+// expired meanwhile).
+type Rescued struct {
+	RequestID string
+	Model     string
+	BatchID   string
+	State     RequestState
+}
+
+// Sealed describes a result file written to S3 by finalisation.
+type Sealed struct {
+	Key   string
+	Bytes int64
+	Lines int
+}
+
+// Abort is a running request that must be stopped, with the state and code to record.
+type Abort struct {
+	RequestID string
+	State     RequestState
+	Code      string
+}
+
+// Expired is a batch whose window closed.
+type Expired struct {
+	BatchID string
+	Status  BatchStatus // expired (never started) or in_progress (to be sealed as expired)
+}
+
+// PurgeObjects deletes stored objects; the purge uses it so that rows go only after their
+// objects are gone (no orphaned objects).
+type PurgeObjects func(ctx context.Context, keys []string) error
+
+// PurgeStats counts what one Purge call removed.
+type PurgeStats struct {
+	Requests, Batches, Files, ErasedPrompts, IdempotencyKeys int
+}
+
+// WorkerRecord is a liveness record of one worker or dispatcher instance.
+type WorkerRecord struct {
+	ID          string     `json:"id"`
+	Function    string     `json:"function"`
+	StartedAt   time.Time  `json:"started_at"`
+	HeartbeatAt time.Time  `json:"heartbeat_at"`
+	StoppedAt   *time.Time `json:"stopped_at"`
+	Invocations int64      `json:"invocations"`
+	Processed   int64      `json:"processed"`
+	Failed      int64      `json:"failed"`
+}

@@ -116,10 +116,11 @@ WHERE id = $1 AND status = 'validating';
 -- The guarded step that elects exactly one finaliser: the batch must be running (or cancelling),
 -- not already being sealed, and have no unfinished request. Called after the commit of a
 -- request's last write, so the caller that committed last is guaranteed to see every other
--- request finished. A cancelling batch keeps its status while it is sealed.
+-- request finished. A cancelling batch keeps its status while it is sealed. A deleted batch is
+-- never sealed: nothing reads its files again, and a concurrent purge may be dropping its rows.
 UPDATE batches b
 SET finalizing_at = $2, status = CASE WHEN b.status = 'in_progress' THEN 'finalizing' ELSE b.status END
-WHERE b.id = $1 AND b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL
+WHERE b.id = $1 AND b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL AND b.deleted_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing'))
 RETURNING b.tenant_id;
 
@@ -149,15 +150,17 @@ SELECT coalesce(output_file_id, ''), coalesce(error_file_id, '') FROM batches WH
 
 -- name: BatchesToFinalize
 -- Safety net for the sweep: running or cancelling batches with no unfinished request that nobody
--- is sealing, and sealings that stalled (started before $1).
+-- is sealing, and sealings that stalled (started before $1); deleted batches are never sealed.
 SELECT b.id FROM batches b
-WHERE (b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL
-       AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing')))
-   OR (b.status IN ('finalizing', 'cancelling') AND b.finalizing_at < $1)
+WHERE b.deleted_at IS NULL
+  AND ((b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing')))
+    OR (b.status IN ('finalizing', 'cancelling') AND b.finalizing_at < $1))
 LIMIT 100;
 
 -- name: RestartFinalize
-UPDATE batches SET finalizing_at = $2 WHERE id = $1 AND status IN ('finalizing', 'cancelling') AND finalizing_at < $3
+UPDATE batches SET finalizing_at = $2
+WHERE id = $1 AND status IN ('finalizing', 'cancelling') AND finalizing_at < $3 AND deleted_at IS NULL
 RETURNING tenant_id;
 
 -- ─── requests: ingest ──────────────────────────────────────────────────────────────────────────

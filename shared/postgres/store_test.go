@@ -261,3 +261,30 @@ func TestPurgeForgetsIdempotencyKeysAfterADay(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"new"}, left)
 }
+
+// A deleted batch is never sealed, by the last worker or by the sweep: nothing reads its files
+// again, and a concurrent purge may be dropping its requests, files and row (two sweeps racing
+// on a deleted batch used to fail the seal with "no rows").
+func TestADeletedBatchIsNeverSealed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	f.model(t, "m", 10)
+	id := f.batch(t, 1, "m")
+	c, err := f.store.ClaimForModel(ctx, "m", 10, 0, f.now)
+	require.NoError(t, err)
+	require.Len(t, c, 1)
+	_, err = f.store.StartProcessing(ctx, c[0].Work, "w1", f.now)
+	require.NoError(t, err)
+	require.NoError(t, f.store.DeleteBatch(ctx, f.tenant, id, f.now))
+	won, err := f.store.FinishMany(ctx, []domain.Outcome{{Work: c[0].Work, State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{}`)}}, f.now)
+	require.NoError(t, err)
+	require.Len(t, won, 1)
+
+	ids, err := f.store.BatchesToFinalize(ctx, f.now.Add(time.Hour))
+	require.NoError(t, err)
+	require.NotContains(t, ids, id)
+	_, ok, err := f.store.BeginFinalize(ctx, id, f.now)
+	require.NoError(t, err)
+	require.False(t, ok, "the last worker of a deleted batch does not seal it")
+}

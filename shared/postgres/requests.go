@@ -121,13 +121,7 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 	if err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
-	won, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Finished, error) {
-		var f domain.Finished
-		var state string
-		err := r.Scan(&f.RequestID, &f.BatchID, &state)
-		f.State = domain.RequestState(state)
-		return f, err
-	})
+	won, err := pgx.CollectRows(rows, scanFinished)
 	if err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
@@ -154,13 +148,7 @@ func (s *Store) FinishLanded(ctx context.Context, outs []domain.Outcome, now tim
 	if err != nil {
 		return nil, fmt.Errorf("finish landed: %w", err)
 	}
-	landed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Finished, error) {
-		var f domain.Finished
-		var state string
-		err := r.Scan(&f.RequestID, &f.BatchID, &state)
-		f.State = domain.RequestState(state)
-		return f, err
-	})
+	landed, err := pgx.CollectRows(rows, scanFinished)
 	if err != nil {
 		return nil, fmt.Errorf("finish landed: %w", err)
 	}
@@ -319,4 +307,14 @@ func (s *Store) ListWorkers(ctx context.Context, limit int) ([]domain.WorkerReco
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.WorkerRecord])
+}
+
+// scanFinished reads a (request id, batch id, state) row, the shape FinishMany and FinishLanded
+// return.
+func scanFinished(r pgx.CollectableRow) (domain.Finished, error) {
+	var f domain.Finished
+	var state string
+	err := r.Scan(&f.RequestID, &f.BatchID, &state)
+	f.State = domain.RequestState(state)
+	return f, err
 }

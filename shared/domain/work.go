@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"context"
 	"time"
 )
 
@@ -42,11 +41,18 @@ type Expired struct {
 	Status  BatchStatus // expired (never started) or in_progress (to be sealed as expired)
 }
 
-// PurgeObjects deletes stored objects; the purge uses it so that rows go only after their
-// objects are gone (no orphaned objects).
-type PurgeObjects func(ctx context.Context, keys []string) error
+// PurgeableBatch is a deleted batch whose requests are gone: its output and error objects, then
+// its rows, can go.
+type PurgeableBatch struct{ ID, TenantID string }
 
-// PurgeStats counts what one Purge call removed.
+// PurgeableFile is an input file that was deleted (its copied prompts are erased first) or whose
+// expires_after passed; ObjectKey is "" when it has no object.
+type PurgeableFile struct {
+	ID, TenantID, ObjectKey string
+	Deleted                 bool
+}
+
+// PurgeStats counts what one purge round removed.
 type PurgeStats struct {
 	Requests, Batches, Files, ErasedPrompts, IdempotencyKeys int
 }

@@ -37,7 +37,14 @@ type Store interface {
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	CancelMarks(ctx context.Context, ids []string) ([]domain.Abort, error)
 	ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired, error)
-	Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects domain.PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (domain.PurgeStats, error)
+	// The purge's primitives (see Engine.purge): rows in, rows out, no object storage inside.
+	PurgeRequests(ctx context.Context, chunk int, graceBefore time.Time) (int, error)
+	PurgeIdempotencyKeys(ctx context.Context, chunk int, before time.Time) (int, error)
+	PurgeableBatches(ctx context.Context, chunk int, graceBefore time.Time) ([]domain.PurgeableBatch, error)
+	DropBatches(ctx context.Context, ids []string, graceBefore time.Time) (int, error)
+	PurgeableFiles(ctx context.Context, chunk int, graceBefore, now time.Time) ([]domain.PurgeableFile, error)
+	ErasePromptsOfFile(ctx context.Context, fileID string, chunk int) (int, error)
+	DropFiles(ctx context.Context, ids []string, graceBefore, now time.Time) (int, error)
 	Heartbeat(ctx context.Context, w domain.WorkerRecord, now time.Time) error
 	StopWorker(ctx context.Context, id string, now time.Time) error
 	// Transient reports whether an error of this store says the statement may succeed when tried

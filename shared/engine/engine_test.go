@@ -97,6 +97,8 @@ func (q *queue) take() []domain.Work {
 type blobs struct {
 	mu      sync.Mutex
 	objects map[string][]byte
+	// onDelete, when set, runs before each Delete (outside the lock).
+	onDelete func(key string)
 }
 
 func (b *blobs) Put(_ context.Context, key string, r io.Reader, _ string) error {
@@ -111,6 +113,9 @@ func (b *blobs) Put(_ context.Context, key string, r io.Reader, _ string) error 
 }
 
 func (b *blobs) Delete(_ context.Context, key string) error {
+	if b.onDelete != nil {
+		b.onDelete(key)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.objects, key)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
@@ -110,19 +111,11 @@ func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
 func (e *Engine) purge(ctx context.Context, now time.Time) (domain.PurgeStats, error) {
 	var total domain.PurgeStats
 	grace := now.Add(-e.cfg.ProcessingTimeout)
-	del := func(ctx context.Context, keys []string) error {
-		for _, k := range keys {
-			if err := e.blobs.Delete(ctx, k); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	for ctx.Err() == nil {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 5*time.Second {
 			break
 		}
-		st, err := e.store.Purge(ctx, e.cfg.PurgeChunk, now, grace, del, ObjectKey)
+		st, err := e.purgeRound(ctx, now, grace)
 		total.Requests += st.Requests
 		total.Batches += st.Batches
 		total.Files += st.Files
@@ -136,4 +129,75 @@ func (e *Engine) purge(ctx context.Context, now time.Time) (domain.PurgeStats, e
 		}
 	}
 	return total, nil
+}
+
+// purgeRound removes one chunk of each kind: requests of deleted batches, old idempotency keys,
+// then deleted batches and deleted or expired input files — their objects first and their rows
+// after, so a crash in between leaves rows to purge again, never an orphaned object. Object
+// storage is called between statements, never while a transaction holds row locks.
+func (e *Engine) purgeRound(ctx context.Context, now, grace time.Time) (domain.PurgeStats, error) {
+	var st domain.PurgeStats
+	var err error
+	chunk := e.cfg.PurgeChunk
+	if st.Requests, err = e.store.PurgeRequests(ctx, chunk, grace); err != nil {
+		return st, err
+	}
+	if st.IdempotencyKeys, err = e.store.PurgeIdempotencyKeys(ctx, chunk, now.Add(-domain.IdempotencyKeyTTL)); err != nil {
+		return st, err
+	}
+
+	batches, err := e.store.PurgeableBatches(ctx, chunk, grace)
+	if err != nil {
+		return st, err
+	}
+	var keys, ids []string
+	for _, b := range batches {
+		keys = append(keys, ObjectKey(b.TenantID, b.ID, true), ObjectKey(b.TenantID, b.ID, false))
+		ids = append(ids, b.ID)
+	}
+	if err := e.deleteObjects(ctx, keys); err != nil {
+		return st, fmt.Errorf("purge batch objects: %w", err)
+	}
+	if st.Batches, err = e.store.DropBatches(ctx, ids, grace); err != nil {
+		return st, err
+	}
+
+	files, err := e.store.PurgeableFiles(ctx, chunk, grace, now)
+	if err != nil {
+		return st, err
+	}
+	keys, ids = nil, nil
+	for _, f := range files {
+		if f.Deleted {
+			// Erase the prompts copied from a deleted file before its row (and the link) goes.
+			n, err := e.store.ErasePromptsOfFile(ctx, f.ID, chunk)
+			if err != nil {
+				return st, err
+			}
+			st.ErasedPrompts += n
+			if n == chunk {
+				continue // more to erase; the file comes round again in the next round
+			}
+		}
+		if f.ObjectKey != "" {
+			keys = append(keys, f.ObjectKey)
+		}
+		ids = append(ids, f.ID)
+	}
+	if err := e.deleteObjects(ctx, keys); err != nil {
+		return st, fmt.Errorf("purge file objects: %w", err)
+	}
+	st.Files, err = e.store.DropFiles(ctx, ids, grace, now)
+	return st, err
+}
+
+// deleteObjects deletes stored objects; deleting one that is already gone succeeds, so two
+// purgers of the same rows do no harm.
+func (e *Engine) deleteObjects(ctx context.Context, keys []string) error {
+	for _, k := range keys {
+		if err := e.blobs.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -170,10 +170,12 @@ func TestListBatchesSurvivesAPurgedInputFile(t *testing.T) {
 		CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour), OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
 
 	later := expires.Add(time.Minute)
-	none := func(context.Context, []string) error { return nil }
-	st, err := f.store.Purge(ctx, 100, later, later, none, func(string, string, bool) string { return "" })
+	files, err := f.store.PurgeableFiles(ctx, 100, later, later)
 	require.NoError(t, err)
-	require.Equal(t, 1, st.Files, "the expired input file is purged")
+	require.Len(t, files, 1)
+	dropped, err := f.store.DropFiles(ctx, []string{files[0].ID}, later, later)
+	require.NoError(t, err)
+	require.Equal(t, 1, dropped, "the expired input file is purged")
 
 	list, _, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 10})
 	require.NoError(t, err)

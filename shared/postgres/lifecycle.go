@@ -228,108 +228,95 @@ func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now tim
 	return cancelling, err
 }
 
-// Purge hard-deletes, in bounded chunks of up to chunk rows per table, what was soft-deleted
-// before graceBefore: requests of deleted batches, then deleted batches with their output and
-// error files and objects, then deleted or expired input files with their objects (erasing the
-// prompts copied from a deleted file first). Safe to run from several processes at once: each
-// chunk is claimed with SKIP LOCKED. Call it until it returns zero counts.
-func (s *Store) Purge(ctx context.Context, chunk int, now, graceBefore time.Time, deleteObjects domain.PurgeObjects, objectKey func(tenantID, batchID string, output bool) string) (domain.PurgeStats, error) {
-	var st domain.PurgeStats
+// The purge's primitives. The engine drives them (objects first, then rows, so that no object is
+// orphaned) and calls S3 between them, never inside a transaction. Each drop re-checks its row's
+// condition and skips rows another purger holds, so concurrent purgers share the work and a
+// repeated call changes nothing.
+
+// PurgeRequests deletes up to chunk requests of batches deleted before graceBefore.
+func (s *Store) PurgeRequests(ctx context.Context, chunk int, graceBefore time.Time) (int, error) {
 	tag, err := s.pool.Exec(ctx, q("PurgeRequests"), chunk, graceBefore)
 	if err != nil {
-		return st, fmt.Errorf("purge requests: %w", err)
+		return 0, fmt.Errorf("purge requests: %w", err)
 	}
-	st.Requests = int(tag.RowsAffected())
-	tag, err = s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, now.Add(-domain.IdempotencyKeyTTL))
-	if err != nil {
-		return st, fmt.Errorf("purge idempotency keys: %w", err)
-	}
-	st.IdempotencyKeys = int(tag.RowsAffected())
+	return int(tag.RowsAffected()), nil
+}
 
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, q("PurgeableBatches"), chunk, graceBefore)
-		if err != nil {
-			return err
-		}
-		type b struct{ id, tenant string }
-		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (b, error) {
-			var x b
-			err := r.Scan(&x.id, &x.tenant)
-			return x, err
-		})
-		if err != nil || len(got) == 0 {
-			return err
-		}
-		var keys []string
-		for _, x := range got {
-			keys = append(keys, objectKey(x.tenant, x.id, true), objectKey(x.tenant, x.id, false))
-		}
-		if err := deleteObjects(ctx, keys); err != nil {
-			return err
-		}
-		for _, x := range got {
-			if _, err := tx.Exec(ctx, q("DropBatch"), x.id); err != nil {
-				return err
-			}
-		}
-		st.Batches = len(got)
-		return nil
+// PurgeIdempotencyKeys forgets up to chunk idempotency keys recorded before before.
+func (s *Store) PurgeIdempotencyKeys(ctx context.Context, chunk int, before time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, before)
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// PurgeableBatches lists up to chunk batches deleted before graceBefore whose requests are gone.
+func (s *Store) PurgeableBatches(ctx context.Context, chunk int, graceBefore time.Time) ([]domain.PurgeableBatch, error) {
+	rows, err := s.pool.Query(ctx, q("PurgeableBatches"), chunk, graceBefore)
+	if err != nil {
+		return nil, fmt.Errorf("purgeable batches: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.PurgeableBatch, error) {
+		var b domain.PurgeableBatch
+		return b, r.Scan(&b.ID, &b.TenantID)
 	})
 	if err != nil {
-		return st, fmt.Errorf("purge batches: %w", err)
+		return nil, fmt.Errorf("purgeable batches: %w", err)
 	}
+	return got, nil
+}
 
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, q("PurgeableFiles"), chunk, graceBefore, now)
-		if err != nil {
-			return err
-		}
-		type f struct {
-			id, tenant, key string
-			deleted         bool
-		}
-		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (f, error) {
-			var x f
-			err := r.Scan(&x.id, &x.tenant, &x.key, &x.deleted)
-			return x, err
-		})
-		if err != nil || len(got) == 0 {
-			return err
-		}
-		var keys []string
-		var drop []string
-		for _, x := range got {
-			if x.deleted {
-				// Erase copied prompts before the file row (and with it the link) goes.
-				tag, err := tx.Exec(ctx, q("ErasePromptsOfFile"), x.id, chunk)
-				if err != nil {
-					return err
-				}
-				st.ErasedPrompts += int(tag.RowsAffected())
-				if tag.RowsAffected() == int64(chunk) {
-					continue // more to erase; the file's turn comes again on the next call
-				}
-			}
-			if x.key != "" {
-				keys = append(keys, x.key)
-			}
-			drop = append(drop, x.id)
-		}
-		if err := deleteObjects(ctx, keys); err != nil {
-			return err
-		}
-		for _, id := range drop {
-			if _, err := tx.Exec(ctx, q("DropFile"), id); err != nil {
-				return err
-			}
-			st.Files++
-		}
-		return nil
+// DropBatches deletes the listed batches with their output and error file rows, in one
+// statement, where they are still purgeable; it returns how many it deleted.
+func (s *Store) DropBatches(ctx context.Context, ids []string, graceBefore time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, q("DropBatches"), ids, graceBefore)
+	if err != nil {
+		return 0, fmt.Errorf("drop batches: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// PurgeableFiles lists up to chunk input files deleted before graceBefore or expired before now.
+func (s *Store) PurgeableFiles(ctx context.Context, chunk int, graceBefore, now time.Time) ([]domain.PurgeableFile, error) {
+	rows, err := s.pool.Query(ctx, q("PurgeableFiles"), chunk, graceBefore, now)
+	if err != nil {
+		return nil, fmt.Errorf("purgeable files: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.PurgeableFile, error) {
+		var f domain.PurgeableFile
+		return f, r.Scan(&f.ID, &f.TenantID, &f.ObjectKey, &f.Deleted)
 	})
 	if err != nil {
-		return st, fmt.Errorf("purge files: %w", err)
+		return nil, fmt.Errorf("purgeable files: %w", err)
 	}
-	return st, nil
+	return got, nil
+}
+
+// ErasePromptsOfFile empties up to chunk request bodies copied from the input file (the right to
+// erasure) and returns how many; requests in flight keep theirs until they finish.
+func (s *Store) ErasePromptsOfFile(ctx context.Context, fileID string, chunk int) (int, error) {
+	tag, err := s.pool.Exec(ctx, q("ErasePromptsOfFile"), fileID, chunk)
+	if err != nil {
+		return 0, fmt.Errorf("erase prompts: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// DropFiles deletes the listed input file rows, in one statement, where they are still
+// purgeable; it returns how many it deleted.
+func (s *Store) DropFiles(ctx context.Context, ids []string, graceBefore, now time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, q("DropFiles"), ids, graceBefore, now)
+	if err != nil {
+		return 0, fmt.Errorf("drop files: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // PendingByModelAndWindow counts unfinished requests per model whose batch deadline falls within

@@ -514,15 +514,24 @@ DELETE FROM requests WHERE id IN (
     LIMIT $1 FOR UPDATE SKIP LOCKED);
 
 -- name: PurgeableBatches
--- Deleted batches whose requests are all gone: their files and rows can go.
+-- Deleted batches whose requests are all gone: their objects, then their rows, can go. No lock:
+-- the engine deletes their objects before DropBatches, outside any transaction.
 SELECT b.id, b.tenant_id FROM batches b
 WHERE b.deleted_at IS NOT NULL AND b.deleted_at < $2
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id)
-LIMIT $1 FOR UPDATE SKIP LOCKED;
+ORDER BY b.id
+LIMIT $1;
 
--- name: DropBatch
-WITH f AS (DELETE FROM files WHERE batch_id = $1 RETURNING 1)
-DELETE FROM batches WHERE id = $1 AND (SELECT count(*) FROM f) >= 0;
+-- name: DropBatches
+-- Set-based: the listed batches that are still purgeable, with their output and error file rows.
+-- SKIP LOCKED leaves a batch another purger is dropping to that purger.
+WITH b AS (
+    SELECT id FROM batches
+    WHERE id = ANY($1::text[]) AND deleted_at IS NOT NULL AND deleted_at < $2
+      AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = batches.id)
+    FOR UPDATE SKIP LOCKED),
+f AS (DELETE FROM files WHERE batch_id IN (SELECT id FROM b))
+DELETE FROM batches WHERE id IN (SELECT id FROM b);
 
 -- name: ErasePromptsOfFile
 -- Right to erasure: the prompts copied from a deleted input file into its batches' requests.
@@ -533,17 +542,23 @@ UPDATE requests SET body = ''::bytea WHERE id IN (
 
 -- name: PurgeableFiles
 -- Input files that were deleted, or whose expires_after passed. A file still referenced by a
--- deleted batch waits until that batch is purged: dropping the file writes the batch row (ON
--- DELETE SET NULL), and a concurrent purger holding that batch row for PurgeableBatches would
--- otherwise lock batches in the opposite order and deadlock.
+-- deleted batch waits until that batch is purged, so that dropping the file (ON DELETE SET NULL
+-- writes the batch row) never meets DropBatches on the same batch row.
 SELECT f.id, f.tenant_id, coalesce(f.object_key, ''), f.deleted_at IS NOT NULL
 FROM files f
 WHERE f.purpose = 'batch' AND (f.deleted_at < $2 OR (f.deleted_at IS NULL AND f.expires_at < $3))
   AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = f.id AND b.deleted_at IS NOT NULL)
-LIMIT $1 FOR UPDATE OF f SKIP LOCKED;
+ORDER BY f.id
+LIMIT $1;
 
--- name: DropFile
-DELETE FROM files WHERE id = $1;
+-- name: DropFiles
+-- Set-based: the listed input files that are still purgeable; SKIP LOCKED as in DropBatches.
+DELETE FROM files WHERE id IN (
+    SELECT f.id FROM files f
+    WHERE f.id = ANY($1::text[]) AND f.purpose = 'batch'
+      AND (f.deleted_at < $2 OR (f.deleted_at IS NULL AND f.expires_at < $3))
+      AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = f.id AND b.deleted_at IS NOT NULL)
+    FOR UPDATE OF f SKIP LOCKED);
 
 -- ─── capacity figures ──────────────────────────────────────────────────────────────────────────
 

@@ -250,10 +250,9 @@ func TestPurgeForgetsIdempotencyKeysAfterADay(t *testing.T) {
 		VALUES ($1, 'old', 'files', '\x00', 'file-a', $2), ($1, 'new', 'files', '\x00', 'file-b', $3)`,
 		f.tenant, f.now.Add(-25*time.Hour), f.now.Add(-time.Hour))
 	require.NoError(t, err)
-	none := func(context.Context, []string) error { return nil }
-	st, err := f.store.Purge(ctx, 100, f.now, f.now, none, func(string, string, bool) string { return "" })
+	forgotten, err := f.store.PurgeIdempotencyKeys(ctx, 100, f.now.Add(-domain.IdempotencyKeyTTL))
 	require.NoError(t, err)
-	require.Equal(t, 1, st.IdempotencyKeys)
+	require.Equal(t, 1, forgotten)
 	var left []string
 	rows, err := f.store.Pool().Query(ctx, `SELECT key FROM idempotency_keys`)
 	require.NoError(t, err)

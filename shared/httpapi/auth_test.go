@@ -97,7 +97,9 @@ func TestAdminRoutesLookMissingToATenantKey(t *testing.T) {
 
 func TestAnAdminKeyReachesAnAdminRoute(t *testing.T) {
 	f := withKeys(newFake(t))
-	f.ListModelsFn = func(context.Context) ([]domain.Model, error) { return []domain.Model{{Name: "m", ConcurrencyLimit: 1}}, nil }
+	f.ListModelsFn = func(context.Context) ([]domain.Model, error) {
+		return []domain.Model{{Name: "m", ConcurrencyLimit: 1}}, nil
+	}
 	w := call(t, newAPI(f), "GET", "/v1/admin/models", adminKey, "")
 	if w.Code != http.StatusOK {
 		t.Fatalf("status = %d, want 200; body %s", w.Code, w.Body)

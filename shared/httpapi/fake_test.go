@@ -15,7 +15,7 @@ import (
 // already failed the test.
 var errUnexpected = errors.New("unexpected call to a fake")
 
-// fake implements the API's Store, Lifecycle, Ingester and PopulateQueue with one function field
+// fake implements the API's Store, Lifecycle, Ingester, PopulateQueue and Engine with one function field
 // per method. A test sets the fields its request should reach; calling any other fails the test.
 type fake struct {
 	t *testing.T
@@ -56,6 +56,8 @@ type fake struct {
 	CheckFn                   func(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
 	LimitsFn                  func() ingest.Limits
 	SendPopulateFn            func(ctx context.Context, batchID string) error
+	TryFinalizeFn             func(ctx context.Context, batchID string)
+	KickFn                    func(ctx context.Context, models ...string) error
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }
@@ -317,4 +319,19 @@ func (f *fake) SendPopulate(ctx context.Context, batchID string) error {
 		return f.unexpected("SendPopulate")
 	}
 	return f.SendPopulateFn(ctx, batchID)
+}
+
+func (f *fake) TryFinalize(ctx context.Context, batchID string) {
+	if f.TryFinalizeFn == nil {
+		f.unexpected("TryFinalize")
+		return
+	}
+	f.TryFinalizeFn(ctx, batchID)
+}
+
+func (f *fake) Kick(ctx context.Context, models ...string) error {
+	if f.KickFn == nil {
+		return f.unexpected("Kick")
+	}
+	return f.KickFn(ctx, models...)
 }

@@ -1,0 +1,337 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/ingest"
+)
+
+// errUnexpected is what a fake returns from a method the test did not set up; the call has
+// already failed the test.
+var errUnexpected = errors.New("unexpected call to a fake")
+
+// fake implements the API's Store, Lifecycle, Ingester, PopulateQueue and Engine with one function field
+// per method. A test sets the fields its request should reach; calling any other fails the test.
+type fake struct {
+	t *testing.T
+
+	AuthenticateFn            func(ctx context.Context, key string) (domain.Principal, error)
+	PingFn                    func(ctx context.Context) error
+	InsertFileFn              func(ctx context.Context, f domain.File) error
+	GetFileFn                 func(ctx context.Context, tenantID, id string) (domain.File, error)
+	ListFilesFn               func(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
+	DiscardFileFn             func(ctx context.Context, tenantID, id, reason string, now time.Time) error
+	SetFileExpiryFn           func(ctx context.Context, tenantID, id string, at time.Time) error
+	InsertBatchFn             func(ctx context.Context, b domain.Batch) error
+	GetBatchFn                func(ctx context.Context, tenantID, id string) (domain.Batch, error)
+	ListBatchesFn             func(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
+	FailBatchFn               func(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
+	BatchResultsFn            func(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
+	ResultFileFn              func(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
+	ReserveIdempotencyKeyFn   func(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error)
+	ReleaseIdempotencyKeyFn   func(ctx context.Context, tenantID, route, key, objectID string) error
+	ListModelsFn              func(ctx context.Context) ([]domain.Model, error)
+	UpsertModelFn             func(ctx context.Context, m domain.Model) error
+	DeleteModelFn             func(ctx context.Context, name string) error
+	ListWorkersFn             func(ctx context.Context, limit int) ([]domain.WorkerRecord, error)
+	ListTenantsFn             func(ctx context.Context) ([]domain.Tenant, error)
+	NewTenantFn               func(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
+	NewAPIKeyFn               func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
+	ListAPIKeysFn             func(ctx context.Context, tenantID string) ([]domain.APIKey, error)
+	RevokeAPIKeyFn            func(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
+	CancelBatchFn             func(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error)
+	CancelRequestsFn          func(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error)
+	RetryFailedFn             func(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error)
+	DeleteBatchFn             func(ctx context.Context, tenantID, batchID string, now time.Time) error
+	DeleteFileFn              func(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error)
+	PendingByModelAndWindowFn func(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
+	StoreFn                   func(ctx context.Context, u ingest.Upload) (domain.File, error)
+	FillFn                    func(ctx context.Context, f domain.File, body io.Reader) (domain.File, error)
+	CompleteFn                func(ctx context.Context, f domain.File) (domain.File, error)
+	CheckFn                   func(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
+	LimitsFn                  func() ingest.Limits
+	SendPopulateFn            func(ctx context.Context, batchID string) error
+	TryFinalizeFn             func(ctx context.Context, batchID string)
+	KickFn                    func(ctx context.Context, models ...string) error
+}
+
+func newFake(t *testing.T) *fake { return &fake{t: t} }
+
+func (f *fake) unexpected(name string) error {
+	f.t.Helper()
+	f.t.Errorf("unexpected call to %s", name)
+	return errUnexpected
+}
+
+func (f *fake) Authenticate(ctx context.Context, key string) (domain.Principal, error) {
+	if f.AuthenticateFn == nil {
+		return domain.Principal{}, f.unexpected("Authenticate")
+	}
+	return f.AuthenticateFn(ctx, key)
+}
+
+func (f *fake) Ping(ctx context.Context) error {
+	if f.PingFn == nil {
+		return f.unexpected("Ping")
+	}
+	return f.PingFn(ctx)
+}
+
+func (f *fake) InsertFile(ctx context.Context, file domain.File) error {
+	if f.InsertFileFn == nil {
+		return f.unexpected("InsertFile")
+	}
+	return f.InsertFileFn(ctx, file)
+}
+
+func (f *fake) GetFile(ctx context.Context, tenantID, id string) (domain.File, error) {
+	if f.GetFileFn == nil {
+		return domain.File{}, f.unexpected("GetFile")
+	}
+	return f.GetFileFn(ctx, tenantID, id)
+}
+
+func (f *fake) ListFiles(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error) {
+	if f.ListFilesFn == nil {
+		return nil, false, f.unexpected("ListFiles")
+	}
+	return f.ListFilesFn(ctx, tenantID, p)
+}
+
+func (f *fake) DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error {
+	if f.DiscardFileFn == nil {
+		return f.unexpected("DiscardFile")
+	}
+	return f.DiscardFileFn(ctx, tenantID, id, reason, now)
+}
+
+func (f *fake) SetFileExpiry(ctx context.Context, tenantID, id string, at time.Time) error {
+	if f.SetFileExpiryFn == nil {
+		return f.unexpected("SetFileExpiry")
+	}
+	return f.SetFileExpiryFn(ctx, tenantID, id, at)
+}
+
+func (f *fake) InsertBatch(ctx context.Context, b domain.Batch) error {
+	if f.InsertBatchFn == nil {
+		return f.unexpected("InsertBatch")
+	}
+	return f.InsertBatchFn(ctx, b)
+}
+
+func (f *fake) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
+	if f.GetBatchFn == nil {
+		return domain.Batch{}, f.unexpected("GetBatch")
+	}
+	return f.GetBatchFn(ctx, tenantID, id)
+}
+
+func (f *fake) ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error) {
+	if f.ListBatchesFn == nil {
+		return nil, false, f.unexpected("ListBatches")
+	}
+	return f.ListBatchesFn(ctx, tenantID, p)
+}
+
+func (f *fake) FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error {
+	if f.FailBatchFn == nil {
+		return f.unexpected("FailBatch")
+	}
+	return f.FailBatchFn(ctx, batchID, now, errs)
+}
+
+func (f *fake) BatchResults(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error {
+	if f.BatchResultsFn == nil {
+		return f.unexpected("BatchResults")
+	}
+	return f.BatchResultsFn(ctx, tenantID, batchID, q, fn)
+}
+
+func (f *fake) ResultFile(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error {
+	if f.ResultFileFn == nil {
+		return f.unexpected("ResultFile")
+	}
+	return f.ResultFileFn(ctx, tenantID, batchID, output, q, fn)
+}
+
+func (f *fake) ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error) {
+	if f.ReserveIdempotencyKeyFn == nil {
+		return domain.IdempotencyRecord{}, false, f.unexpected("ReserveIdempotencyKey")
+	}
+	return f.ReserveIdempotencyKeyFn(ctx, tenantID, route, key, hash, objectID, now)
+}
+
+func (f *fake) ReleaseIdempotencyKey(ctx context.Context, tenantID, route, key, objectID string) error {
+	if f.ReleaseIdempotencyKeyFn == nil {
+		return f.unexpected("ReleaseIdempotencyKey")
+	}
+	return f.ReleaseIdempotencyKeyFn(ctx, tenantID, route, key, objectID)
+}
+
+func (f *fake) ListModels(ctx context.Context) ([]domain.Model, error) {
+	if f.ListModelsFn == nil {
+		return nil, f.unexpected("ListModels")
+	}
+	return f.ListModelsFn(ctx)
+}
+
+func (f *fake) UpsertModel(ctx context.Context, m domain.Model) error {
+	if f.UpsertModelFn == nil {
+		return f.unexpected("UpsertModel")
+	}
+	return f.UpsertModelFn(ctx, m)
+}
+
+func (f *fake) DeleteModel(ctx context.Context, name string) error {
+	if f.DeleteModelFn == nil {
+		return f.unexpected("DeleteModel")
+	}
+	return f.DeleteModelFn(ctx, name)
+}
+
+func (f *fake) ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error) {
+	if f.ListWorkersFn == nil {
+		return nil, f.unexpected("ListWorkers")
+	}
+	return f.ListWorkersFn(ctx, limit)
+}
+
+func (f *fake) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
+	if f.ListTenantsFn == nil {
+		return nil, f.unexpected("ListTenants")
+	}
+	return f.ListTenantsFn(ctx)
+}
+
+func (f *fake) NewTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
+	if f.NewTenantFn == nil {
+		return domain.Tenant{}, f.unexpected("NewTenant")
+	}
+	return f.NewTenantFn(ctx, name, now)
+}
+
+func (f *fake) NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {
+	if f.NewAPIKeyFn == nil {
+		return domain.APIKey{}, "", f.unexpected("NewAPIKey")
+	}
+	return f.NewAPIKeyFn(ctx, tenantID, name, admin, now)
+}
+
+func (f *fake) ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error) {
+	if f.ListAPIKeysFn == nil {
+		return nil, f.unexpected("ListAPIKeys")
+	}
+	return f.ListAPIKeysFn(ctx, tenantID)
+}
+
+func (f *fake) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error) {
+	if f.RevokeAPIKeyFn == nil {
+		return domain.APIKey{}, f.unexpected("RevokeAPIKey")
+	}
+	return f.RevokeAPIKeyFn(ctx, id, now)
+}
+
+func (f *fake) CancelBatch(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error) {
+	if f.CancelBatchFn == nil {
+		return "", f.unexpected("CancelBatch")
+	}
+	return f.CancelBatchFn(ctx, tenantID, batchID, now)
+}
+
+func (f *fake) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error) {
+	if f.CancelRequestsFn == nil {
+		return nil, f.unexpected("CancelRequests")
+	}
+	return f.CancelRequestsFn(ctx, tenantID, batchID, ids, now)
+}
+
+func (f *fake) RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error) {
+	if f.RetryFailedFn == nil {
+		return 0, nil, f.unexpected("RetryFailed")
+	}
+	return f.RetryFailedFn(ctx, tenantID, batchID, ids, now)
+}
+
+func (f *fake) DeleteBatch(ctx context.Context, tenantID, batchID string, now time.Time) error {
+	if f.DeleteBatchFn == nil {
+		return f.unexpected("DeleteBatch")
+	}
+	return f.DeleteBatchFn(ctx, tenantID, batchID, now)
+}
+
+func (f *fake) DeleteFile(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error) {
+	if f.DeleteFileFn == nil {
+		return nil, f.unexpected("DeleteFile")
+	}
+	return f.DeleteFileFn(ctx, tenantID, fileID, now)
+}
+
+func (f *fake) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
+	if f.PendingByModelAndWindowFn == nil {
+		return nil, f.unexpected("PendingByModelAndWindow")
+	}
+	return f.PendingByModelAndWindowFn(ctx, windows, now)
+}
+
+func (f *fake) Store(ctx context.Context, u ingest.Upload) (domain.File, error) {
+	if f.StoreFn == nil {
+		return domain.File{}, f.unexpected("Store")
+	}
+	return f.StoreFn(ctx, u)
+}
+
+func (f *fake) Fill(ctx context.Context, file domain.File, body io.Reader) (domain.File, error) {
+	if f.FillFn == nil {
+		return domain.File{}, f.unexpected("Fill")
+	}
+	return f.FillFn(ctx, file, body)
+}
+
+func (f *fake) Complete(ctx context.Context, file domain.File) (domain.File, error) {
+	if f.CompleteFn == nil {
+		return domain.File{}, f.unexpected("Complete")
+	}
+	return f.CompleteFn(ctx, file)
+}
+
+func (f *fake) Check(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error) {
+	if f.CheckFn == nil {
+		return ingest.Report{}, f.unexpected("Check")
+	}
+	return f.CheckFn(ctx, key, endpoint, anyModel, maxErrors)
+}
+
+func (f *fake) Limits() ingest.Limits {
+	if f.LimitsFn == nil {
+		f.unexpected("Limits")
+		return ingest.Limits{}
+	}
+	return f.LimitsFn()
+}
+
+func (f *fake) SendPopulate(ctx context.Context, batchID string) error {
+	if f.SendPopulateFn == nil {
+		return f.unexpected("SendPopulate")
+	}
+	return f.SendPopulateFn(ctx, batchID)
+}
+
+func (f *fake) TryFinalize(ctx context.Context, batchID string) {
+	if f.TryFinalizeFn == nil {
+		f.unexpected("TryFinalize")
+		return
+	}
+	f.TryFinalizeFn(ctx, batchID)
+}
+
+func (f *fake) Kick(ctx context.Context, models ...string) error {
+	if f.KickFn == nil {
+		return f.unexpected("Kick")
+	}
+	return f.KickFn(ctx, models...)
+}

@@ -1,0 +1,420 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/ingest"
+)
+
+// store is a function-field fake of ingest.Store; an unset field fails the test when called.
+type store struct {
+	t                *testing.T
+	PopulateBatchFn  func(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error)
+	InputObjectKeyFn func(ctx context.Context, batchID string) (string, error)
+	ListModelsFn     func(ctx context.Context) ([]domain.Model, error)
+	InsertFileFn     func(ctx context.Context, f domain.File) error
+	FinishUploadFn   func(ctx context.Context, tenantID, id, key string, bytes int64, lines int) error
+	DiscardFileFn    func(ctx context.Context, tenantID, id, reason string, now time.Time) error
+	FailBatchFn      func(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
+}
+
+var errUnexpected = errors.New("unexpected call to a fake")
+
+func (s *store) unexpected(name string) error {
+	s.t.Helper()
+	s.t.Errorf("unexpected call to %s", name)
+	return errUnexpected
+}
+
+func (s *store) PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error) {
+	if s.PopulateBatchFn == nil {
+		return domain.PopulateResult{}, s.unexpected("PopulateBatch")
+	}
+	return s.PopulateBatchFn(ctx, batchID, src, now)
+}
+
+func (s *store) InputObjectKey(ctx context.Context, batchID string) (string, error) {
+	if s.InputObjectKeyFn == nil {
+		return "", s.unexpected("InputObjectKey")
+	}
+	return s.InputObjectKeyFn(ctx, batchID)
+}
+
+func (s *store) ListModels(ctx context.Context) ([]domain.Model, error) {
+	if s.ListModelsFn == nil {
+		return nil, s.unexpected("ListModels")
+	}
+	return s.ListModelsFn(ctx)
+}
+
+func (s *store) InsertFile(ctx context.Context, f domain.File) error {
+	if s.InsertFileFn == nil {
+		return s.unexpected("InsertFile")
+	}
+	return s.InsertFileFn(ctx, f)
+}
+
+func (s *store) FinishUpload(ctx context.Context, tenantID, id, key string, bytes int64, lines int) error {
+	if s.FinishUploadFn == nil {
+		return s.unexpected("FinishUpload")
+	}
+	return s.FinishUploadFn(ctx, tenantID, id, key, bytes, lines)
+}
+
+func (s *store) DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error {
+	if s.DiscardFileFn == nil {
+		return s.unexpected("DiscardFile")
+	}
+	return s.DiscardFileFn(ctx, tenantID, id, reason, now)
+}
+
+func (s *store) FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error {
+	if s.FailBatchFn == nil {
+		return s.unexpected("FailBatch")
+	}
+	return s.FailBatchFn(ctx, batchID, now, errs)
+}
+
+// blobs is a function-field fake of ingest.Blobs.
+type blobs struct {
+	t        *testing.T
+	GetFn    func(ctx context.Context, key string) (io.ReadCloser, int64, error)
+	PutFn    func(ctx context.Context, key string, r io.Reader, contentType string) error
+	DeleteFn func(ctx context.Context, key string) error
+}
+
+func (b *blobs) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
+	if b.GetFn == nil {
+		b.t.Errorf("unexpected call to Get(%s)", key)
+		return nil, 0, errUnexpected
+	}
+	return b.GetFn(ctx, key)
+}
+
+func (b *blobs) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
+	if b.PutFn == nil {
+		b.t.Errorf("unexpected call to Put(%s)", key)
+		return errUnexpected
+	}
+	return b.PutFn(ctx, key, r, contentType)
+}
+
+func (b *blobs) Delete(ctx context.Context, key string) error {
+	if b.DeleteFn == nil {
+		b.t.Errorf("unexpected call to Delete(%s)", key)
+		return errUnexpected
+	}
+	return b.DeleteFn(ctx, key)
+}
+
+// bucket is an in-memory object store behind a blobs fake. Put runs on the ingester's goroutine,
+// hence the lock.
+type bucket struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	deleted []string
+}
+
+func memBlobs(t *testing.T) (*blobs, *bucket) {
+	bk := &bucket{objects: map[string][]byte{}}
+	return &blobs{t: t,
+		GetFn: func(_ context.Context, key string) (io.ReadCloser, int64, error) {
+			bk.mu.Lock()
+			defer bk.mu.Unlock()
+			b, ok := bk.objects[key]
+			if !ok {
+				return nil, 0, fmt.Errorf("s3 get %s: %w", key, domain.ErrNoObject)
+			}
+			return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
+		},
+		PutFn: func(_ context.Context, key string, r io.Reader, _ string) error {
+			b, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			bk.mu.Lock()
+			defer bk.mu.Unlock()
+			bk.objects[key] = b
+			return nil
+		},
+		DeleteFn: func(_ context.Context, key string) error {
+			bk.mu.Lock()
+			defer bk.mu.Unlock()
+			delete(bk.objects, key)
+			bk.deleted = append(bk.deleted, key)
+			return nil
+		},
+	}, bk
+}
+
+// keys lists the stored keys, for failure messages.
+func (bk *bucket) keys() []string {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	var ks []string
+	for k := range bk.objects {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func (bk *bucket) has(key string) bool {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	_, ok := bk.objects[key]
+	return ok
+}
+
+// withModels makes s configure the model "m".
+func withModels(s *store) *store {
+	s.ListModelsFn = func(context.Context) ([]domain.Model, error) {
+		return []domain.Model{{Name: "m", ConcurrencyLimit: 1}}, nil
+	}
+	return s
+}
+
+var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newIngester(s *store, b *blobs, limits ingest.Limits) *ingest.Ingester {
+	return ingest.New(s, b, nil, limits, nil, func() time.Time { return testNow })
+}
+
+func line(customID, model string) string {
+	return fmt.Sprintf(`{"custom_id":%q,"method":"POST","url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":"hi"}]}}`+"\n", customID, model)
+}
+
+const tenant = "tenant_0123456789abcdef"
+
+func TestStoreValidatesASmallFileAndRecordsIt(t *testing.T) {
+	s := withModels(&store{t: t})
+	var inserted []domain.File
+	s.InsertFileFn = func(_ context.Context, f domain.File) error { inserted = append(inserted, f); return nil }
+	b, bk := memBlobs(t)
+	body := line("a", "m") + line("b", "m")
+	f, err := newIngester(s, b, ingest.Limits{}).Store(context.Background(),
+		ingest.Upload{TenantID: tenant, Filename: "in.jsonl", Purpose: domain.PurposeBatch, Body: strings.NewReader(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Lines != 2 || f.Bytes != int64(len(body)) || f.Status != "processed" || !domain.IsFileID(f.ID) ||
+		f.ObjectKey != ingest.FileKey(tenant, f.ID) || !f.CreatedAt.Equal(testNow) {
+		t.Errorf("file = %+v; want 2 lines, %d bytes, processed, at its FileKey", f, len(body))
+	}
+	if len(inserted) != 1 || inserted[0].ID != f.ID {
+		t.Errorf("inserted %+v, want the file once", inserted)
+	}
+	if got := bk.objects[f.ObjectKey]; string(got) != body {
+		t.Errorf("stored %q, want the upload's bytes", got)
+	}
+}
+
+func TestStoreRejectsABadFileNamingEveryBadLineAndKeepsNothing(t *testing.T) {
+	s := withModels(&store{t: t}) // InsertFile unset: a bad file must not be recorded
+	b, bk := memBlobs(t)
+	body := line("a", "m") + "{not json\n" + line("c", "unknown-model") + line("a", "m")
+	_, err := newIngester(s, b, ingest.Limits{}).Store(context.Background(),
+		ingest.Upload{TenantID: tenant, FileID: domain.NewFileID(), Purpose: domain.PurposeBatch, Body: strings.NewReader(body)})
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != domain.EInvalid {
+		t.Fatalf("err = %v, want an invalid *domain.Error", err)
+	}
+	if de.Line != 2 || len(de.Problems) != 3 || de.ProblemsTruncated {
+		t.Fatalf("error names line %d with %d problems (truncated %v), want line 2 and 3 problems: %+v", de.Line, len(de.Problems), de.ProblemsTruncated, de.Problems)
+	}
+	for i, want := range []int{2, 3, 4} {
+		if de.Problems[i].Line != want || de.Problems[i].Reason == "" {
+			t.Errorf("problem %d = %+v, want line %d with a reason", i, de.Problems[i], want)
+		}
+	}
+	if len(bk.objects) != 0 || len(bk.deleted) == 0 {
+		t.Errorf("objects left %v (deleted %v): want the rejected upload deleted", bk.keys(), bk.deleted)
+	}
+}
+
+func TestAFileOverTheSizeLimitIs413(t *testing.T) {
+	s := withModels(&store{t: t})
+	b, bk := memBlobs(t)
+	body := line("a", "m") + line("b", "m")
+	_, err := newIngester(s, b, ingest.Limits{MaxFileBytes: int64(len(body) - 1)}).Store(context.Background(),
+		ingest.Upload{TenantID: tenant, Purpose: domain.PurposeBatch, Body: strings.NewReader(body)})
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != domain.ETooLarge || de.Reason != "file_too_large" {
+		t.Fatalf("err = %v, want a too_large *domain.Error with reason file_too_large", err)
+	}
+	if len(bk.objects) != 0 {
+		t.Errorf("objects left: %v", bk.keys())
+	}
+}
+
+func pendingFile(bytes int64) domain.File {
+	id := domain.NewFileID()
+	return domain.File{ID: id, TenantID: tenant, Purpose: domain.PurposeBatch, Status: "uploaded",
+		ObjectKey: ingest.StagingKey(tenant, id), Bytes: bytes}
+}
+
+func TestCompleteWithNothingUploadedIsAClientError(t *testing.T) {
+	// Only Get is reachable: the pending file is neither discarded nor filled.
+	b := &blobs{t: t, GetFn: func(_ context.Context, key string) (io.ReadCloser, int64, error) {
+		return nil, 0, fmt.Errorf("s3 get %s: %w", key, domain.ErrNoObject)
+	}}
+	f := pendingFile(0)
+	_, err := newIngester(&store{t: t}, b, ingest.Limits{}).Complete(context.Background(), f)
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Code != domain.EInvalid || de.Reason != "upload_missing" || !strings.Contains(de.Message, f.ID) {
+		t.Fatalf("err = %v, want an invalid *domain.Error, reason upload_missing, naming the file", err)
+	}
+}
+
+func TestCompleteKeepsTheUploadWhenTheBlobStoreFails(t *testing.T) {
+	boom := errors.New("s3: 500 InternalError")
+	b := &blobs{t: t, GetFn: func(context.Context, string) (io.ReadCloser, int64, error) { return nil, 0, boom }}
+	_, err := newIngester(&store{t: t}, b, ingest.Limits{}).Complete(context.Background(), pendingFile(0))
+	if !errors.Is(err, boom) || domain.ErrorCode(err) != domain.EInternal {
+		t.Fatalf("err = %v, want the blob store's error, internal (a retry may succeed)", err)
+	}
+}
+
+func TestCompleteCopiesTheValidatedBytesToAKeyOfItsOwn(t *testing.T) {
+	s := withModels(&store{t: t})
+	type finish struct {
+		key   string
+		bytes int64
+		lines int
+	}
+	var finished []finish
+	s.FinishUploadFn = func(_ context.Context, _, _, key string, n int64, lines int) error {
+		finished = append(finished, finish{key, n, lines})
+		return nil
+	}
+	b, bk := memBlobs(t)
+	body := line("a", "m") + line("b", "m") + line("c", "m")
+	f := pendingFile(int64(len(body)))
+	bk.objects[f.ObjectKey] = []byte(body)
+	got, err := newIngester(s, b, ingest.Limits{}).Complete(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(finished) != 1 || finished[0].key != got.ObjectKey || finished[0].bytes != int64(len(body)) || finished[0].lines != 3 {
+		t.Fatalf("FinishUpload %+v, file %+v: want one finish at the file's new key with 3 lines", finished, got)
+	}
+	if got.ObjectKey == f.ObjectKey || !strings.HasPrefix(got.ObjectKey, "tenants/"+tenant+"/files/"+f.ID+".") {
+		t.Errorf("content key %q, want a ContentKey of the file, not the staging key", got.ObjectKey)
+	}
+	if string(bk.objects[got.ObjectKey]) != body || bk.has(f.ObjectKey) {
+		t.Errorf("want the bytes at the content key and the staging upload deleted; keys %v", bk.keys())
+	}
+}
+
+func TestFillRejectsABodyOfAnotherSizeThanAnnounced(t *testing.T) {
+	s := withModels(&store{t: t})
+	var discarded []string
+	s.DiscardFileFn = func(_ context.Context, _, id, reason string, _ time.Time) error {
+		discarded = append(discarded, id+": "+reason)
+		return nil
+	}
+	b, bk := memBlobs(t)
+	body := line("a", "m")
+	f := pendingFile(int64(len(body)) + 1)
+	_, err := newIngester(s, b, ingest.Limits{}).Fill(context.Background(), f, strings.NewReader(body))
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Reason != "size_mismatch" || de.Param != "bytes" {
+		t.Fatalf("err = %v, want a size_mismatch on bytes", err)
+	}
+	if len(discarded) != 1 || !strings.HasPrefix(discarded[0], f.ID+": ") {
+		t.Errorf("discarded %v, want the file discarded once", discarded)
+	}
+	if len(bk.objects) != 0 {
+		t.Errorf("objects left: %v", bk.keys())
+	}
+}
+
+func TestCheckReportsEveryBadLineUpToItsLimit(t *testing.T) {
+	s := withModels(&store{t: t})
+	b, bk := memBlobs(t)
+	bk.objects["k"] = []byte(line("a", "m") + "x\n" + "y\n" + "z\n")
+	rep, err := newIngester(s, b, ingest.Limits{}).Check(context.Background(), "k", "", false, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 2 || !rep.Truncated || rep.Errors[0].Line != 2 {
+		t.Errorf("report %+v, want the first 2 of 3 bad lines, truncated", rep)
+	}
+}
+
+// countingKicker records the models kicked after a populate.
+type countingKicker struct{ models []string }
+
+func (k *countingKicker) Kick(_ context.Context, models ...string) error {
+	k.models = append(k.models, models...)
+	return nil
+}
+
+func TestPopulateFeedsTheFileToTheStoreAndKicksItsModels(t *testing.T) {
+	s := withModels(&store{t: t})
+	b, bk := memBlobs(t)
+	bk.objects["in"] = []byte(line("a", "m") + line("b", "m"))
+	s.InputObjectKeyFn = func(context.Context, string) (string, error) { return "in", nil }
+	var got []domain.NewRequest
+	s.PopulateBatchFn = func(_ context.Context, _ string, src func(string, string) domain.RequestSource, _ time.Time) (domain.PopulateResult, error) {
+		rs := src(tenant, "/v1/chat/completions")
+		for {
+			r, err := rs.Next()
+			if errors.Is(err, io.EOF) {
+				return domain.PopulateResult{Inserted: len(got), Models: []string{"m"}}, nil
+			}
+			if err != nil {
+				return domain.PopulateResult{}, err
+			}
+			got = append(got, r)
+		}
+	}
+	k := &countingKicker{}
+	if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].CustomID != "a" || got[1].Line != 2 || got[1].Model != "m" || got[0].Path != "/v1/chat/completions" {
+		t.Errorf("requests %+v, want a and b from lines 1 and 2", got)
+	}
+	if len(k.models) != 1 || k.models[0] != "m" {
+		t.Errorf("kicked %v, want [m]", k.models)
+	}
+}
+
+func TestPopulateGivesTheStoreTheBadLineAsADomainError(t *testing.T) {
+	s := withModels(&store{t: t})
+	b, bk := memBlobs(t)
+	bk.objects["in"] = []byte(line("a", "m") + line("a", "m"))
+	s.InputObjectKeyFn = func(context.Context, string) (string, error) { return "in", nil }
+	var bad *domain.Error
+	s.PopulateBatchFn = func(_ context.Context, _ string, src func(string, string) domain.RequestSource, _ time.Time) (domain.PopulateResult, error) {
+		rs := src(tenant, "/v1/chat/completions")
+		for {
+			_, err := rs.Next()
+			if errors.As(err, &bad) {
+				return domain.PopulateResult{Failed: bad}, nil // the store fails the batch with it
+			}
+			if err != nil {
+				return domain.PopulateResult{}, err
+			}
+		}
+	}
+	k := &countingKicker{}
+	if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
+		t.Fatal(err)
+	}
+	if bad == nil || bad.Line != 2 || bad.Reason != "duplicate_custom_id" {
+		t.Errorf("bad line %+v, want line 2, duplicate_custom_id", bad)
+	}
+	if len(k.models) != 0 {
+		t.Errorf("kicked %v for a failed batch", k.models)
+	}
+}

@@ -1,0 +1,233 @@
+package lambdafn_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/engine"
+	"github.com/fusillade/fusillade/shared/lambdafn"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// processor is a function-field fake of lambdafn.Processor; an unset field fails the test.
+type processor struct {
+	t         *testing.T
+	ProcessFn func(ctx context.Context, work []domain.Work) []error
+	KickFn    func(ctx context.Context, models ...string) error
+}
+
+func (p *processor) Process(ctx context.Context, work []domain.Work) []error {
+	if p.ProcessFn == nil {
+		p.t.Error("unexpected call to Process")
+		return make([]error, len(work))
+	}
+	return p.ProcessFn(ctx, work)
+}
+
+func (p *processor) Kick(ctx context.Context, models ...string) error {
+	if p.KickFn == nil {
+		p.t.Error("unexpected call to Kick")
+		return nil
+	}
+	return p.KickFn(ctx, models...)
+}
+
+type populator struct {
+	t          *testing.T
+	PopulateFn func(ctx context.Context, batchID string) error
+}
+
+func (p *populator) Populate(ctx context.Context, batchID string) error {
+	if p.PopulateFn == nil {
+		p.t.Error("unexpected call to Populate")
+		return nil
+	}
+	return p.PopulateFn(ctx, batchID)
+}
+
+type dispatcher struct {
+	DispatchFn func(ctx context.Context) (engine.DispatchStats, error)
+}
+
+func (d dispatcher) Dispatch(ctx context.Context) (engine.DispatchStats, error) {
+	return d.DispatchFn(ctx)
+}
+
+type sweeper struct {
+	SweepFn func(ctx context.Context) (engine.SweepStats, error)
+}
+
+func (s sweeper) Sweep(ctx context.Context) (engine.SweepStats, error) { return s.SweepFn(ctx) }
+
+// decodeWork reads the test's message bodies: "work <request id>", "kick <model> <due, unix
+// seconds>"; anything else is malformed.
+func decodeWork(body string) (domain.Work, domain.Kick, error) {
+	f := strings.Fields(body)
+	switch {
+	case len(f) == 2 && f[0] == "work":
+		return domain.Work{RequestID: f[1], Attempt: 1}, domain.Kick{}, nil
+	case len(f) == 3 && f[0] == "kick":
+		due, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			return domain.Work{}, domain.Kick{}, err
+		}
+		return domain.Work{}, domain.Kick{Model: f[1], Due: time.Unix(due, 0)}, nil
+	}
+	return domain.Work{}, domain.Kick{}, fmt.Errorf("malformed message %q", body)
+}
+
+// sqsEvent builds an event of records "m1", "m2", ... with these bodies.
+func sqsEvent(bodies ...string) events.SQSEvent {
+	var ev events.SQSEvent
+	for i, b := range bodies {
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: fmt.Sprintf("m%d", i+1), Body: b})
+	}
+	return ev
+}
+
+func failures(resp events.SQSEventResponse) []string {
+	ids := []string{}
+	for _, f := range resp.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	return ids
+}
+
+func TestWorkerReportsOnlyTheItemsWhoseProcessingFailed(t *testing.T) {
+	var got []string
+	p := &processor{t: t, ProcessFn: func(_ context.Context, work []domain.Work) []error {
+		errs := make([]error, len(work))
+		for i, w := range work {
+			got = append(got, w.RequestID)
+			if w.RequestID == "r3" {
+				errs[i] = errors.New("store down")
+			}
+		}
+		return errs
+	}}
+	resp, err := lambdafn.Worker(p, decodeWork, discard)(context.Background(),
+		sqsEvent("work r1", "garbage", "work r3", "work r4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"r1", "r3", "r4"}; !slices.Equal(got, want) {
+		t.Errorf("processed %v, want %v (the malformed message dropped)", got, want)
+	}
+	// m2 is malformed: redelivering it cannot help, so it is not reported.
+	if want := []string{"m3"}; !slices.Equal(failures(resp), want) {
+		t.Errorf("batchItemFailures = %v, want %v", failures(resp), want)
+	}
+}
+
+func TestWorkerWaitsForItsKicksBeforeReturning(t *testing.T) {
+	processed := make(chan struct{})
+	var mu sync.Mutex
+	var kicked []string
+	past := time.Now().Add(-time.Hour).Unix()
+	p := &processor{t: t,
+		ProcessFn: func(_ context.Context, work []domain.Work) []error {
+			close(processed)
+			return make([]error, len(work))
+		},
+		KickFn: func(_ context.Context, models ...string) error {
+			<-processed // the kicks end after the work, so that returning early would miss them
+			mu.Lock()
+			defer mu.Unlock()
+			kicked = append(kicked, models...)
+			return errors.New("a failed kick is left to the scheduled dispatch")
+		},
+	}
+	ev := sqsEvent(fmt.Sprintf("kick a %d", past+2), "work r1", fmt.Sprintf("kick b %d", past),
+		fmt.Sprintf("kick a %d", past+2)) // a duplicate of the first kick
+	resp, err := lambdafn.Worker(p, decodeWork, discard)(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// In due order, the duplicate run once, all of them before the handler returned.
+	if want := []string{"b", "a"}; !slices.Equal(kicked, want) {
+		t.Errorf("kicked %v by the time the handler returned, want %v", kicked, want)
+	}
+	if len(resp.BatchItemFailures) != 0 {
+		t.Errorf("batchItemFailures = %v: a kick is never an item failure", failures(resp))
+	}
+}
+
+func TestPopulateReportsFailedBatchesAndDropsMalformedMessages(t *testing.T) {
+	var got []string
+	p := &populator{t: t, PopulateFn: func(_ context.Context, id string) error {
+		got = append(got, id)
+		if id == "b3" {
+			return errors.New("database unavailable")
+		}
+		return nil
+	}}
+	decode := func(body string) (string, error) {
+		id, ok := strings.CutPrefix(body, "populate ")
+		if !ok {
+			return "", errors.New("malformed")
+		}
+		return id, nil
+	}
+	resp, err := lambdafn.Populate(p, decode, discard)(context.Background(),
+		sqsEvent("populate b1", "{}", "populate b3", "populate b4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"b1", "b3", "b4"}; !slices.Equal(got, want) {
+		t.Errorf("populated %v, want %v", got, want)
+	}
+	if want := []string{"m3"}; !slices.Equal(failures(resp), want) {
+		t.Errorf("batchItemFailures = %v, want %v", failures(resp), want)
+	}
+}
+
+func TestScheduleHandlersIgnoreTheEventAndReturnTheRunsOutcome(t *testing.T) {
+	ctx := context.Background()
+	// EventBridge rules send their envelope, Scheduler whatever Input was configured.
+	inputs := []json.RawMessage{nil, json.RawMessage(`null`), json.RawMessage(`{"source":"aws.events","detail":{}}`), json.RawMessage(`"tick"`)}
+	for _, in := range inputs {
+		runs := 0
+		d := lambdafn.Dispatch(dispatcher{func(context.Context) (engine.DispatchStats, error) {
+			runs++
+			return engine.DispatchStats{Claimed: 3, Enqueued: 2, Returned: 1}, nil
+		}})
+		st, err := d(ctx, in)
+		if err != nil || st != (engine.DispatchStats{Claimed: 3, Enqueued: 2, Returned: 1}) || runs != 1 {
+			t.Errorf("dispatch on %s: %+v, %v after %d runs; want the run's stats", in, st, err, runs)
+		}
+		s := lambdafn.Purge(sweeper{func(context.Context) (engine.SweepStats, error) {
+			runs++
+			return engine.SweepStats{Rescued: 4, Finalized: 1}, nil
+		}})
+		sst, err := s(ctx, in)
+		if err != nil || sst.Rescued != 4 || sst.Finalized != 1 || runs != 2 {
+			t.Errorf("purge on %s: %+v, %v after %d runs; want the sweep's stats", in, sst, err, runs)
+		}
+	}
+	boom := errors.New("database unavailable")
+	if _, err := lambdafn.Dispatch(dispatcher{func(context.Context) (engine.DispatchStats, error) {
+		return engine.DispatchStats{}, boom
+	}})(ctx, nil); !errors.Is(err, boom) {
+		t.Errorf("dispatch error = %v, want the run's error (the invocation fails and is retried)", err)
+	}
+	if _, err := lambdafn.Purge(sweeper{func(context.Context) (engine.SweepStats, error) {
+		return engine.SweepStats{}, boom
+	}})(ctx, nil); !errors.Is(err, boom) {
+		t.Errorf("purge error = %v, want the sweep's error", err)
+	}
+}

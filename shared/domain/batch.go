@@ -45,6 +45,10 @@ func ValidEndpoint(p string) bool {
 	return false
 }
 
+// DefaultCompletionWindow is the one completion window allowed when none are configured
+// (COMPLETION_WINDOWS), as in OpenAI.
+const DefaultCompletionWindow = "24h"
+
 // ParseWindow parses a completion window such as "24h", "90m", "7d" or "2s". Days are not a Go
 // duration unit, so "d" is handled here. The result must be positive and at most 30 days.
 func ParseWindow(s string) (time.Duration, error) {

@@ -23,6 +23,11 @@ type Model struct {
 	InFlight            int    `json:"in_flight"`
 }
 
+// DefaultEscalationThresholdSecs is a model's escalation threshold when none is given: requests
+// whose batch deadline is nearer than this go to the escalation model. The column default in
+// shared/postgres/migrations/0001_init.sql says the same.
+const DefaultEscalationThresholdSecs = 900
+
 // File purposes.
 const (
 	PurposeBatch       = "batch"

@@ -522,7 +522,7 @@ func TestNonRetriableStatusFailsAtOnceWithItsResponseInTheErrorFile(t *testing.T
 
 func TestClaimsFavourTheTenantUsingFewerSlots(t *testing.T) {
 	t.Parallel()
-	b := setup(t, engine.Config{UrgencyWeight: 0})
+	b := setup(t, engine.Config{UrgencyWeight: new(float64)}) // weight 0: tenant fairness only
 	ctx := context.Background()
 	other, err := b.store.CreateTenant(ctx, "other")
 	require.NoError(t, err)

@@ -40,20 +40,27 @@ type Kicker interface {
 	Kick(ctx context.Context, models ...string) error
 }
 
+// Defaults of the limits the deployment can set (MAX_FILE_BYTES, MAX_LINES); config.Load reads
+// them from here. Both are OpenAI's.
+const (
+	DefaultMaxFileBytes int64 = 200_000_000
+	DefaultMaxLines           = 50_000
+)
+
 // Limits bound what a file may contain.
 type Limits struct {
-	MaxFileBytes int64 // default 200 MB
-	MaxLines     int   // default 50,000
+	MaxFileBytes int64 // default DefaultMaxFileBytes (200 MB)
+	MaxLines     int   // default DefaultMaxLines (50,000)
 	MaxLineBytes int   // default 16 MiB: larger than any allowed body, so the body check reports first
 	MaxBodyBytes int   // default 10 MiB
 }
 
 func (l *Limits) defaults() {
 	if l.MaxFileBytes <= 0 {
-		l.MaxFileBytes = 200_000_000
+		l.MaxFileBytes = DefaultMaxFileBytes
 	}
 	if l.MaxLines <= 0 {
-		l.MaxLines = 50_000
+		l.MaxLines = DefaultMaxLines
 	}
 	if l.MaxLineBytes <= 0 {
 		l.MaxLineBytes = 16 << 20

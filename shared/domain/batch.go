@@ -21,6 +21,10 @@ const (
 	BatchCancelled  BatchStatus = "cancelled"
 )
 
+// BatchStatuses are all the batch statuses; the batches table's CHECK constraint lists the same.
+var BatchStatuses = []BatchStatus{BatchValidating, BatchFailed, BatchInProgress, BatchFinalizing,
+	BatchCompleted, BatchExpired, BatchCancelling, BatchCancelled}
+
 // Terminal reports whether the batch will change no more (short of a user retry).
 func (s BatchStatus) Terminal() bool {
 	switch s {

@@ -35,6 +35,25 @@ const (
 	PurposeBatchError  = "batch_error"
 )
 
+// File statuses (File.Status), OpenAI's file object statuses: an input file is uploaded until
+// its content arrived and was validated, then processed (or error, with StatusDetails). Output and
+// error files are born processed.
+const (
+	FileUploaded  = "uploaded"
+	FileProcessed = "processed"
+	FileError     = "error"
+)
+
+// FileStatuses are all the file statuses; the files table's CHECK constraint lists the same.
+var FileStatuses = []string{FileUploaded, FileProcessed, FileError}
+
+// Upload statuses, OpenAI's Upload object: an upload is pending until completed or cancelled.
+const (
+	UploadPending   = "pending"
+	UploadCompleted = "completed"
+	UploadCancelled = "cancelled"
+)
+
 // File is an uploaded input file or a batch's output or error file.
 type File struct {
 	ID            string
@@ -42,7 +61,7 @@ type File struct {
 	Filename      string
 	Purpose       string
 	Bytes         int64
-	Status        string // processed | error | uploaded
+	Status        string // FileUploaded | FileProcessed | FileError
 	StatusDetails string
 	ObjectKey     string // S3 key of the content
 	Lines         int

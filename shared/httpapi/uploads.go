@@ -67,7 +67,7 @@ type uploadObject struct {
 func (s *server) toUploadObject(f domain.File, status string) uploadObject {
 	o := uploadObject{ID: uploadID(f.ID), Object: "upload", Bytes: f.Bytes, CreatedAt: f.CreatedAt.Unix(),
 		ExpiresAt: f.CreatedAt.Add(s.cfg.UploadTTL).Unix(), Filename: f.Filename, Purpose: f.Purpose, Status: status}
-	if status == "completed" {
+	if status == domain.UploadCompleted {
 		fo := toFileObject(f)
 		o.File = &fo
 	}
@@ -105,12 +105,12 @@ func (s *server) createUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
-		Status: "uploaded", ObjectKey: ingest.FileKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
+		Status: domain.FileUploaded, ObjectKey: ingest.FileKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
 	if err := s.store.InsertFile(r.Context(), f); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toUploadObject(f, "pending"))
+	writeJSON(w, http.StatusOK, s.toUploadObject(f, domain.UploadPending))
 }
 
 // pendingUpload fetches the tenant's upload named in the path and checks it still accepts
@@ -129,7 +129,7 @@ func (s *server) pendingUpload(r *http.Request) (domain.File, error) {
 	if err != nil {
 		return f, err
 	}
-	if f.Status != "uploaded" {
+	if f.Status != domain.FileUploaded {
 		return f, &domain.Error{Code: domain.EConflict, Param: "upload_id", Message: fmt.Sprintf("Upload %s is already completed.", id)}
 	}
 	if !s.now().Before(f.CreatedAt.Add(s.cfg.UploadTTL)) {
@@ -262,7 +262,7 @@ func (s *server) completeUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cleanParts(r, prefix)
-	writeJSON(w, http.StatusOK, s.toUploadObject(got, "completed"))
+	writeJSON(w, http.StatusOK, s.toUploadObject(got, domain.UploadCompleted))
 }
 
 // cancelUpload is POST /v1/uploads/{id}/cancel: no part may be added afterwards.
@@ -277,7 +277,7 @@ func (s *server) cancelUpload(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toUploadObject(f, "cancelled"))
+	writeJSON(w, http.StatusOK, s.toUploadObject(f, domain.UploadCancelled))
 }
 
 func (s *server) cleanParts(r *http.Request, prefix string) {

@@ -144,7 +144,7 @@ func StagingKey(tenantID, fileID string) string {
 // line and lists every one (see validate). Nothing partial is kept.
 func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 	f := domain.File{ID: u.FileID, TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
-		Status: "processed", CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
+		Status: domain.FileProcessed, CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
 	if f.ID == "" {
 		f.ID = domain.NewFileID()
 	}
@@ -225,7 +225,7 @@ func (in *Ingester) finish(ctx context.Context, f domain.File, key string, n int
 		in.deleteContent(ctx, key)
 		return domain.File{}, err
 	}
-	f.Status, f.StatusDetails, f.ObjectKey, f.Bytes, f.Lines = "processed", "", key, n, summary.Lines
+	f.Status, f.StatusDetails, f.ObjectKey, f.Bytes, f.Lines = domain.FileProcessed, "", key, n, summary.Lines
 	return f, nil
 }
 

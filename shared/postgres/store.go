@@ -232,7 +232,7 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 			{b.ErrorFileID, domain.PurposeBatchError, "_error.jsonl"},
 		} {
 			if err := insertFile(ctx, tx, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
-				Status: "processed", BatchID: b.ID, CreatedAt: b.CreatedAt}); err != nil {
+				Status: domain.FileProcessed, BatchID: b.ID, CreatedAt: b.CreatedAt}); err != nil {
 				return err
 			}
 		}

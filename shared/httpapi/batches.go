@@ -128,7 +128,7 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		// Without its message the batch would wait forever: fail it now and say so. The key stays
 		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
 		s.log.ErrorContext(r.Context(), "enqueue populate", "batch_id", b.ID, "err", err)
-		_ = s.store.FailBatch(context.WithoutCancel(r.Context()), b.ID, s.now(), []domain.BatchError{{Code: "enqueue_failed",
+		_ = s.store.FailBatch(context.WithoutCancel(r.Context()), b.ID, s.now(), []domain.BatchError{{Code: domain.CodeEnqueueFailed,
 			Message: "The batch could not be queued for processing; please create it again."}})
 		s.error(w, r, &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."})
 		return

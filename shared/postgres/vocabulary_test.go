@@ -36,7 +36,8 @@ func sqlFiles(t *testing.T) map[string]string {
 var quoted = regexp.MustCompile(`'([^']*)'`)
 
 // literalsOf returns the string literals the SQL compares column with or assigns to it: col = 'x',
-// col <> 'x', col [NOT] IN ('x', …) and col = CASE … THEN 'x' … ELSE 'y' END.
+// col <> 'x', col [NOT] IN ('x', …), col = CASE … THEN 'x' … ELSE 'y' END and
+// CASE … THEN 'x' … END AS col.
 func literalsOf(sql, col string) []string {
 	var out []string
 	c := `\b` + col + `\b`
@@ -49,12 +50,24 @@ func literalsOf(sql, col string) []string {
 		}
 	}
 	for _, m := range regexp.MustCompile(`(?is)`+c+`\s*=\s*CASE\b(.*?)\bEND\b`).FindAllStringSubmatch(sql, -1) {
-		for _, q := range regexp.MustCompile(`(?i)\b(?:THEN|ELSE)\s+'([^']*)'`).FindAllStringSubmatch(m[1], -1) {
+		for _, q := range thenElse.FindAllStringSubmatch(m[1], -1) {
+			out = append(out, q[1])
+		}
+	}
+	for _, loc := range regexp.MustCompile(`(?i)\bEND\s+AS\s+`+col+`\b`).FindAllStringIndex(sql, -1) {
+		before := sql[:loc[0]]
+		start := strings.LastIndex(strings.ToUpper(before), "CASE")
+		if start < 0 {
+			continue
+		}
+		for _, q := range thenElse.FindAllStringSubmatch(before[start:], -1) {
 			out = append(out, q[1])
 		}
 	}
 	return out
 }
+
+var thenElse = regexp.MustCompile(`(?i)\b(?:THEN|ELSE)\s+'([^']*)'`)
 
 func names[S ~string](vs []S) []string {
 	out := make([]string, len(vs))
@@ -100,5 +113,21 @@ func TestEveryStatusLiteralInTheSQLIsADomainValue(t *testing.T) {
 		want = slices.Sorted(slices.Values(want))
 		require.True(t, slices.ContainsFunc(constraints, func(c []string) bool { return slices.Equal(c, want) }),
 			"no CHECK constraint allows exactly %s; found %v", strings.Join(want, ", "), constraints)
+	}
+}
+
+// The error codes the SQL writes into requests.error_code are the domain's.
+func TestEveryErrorCodeLiteralInTheSQLIsADomainCode(t *testing.T) {
+	t.Parallel()
+	codes := []string{domain.CodeBatchExpired, domain.CodeBatchCancelled, domain.CodeRequestCancelled}
+	found := map[string]bool{}
+	for file, sql := range sqlFiles(t) {
+		for _, l := range literalsOf(sql, "error_code") {
+			require.Contains(t, codes, l, "%s: error code %q is not declared in shared/domain", file, l)
+			found[l] = true
+		}
+	}
+	for _, c := range codes {
+		require.True(t, found[c], "the patterns still find %q in the SQL", c)
 	}
 }

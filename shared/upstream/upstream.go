@@ -61,18 +61,18 @@ const (
 func DefaultRetriableStatuses() []int { return []int{404, 499} }
 
 // Failure codes reported in Result.Code. They are stable: callers store and
-// match on them.
+// match on them, so they are declared in shared/domain; these are their names here.
 const (
-	CodeHTTPStatus          = "http_status"
-	CodeNetworkError        = "network_error"
-	CodeTimeout             = "timeout"
-	CodeFirstByteTimeout    = "first_byte_timeout"
+	CodeHTTPStatus          = domain.CodeHTTPStatus
+	CodeNetworkError        = domain.CodeNetworkError
+	CodeTimeout             = domain.CodeTimeout
+	CodeFirstByteTimeout    = domain.CodeFirstByteTimeout
 	CodeBodyTimeout         = domain.CodeUpstreamBodyTimeout
-	CodeChunkTimeout        = "chunk_timeout"
+	CodeChunkTimeout        = domain.CodeChunkTimeout
 	CodeResponseTooLarge    = domain.CodeResponseTooLarge
-	CodeInvalidRequest      = "invalid_request"
-	CodeCanceled            = "canceled"
-	CodeUpstreamStreamError = "upstream_stream_error"
+	CodeInvalidRequest      = domain.CodeInvalidRequest
+	CodeCanceled            = domain.CodeCanceled
+	CodeUpstreamStreamError = domain.CodeUpstreamStreamError
 )
 
 // Outcome is the caller-facing verdict of a call. The zero value is not a

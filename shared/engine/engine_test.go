@@ -238,7 +238,7 @@ func (b *bundle) drain(t *testing.T) {
 
 func (b *bundle) object(t *testing.T, batch domain.Batch, output bool) string {
 	t.Helper()
-	return string(b.blobs.get(engine.ObjectKey(batch.TenantID, batch.ID, output)))
+	return string(b.blobs.get(domain.BatchFileKey(batch.TenantID, batch.ID, output)))
 }
 
 func TestABatchRunsToCompletionWithSealedOutputInInputOrder(t *testing.T) {

@@ -122,7 +122,7 @@ func (e *Engine) purge(ctx context.Context, now time.Time) (domain.PurgeStats, e
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 5*time.Second {
 			break
 		}
-		st, err := e.store.Purge(ctx, e.cfg.PurgeChunk, now, grace, del, ObjectKey)
+		st, err := e.store.Purge(ctx, e.cfg.PurgeChunk, now, grace, del, domain.BatchFileKey)
 		total.Requests += st.Requests
 		total.Batches += st.Batches
 		total.Files += st.Files

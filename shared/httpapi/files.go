@@ -278,7 +278,7 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 	}
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
-		Status: domain.FileUploaded, ObjectKey: ingest.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
+		Status: domain.FileUploaded, ObjectKey: domain.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
 	res, err := s.reserve(r, routeCreateFile, canonicalJSON(req), id)
 	if err != nil {
 		s.error(w, r, err)

@@ -118,27 +118,6 @@ type Upload struct {
 	Body      io.Reader
 }
 
-// FileKey is where a directly uploaded input file lives in the bucket.
-func FileKey(tenantID, fileID string) string {
-	return fmt.Sprintf("tenants/%s/files/%s.jsonl", tenantID, fileID)
-}
-
-// ContentKey is a fresh key for the content of a pending file, one per attempt to complete it.
-// Only the server writes it, with the bytes it validates, and no URL is ever presigned for it, so
-// what batches and downloads read is what was validated; a fresh key per attempt also keeps two
-// concurrent completes from overwriting each other's content.
-func ContentKey(tenantID, fileID string) string {
-	return fmt.Sprintf("tenants/%s/files/%s.%s.jsonl", tenantID, fileID, uuid.NewString())
-}
-
-// StagingKey is where a client PUTs a presigned upload. Complete reads it once and copies the
-// bytes it validates to a ContentKey; nothing else ever reads it, so a PUT after complete
-// changes nothing. It has its own top-level prefix so that a bucket lifecycle rule can expire
-// what such a late PUT leaves behind.
-func StagingKey(tenantID, fileID string) string {
-	return fmt.Sprintf("staging/%s/%s.jsonl", tenantID, fileID)
-}
-
 // Store validates u.Body line by line while streaming it to S3, and records the file only if
 // every line is valid; otherwise the object is deleted and a *domain.Error names the first bad
 // line and lists every one (see validate). Nothing partial is kept.
@@ -148,7 +127,7 @@ func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 	if f.ID == "" {
 		f.ID = domain.NewFileID()
 	}
-	f.ObjectKey = FileKey(u.TenantID, f.ID)
+	f.ObjectKey = domain.InputFileKey(u.TenantID, f.ID)
 	n, summary, err := in.streamValidated(ctx, f.ObjectKey, u.Body)
 	if err != nil {
 		return domain.File{}, err
@@ -177,7 +156,7 @@ func (in *Ingester) Fill(ctx context.Context, f domain.File, body io.Reader) (do
 // copyValidated streams body through validation into a fresh ContentKey of the pending file f
 // and checks the announced size; on failure nothing is left at that key.
 func (in *Ingester) copyValidated(ctx context.Context, f domain.File, body io.Reader) (string, int64, jsonl.Summary, error) {
-	key := ContentKey(f.TenantID, f.ID)
+	key := domain.ContentKey(f.TenantID, f.ID)
 	n, summary, err := in.streamValidated(ctx, key, body)
 	if err == nil {
 		if err = checkSize(f.Bytes, n); err != nil {

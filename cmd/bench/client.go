@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
 )
 
 // client speaks to the API as any HTTP client would: JSON in, JSON out, bearer key.
@@ -77,7 +79,7 @@ func (c *client) upload(ctx context.Context, content io.Reader, size int64) (str
 	if err := c.do(ctx, "POST", "/v1/files/"+id+"/complete", nil, &done); err != nil {
 		return "", 0, err
 	}
-	if done.Status != "processed" {
+	if done.Status != domain.FileProcessed {
 		return "", 0, fmt.Errorf("file %s is %s after complete", id, done.Status)
 	}
 	return id, time.Since(t0), nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/local/mockupstream"
+	"github.com/fusillade/fusillade/shared/domain"
 )
 
 // batchRun is one batch taken through the API from upload to sealed output.
@@ -44,12 +45,12 @@ func runBatch(ctx context.Context, h *harness, content []byte, poll time.Duratio
 		if err := h.App.Store.Pool().QueryRow(ctx, "SELECT status, completed_at FROM batches WHERE id = $1", b.ID).Scan(&status, &at); err != nil {
 			return r, err
 		}
-		if status == "completed" && at != nil {
+		if domain.BatchStatus(status) == domain.BatchCompleted && at != nil {
 			r.Completed = *at
 			break
 		}
-		switch status {
-		case "failed", "expired", "cancelled":
+		switch domain.BatchStatus(status) {
+		case domain.BatchFailed, domain.BatchExpired, domain.BatchCancelled:
 			return r, fmt.Errorf("batch %s ended %s", b.ID, status)
 		}
 		select {

@@ -38,7 +38,7 @@ func p5(ctx context.Context, env *benchEnv, res *Result, lines int) error {
 	st := h.App.Store
 	now := time.Now()
 	in := domain.File{ID: domain.NewFileID(), TenantID: h.TenantID, Filename: "in.jsonl", Purpose: domain.PurposeBatch,
-		Status: "processed", ObjectKey: "unused", Lines: lines, CreatedAt: now}
+		Status: domain.FileProcessed, ObjectKey: "unused", Lines: lines, CreatedAt: now}
 	if err := st.InsertFile(ctx, in); err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func p5(ctx context.Context, env *benchEnv, res *Result, lines int) error {
 	if err != nil {
 		return err
 	}
-	if got.Status != "completed" || got.OutputFileID == "" {
+	if got.Status != string(domain.BatchCompleted) || got.OutputFileID == "" {
 		return fmt.Errorf("batch is %s with output file %q after finalisation", got.Status, got.OutputFileID)
 	}
 	var runs []time.Duration

@@ -19,8 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/fusillade/fusillade/shared/config"
-	"github.com/fusillade/fusillade/shared/engine"
-	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/fusillade/fusillade/shared/domain"
 )
 
 // repoRoot is the repository root as seen from this package's directory (where go test runs).
@@ -864,11 +863,12 @@ type s3Access struct{ action, key string }
 // key functions, so a changed layout fails here rather than with AccessDenied on AWS), and that
 // only the API writes input files.
 func checkS3Grants(tpl map[string]any) []error {
-	input := ingest.FileKey("tenant", "file")
-	content := ingest.ContentKey("tenant", "file")
-	staged := ingest.StagingKey("tenant", "file")
-	output := engine.ObjectKey("tenant", "batch", true)
-	errorsKey := engine.ObjectKey("tenant", "batch", false)
+	input := domain.InputFileKey("tenant", "file")
+	content := domain.ContentKey("tenant", "file")
+	staged := domain.StagingKey("tenant", "file")
+	part := domain.UploadPartsPrefix("tenant", "upload") + "part"
+	output := domain.BatchFileKey("tenant", "batch", true)
+	errorsKey := domain.BatchFileKey("tenant", "batch", false)
 	writeResults := []s3Access{
 		{"s3:PutObject", output}, {"s3:PutObject", errorsKey},
 		{"s3:DeleteObject", output}, {"s3:DeleteObject", errorsKey}, {"s3:AbortMultipartUpload", output},
@@ -879,6 +879,7 @@ func checkS3Grants(tpl map[string]any) []error {
 			{"s3:GetObject", input}, {"s3:GetObject", output}, {"s3:GetObject", errorsKey},
 			{"s3:PutObject", content}, {"s3:DeleteObject", content}, {"s3:AbortMultipartUpload", content},
 			{"s3:PutObject", staged}, {"s3:GetObject", staged}, {"s3:DeleteObject", staged},
+			{"s3:PutObject", part}, {"s3:GetObject", part}, {"s3:DeleteObject", part},
 		},
 		"PopulateFunction": {{"s3:GetObject", input}, {"s3:GetObject", content}},
 		"WorkerFunction":   writeResults,
@@ -962,7 +963,7 @@ func checkBucket(tpl map[string]any) []error {
 	for _, r := range asList(dig(p, "LifecycleConfiguration", "Rules")) {
 		prefix, _ := dig(r, "Prefix").(string)
 		d, ok := literalInt(dig(r, "ExpirationInDays"))
-		if ok && d > 30 && prefix != "" && strings.HasPrefix(ingest.StagingKey("tenant", "file"), prefix) && dig(r, "Status") == "Enabled" {
+		if ok && d > 30 && prefix != "" && strings.HasPrefix(domain.StagingKey("tenant", "file"), prefix) && dig(r, "Status") == "Enabled" {
 			staged = true
 		}
 	}

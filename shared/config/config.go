@@ -13,9 +13,15 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/engine"
+	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/upstream"
 )
 
-// Config is the whole configuration. Zero values never reach the code: Load fills defaults.
+// Config is the whole configuration. Zero values never reach the code: Load fills defaults. Each
+// default is declared once, by the package that owns the knob (engine, upstream, ingest,
+// postgres, domain); the values in the comments below are those.
 type Config struct {
 	LogLevel string // LOG_LEVEL: debug | info | warn | error; default info
 
@@ -62,11 +68,12 @@ type Config struct {
 // Load reads and validates the configuration.
 func Load(getenv func(string) string) (Config, error) {
 	e := env{getenv: getenv}
+	retry := domain.DefaultRetryPolicy()
 	c := Config{
 		LogLevel:          e.str("LOG_LEVEL", "info"),
 		DatabaseURL:       e.str("DATABASE_URL", ""),
 		DatabaseSecretARN: e.str("DATABASE_SECRET_ARN", ""),
-		DBMaxConns:        e.int("DB_MAX_CONNS", 10),
+		DBMaxConns:        e.int("DB_MAX_CONNS", postgres.DefaultMaxConns),
 		Region:            e.str("AWS_REGION", "us-east-1"),
 		Bucket:            e.str("BUCKET", ""),
 		S3Endpoint:        e.str("S3_ENDPOINT", ""),
@@ -75,27 +82,27 @@ func Load(getenv func(string) string) (Config, error) {
 		PopulateQueue:     e.str("POPULATE_QUEUE_URL", ""),
 		WorkQueue:         e.str("WORK_QUEUE_URL", ""),
 		FunctionName:      e.str("AWS_LAMBDA_FUNCTION_NAME", "local"),
-		CompletionWins:    e.list("COMPLETION_WINDOWS", "24h"),
+		CompletionWins:    e.list("COMPLETION_WINDOWS", domain.DefaultCompletionWindow),
 		Retry: domain.RetryPolicy{
-			MaxRetries:         e.int("MAX_RETRIES", 1000),
-			Base:               e.ms("BACKOFF_BASE_MS", time.Second),
-			Factor:             e.float("BACKOFF_FACTOR", 2),
-			Max:                e.ms("BACKOFF_MAX_MS", 10*time.Second),
-			Jitter:             0.2,
-			StopBeforeDeadline: e.ms("STOP_BEFORE_DEADLINE_MS", 0),
+			MaxRetries:         e.int("MAX_RETRIES", retry.MaxRetries),
+			Base:               e.ms("BACKOFF_BASE_MS", retry.Base),
+			Factor:             e.float("BACKOFF_FACTOR", retry.Factor),
+			Max:                e.ms("BACKOFF_MAX_MS", retry.Max),
+			Jitter:             retry.Jitter,
+			StopBeforeDeadline: e.ms("STOP_BEFORE_DEADLINE_MS", retry.StopBeforeDeadline),
 		},
-		ClaimTimeout:      e.ms("CLAIM_TIMEOUT_MS", time.Minute),
-		ProcessingTimeout: e.ms("PROCESSING_TIMEOUT_MS", 16*time.Minute),
-		StaleWorker:       e.ms("STALE_WORKER_MS", time.Minute),
-		UrgencyWeight:     e.float("URGENCY_WEIGHT", 0.5),
-		FirstByteTimeout:  e.ms("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 540*time.Second),
-		BodyTimeout:       e.ms("UPSTREAM_BODY_TIMEOUT_MS", 300*time.Second),
-		MaxResponseBytes:  int64(e.int("UPSTREAM_MAX_RESPONSE_BYTES", 32<<20)),
-		RetriableStatuses: e.ints("RETRIABLE_STATUSES", "404,499"),
+		ClaimTimeout:      e.ms("CLAIM_TIMEOUT_MS", engine.DefaultClaimTimeout),
+		ProcessingTimeout: e.ms("PROCESSING_TIMEOUT_MS", engine.DefaultProcessingTimeout),
+		StaleWorker:       e.ms("STALE_WORKER_MS", engine.DefaultStaleWorker),
+		UrgencyWeight:     e.float("URGENCY_WEIGHT", engine.DefaultUrgencyWeight),
+		FirstByteTimeout:  e.ms("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", upstream.DefaultFirstByteTimeout),
+		BodyTimeout:       e.ms("UPSTREAM_BODY_TIMEOUT_MS", upstream.DefaultBodyTimeout),
+		MaxResponseBytes:  int64(e.int("UPSTREAM_MAX_RESPONSE_BYTES", upstream.DefaultMaxResponseBytes)),
+		RetriableStatuses: e.ints("RETRIABLE_STATUSES", joinInts(upstream.DefaultRetriableStatuses())),
 		StreamablePaths:   e.list("STREAMABLE_ENDPOINTS", ""),
 		MetadataHeaders:   e.list("BATCH_METADATA_HEADERS", ""),
-		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", 200_000_000)),
-		MaxLines:          e.int("MAX_LINES", 50_000),
+		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", int(ingest.DefaultMaxFileBytes))),
+		MaxLines:          e.int("MAX_LINES", ingest.DefaultMaxLines),
 	}
 	c.UpstreamSecretARNPrefix = strings.TrimSuffix(e.str("UPSTREAM_SECRET_ARN_PREFIX", ""), "*")
 	if e.err != nil {
@@ -250,4 +257,13 @@ func (e *env) ints(name, def string) []int {
 		out = append(out, n)
 	}
 	return out
+}
+
+// joinInts is the inverse of env.ints, to state a default list in the variable's own form.
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }

@@ -8,6 +8,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/shared/config"
+	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/engine"
+	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/fusillade/fusillade/shared/postgres"
+	"github.com/fusillade/fusillade/shared/upstream"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -24,6 +29,28 @@ func TestDefaultsAreFusilladesAndOpenAIs(t *testing.T) {
 	require.Equal(t, 16*time.Minute, c.ProcessingTimeout, "longer than the worker's 15-minute limit")
 	require.Equal(t, int64(200_000_000), c.MaxFileBytes)
 	require.Equal(t, 50_000, c.MaxLines)
+}
+
+// An unset variable must mean what the package owning the knob does with a zero value, so that a
+// component built without config (a test, a tool) behaves as production does.
+func TestAnUnsetSettingMeansTheOwningPackagesDefault(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"DATABASE_URL": "postgres://x"}))
+	require.NoError(t, err)
+	require.Equal(t, upstream.DefaultBodyTimeout, c.BodyTimeout)
+	require.Equal(t, 300*time.Second, c.BodyTimeout, "README: the body of an answer may take 300 s")
+	require.Equal(t, upstream.DefaultFirstByteTimeout, c.FirstByteTimeout)
+	require.EqualValues(t, upstream.DefaultMaxResponseBytes, c.MaxResponseBytes)
+	require.Equal(t, upstream.DefaultRetriableStatuses(), c.RetriableStatuses)
+	require.Equal(t, engine.DefaultUrgencyWeight, c.UrgencyWeight)
+	require.Equal(t, engine.DefaultClaimTimeout, c.ClaimTimeout)
+	require.Equal(t, engine.DefaultProcessingTimeout, c.ProcessingTimeout)
+	require.Equal(t, engine.DefaultStaleWorker, c.StaleWorker)
+	require.Equal(t, domain.DefaultRetryPolicy(), c.Retry)
+	require.Equal(t, ingest.DefaultMaxFileBytes, c.MaxFileBytes)
+	require.Equal(t, ingest.DefaultMaxLines, c.MaxLines)
+	require.Equal(t, postgres.DefaultMaxConns, c.DBMaxConns)
+	require.Equal(t, []string{domain.DefaultCompletionWindow}, c.CompletionWins)
 }
 
 func TestBadSettingsFailLoudlyWithTheirNames(t *testing.T) {

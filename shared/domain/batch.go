@@ -21,6 +21,10 @@ const (
 	BatchCancelled  BatchStatus = "cancelled"
 )
 
+// BatchStatuses are all the batch statuses; the batches table's CHECK constraint lists the same.
+var BatchStatuses = []BatchStatus{BatchValidating, BatchFailed, BatchInProgress, BatchFinalizing,
+	BatchCompleted, BatchExpired, BatchCancelling, BatchCancelled}
+
 // Terminal reports whether the batch will change no more (short of a user retry).
 func (s BatchStatus) Terminal() bool {
 	switch s {
@@ -44,6 +48,10 @@ func ValidEndpoint(p string) bool {
 	}
 	return false
 }
+
+// DefaultCompletionWindow is the one completion window allowed when none are configured
+// (COMPLETION_WINDOWS), as in OpenAI.
+const DefaultCompletionWindow = "24h"
 
 // ParseWindow parses a completion window such as "24h", "90m", "7d" or "2s". Days are not a Go
 // duration unit, so "d" is handled here. The result must be positive and at most 30 days.

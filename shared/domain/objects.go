@@ -23,11 +23,35 @@ type Model struct {
 	InFlight            int    `json:"in_flight"`
 }
 
+// DefaultEscalationThresholdSecs is a model's escalation threshold when none is given: requests
+// whose batch deadline is nearer than this go to the escalation model. The column default in
+// shared/postgres/migrations/0001_init.sql says the same.
+const DefaultEscalationThresholdSecs = 900
+
 // File purposes.
 const (
 	PurposeBatch       = "batch"
 	PurposeBatchOutput = "batch_output"
 	PurposeBatchError  = "batch_error"
+)
+
+// File statuses (File.Status), OpenAI's file object statuses: an input file is uploaded until
+// its content arrived and was validated, then processed (or error, with StatusDetails). Output and
+// error files are born processed.
+const (
+	FileUploaded  = "uploaded"
+	FileProcessed = "processed"
+	FileError     = "error"
+)
+
+// FileStatuses are all the file statuses; the files table's CHECK constraint lists the same.
+var FileStatuses = []string{FileUploaded, FileProcessed, FileError}
+
+// Upload statuses, OpenAI's Upload object: an upload is pending until completed or cancelled.
+const (
+	UploadPending   = "pending"
+	UploadCompleted = "completed"
+	UploadCancelled = "cancelled"
 )
 
 // File is an uploaded input file or a batch's output or error file.
@@ -37,7 +61,7 @@ type File struct {
 	Filename      string
 	Purpose       string
 	Bytes         int64
-	Status        string // processed | error | uploaded
+	Status        string // FileUploaded | FileProcessed | FileError
 	StatusDetails string
 	ObjectKey     string // S3 key of the content
 	Lines         int

@@ -4,10 +4,30 @@ import (
 	"encoding/json"
 )
 
-// Stable codes for lines that ended without an HTTP response.
+// Stable codes for lines that ended without an HTTP response: stored in requests.error_code,
+// written to error files, matched on by callers. Each is declared here once; the SQL that writes
+// some of them is held to this list by shared/postgres's TestEveryErrorCodeLiteralInTheSQLIsADomainCode.
 const (
-	CodeBatchExpired   = "batch_expired"
-	CodeBatchCancelled = "batch_cancelled"
+	CodeBatchExpired     = "batch_expired"
+	CodeBatchCancelled   = "batch_cancelled"
+	CodeRequestCancelled = "request_cancelled" // the user cancelled the request itself
+	// The model could not be looked up (retried), or no longer exists (final).
+	CodeModelUnavailable = "model_unavailable"
+	CodeModelNotFound    = "model_not_found"
+	// The model's credential could not be resolved (retried).
+	CodeCredentialUnavailable = "credential_unavailable"
+	// The body could not be rewritten for the model it was routed to. Also the validator's code
+	// for a line whose body is not a JSON object.
+	CodeInvalidBody = "invalid_body"
+	// What shared/upstream reports for a call that produced no usable answer (Result.Code).
+	CodeHTTPStatus          = "http_status"
+	CodeNetworkError        = "network_error"
+	CodeTimeout             = "timeout"
+	CodeFirstByteTimeout    = "first_byte_timeout"
+	CodeChunkTimeout        = "chunk_timeout"
+	CodeInvalidRequest      = "invalid_request"
+	CodeCanceled            = "canceled"
+	CodeUpstreamStreamError = "upstream_stream_error"
 	// The upstream's status line arrived but its answer did not: it was over the response cap,
 	// or its body did not finish within the body timeout.
 	CodeResponseTooLarge    = "response_too_large"
@@ -16,6 +36,10 @@ const (
 	// (shared/secrets), so the upstream was not called. Also the API's code for such a reference.
 	CodeCredentialRefNotAllowed = "credential_ref_not_allowed"
 )
+
+// CodeEnqueueFailed is the batch error (Batch.Errors) of a batch that was created but whose
+// population could not be queued, so it failed at once.
+const CodeEnqueueFailed = "enqueue_failed"
 
 type outputLine struct {
 	ID       string          `json:"id"`

@@ -26,6 +26,10 @@ const (
 	StateExpired    RequestState = "expired"
 )
 
+// RequestStates are all the request states; the requests table's CHECK constraint lists the same.
+var RequestStates = []RequestState{StatePending, StateClaimed, StateProcessing, StateCompleted,
+	StateFailed, StateCanceled, StateExpired}
+
 // Terminal reports whether no further work will happen for a request in state s.
 func (s RequestState) Terminal() bool {
 	switch s {

@@ -110,7 +110,7 @@ func (c *coalescer) again(m string) bool {
 }
 
 func (e *Engine) refillOnce(ctx context.Context, model string) (DispatchStats, error) {
-	claims, err := e.store.ClaimForModel(ctx, model, e.cfg.MaxClaim, e.cfg.UrgencyWeight, e.now())
+	claims, err := e.store.ClaimForModel(ctx, model, e.cfg.MaxClaim, *e.cfg.UrgencyWeight, e.now())
 	if err != nil || len(claims) == 0 {
 		return DispatchStats{}, err
 	}

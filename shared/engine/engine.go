@@ -75,13 +75,23 @@ type Credentials interface {
 	Resolve(ctx context.Context, ref string) (string, error)
 }
 
+// Defaults of the engine's knobs that the deployment can set; config.Load reads them from here.
+const (
+	DefaultClaimTimeout      = time.Minute      // a claim not started within this is rescued
+	DefaultProcessingTimeout = 16 * time.Minute // the worker Lambda's 15-minute limit + margin, so a live worker is never robbed
+	DefaultStaleWorker       = time.Minute      // a worker silent this long is dead
+	DefaultUrgencyWeight     = 0.5              // halfway between tenant fairness (0) and earliest deadline (1)
+)
+
 // Config tunes the engine. Zero fields take the defaults named on each.
 type Config struct {
 	Retry             domain.RetryPolicy // default domain.DefaultRetryPolicy()
-	ClaimTimeout      time.Duration      // default 60s
-	ProcessingTimeout time.Duration      // default 16m (worker Lambda max 15m + margin)
-	StaleWorker       time.Duration      // default 60s
-	UrgencyWeight     float64            // default 0 when unset; config.Load passes 0.5
+	ClaimTimeout      time.Duration      // default DefaultClaimTimeout (60s)
+	ProcessingTimeout time.Duration      // default DefaultProcessingTimeout (16m)
+	StaleWorker       time.Duration      // default DefaultStaleWorker (60s)
+	// UrgencyWeight: 0 = tenant fairness only, 1 = earliest deadline only. A pointer because 0 is a
+	// meaningful weight; nil means DefaultUrgencyWeight (0.5).
+	UrgencyWeight *float64
 	// PersistMargin is kept free before the invocation's deadline so that the result of an upstream
 	// call can still be written; the call itself is cut off this much earlier. Default 5s.
 	PersistMargin time.Duration
@@ -119,9 +129,13 @@ func (c *Config) defaults() {
 	if c.Retry == (domain.RetryPolicy{}) {
 		c.Retry = domain.DefaultRetryPolicy()
 	}
-	c.ClaimTimeout = orDuration(c.ClaimTimeout, time.Minute)
-	c.ProcessingTimeout = orDuration(c.ProcessingTimeout, 16*time.Minute)
-	c.StaleWorker = orDuration(c.StaleWorker, time.Minute)
+	c.ClaimTimeout = orDuration(c.ClaimTimeout, DefaultClaimTimeout)
+	c.ProcessingTimeout = orDuration(c.ProcessingTimeout, DefaultProcessingTimeout)
+	c.StaleWorker = orDuration(c.StaleWorker, DefaultStaleWorker)
+	if c.UrgencyWeight == nil {
+		w := DefaultUrgencyWeight
+		c.UrgencyWeight = &w
+	}
 	c.PersistMargin = orDuration(c.PersistMargin, 5*time.Second)
 	if c.PersistRetry == (domain.RetryPolicy{}) {
 		c.PersistRetry = domain.RetryPolicy{Base: 100 * time.Millisecond, Factor: 2, Max: 2 * time.Second, Jitter: 0.2}

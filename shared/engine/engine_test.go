@@ -243,7 +243,7 @@ func (b *bundle) drain(t *testing.T) {
 
 func (b *bundle) object(t *testing.T, batch domain.Batch, output bool) string {
 	t.Helper()
-	return string(b.blobs.get(engine.ObjectKey(batch.TenantID, batch.ID, output)))
+	return string(b.blobs.get(domain.BatchFileKey(batch.TenantID, batch.ID, output)))
 }
 
 func TestABatchRunsToCompletionWithSealedOutputInInputOrder(t *testing.T) {
@@ -527,7 +527,7 @@ func TestNonRetriableStatusFailsAtOnceWithItsResponseInTheErrorFile(t *testing.T
 
 func TestClaimsFavourTheTenantUsingFewerSlots(t *testing.T) {
 	t.Parallel()
-	b := setup(t, engine.Config{UrgencyWeight: 0})
+	b := setup(t, engine.Config{UrgencyWeight: new(float64)}) // weight 0: tenant fairness only
 	ctx := context.Background()
 	other, err := b.store.CreateTenant(ctx, "other")
 	require.NoError(t, err)

@@ -52,18 +52,9 @@ func (e *Engine) seal(ctx context.Context, tenantID, batchID string) error {
 	return nil
 }
 
-// ObjectKey is where a batch's output or error file lives in the bucket.
-func ObjectKey(tenantID, batchID string, output bool) string {
-	kind := "errors"
-	if output {
-		kind = "output"
-	}
-	return fmt.Sprintf("tenants/%s/batches/%s/%s.jsonl", tenantID, batchID, kind)
-}
-
 // writeResults streams one file from Postgres into S3. An empty file is not kept.
 func (e *Engine) writeResults(ctx context.Context, tenantID, batchID string, output bool, usage *usageSum) (domain.Sealed, error) {
-	key := ObjectKey(tenantID, batchID, output)
+	key := domain.BatchFileKey(tenantID, batchID, output)
 	pr, pw := io.Pipe()
 	var sealed domain.Sealed
 	go func() {

@@ -152,7 +152,7 @@ func (e *Engine) purgeRound(ctx context.Context, now, grace time.Time) (domain.P
 	}
 	var keys, ids []string
 	for _, b := range batches {
-		keys = append(keys, ObjectKey(b.TenantID, b.ID, true), ObjectKey(b.TenantID, b.ID, false))
+		keys = append(keys, domain.BatchFileKey(b.TenantID, b.ID, true), domain.BatchFileKey(b.TenantID, b.ID, false))
 		ids = append(ids, b.ID)
 	}
 	if err := e.deleteObjects(ctx, keys); err != nil {

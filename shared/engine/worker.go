@@ -255,10 +255,10 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 	out := domain.Outcome{Work: job.Work, Model: job.Model}
 	model, err := e.models.get(ctx, job.Model)
 	if err != nil {
-		return e.retryOrFail(job, out, "model_unavailable", "model lookup failed", 0)
+		return e.retryOrFail(job, out, domain.CodeModelUnavailable, "model lookup failed", 0)
 	}
 	if model == nil {
-		out.State, out.ErrorCode = domain.StateFailed, "model_not_found"
+		out.State, out.ErrorCode = domain.StateFailed, domain.CodeModelNotFound
 		out.ErrorMessage = fmt.Sprintf("Model %q is no longer configured.", job.Model)
 		return out
 	}
@@ -272,14 +272,14 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 			out.ErrorMessage = fmt.Sprintf("Model %q has a credential reference that is not allowed; an administrator must set it again.", job.Model)
 			return out
 		}
-		return e.retryOrFail(job, out, "credential_unavailable", "the upstream credential could not be resolved", 0)
+		return e.retryOrFail(job, out, domain.CodeCredentialUnavailable, "the upstream credential could not be resolved", 0)
 	}
 	body := job.Body
 	if job.RoutedModel != "" {
 		// Escalated near the deadline: the fallback model serves it, so the body must name it.
 		out.RoutedModel = job.RoutedModel
 		if body, err = rewriteModel(job.Body, job.Model); err != nil {
-			out.State, out.ErrorCode, out.ErrorMessage = domain.StateFailed, "invalid_body", "the request body could not be routed to the fallback model"
+			out.State, out.ErrorCode, out.ErrorMessage = domain.StateFailed, domain.CodeInvalidBody, "the request body could not be routed to the fallback model"
 			return out
 		}
 	}

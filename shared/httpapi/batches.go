@@ -79,7 +79,7 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("File %s has purpose %q; a batch needs a file uploaded with purpose 'batch'.", f.ID, f.Purpose)})
 		return
 	}
-	if f.Status != "processed" {
+	if f.Status != domain.FileProcessed {
 		s.error(w, r, errNotCompleted(f.ID))
 		return
 	}
@@ -128,7 +128,7 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		// Without its message the batch would wait forever: fail it now and say so. The key stays
 		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
 		s.log.ErrorContext(r.Context(), "enqueue populate", "batch_id", b.ID, "err", err)
-		_ = s.store.FailBatch(context.WithoutCancel(r.Context()), b.ID, s.now(), []domain.BatchError{{Code: "enqueue_failed",
+		_ = s.store.FailBatch(context.WithoutCancel(r.Context()), b.ID, s.now(), []domain.BatchError{{Code: domain.CodeEnqueueFailed,
 			Message: "The batch could not be queued for processing; please create it again."}})
 		s.error(w, r, &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."})
 		return
@@ -145,8 +145,14 @@ func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toBatchObject(b))
 }
 
-// batchStatuses are the values of the status filter of GET /v1/batches.
-var batchStatuses = []string{"validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"}
+// batchStatuses are the values of the status filter of GET /v1/batches: every batch status.
+var batchStatuses = func() []string {
+	s := make([]string, len(domain.BatchStatuses))
+	for i, st := range domain.BatchStatuses {
+		s[i] = string(st)
+	}
+	return s
+}()
 
 // listBatches is GET /v1/batches: after (a batch id) and limit (1..100, default 20) as OpenAI
 // defines them, newest first, plus filters: status (comma-separated), search (a substring of the

@@ -100,7 +100,7 @@ func (s *server) fileContent(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if f.Status == "uploaded" {
+	if f.Status == domain.FileUploaded {
 		s.error(w, r, errNotCompleted(f.ID))
 		return
 	}
@@ -225,13 +225,13 @@ type resultLine struct {
 
 // resultStatuses maps the status filter of the results view to request states.
 var resultStatuses = map[string][]string{
-	"pending":     {"pending"},
-	"in_progress": {"claimed", "processing"},
-	"completed":   {"completed"},
-	"failed":      {"failed"},
-	"canceled":    {"canceled"},
-	"cancelled":   {"canceled"},
-	"expired":     {"expired"},
+	"pending":     {string(domain.StatePending)},
+	"in_progress": {string(domain.StateClaimed), string(domain.StateProcessing)},
+	"completed":   {string(domain.StateCompleted)},
+	"failed":      {string(domain.StateFailed)},
+	"canceled":    {string(domain.StateCanceled)},
+	"cancelled":   {string(domain.StateCanceled)},
+	"expired":     {string(domain.StateExpired)},
 }
 
 // resultStatus is how the results view names a request state.

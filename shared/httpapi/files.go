@@ -278,7 +278,7 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 	}
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
-		Status: "uploaded", ObjectKey: ingest.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
+		Status: domain.FileUploaded, ObjectKey: domain.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
 	res, err := s.reserve(r, routeCreateFile, canonicalJSON(req), id)
 	if err != nil {
 		s.error(w, r, err)
@@ -289,7 +289,7 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err != nil:
 			s.error(w, r, s.replayError(err, res))
-		case orig.Status == "uploaded":
+		case orig.Status == domain.FileUploaded:
 			s.writePending(w, r, orig) // a fresh URL for the same pending file
 		default:
 			writeJSON(w, http.StatusOK, toFileObject(orig))
@@ -349,7 +349,7 @@ func (s *server) completeFile(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if f.Status != "uploaded" {
+	if f.Status != domain.FileUploaded {
 		writeJSON(w, http.StatusOK, toFileObject(f))
 		return
 	}
@@ -422,7 +422,7 @@ func (s *server) inputFile(r *http.Request) (domain.File, error) {
 		return f, &domain.Error{Code: domain.EInvalid, Param: "file_id",
 			Message: fmt.Sprintf("File %s has purpose %q; only batch input files can be checked.", f.ID, f.Purpose)}
 	}
-	if f.Status != "processed" {
+	if f.Status != domain.FileProcessed {
 		return f, errNotCompleted(f.ID)
 	}
 	return f, nil

@@ -70,7 +70,8 @@ type PopulateQueue interface {
 
 // Config tunes the API. Zero values mean the documented defaults.
 type Config struct {
-	// CompletionWindows is the allow-list for completion_window; default {"24h"}.
+	// CompletionWindows is the allow-list for completion_window; default
+	// {domain.DefaultCompletionWindow} ("24h").
 	CompletionWindows []string
 	// FileTTL is how long an input file lives without expires_after; default 30 days (OpenAI's).
 	FileTTL time.Duration
@@ -124,7 +125,7 @@ type server struct {
 // New returns the API handler.
 func New(cfg Config, d Deps) http.Handler {
 	if len(cfg.CompletionWindows) == 0 {
-		cfg.CompletionWindows = []string{"24h"}
+		cfg.CompletionWindows = []string{domain.DefaultCompletionWindow}
 	}
 	if cfg.FileTTL <= 0 {
 		cfg.FileTTL = 30 * 24 * time.Hour

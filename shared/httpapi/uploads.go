@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/fusillade/fusillade/shared/domain"
-	"github.com/fusillade/fusillade/shared/ingest"
 )
 
 // OpenAI's Uploads API (POST /v1/uploads, …/parts, …/complete, …/cancel) builds one file from
@@ -45,11 +44,6 @@ func uploadID(fileID string) string {
 	return uploadPrefix + strings.TrimPrefix(fileID, domain.FilePrefix)
 }
 
-// partsPrefix is where an upload's parts live until it completes or is cancelled.
-func partsPrefix(tenantID, uploadID string) string {
-	return fmt.Sprintf("tenants/%s/uploads/%s/", tenantID, uploadID)
-}
-
 var partIDPattern = regexp.MustCompile(`^part_[0-9A-Za-z]{24}$`)
 
 type uploadObject struct {
@@ -67,7 +61,7 @@ type uploadObject struct {
 func (s *server) toUploadObject(f domain.File, status string) uploadObject {
 	o := uploadObject{ID: uploadID(f.ID), Object: "upload", Bytes: f.Bytes, CreatedAt: f.CreatedAt.Unix(),
 		ExpiresAt: f.CreatedAt.Add(s.cfg.UploadTTL).Unix(), Filename: f.Filename, Purpose: f.Purpose, Status: status}
-	if status == "completed" {
+	if status == domain.UploadCompleted {
 		fo := toFileObject(f)
 		o.File = &fo
 	}
@@ -105,12 +99,12 @@ func (s *server) createUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
-		Status: "uploaded", ObjectKey: ingest.FileKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
+		Status: domain.FileUploaded, ObjectKey: domain.InputFileKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
 	if err := s.store.InsertFile(r.Context(), f); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toUploadObject(f, "pending"))
+	writeJSON(w, http.StatusOK, s.toUploadObject(f, domain.UploadPending))
 }
 
 // pendingUpload fetches the tenant's upload named in the path and checks it still accepts
@@ -129,7 +123,7 @@ func (s *server) pendingUpload(r *http.Request) (domain.File, error) {
 	if err != nil {
 		return f, err
 	}
-	if f.Status != "uploaded" {
+	if f.Status != domain.FileUploaded {
 		return f, &domain.Error{Code: domain.EConflict, Param: "upload_id", Message: fmt.Sprintf("Upload %s is already completed.", id)}
 	}
 	if !s.now().Before(f.CreatedAt.Add(s.cfg.UploadTTL)) {
@@ -197,7 +191,7 @@ func (s *server) addUploadPart(w http.ResponseWriter, r *http.Request) {
 	}
 	id := "part_" + strings.TrimPrefix(domain.NewFileID(), domain.FilePrefix)
 	uid := uploadID(f.ID)
-	if err := s.blobs.PutSmall(r.Context(), partsPrefix(f.TenantID, uid)+id, data, "application/octet-stream"); err != nil {
+	if err := s.blobs.PutSmall(r.Context(), domain.UploadPartsPrefix(f.TenantID, uid)+id, data, "application/octet-stream"); err != nil {
 		s.error(w, r, err)
 		return
 	}
@@ -227,7 +221,7 @@ func (s *server) completeUpload(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &domain.Error{Code: domain.EInvalid, Param: "part_ids", Message: "part_ids must list at least one part."})
 		return
 	}
-	prefix := partsPrefix(f.TenantID, uploadID(f.ID))
+	prefix := domain.UploadPartsPrefix(f.TenantID, uploadID(f.ID))
 	keys := make([]string, len(req.PartIDs))
 	var total int64
 	for i, id := range req.PartIDs {
@@ -262,7 +256,7 @@ func (s *server) completeUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cleanParts(r, prefix)
-	writeJSON(w, http.StatusOK, s.toUploadObject(got, "completed"))
+	writeJSON(w, http.StatusOK, s.toUploadObject(got, domain.UploadCompleted))
 }
 
 // cancelUpload is POST /v1/uploads/{id}/cancel: no part may be added afterwards.
@@ -272,12 +266,12 @@ func (s *server) cancelUpload(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	s.cleanParts(r, partsPrefix(f.TenantID, uploadID(f.ID)))
+	s.cleanParts(r, domain.UploadPartsPrefix(f.TenantID, uploadID(f.ID)))
 	if err := s.store.DiscardFile(r.Context(), f.TenantID, f.ID, "The upload was cancelled.", s.now()); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toUploadObject(f, "cancelled"))
+	writeJSON(w, http.StatusOK, s.toUploadObject(f, domain.UploadCancelled))
 }
 
 func (s *server) cleanParts(r *http.Request, prefix string) {

@@ -40,20 +40,27 @@ type Kicker interface {
 	Kick(ctx context.Context, models ...string) error
 }
 
+// Defaults of the limits the deployment can set (MAX_FILE_BYTES, MAX_LINES); config.Load reads
+// them from here. Both are OpenAI's.
+const (
+	DefaultMaxFileBytes int64 = 200_000_000
+	DefaultMaxLines           = 50_000
+)
+
 // Limits bound what a file may contain.
 type Limits struct {
-	MaxFileBytes int64 // default 200 MB
-	MaxLines     int   // default 50,000
+	MaxFileBytes int64 // default DefaultMaxFileBytes (200 MB)
+	MaxLines     int   // default DefaultMaxLines (50,000)
 	MaxLineBytes int   // default 16 MiB: larger than any allowed body, so the body check reports first
 	MaxBodyBytes int   // default 10 MiB
 }
 
 func (l *Limits) defaults() {
 	if l.MaxFileBytes <= 0 {
-		l.MaxFileBytes = 200_000_000
+		l.MaxFileBytes = DefaultMaxFileBytes
 	}
 	if l.MaxLines <= 0 {
-		l.MaxLines = 50_000
+		l.MaxLines = DefaultMaxLines
 	}
 	if l.MaxLineBytes <= 0 {
 		l.MaxLineBytes = 16 << 20
@@ -111,37 +118,16 @@ type Upload struct {
 	Body      io.Reader
 }
 
-// FileKey is where a directly uploaded input file lives in the bucket.
-func FileKey(tenantID, fileID string) string {
-	return fmt.Sprintf("tenants/%s/files/%s.jsonl", tenantID, fileID)
-}
-
-// ContentKey is a fresh key for the content of a pending file, one per attempt to complete it.
-// Only the server writes it, with the bytes it validates, and no URL is ever presigned for it, so
-// what batches and downloads read is what was validated; a fresh key per attempt also keeps two
-// concurrent completes from overwriting each other's content.
-func ContentKey(tenantID, fileID string) string {
-	return fmt.Sprintf("tenants/%s/files/%s.%s.jsonl", tenantID, fileID, uuid.NewString())
-}
-
-// StagingKey is where a client PUTs a presigned upload. Complete reads it once and copies the
-// bytes it validates to a ContentKey; nothing else ever reads it, so a PUT after complete
-// changes nothing. It has its own top-level prefix so that a bucket lifecycle rule can expire
-// what such a late PUT leaves behind.
-func StagingKey(tenantID, fileID string) string {
-	return fmt.Sprintf("staging/%s/%s.jsonl", tenantID, fileID)
-}
-
 // Store validates u.Body line by line while streaming it to S3, and records the file only if
 // every line is valid; otherwise the object is deleted and a *domain.Error names the first bad
 // line and lists every one (see validate). Nothing partial is kept.
 func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 	f := domain.File{ID: u.FileID, TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
-		Status: "processed", CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
+		Status: domain.FileProcessed, CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
 	if f.ID == "" {
 		f.ID = domain.NewFileID()
 	}
-	f.ObjectKey = FileKey(u.TenantID, f.ID)
+	f.ObjectKey = domain.InputFileKey(u.TenantID, f.ID)
 	n, summary, err := in.streamValidated(ctx, f.ObjectKey, u.Body)
 	if err != nil {
 		return domain.File{}, err
@@ -170,7 +156,7 @@ func (in *Ingester) Fill(ctx context.Context, f domain.File, body io.Reader) (do
 // copyValidated streams body through validation into a fresh ContentKey of the pending file f
 // and checks the announced size; on failure nothing is left at that key.
 func (in *Ingester) copyValidated(ctx context.Context, f domain.File, body io.Reader) (string, int64, jsonl.Summary, error) {
-	key := ContentKey(f.TenantID, f.ID)
+	key := domain.ContentKey(f.TenantID, f.ID)
 	n, summary, err := in.streamValidated(ctx, key, body)
 	if err == nil {
 		if err = checkSize(f.Bytes, n); err != nil {
@@ -218,7 +204,7 @@ func (in *Ingester) finish(ctx context.Context, f domain.File, key string, n int
 		in.deleteContent(ctx, key)
 		return domain.File{}, err
 	}
-	f.Status, f.StatusDetails, f.ObjectKey, f.Bytes, f.Lines = "processed", "", key, n, summary.Lines
+	f.Status, f.StatusDetails, f.ObjectKey, f.Bytes, f.Lines = domain.FileProcessed, "", key, n, summary.Lines
 	return f, nil
 }
 

@@ -206,7 +206,7 @@ func TestStoreValidatesASmallFileAndRecordsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	if f.Lines != 2 || f.Bytes != int64(len(body)) || f.Status != "processed" || !domain.IsFileID(f.ID) ||
-		f.ObjectKey != ingest.FileKey(tenant, f.ID) || !f.CreatedAt.Equal(testNow) {
+		f.ObjectKey != domain.InputFileKey(tenant, f.ID) || !f.CreatedAt.Equal(testNow) {
 		t.Errorf("file = %+v; want 2 lines, %d bytes, processed, at its FileKey", f, len(body))
 	}
 	if len(inserted) != 1 || inserted[0].ID != f.ID {
@@ -258,7 +258,7 @@ func TestAFileOverTheSizeLimitIs413(t *testing.T) {
 func pendingFile(bytes int64) domain.File {
 	id := domain.NewFileID()
 	return domain.File{ID: id, TenantID: tenant, Purpose: domain.PurposeBatch, Status: "uploaded",
-		ObjectKey: ingest.StagingKey(tenant, id), Bytes: bytes}
+		ObjectKey: domain.StagingKey(tenant, id), Bytes: bytes}
 }
 
 func TestCompleteWithNothingUploadedIsAClientError(t *testing.T) {

@@ -1,6 +1,10 @@
 package jsonl
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/fusillade/fusillade/shared/domain"
+)
 
 // Error codes, in the style of the OpenAI Batch API's per-line errors.
 const (
@@ -13,10 +17,10 @@ const (
 	CodeInvalidMethod      = "invalid_method"
 	CodeInvalidURL         = "invalid_url"
 	CodeURLMismatch        = "url_mismatch"
-	CodeInvalidBody        = "invalid_body"
+	CodeInvalidBody        = domain.CodeInvalidBody // also the worker's, for a body it cannot route
 	CodeBodyTooLarge       = "body_too_large"
 	CodeMissingModel       = "missing_model"
-	CodeModelNotFound      = "model_not_found"
+	CodeModelNotFound      = domain.CodeModelNotFound // also the worker's, for a model deleted since
 	CodeStreamNotSupported = "stream_not_supported"
 	CodeTooManyLines       = "too_many_lines"
 	CodeEmptyFile          = "empty_file"

@@ -28,11 +28,15 @@ type Store struct {
 
 // Options configures Open.
 type Options struct {
-	// MaxConns caps the pool. Default 10: a Lambda instance serves one invocation at a time, but a
+	// MaxConns caps the pool. Default DefaultMaxConns (10): a Lambda instance serves one invocation at a time, but a
 	// worker runs the requests of one SQS batch concurrently and each may touch the database.
 	MaxConns int32
 	Logger   *slog.Logger
 }
+
+// DefaultMaxConns is the pool cap when Options.MaxConns is unset; config.Load's DB_MAX_CONNS
+// default reads it from here.
+const DefaultMaxConns = 10
 
 // Open connects to url and verifies the connection.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
@@ -42,7 +46,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	cfg.MaxConns = opts.MaxConns
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 10
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -122,7 +126,7 @@ func (s *Store) UpsertModel(ctx context.Context, m domain.Model) error {
 		esc = &m.EscalationModel
 	}
 	if m.EscalationThreshold == 0 {
-		m.EscalationThreshold = 900
+		m.EscalationThreshold = domain.DefaultEscalationThresholdSecs
 	}
 	_, err := s.pool.Exec(ctx, q("UpsertModel"), m.Name, m.BaseURL, m.CredentialRef, m.ConcurrencyLimit, esc, m.EscalationThreshold)
 	var pgErr *pgconn.PgError
@@ -228,7 +232,7 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 			{b.ErrorFileID, domain.PurposeBatchError, "_error.jsonl"},
 		} {
 			if err := insertFile(ctx, tx, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
-				Status: "processed", BatchID: b.ID, CreatedAt: b.CreatedAt}); err != nil {
+				Status: domain.FileProcessed, BatchID: b.ID, CreatedAt: b.CreatedAt}); err != nil {
 				return err
 			}
 		}

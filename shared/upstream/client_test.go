@@ -628,7 +628,7 @@ func TestOutcomeString(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := New(Config{})
 	assert.Equal(t, 540*time.Second, c.firstByteTimeout)
-	assert.Equal(t, 60*time.Second, c.bodyTimeout)
+	assert.Equal(t, 300*time.Second, c.bodyTimeout)
 	assert.Equal(t, 540*time.Second, c.chunkTimeout)
 	assert.EqualValues(t, 32<<20, c.maxBytes)
 	assert.Equal(t, "fusillade", c.userAgent)

@@ -31,7 +31,7 @@ import (
 // Defaults applied by New to zero-valued Config fields.
 const (
 	DefaultFirstByteTimeout = 540 * time.Second
-	DefaultBodyTimeout      = 60 * time.Second
+	DefaultBodyTimeout      = 300 * time.Second
 	DefaultChunkTimeout     = 540 * time.Second
 	DefaultMaxResponseBytes = 32 << 20 // 32 MiB
 	DefaultUserAgent        = "fusillade"
@@ -53,25 +53,26 @@ const (
 	maxMessageLen = 300
 )
 
-// defaultRetriableStatuses are the statuses retried in addition to 408, 429
+// DefaultRetriableStatuses are the statuses retried in addition to 408, 429
 // and 5xx when Config.RetriableStatuses is nil ({404, 499}). Some upstreams answer 404
 // while a model is still loading, and 499 is what nginx-style proxies log
-// when they gave up on a slow backend.
-var defaultRetriableStatuses = []int{404, 499}
+// when they gave up on a slow backend. A function so that no caller can
+// change the default for everyone.
+func DefaultRetriableStatuses() []int { return []int{404, 499} }
 
 // Failure codes reported in Result.Code. They are stable: callers store and
-// match on them.
+// match on them, so they are declared in shared/domain; these are their names here.
 const (
-	CodeHTTPStatus          = "http_status"
-	CodeNetworkError        = "network_error"
-	CodeTimeout             = "timeout"
-	CodeFirstByteTimeout    = "first_byte_timeout"
+	CodeHTTPStatus          = domain.CodeHTTPStatus
+	CodeNetworkError        = domain.CodeNetworkError
+	CodeTimeout             = domain.CodeTimeout
+	CodeFirstByteTimeout    = domain.CodeFirstByteTimeout
 	CodeBodyTimeout         = domain.CodeUpstreamBodyTimeout
-	CodeChunkTimeout        = "chunk_timeout"
+	CodeChunkTimeout        = domain.CodeChunkTimeout
 	CodeResponseTooLarge    = domain.CodeResponseTooLarge
-	CodeInvalidRequest      = "invalid_request"
-	CodeCanceled            = "canceled"
-	CodeUpstreamStreamError = "upstream_stream_error"
+	CodeInvalidRequest      = domain.CodeInvalidRequest
+	CodeCanceled            = domain.CodeCanceled
+	CodeUpstreamStreamError = domain.CodeUpstreamStreamError
 )
 
 // Outcome is the caller-facing verdict of a call. The zero value is not a
@@ -110,7 +111,7 @@ type Config struct {
 	// the first SSE event (time to first token). Default 540s.
 	FirstByteTimeout time.Duration
 	// BodyTimeout bounds reading the whole body once headers arrived, for
-	// streamed calls too. Default 60s.
+	// streamed calls too. Default 300s.
 	BodyTimeout time.Duration
 	// ChunkTimeout is the longest allowed gap between two SSE events on a
 	// streamed call. Default 540s.
@@ -234,7 +235,7 @@ func New(cfg Config) *Client {
 	}
 	statuses := cfg.RetriableStatuses
 	if statuses == nil {
-		statuses = defaultRetriableStatuses
+		statuses = DefaultRetriableStatuses()
 	}
 	for _, s := range statuses {
 		c.retriable[s] = true

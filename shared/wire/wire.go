@@ -142,7 +142,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		ClaimTimeout:      cfg.ClaimTimeout,
 		ProcessingTimeout: cfg.ProcessingTimeout,
 		StaleWorker:       cfg.StaleWorker,
-		UrgencyWeight:     cfg.UrgencyWeight,
+		UrgencyWeight:     &cfg.UrgencyWeight,
 		MetadataHeaders:   cfg.MetadataHeaders,
 		Function:          opts.Function,
 	}, deps)

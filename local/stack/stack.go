@@ -379,17 +379,18 @@ func (st *Stack) ensureKeys(ctx context.Context, opts Options) error {
 			}
 		}
 	}
-	tenant, err := st.App.Store.CreateTenant(ctx, "local")
+	now := time.Now()
+	tenant, err := st.App.Store.CreateTenant(ctx, "local", now)
 	if err != nil {
 		return err
 	}
-	if st.APIKey, err = st.App.Store.CreateAPIKey(ctx, tenant, "local", false); err != nil {
+	if _, st.APIKey, err = st.App.Store.CreateAPIKey(ctx, tenant.ID, "local", false, now); err != nil {
 		return err
 	}
-	if st.AdminKey, err = st.App.Store.CreateAPIKey(ctx, tenant, "local-admin", true); err != nil {
+	if _, st.AdminKey, err = st.App.Store.CreateAPIKey(ctx, tenant.ID, "local-admin", true, now); err != nil {
 		return err
 	}
-	st.TenantID = tenant
+	st.TenantID = tenant.ID
 	if opts.Ephemeral {
 		return nil
 	}
@@ -398,11 +399,12 @@ func (st *Stack) ensureKeys(ctx context.Context, opts Options) error {
 
 // NewTenant creates another tenant and returns its key (tests of isolation).
 func (st *Stack) NewTenant(ctx context.Context, name string) (string, error) {
-	t, err := st.App.Store.CreateTenant(ctx, name)
+	t, err := st.App.Store.CreateTenant(ctx, name, time.Now())
 	if err != nil {
 		return "", err
 	}
-	return st.App.Store.CreateAPIKey(ctx, t, name, false)
+	_, key, err := st.App.Store.CreateAPIKey(ctx, t.ID, name, false, time.Now())
+	return key, err
 }
 
 // Stop shuts everything down, in reverse order of start.

@@ -343,8 +343,9 @@ func TestAWorkerPersistsItsResultOncePostgreSQLIsBack(t *testing.T) {
 		clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, mock: mockupstream.New(mockupstream.Config{Record: true})}
 	srv := httptest.NewServer(b.mock)
 	t.Cleanup(func() { b.mock.Close(); srv.Close() })
-	b.tenant, err = st.CreateTenant(ctx, "t")
+	tenant, err := st.CreateTenant(ctx, "t", b.clock.Now())
 	require.NoError(t, err)
+	b.tenant = tenant.ID
 	require.NoError(t, st.UpsertModel(ctx, domain.Model{Name: "m", BaseURL: srv.URL, ConcurrencyLimit: 4}))
 	ns := &noticeStore{Store: st, failed: make(chan error, 1)}
 	b.rebuild(t, engine.Config{PersistRetry: fastPersist}, ns, upstream.Config{})

@@ -165,8 +165,9 @@ func setup(t *testing.T, cfg engine.Config) *bundle {
 	b.eng = engine.New(cfg, engine.Deps{Store: b.store, Queue: b.queue, Upstream: upstream.New(upstream.Config{}),
 		Blobs: b.blobs, Credentials: noCredentials{}, Now: b.clock.Now, Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	var err error
-	b.tenant, err = b.store.CreateTenant(context.Background(), "t")
+	tenant, err := b.store.CreateTenant(context.Background(), "t", b.clock.Now())
 	require.NoError(t, err)
+	b.tenant = tenant.ID
 	for _, m := range []string{"m", "n"} {
 		require.NoError(t, b.store.UpsertModel(context.Background(), domain.Model{Name: m, BaseURL: srv.URL, ConcurrencyLimit: 4}))
 	}
@@ -529,8 +530,9 @@ func TestClaimsFavourTheTenantUsingFewerSlots(t *testing.T) {
 	t.Parallel()
 	b := setup(t, engine.Config{UrgencyWeight: new(float64)}) // weight 0: tenant fairness only
 	ctx := context.Background()
-	other, err := b.store.CreateTenant(ctx, "other")
+	otherTenant, err := b.store.CreateTenant(ctx, "other", b.clock.Now())
 	require.NoError(t, err)
+	other := otherTenant.ID
 	busy := b.batch(t, b.tenant, "m", 10, 2*time.Hour) // nearer deadline, but its tenant holds slots
 	_, err = b.store.ClaimForModel(ctx, "m", 2, 0, b.clock.Now())
 	require.NoError(t, err)

@@ -123,7 +123,7 @@ func (s *server) createTenant(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &domain.Error{Code: domain.EInvalid, Param: "name", Message: "name must be 1 to 256 characters."})
 		return
 	}
-	t, err := s.store.NewTenant(r.Context(), req.Name, s.now())
+	t, err := s.store.CreateTenant(r.Context(), req.Name, s.now())
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -160,7 +160,7 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	k, key, err := s.store.NewAPIKey(r.Context(), r.PathValue("id"), req.Name, req.Admin, s.now())
+	k, key, err := s.store.CreateAPIKey(r.Context(), r.PathValue("id"), req.Name, req.Admin, s.now())
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -40,8 +40,8 @@ type fake struct {
 	DeleteModelFn             func(ctx context.Context, name string) error
 	ListWorkersFn             func(ctx context.Context, limit int) ([]domain.WorkerRecord, error)
 	ListTenantsFn             func(ctx context.Context) ([]domain.Tenant, error)
-	NewTenantFn               func(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
-	NewAPIKeyFn               func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
+	CreateTenantFn            func(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
+	CreateAPIKeyFn            func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeysFn             func(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKeyFn            func(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
 	CancelBatchFn             func(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error)
@@ -208,18 +208,18 @@ func (f *fake) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
 	return f.ListTenantsFn(ctx)
 }
 
-func (f *fake) NewTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
-	if f.NewTenantFn == nil {
-		return domain.Tenant{}, f.unexpected("NewTenant")
+func (f *fake) CreateTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
+	if f.CreateTenantFn == nil {
+		return domain.Tenant{}, f.unexpected("CreateTenant")
 	}
-	return f.NewTenantFn(ctx, name, now)
+	return f.CreateTenantFn(ctx, name, now)
 }
 
-func (f *fake) NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {
-	if f.NewAPIKeyFn == nil {
-		return domain.APIKey{}, "", f.unexpected("NewAPIKey")
+func (f *fake) CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {
+	if f.CreateAPIKeyFn == nil {
+		return domain.APIKey{}, "", f.unexpected("CreateAPIKey")
 	}
-	return f.NewAPIKeyFn(ctx, tenantID, name, admin, now)
+	return f.CreateAPIKeyFn(ctx, tenantID, name, admin, now)
 }
 
 func (f *fake) ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error) {

@@ -319,18 +319,18 @@ func (s *Store) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.Tenant])
 }
 
-// NewTenant creates a tenant and returns it.
-func (s *Store) NewTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
-	rows, err := s.pool.Query(ctx, q("CreateTenantReturning"), domain.NewTenantID(), name, now)
+// CreateTenant creates a tenant and returns it.
+func (s *Store) CreateTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
+	rows, err := s.pool.Query(ctx, q("CreateTenant"), domain.NewTenantID(), name, now)
 	if err != nil {
 		return domain.Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
 	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.Tenant])
 }
 
-// NewAPIKey mints a key for an existing tenant and returns it with its description; the key is
+// CreateAPIKey mints a key for an existing tenant and returns it with its description; the key is
 // shown this once (only its SHA-256 hash is stored).
-func (s *Store) NewAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {
+func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {
 	rows, err := s.pool.Query(ctx, q("GetTenant"), tenantID)
 	if err != nil {
 		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
@@ -342,7 +342,7 @@ func (s *Store) NewAPIKey(ctx context.Context, tenantID, name string, admin bool
 	}
 	key := domain.NewAPIKey()
 	sum := sha256.Sum256([]byte(key))
-	rows, err = s.pool.Query(ctx, q("CreateAPIKeyReturning"), tenantID, sum[:], key[:8], name, admin, now)
+	rows, err = s.pool.Query(ctx, q("CreateAPIKey"), tenantID, sum[:], key[:8], name, admin, now)
 	if err != nil {
 		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}

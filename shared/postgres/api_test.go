@@ -57,8 +57,9 @@ func TestListBatchesPagesFiltersAndNeverCrossesTenants(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, hit, 1)
 
-	other, err := f.store.CreateTenant(ctx, "other")
+	otherTenant, err := f.store.CreateTenant(ctx, "other", f.now)
 	require.NoError(t, err)
+	other := otherTenant.ID
 	_, _, err = f.store.ListBatches(ctx, other, domain.BatchListParams{Limit: 10, After: ids[1]})
 	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "another tenant's cursor is rejected")
 	none, more, err := f.store.ListBatches(ctx, other, domain.BatchListParams{Limit: 10})
@@ -138,7 +139,7 @@ func TestAPIKeysAreShownOnceAndRevokedAtOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
-	k, key, err := f.store.NewAPIKey(ctx, f.tenant, "ci", false, f.now)
+	k, key, err := f.store.CreateAPIKey(ctx, f.tenant, "ci", false, f.now)
 	require.NoError(t, err)
 	require.Equal(t, key[:8], k.Prefix)
 	p, err := f.store.Authenticate(ctx, key)
@@ -151,7 +152,7 @@ func TestAPIKeysAreShownOnceAndRevokedAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.store.Authenticate(ctx, key)
 	require.Equal(t, domain.EUnauthorized, domain.ErrorCode(err))
-	_, _, err = f.store.NewAPIKey(ctx, "tenant_missing", "x", false, f.now)
+	_, _, err = f.store.CreateAPIKey(ctx, "tenant_missing", "x", false, f.now)
 	require.Equal(t, domain.ENotFound, domain.ErrorCode(err))
 }
 

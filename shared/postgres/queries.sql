@@ -5,12 +5,6 @@
 
 -- ─── tenants and keys ──────────────────────────────────────────────────────────────────────────
 
--- name: CreateTenant
-INSERT INTO tenants (id, name) VALUES ($1, $2);
-
--- name: CreateAPIKey
-INSERT INTO api_keys (tenant_id, key_hash, prefix, name, is_admin) VALUES ($1, $2, $3, $4, $5);
-
 -- name: Authenticate
 SELECT k.id, k.tenant_id, k.is_admin
 FROM api_keys k

@@ -129,10 +129,10 @@ SELECT id, name, created_at FROM tenants ORDER BY created_at, id;
 -- name: GetTenant
 SELECT id, name, created_at FROM tenants WHERE id = $1;
 
--- name: CreateTenantReturning
+-- name: CreateTenant
 INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) RETURNING id, name, created_at;
 
--- name: CreateAPIKeyReturning
+-- name: CreateAPIKey
 INSERT INTO api_keys (tenant_id, key_hash, prefix, name, is_admin, created_at)
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, tenant_id, prefix, name, is_admin, created_at, revoked_at;

@@ -81,26 +81,6 @@ func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, 
 
 // ─── tenants and keys ───────────────────────────────────────────────────────────────────────────
 
-// CreateTenant creates a tenant and returns its id.
-func (s *Store) CreateTenant(ctx context.Context, name string) (string, error) {
-	id := domain.NewTenantID()
-	if _, err := s.pool.Exec(ctx, q("CreateTenant"), id, name); err != nil {
-		return "", fmt.Errorf("create tenant: %w", err)
-	}
-	return id, nil
-}
-
-// CreateAPIKey mints a key for tenantID and returns it; only its hash is stored, so this is the
-// one time it can be shown.
-func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string, admin bool) (string, error) {
-	key := domain.NewAPIKey()
-	sum := sha256.Sum256([]byte(key))
-	if _, err := s.pool.Exec(ctx, q("CreateAPIKey"), tenantID, sum[:], key[:8], name, admin); err != nil {
-		return "", fmt.Errorf("create api key: %w", err)
-	}
-	return key, nil
-}
-
 // Authenticate resolves an API key. The lookup is by SHA-256 hash through a unique index: an
 // equality match on a hash leaks nothing useful about the key through timing, because an attacker
 // cannot choose hash prefixes.

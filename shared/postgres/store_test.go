@@ -44,9 +44,10 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	s := pgtest.Store(t)
 	ctx := context.Background()
-	tenant, err := s.CreateTenant(ctx, "t")
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tenant, err := s.CreateTenant(ctx, "t", now)
 	require.NoError(t, err)
-	return &fixture{store: s, tenant: tenant, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	return &fixture{store: s, tenant: tenant.ID, now: now}
 }
 
 // batch creates a running batch of n requests alternating over models.

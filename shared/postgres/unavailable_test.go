@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -31,8 +32,7 @@ func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 	require.Equal(t, domain.EUnavailable, domain.ErrorCode(err))
 	_, err = s.ListModels(ctx) // Query
 	require.ErrorIs(t, err, postgres.ErrUnavailable)
-	_, err = s.CreateTenant(ctx, "t") // Exec
-	require.ErrorIs(t, err, postgres.ErrUnavailable)
+	require.ErrorIs(t, s.StopWorker(ctx, "w", time.Now()), postgres.ErrUnavailable)              // Exec
 	require.ErrorIs(t, s.InsertBatch(ctx, domain.Batch{ID: "batch_x"}), postgres.ErrUnavailable) // transaction
 	require.ErrorIs(t, s.Ping(ctx), postgres.ErrUnavailable)
 

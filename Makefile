@@ -6,7 +6,7 @@ FUNCTIONS := api populate dispatch worker purge migrate
 LDFLAGS   := -s -w
 PG_BIN    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 
-.PHONY: run test vet deps build clean bench $(addprefix build-,$(FUNCTIONS))
+.PHONY: run test vet lint deps build clean bench $(addprefix build-,$(FUNCTIONS))
 
 ## deps: install the PostgreSQL server binaries when they are missing (Debian/Ubuntu).
 deps:
@@ -25,8 +25,18 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-## test: vet, then every Go test with the race detector against one throwaway PostgreSQL.
-test: deps vet
+## lint: golangci-lint with .golangci.yml, pinned and built into bin/ with go install on first use.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT         := bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+$(GOLANGCI_LINT):
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv bin/golangci-lint $@
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run --timeout 5m ./...
+
+## test: vet and lint, then every Go test with the race detector against one throwaway PostgreSQL.
+test: deps vet lint
 	$(GO) run ./cmd/fusillade with-postgres -- $(GO) test -race -count=1 -timeout 20m ./...
 
 ## bench: the performance workloads of docs/benchmarks.md against a throwaway PostgreSQL; not part

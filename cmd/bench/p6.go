@@ -196,7 +196,7 @@ func coldStart(ctx context.Context, rie, boot string, env []string, event any) (
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("emulator did not answer: %v\n%s", err, logs.String())
+			return 0, 0, fmt.Errorf("emulator did not answer: %w\n%s", err, logs.String())
 		}
 		time.Sleep(10 * time.Millisecond) // the emulator is starting; it offers no readiness signal
 	}

@@ -164,7 +164,7 @@ func isNumber(s string) bool {
 	}
 	// Out-of-range values are still numbers; SQS allows 38 digits.
 	var ne *strconv.NumError
-	if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+	if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
 		return true
 	}
 	return false

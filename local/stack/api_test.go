@@ -181,14 +181,14 @@ func TestGoSDKUploadCreatePollDownloadListAndErrors(t *testing.T) {
 
 	// Errors arrive as *openai.Error with OpenAI's status codes and messages.
 	_, err = c.Batches.Get(ctx, "batch_00000000000000000000000000000000")
-	sdkError(t, err, 404, "No batch found with id 'batch_00000000000000000000000000000000'.")
+	_ = sdkError(t, err, 404, "No batch found with id 'batch_00000000000000000000000000000000'.")
 	_, err = c.Files.Get(ctx, "file-AAAAAAAAAAAAAAAAAAAAAAAA")
-	sdkError(t, err, 404, "No such File object: file-AAAAAAAAAAAAAAAAAAAAAAAA")
+	_ = sdkError(t, err, 404, "No such File object: file-AAAAAAAAAAAAAAAAAAAAAAAA")
 	// An id that does not have its kind's shape cannot name anything: 400, not 404.
 	_, err = c.Batches.Get(ctx, "batch_nope")
 	require.Equal(t, "id", sdkError(t, err, 400, "Invalid batch id").Param)
 	_, err = c.Files.Get(ctx, "file-nope")
-	sdkError(t, err, 400, "Invalid file id")
+	_ = sdkError(t, err, 400, "Invalid file id")
 	_, err = c.Batches.New(ctx, openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
 		CompletionWindow: "2h"})
 	e := sdkError(t, err, 400, "completion_window")
@@ -198,7 +198,7 @@ func TestGoSDKUploadCreatePollDownloadListAndErrors(t *testing.T) {
 	require.Equal(t, "invalid_json_line", e.Code)
 	_, err = c.Batches.New(ctx, openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
 		CompletionWindow: openai.BatchNewParamsCompletionWindow24h}, option.WithJSONSet("status", "completed"))
-	sdkError(t, err, 400, "Unrecognized request argument supplied: status")
+	_ = sdkError(t, err, 400, "Unrecognized request argument supplied: status")
 }
 
 // Batches and files page through ListAutoPaging, newest first, with has_more on every page.
@@ -480,7 +480,7 @@ func TestIdempotencyKeyReplaysTheOriginal(t *testing.T) {
 	_, err := c.Batches.New(ctx, openai.BatchNewParams{InputFileID: fileID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
 		CompletionWindow: openai.BatchNewParamsCompletionWindow24h, Metadata: map[string]string{"x": "y"}},
 		option.WithHeader("Idempotency-Key", "batch-key"))
-	sdkError(t, err, 422, "Idempotency-Key")
+	_ = sdkError(t, err, 422, "Idempotency-Key")
 	all := callJSON(t, st, st.APIKey, "GET", "/v1/batches", nil).json(t)
 	require.Len(t, all["data"], 1)
 
@@ -614,7 +614,7 @@ func TestUploadsAPIThroughTheSDK(t *testing.T) {
 		ids = append(ids, p.ID)
 	}
 	_, err = c.Uploads.Complete(ctx, up.ID, openai.UploadCompleteParams{PartIDs: []string{ids[0], ids[1]}})
-	sdkError(t, err, 400, "add up to")
+	_ = sdkError(t, err, 400, "add up to")
 	done, err := c.Uploads.Complete(ctx, up.ID, openai.UploadCompleteParams{PartIDs: ids})
 	require.NoError(t, err)
 	require.Equal(t, openai.UploadStatusCompleted, done.Status)
@@ -625,7 +625,7 @@ func TestUploadsAPIThroughTheSDK(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, content, got)
 	_, err = c.Uploads.Parts.New(ctx, up.ID, openai.UploadPartNewParams{Data: bytes.NewReader(content)})
-	sdkError(t, err, 400, "already completed")
+	_ = sdkError(t, err, 400, "already completed")
 
 	// A bad line fails completion with its line number, and the upload is gone.
 	bad := lines(chatLine("x", "idle"), `{"custom_id":"y"}`)
@@ -635,9 +635,9 @@ func TestUploadsAPIThroughTheSDK(t *testing.T) {
 	p, err := c.Uploads.Parts.New(ctx, up2.ID, openai.UploadPartNewParams{Data: bytes.NewReader(bad)})
 	require.NoError(t, err)
 	_, err = c.Uploads.Complete(ctx, up2.ID, openai.UploadCompleteParams{PartIDs: []string{p.ID}})
-	sdkError(t, err, 400, "line 2:")
+	_ = sdkError(t, err, 400, "line 2:")
 	_, err = c.Uploads.Cancel(ctx, up2.ID)
-	sdkError(t, err, 404, "No such Upload object")
+	_ = sdkError(t, err, 404, "No such Upload object")
 
 	// Cancel; a wrong md5; an oversized part answers 413 naming the presigned path.
 	up3, err := c.Uploads.New(ctx, openai.UploadNewParams{Bytes: int64(len(content)), Filename: "c.jsonl", MimeType: "application/jsonl",
@@ -646,18 +646,18 @@ func TestUploadsAPIThroughTheSDK(t *testing.T) {
 	p, err = c.Uploads.Parts.New(ctx, up3.ID, openai.UploadPartNewParams{Data: bytes.NewReader(content)})
 	require.NoError(t, err)
 	_, err = c.Uploads.Complete(ctx, up3.ID, openai.UploadCompleteParams{PartIDs: []string{p.ID}, Md5: param.NewOpt("00")})
-	sdkError(t, err, 400, "md5")
+	_ = sdkError(t, err, 400, "md5")
 	up4, err := c.Uploads.New(ctx, openai.UploadNewParams{Bytes: 100, Filename: "d.jsonl", MimeType: "application/jsonl",
 		Purpose: openai.FilePurposeBatch})
 	require.NoError(t, err)
 	_, err = c.Uploads.Parts.New(ctx, up4.ID, openai.UploadPartNewParams{Data: bytes.NewReader(make([]byte, 4_600_000))})
-	sdkError(t, err, 413, "presigned upload_url")
+	_ = sdkError(t, err, 413, "presigned upload_url")
 	cancelled, err := c.Uploads.Cancel(ctx, up4.ID)
 	require.NoError(t, err)
 	require.Equal(t, openai.UploadStatusCancelled, cancelled.Status)
 	_, err = c.Uploads.New(ctx, openai.UploadNewParams{Bytes: 200_000_001, Filename: "e.jsonl", MimeType: "application/jsonl",
 		Purpose: openai.FilePurposeBatch})
-	sdkError(t, err, 413, "too large")
+	_ = sdkError(t, err, 413, "too large")
 }
 
 // output_file_id and error_file_id follow OpenAI: null while the batch runs, set when it ends, and

@@ -103,7 +103,7 @@ func TestCancellingAFinishedBatchIsA400NotA409(t *testing.T) {
 	b := waitBatch(t, c, newBatch(t, c, f.ID).ID, 30*time.Second)
 	require.Equal(t, openai.BatchStatusCompleted, b.Status)
 	_, err := c.Batches.Cancel(context.Background(), b.ID)
-	sdkError(t, err, http.StatusBadRequest, "Cannot cancel a batch with status 'completed'.")
+	_ = sdkError(t, err, http.StatusBadRequest, "Cannot cancel a batch with status 'completed'.")
 }
 
 func TestRetryFailedLinesThroughTheAPIReopensAndRefinalizes(t *testing.T) {
@@ -139,7 +139,7 @@ func TestDeleteBatchAndFileThroughTheSDK(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, del.Deleted)
 	_, err = c.Files.Get(ctx, f.ID)
-	sdkError(t, err, http.StatusNotFound, "No such File object")
+	_ = sdkError(t, err, http.StatusNotFound, "No such File object")
 	_, err = c.Batches.Get(ctx, b.ID)
 	require.NoError(t, err, "a batch outlives its input file")
 
@@ -147,9 +147,9 @@ func TestDeleteBatchAndFileThroughTheSDK(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status)
 	require.Equal(t, true, r.json(t)["deleted"])
 	_, err = c.Batches.Get(ctx, b.ID)
-	sdkError(t, err, http.StatusNotFound, "No batch found")
+	_ = sdkError(t, err, http.StatusNotFound, "No batch found")
 	_, err = c.Files.Get(ctx, b.OutputFileID)
-	sdkError(t, err, http.StatusNotFound, "No such File object")
+	_ = sdkError(t, err, http.StatusNotFound, "No such File object")
 }
 
 // A model paused at limit 0 holds its batch; raising the limit through the admin API fills the

@@ -150,8 +150,8 @@ func TestPartAddedAfterUploadCompleteIsRefusedAndChangesNothing(t *testing.T) {
 	require.Equal(t, openai.UploadStatusCompleted, done.Status)
 
 	_, err = c.Uploads.Parts.New(ctx, up.ID, openai.UploadPartNewParams{Data: bytes.NewReader(other)})
-	sdkError(t, err, http.StatusBadRequest, "already completed")
+	_ = sdkError(t, err, http.StatusBadRequest, "already completed")
 	_, err = c.Uploads.Complete(ctx, up.ID, openai.UploadCompleteParams{PartIDs: []string{p.ID}})
-	sdkError(t, err, http.StatusBadRequest, "already completed")
+	_ = sdkError(t, err, http.StatusBadRequest, "already completed")
 	requireSameContent(t, good, download(t, st, done.File.ID), "the download is the validated content")
 }

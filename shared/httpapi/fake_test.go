@@ -308,7 +308,7 @@ func (f *fake) Check(ctx context.Context, key, endpoint string, anyModel bool, m
 
 func (f *fake) Limits() ingest.Limits {
 	if f.LimitsFn == nil {
-		f.unexpected("Limits")
+		_ = f.unexpected("Limits")
 		return ingest.Limits{}
 	}
 	return f.LimitsFn()
@@ -323,7 +323,7 @@ func (f *fake) SendPopulate(ctx context.Context, batchID string) error {
 
 func (f *fake) TryFinalize(ctx context.Context, batchID string) {
 	if f.TryFinalizeFn == nil {
-		f.unexpected("TryFinalize")
+		_ = f.unexpected("TryFinalize")
 		return
 	}
 	f.TryFinalizeFn(ctx, batchID)

@@ -78,7 +78,7 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		s.log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		de = &domain.Error{Code: domain.EInternal, Message: "The server had an error while processing your request."}
-	} else if err != error(de) {
+	} else if err != error(de) { //nolint:errorlint // identity, not equivalence: is there context around the domain error?
 		// A domain error with context around it (such as a value the store refused): the client
 		// gets the safe message, the log the whole chain.
 		s.log.WarnContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -169,7 +169,7 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
+				if v == http.ErrAbortHandler { //nolint:errorlint // a panic value, compared as net/http documents
 					panic(v)
 				}
 				s.error(w, r, fmt.Errorf("panic: %v", v))

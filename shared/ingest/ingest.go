@@ -44,7 +44,7 @@ type Kicker interface {
 // them from here. Both are OpenAI's.
 const (
 	DefaultMaxFileBytes int64 = 200_000_000
-	DefaultMaxLines           = 50_000
+	DefaultMaxLines     int   = 50_000
 )
 
 // Limits bound what a file may contain.
@@ -261,14 +261,16 @@ func (in *Ingester) streamValidated(ctx context.Context, key string, r io.Reader
 	summary, verr := in.validate(io.TeeReader(limited, pw), in.rules(allowed, ""))
 	if verr != nil {
 		pw.CloseWithError(verr)
-		<-putDone
+		if err := <-putDone; err != nil { // the validation error is the one to report
+			in.log.DebugContext(ctx, "upload of a rejected file stopped", "key", key, "err", err)
+		}
 		// The upload may have completed before the bad line was found (the object is small).
 		if err := in.blobs.Delete(context.WithoutCancel(ctx), key); err != nil {
 			in.log.WarnContext(ctx, "delete rejected upload", "key", key, "err", err)
 		}
 		return 0, jsonl.Summary{}, verr
 	}
-	pw.Close()
+	_ = pw.Close() // a pipe writer's Close always succeeds
 	if err := <-putDone; err != nil {
 		return 0, jsonl.Summary{}, err
 	}

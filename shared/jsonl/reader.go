@@ -76,7 +76,7 @@ func (r *Reader) Next() (Line, error) {
 	for {
 		content, n, tooLarge, err := r.readLine()
 		if err != nil {
-			if err != io.EOF {
+			if !errors.Is(err, io.EOF) {
 				err = fmt.Errorf("jsonl: reading line %d: %w", r.number+1, err)
 			}
 			r.err = err
@@ -108,7 +108,7 @@ func (r *Reader) readLine() (content []byte, n int64, tooLarge bool, err error) 
 	frag, err := r.br.ReadSlice('\n')
 	n = int64(len(frag))
 	switch {
-	case err == nil || (err == io.EOF && len(frag) > 0):
+	case err == nil || (errors.Is(err, io.EOF) && len(frag) > 0):
 		// Fast path: the whole line sits in the bufio buffer; return it without copying.
 		content = frag
 	case errors.Is(err, bufio.ErrBufferFull):

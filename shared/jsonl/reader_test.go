@@ -22,9 +22,9 @@ type event struct {
 	Code   string
 }
 
-// readEvents drains a Reader and returns every line and per-line error, then the final error
-// (io.EOF on success) and BytesRead.
-func readEvents(t testing.TB, r io.Reader, max int) ([]event, error, int64) {
+// readEvents drains a Reader and returns every line and per-line error, then
+// BytesRead and the final error (io.EOF on success).
+func readEvents(t testing.TB, r io.Reader, max int) ([]event, int64, error) {
 	t.Helper()
 	rd := NewReader(r, max)
 	var evs []event
@@ -39,7 +39,7 @@ func readEvents(t testing.TB, r io.Reader, max int) ([]event, error, int64) {
 			require.Equal(t, le.Line, line.Number)
 			evs = append(evs, event{Number: line.Number, Offset: line.Offset, Code: le.Code})
 		default:
-			return evs, err, rd.BytesRead()
+			return evs, rd.BytesRead(), err
 		}
 	}
 }
@@ -78,7 +78,7 @@ func TestReaderLineRules(t *testing.T) {
 				if small {
 					r = iotest.OneByteReader(r)
 				}
-				evs, err, n := readEvents(t, r, 0)
+				evs, n, err := readEvents(t, r, 0)
 				assert.Equal(t, io.EOF, err)
 				assert.Equal(t, tt.want, evs)
 				assert.Equal(t, int64(len(tt.input)), n, "BytesRead")
@@ -130,7 +130,7 @@ func TestReaderLineLimit(t *testing.T) {
 				if small {
 					r = iotest.HalfReader(r)
 				}
-				evs, err, n := readEvents(t, r, limit)
+				evs, n, err := readEvents(t, r, limit)
 				require.Equal(t, io.EOF, err)
 				require.Equal(t, total, n)
 				require.Len(t, evs, len(lines), "requests in must equal lines out")
@@ -173,7 +173,7 @@ func TestReaderLineTooLargeError(t *testing.T) {
 func TestReaderOneMiBLine(t *testing.T) {
 	big := `{"x":"` + strings.Repeat("y", 1<<20) + `"}`
 	input := "{}\r\n" + big + "\r\n{}"
-	evs, err, _ := readEvents(t, strings.NewReader(input), 0)
+	evs, _, err := readEvents(t, strings.NewReader(input), 0)
 	require.Equal(t, io.EOF, err)
 	require.Len(t, evs, 3)
 	assert.Equal(t, big, evs[1].Text)
@@ -270,7 +270,7 @@ func TestReaderBoundedMemory(t *testing.T) {
 				lines = 0
 				for {
 					_, err := rd.Next()
-					if err == io.EOF {
+					if errors.Is(err, io.EOF) {
 						break
 					}
 					require.NoError(t, err)
@@ -308,7 +308,7 @@ func BenchmarkReader(b *testing.B) {
 		rd := NewReader(bytes.NewReader(data), 0)
 		for {
 			if _, err := rd.Next(); err != nil {
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					b.Fatal(err)
 				}
 				break

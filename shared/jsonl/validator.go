@@ -425,7 +425,7 @@ func ValidateAll(r io.Reader, rules Rules, maxLineBytes, maxErrors int) (Summary
 	}
 	for len(errs) < maxErrors {
 		line, err := rd.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			add(v.Finish())
 			break
 		}

@@ -149,7 +149,7 @@ func TestValidatorCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := NewValidator(tt.rules)
 			for i, l := range tt.before {
-				v.Check(Line{Number: i + 1, Bytes: []byte(l)})
+				_, _ = v.Check(Line{Number: i + 1, Bytes: []byte(l)})
 			}
 			n := len(tt.before) + 3 // leave a gap so numbers are not simply counted
 			start := time.Now()
@@ -269,7 +269,7 @@ func TestValidatorSummary(t *testing.T) {
 		_, le := v.Check(Line{Number: i + 1, Bytes: []byte(req(fmt.Sprintf(`"r%d"`, i), okMethod, okURL, b))})
 		require.Nil(t, le)
 	}
-	v.Check(Line{Number: 4, Bytes: []byte(req(`"r9"`, okMethod, okURL, `{"model":"c","stream":true}`))})
+	_, _ = v.Check(Line{Number: 4, Bytes: []byte(req(`"r9"`, okMethod, okURL, `{"model":"c","stream":true}`))})
 	sum := v.Summary()
 	assert.Equal(t, Summary{
 		Lines:     3,
@@ -467,7 +467,7 @@ func BenchmarkCheck(b *testing.B) {
 		v := NewValidator(Rules{})
 		for {
 			line, err := rd.Next()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {

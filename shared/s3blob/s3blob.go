@@ -21,9 +21,11 @@ import (
 
 // Store is safe for concurrent use.
 type Store struct {
-	client   *s3.Client
-	presign  *s3.PresignClient
-	uploader *manager.Uploader
+	client  *s3.Client
+	presign *s3.PresignClient
+	// The feature/s3/manager uploader is deprecated in favour of feature/s3/transfermanager; it
+	// is kept until the local S3 emulator is checked against the new one's requests.
+	uploader *manager.Uploader //nolint:staticcheck // see above
 	bucket   string
 }
 
@@ -43,7 +45,7 @@ func New(client *s3.Client, bucket string) *Store {
 		client:  client,
 		presign: s3.NewPresignClient(client),
 		// 8 MiB parts, 2 in flight: bounded memory (16 MiB) per upload.
-		uploader: manager.NewUploader(client, func(u *manager.Uploader) {
+		uploader: manager.NewUploader(client, func(u *manager.Uploader) { //nolint:staticcheck // see Store.uploader
 			u.PartSize = 8 << 20
 			u.Concurrency = 2
 		}),
@@ -70,7 +72,7 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 // Put streams r to key. The caller counts bytes if it needs them (it usually validates the same
 // stream).
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
-	_, err := s.uploader.Upload(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: r, ContentType: &contentType})
+	_, err := s.uploader.Upload(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: r, ContentType: &contentType}) //nolint:staticcheck // see Store.uploader
 	if err != nil {
 		return fmt.Errorf("s3: put %s: %w", key, err)
 	}

@@ -76,7 +76,7 @@ func validPath(p string) error {
 	case p == "" || p[0] != '/':
 		return errors.New("path must start with /")
 	case strings.Contains(p, ".."):
-		return errors.New("path must not contain ..")
+		return errors.New("path must not contain a '..' segment")
 	case strings.ContainsAny(p, "?#%"):
 		return errors.New("path must not contain ?, # or %")
 	case strings.Contains(p, "//"):

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -161,7 +162,7 @@ func (c *Client) readStream(parent, reqCtx context.Context, cancel context.Cance
 	sawEvent, done := false, false
 	for {
 		data, err := sr.next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

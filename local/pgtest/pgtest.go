@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/fusillade/fusillade/local/pgcluster"
 	"github.com/fusillade/fusillade/shared/postgres"
@@ -35,8 +36,18 @@ var (
 
 // Main wraps testing.M.Run so that a cluster started by this package is stopped at the end. Use
 // it from TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }.
+//
+// When every test passed it also fails the binary if goroutines are left running (goleak): a
+// test that leaks a pool, a server or a worker hides the leak in production code too.
 func Main(m *testing.M) {
+	before := goleak.IgnoreCurrent()
 	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(before); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: goroutines left running after the tests: %v\n", err)
+			code = 1
+		}
+	}
 	if cluster != nil {
 		_ = cluster.Stop()
 		_ = os.RemoveAll(clusterD)

@@ -76,9 +76,7 @@ func TestBatchResultsFiltersByStateAndSearch(t *testing.T) {
 	f := newFixture(t)
 	f.model(t, "m", 10)
 	id := f.batch(t, 5, "m")
-	c, err := f.store.ClaimForModel(ctx, "m", 2, 0, f.now)
-	require.NoError(t, err)
-	require.Len(t, c, 2)
+	f.claim(t, "m", 2, 2)
 	collect := func(q domain.ResultQuery) []string {
 		var out []string
 		require.NoError(t, f.store.BatchResults(ctx, f.tenant, id, q, func(r domain.BatchResult) error {

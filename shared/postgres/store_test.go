@@ -78,6 +78,15 @@ func (f *fixture) model(t *testing.T, name string, limit int) {
 	require.NoError(t, f.store.UpsertModel(context.Background(), domain.Model{Name: name, BaseURL: "http://127.0.0.1:1", ConcurrencyLimit: limit}))
 }
 
+// claim claims up to max requests of model at f.now (weight 0) and requires exactly want.
+func (f *fixture) claim(t *testing.T, model string, max, want int) []domain.Claimed {
+	t.Helper()
+	c, err := f.store.ClaimForModel(context.Background(), model, max, 0, f.now)
+	require.NoError(t, err)
+	require.Len(t, c, want)
+	return c
+}
+
 func TestClaimNeverExceedsTheGlobalLimitUnderConcurrentClaimers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -123,10 +132,7 @@ func TestClaimStartFinishIsFencedByAttempt(t *testing.T) {
 	f := newFixture(t)
 	f.model(t, "m", 10)
 	id := f.batch(t, 1, "m")
-	c, err := f.store.ClaimForModel(ctx, "m", 10, 0, f.now)
-	require.NoError(t, err)
-	require.Len(t, c, 1)
-	w := c[0].Work
+	w := f.claim(t, "m", 10, 1)[0].Work
 
 	job, err := f.store.StartProcessing(ctx, w, "w1", f.now)
 	require.NoError(t, err)
@@ -271,10 +277,8 @@ func TestADeletedBatchIsNeverSealed(t *testing.T) {
 	f := newFixture(t)
 	f.model(t, "m", 10)
 	id := f.batch(t, 1, "m")
-	c, err := f.store.ClaimForModel(ctx, "m", 10, 0, f.now)
-	require.NoError(t, err)
-	require.Len(t, c, 1)
-	_, err = f.store.StartProcessing(ctx, c[0].Work, "w1", f.now)
+	c := f.claim(t, "m", 10, 1)
+	_, err := f.store.StartProcessing(ctx, c[0].Work, "w1", f.now)
 	require.NoError(t, err)
 	require.NoError(t, f.store.DeleteBatch(ctx, f.tenant, id, f.now))
 	won, err := f.store.FinishMany(ctx, []domain.Outcome{{Work: c[0].Work, State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{}`)}}, f.now)

@@ -135,17 +135,15 @@ func (c *Cluster) Start(ctx context.Context) error {
 func (c *Cluster) stopLeftover(ctx context.Context) error {
 	data := filepath.Join(c.dir, "data")
 	pidFile := filepath.Join(data, "postmaster.pid")
-	b, err := os.ReadFile(pidFile)
-	if errors.Is(err, os.ErrNotExist) {
+	pid, found, err := serverPID(c.dir)
+	if !found {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("pgcluster: read %s: %w", pidFile, err)
 	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 || !isPostgres(pid) {
-		c.log.Warn("removing a stale postmaster.pid", "dir", c.dir, "pid", first)
+	if pid <= 0 || !isPostgres(pid) {
+		c.log.Warn("removing a stale postmaster.pid", "dir", c.dir, "pid", pid)
 		if err := os.Remove(pidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("pgcluster: remove stale %s: %w", pidFile, err)
 		}
@@ -183,13 +181,23 @@ func (c *Cluster) Running() bool { return Running(c.dir) }
 // Running reports whether a server is running in the cluster directory dir (what Options.Dir
 // was), for callers that only know the directory.
 func Running(dir string) bool {
+	pid, found, err := serverPID(dir)
+	return found && err == nil && pid > 0 && isPostgres(pid)
+}
+
+// serverPID reads the pid on the first line of the postmaster.pid in cluster directory dir:
+// found is false when there is no such file, and pid is 0 when its first line is not a number.
+func serverPID(dir string) (pid int, found bool, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
 	if err != nil {
-		return false
+		return 0, true, err
 	}
 	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	return err == nil && pid > 0 && isPostgres(pid)
+	pid, _ = strconv.Atoi(strings.TrimSpace(first))
+	return pid, true, nil
 }
 
 // URL returns a connection string for database db.

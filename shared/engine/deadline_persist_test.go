@@ -147,6 +147,19 @@ func (s *flakyStore) FinishMany(ctx context.Context, outs []domain.Outcome, now 
 	return won, err
 }
 
+// dispatchAndProcess claims what is pending and processes the messages that sends, requiring
+// every one to succeed.
+func dispatchAndProcess(t *testing.T, b *bundle) {
+	t.Helper()
+	_, err := b.eng.Dispatch(context.Background())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, err := range b.eng.Process(ctx, b.queue.take()) {
+		require.NoError(t, err)
+	}
+}
+
 // fastPersist keeps the persist back-off short so that tests run quickly.
 var fastPersist = domain.RetryPolicy{Base: time.Millisecond, Factor: 2, Max: 5 * time.Millisecond, Jitter: 0.2}
 
@@ -156,13 +169,7 @@ func TestAResultThatCouldNotBePersistedIsRetriedUntilItLands(t *testing.T) {
 	fs := &flakyStore{Store: b.store, failBefore: 3}
 	b.rebuild(t, engine.Config{PersistRetry: fastPersist}, fs, upstream.Config{})
 	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
-	_, err := b.eng.Dispatch(context.Background())
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, err := range b.eng.Process(ctx, b.queue.take()) {
-		require.NoError(t, err)
-	}
+	dispatchAndProcess(t, b)
 	require.EqualValues(t, 4, fs.finishes.Load(), "three failures, then the write landed")
 	got := b.get(t, id)
 	require.Equal(t, domain.BatchCompleted, got.Status, "the worker that persisted the last result sealed the batch")
@@ -180,13 +187,7 @@ func TestAResultWhoseCommitWasNotAcknowledgedIsNotCountedTwiceNorTakenForAZombie
 		engine.Deps{Store: fs, Queue: b.queue, Upstream: upstream.New(upstream.Config{}), Blobs: b.blobs, Credentials: noCredentials{},
 			Now: b.clock.Now, Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))})
 	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
-	_, err := b.eng.Dispatch(context.Background())
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, err := range b.eng.Process(ctx, b.queue.take()) {
-		require.NoError(t, err)
-	}
+	dispatchAndProcess(t, b)
 	require.EqualValues(t, 2, fs.finishes.Load(), "the retry found the write already there")
 	got := b.get(t, id)
 	require.Equal(t, domain.BatchCompleted, got.Status, "the worker whose commit went unacknowledged still sealed the batch")

@@ -316,3 +316,21 @@ func TestAnOverlongIdempotencyKeyIsRejected(t *testing.T) {
 		})
 	}
 }
+
+// When the populate message cannot be sent and failing the batch fails too, the batch is left
+// validating (until its window expires): that error must reach the caller, which logs the whole
+// chain, while the client still sees only the safe 503.
+func TestCreateReportsThatAnUnqueuedBatchCouldNotBeFailed(t *testing.T) {
+	f := newFake(t)
+	batchStore(f)
+	f.SendPopulateFn = func(context.Context, string) error { return errors.New("sqs: throttled") }
+	failErr := errors.New("fail batch: connection reset")
+	f.FailBatchFn = func(context.Context, string, time.Time, []domain.BatchError) error { return failErr }
+	_, err := newService(f).Create(context.Background(), validCreate())
+	if domain.ErrorCode(err) != domain.EUnavailable {
+		t.Fatalf("error %v, want EUnavailable (503, retried)", err)
+	}
+	if !errors.Is(err, failErr) {
+		t.Errorf("error %v does not carry FailBatch's error %v", err, failErr)
+	}
+}

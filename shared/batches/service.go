@@ -6,6 +6,7 @@ package batches
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -161,9 +162,13 @@ func (s *Service) Create(ctx context.Context, c Create) (Created, error) {
 		// Without its message the batch would wait forever: fail it now and say so. The key stays
 		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
 		s.log.ErrorContext(ctx, "enqueue populate", "batch_id", b.ID, "err", err)
-		_ = s.store.FailBatch(context.WithoutCancel(ctx), b.ID, s.now(), []domain.BatchError{{Code: domain.CodeEnqueueFailed,
-			Message: "The batch could not be queued for processing; please create it again."}})
-		return Created{}, &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."}
+		unavailable := &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."}
+		if err := s.store.FailBatch(context.WithoutCancel(ctx), b.ID, s.now(), []domain.BatchError{{Code: domain.CodeEnqueueFailed,
+			Message: "The batch could not be queued for processing; please create it again."}}); err != nil {
+			// The batch stays validating until its window expires; the caller logs the chain.
+			return Created{}, errors.Join(unavailable, fmt.Errorf("fail unqueued batch %s: %w", b.ID, err))
+		}
+		return Created{}, unavailable
 	}
 	return Created{Batch: got}, nil
 }

@@ -302,13 +302,21 @@ func TestCreateBatchRefusalsKeepTheirStatusAndCode(t *testing.T) {
 }
 
 func TestCreateBatchThatCannotBeQueuedIsA503ThatSaysRetry(t *testing.T) {
-	f := withKeys(newFake(t))
-	f.CreateFn = func(context.Context, batches.Create) (batches.Created, error) {
-		return batches.Created{}, &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."}
+	unavailable := &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."}
+	for name, err := range map[string]error{
+		"failed":                   unavailable,
+		"that could not be failed": errors.Join(unavailable, errors.New("fail unqueued batch: dial tcp 10.0.0.5:5432")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := withKeys(newFake(t))
+			f.CreateFn = func(context.Context, batches.Create) (batches.Created, error) { return batches.Created{}, err }
+			w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || w.Header().Get("x-should-retry") != "true" {
+				t.Fatalf("status %d, Retry-After %q, x-should-retry %q: want 503, 1, true", w.Code, w.Header().Get("Retry-After"), w.Header().Get("x-should-retry"))
+			}
+			if e := errorOf(t, w); e.Error.Message != unavailable.Message {
+				t.Errorf("message %q, want only the safe one", e.Error.Message)
+			}
+		})
 	}
-	w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || w.Header().Get("x-should-retry") != "true" {
-		t.Fatalf("status %d, Retry-After %q, x-should-retry %q: want 503, 1, true", w.Code, w.Header().Get("Retry-After"), w.Header().Get("x-should-retry"))
-	}
-	errorOf(t, w)
 }

@@ -61,9 +61,10 @@ type Reservation struct {
 	newID  string
 }
 
-// Reserve claims k (if it has a name) for newID. A key over MaxKeyLen bytes or not text is
-// EInvalid; the same key with a different hash is an EConflict with ReasonMismatch; the same
-// request again a Reservation whose Replay names the first one's object.
+// Reserve claims k (if it has a name) for newID; log (nil = discard) hears of a failed Release.
+// A key over MaxKeyLen bytes or not text is EInvalid; the same key with a different hash is an
+// EConflict with ReasonMismatch; the same request again a Reservation whose Replay names the
+// first one's object.
 func Reserve(ctx context.Context, st Store, log *slog.Logger, k Key, newID string, now time.Time) (Reservation, error) {
 	switch {
 	case k.Name == "":
@@ -79,6 +80,9 @@ func Reserve(ctx context.Context, st Store, log *slog.Logger, k Key, newID strin
 		return Reservation{}, err
 	}
 	if ok {
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
 		return Reservation{store: st, log: log, key: k, newID: newID}, nil
 	}
 	if string(rec.RequestHash) != string(k.Hash) {

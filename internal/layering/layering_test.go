@@ -13,7 +13,8 @@ const module = "github.com/fusillade/fusillade/"
 
 // core are the packages that hold fusillade's behaviour. They and every package of the module
 // they import (directly or not) must not import an adapter.
-var core = []string{"shared/domain", "shared/engine", "shared/httpapi", "shared/ingest", "shared/lambdafn"}
+var core = []string{"shared/batches", "shared/domain", "shared/engine", "shared/httpapi", "shared/idempotency", "shared/ingest",
+	"shared/lambdafn"}
 
 // adapters are the packages that implement the domain's interfaces on a technology, and the
 // client libraries of those technologies.

@@ -75,3 +75,10 @@ var ErrStateConflict = &Error{Code: EConflict, Message: "state conflict"}
 // does not exist. It is not an *Error: a missing object is an internal failure unless the caller
 // gives it a meaning (an upload that never arrived).
 var ErrNoObject = errors.New("no such object")
+
+// FileNotReady is the error for a batch input file that is still being uploaded (created with
+// the presigned or Uploads path and not completed yet).
+func FileNotReady(id string) *Error {
+	return &Error{Code: EInvalid, Param: "file_id", Reason: "file_not_ready",
+		Message: fmt.Sprintf("File %s is still being uploaded: complete it with POST /v1/files/%s/complete first.", id, id)}
+}

@@ -3,6 +3,7 @@ package domain
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -111,6 +112,12 @@ func hasShape(s, prefix string, n int, alphabet string) bool {
 // ValidText reports whether s can be stored as text: valid UTF-8 without NUL characters, which
 // PostgreSQL's text and jsonb types cannot hold.
 func ValidText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
+// NotText is the error for a parameter that is not ValidText.
+func NotText(param string) *Error {
+	return &Error{Code: EInvalid, Param: param,
+		Message: fmt.Sprintf("Invalid '%s': expected UTF-8 text without NUL characters.", param)}
+}
 
 // MaxTimestamp is the latest instant a client-supplied time may name: 9999-12-31T23:59:59Z, the
 // last second of a four-digit year, well inside PostgreSQL's timestamptz (which ends in the year

@@ -17,7 +17,7 @@ type RequestSource interface {
 	Next() (NewRequest, error)
 }
 
-// PopulateResult says what PopulateBatch did.
+// PopulateResult says what inserting a batch's requests did.
 type PopulateResult struct {
 	Inserted int
 	Models   []string

@@ -206,7 +206,7 @@ func (b *bundle) batch(t *testing.T, tenant, model string, n int, window time.Du
 		reqs = append(reqs, domain.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: model,
 			Path: "/v1/chat/completions", Body: []byte(body + "}")})
 	}
-	res, err := b.store.PopulateBatch(ctx, id, func(string, string) domain.RequestSource { return &reqs }, b.clock.Now())
+	res, err := b.store.InsertRequests(ctx, id, &reqs, b.clock.Now())
 	require.NoError(t, err)
 	require.Nil(t, res.Failed)
 	return id

@@ -203,7 +203,7 @@ func (s *server) pendingCounts(w http.ResponseWriter, r *http.Request) {
 		}
 		windows, labels = append(windows, d), append(labels, p)
 	}
-	counts, err := s.lifecycle.PendingByModelAndWindow(r.Context(), windows, s.now())
+	counts, err := s.store.PendingByModelAndWindow(r.Context(), windows, s.now())
 	if err != nil {
 		s.error(w, r, err)
 		return

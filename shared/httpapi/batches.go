@@ -1,14 +1,15 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/idempotency"
 )
 
 type createBatchRequest struct {
@@ -56,10 +57,9 @@ func (s *server) validateBatchRequest(req createBatchRequest) error {
 	return nil
 }
 
-// createBatch records the batch as validating and asks the populate function to expand its file.
-// Bad lines found while populating make the batch failed with errors.data[].line, as OpenAI does.
+// createBatch is POST /v1/batches: the request is checked here and created by the batch service
+// (validating; populate expands its file), or with validate_only checked against its file.
 func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
-	p := principal(r)
 	var req createBatchRequest
 	if err := decodeJSON(r, &req); err != nil {
 		s.error(w, r, err)
@@ -69,71 +69,17 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	f, err := s.store.GetFile(r.Context(), p.TenantID, req.InputFileID)
-	if err != nil {
+	got, err := s.batches.Create(r.Context(), batches.Create{TenantID: principal(r).TenantID, InputFileID: req.InputFileID,
+		Endpoint: req.Endpoint, CompletionWindow: req.CompletionWindow, Metadata: req.Metadata, ValidateOnly: req.ValidateOnly,
+		Idempotency: idempotencyKey(r, idempotency.RouteCreateBatch, canonicalJSON(req))})
+	switch {
+	case err != nil:
 		s.error(w, r, err)
-		return
+	case got.Report != nil:
+		writeJSON(w, http.StatusOK, toReport(got.File, req.Endpoint, *got.Report))
+	default:
+		writeJSON(w, http.StatusOK, toBatchObject(got.Batch))
 	}
-	if f.Purpose != domain.PurposeBatch {
-		s.error(w, r, &domain.Error{Code: domain.EInvalid, Param: "input_file_id",
-			Message: fmt.Sprintf("File %s has purpose %q; a batch needs a file uploaded with purpose 'batch'.", f.ID, f.Purpose)})
-		return
-	}
-	if f.Status != domain.FileProcessed {
-		s.error(w, r, errNotCompleted(f.ID))
-		return
-	}
-	if req.ValidateOnly {
-		rep, err := s.ingester.Check(r.Context(), f.ObjectKey, req.Endpoint, false, maxReportedErrors)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, toReport(f, req.Endpoint, rep))
-		return
-	}
-	window, _ := domain.ParseWindow(req.CompletionWindow) // on the allow-list, which config validated
-	now := s.now()
-	b := domain.Batch{ID: domain.NewBatchID(), TenantID: p.TenantID, InputFileID: f.ID, Endpoint: req.Endpoint,
-		CompletionWindow: req.CompletionWindow, Status: domain.BatchValidating, Metadata: req.Metadata,
-		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}
-	res, err := s.reserve(r, routeCreateBatch, canonicalJSON(req), b.ID)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if res.replay != "" {
-		got, err := s.store.GetBatch(r.Context(), p.TenantID, res.replay)
-		if err != nil {
-			s.error(w, r, s.replayError(err, res))
-			return
-		}
-		writeJSON(w, http.StatusOK, toBatchObject(got))
-		return
-	}
-	if err := s.store.InsertBatch(r.Context(), b); err != nil {
-		res.release()
-		s.error(w, r, err)
-		return
-	}
-	// Read the batch back before enqueueing it: populate may move it to in_progress at once, and
-	// the create call answers the batch as created (validating), as OpenAI does.
-	got, err := s.store.GetBatch(r.Context(), p.TenantID, b.ID)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.populate.SendPopulate(r.Context(), b.ID); err != nil {
-		// Without its message the batch would wait forever: fail it now and say so. The key stays
-		// bound to the failed batch, so a retry with it sees the failure instead of a duplicate.
-		s.log.ErrorContext(r.Context(), "enqueue populate", "batch_id", b.ID, "err", err)
-		_ = s.store.FailBatch(context.WithoutCancel(r.Context()), b.ID, s.now(), []domain.BatchError{{Code: domain.CodeEnqueueFailed,
-			Message: "The batch could not be queued for processing; please create it again."}})
-		s.error(w, r, &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."})
-		return
-	}
-	writeJSON(w, http.StatusOK, toBatchObject(got))
 }
 
 func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {

@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/idempotency"
+	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/fusillade/fusillade/shared/jsonl"
 )
 
 // validBatch is a create request that passes validation, for aFileID.
@@ -175,7 +179,7 @@ func TestCreateBatchValidationNamesTheParam(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			// GetFile is unset: validation happens before the store is asked.
+			// Create is unset: validation happens before the service is asked.
 			w := call(t, newAPI(withKeys(newFake(t))), "POST", "/v1/batches", tenantKey, c.body)
 			if w.Code != 400 {
 				t.Fatalf("status %d, want 400; body %s", w.Code, w.Body)
@@ -185,53 +189,6 @@ func TestCreateBatchValidationNamesTheParam(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestCreateBatchNeedsAProcessedBatchFile(t *testing.T) {
-	cases := []struct {
-		name string
-		file domain.File
-		code string // the envelope's code, JSON
-	}{
-		{"an output file", domain.File{ID: aFileID, Purpose: domain.PurposeBatchOutput, Status: "processed"}, "null"},
-		{"a file still uploading", domain.File{ID: aFileID, Purpose: domain.PurposeBatch, Status: "uploaded"}, `"file_not_ready"`},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			f := withKeys(newFake(t))
-			f.GetFileFn = func(context.Context, string, string) (domain.File, error) { return c.file, nil }
-			w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
-			if w.Code != 400 {
-				t.Fatalf("status %d, want 400; body %s", w.Code, w.Body)
-			}
-			if e := errorOf(t, w); string(e.Error.Code) != c.code {
-				t.Errorf("code = %s, want %s (message %q)", e.Error.Code, c.code, e.Error.Message)
-			}
-		})
-	}
-}
-
-// batchStore makes f keep inserted batches, and serve aFileID as a processed 3-line batch file.
-func batchStore(f *fake) map[string]domain.Batch {
-	batches := map[string]domain.Batch{}
-	f.GetFileFn = func(_ context.Context, tenant, id string) (domain.File, error) {
-		if tenant != tenantID || id != aFileID {
-			return domain.File{}, &domain.Error{Code: domain.ENotFound, Message: "No such File object: " + id}
-		}
-		return domain.File{ID: aFileID, TenantID: tenantID, Purpose: domain.PurposeBatch, Status: "processed", Lines: 3}, nil
-	}
-	f.InsertBatchFn = func(_ context.Context, b domain.Batch) error {
-		batches[b.ID] = b
-		return nil
-	}
-	f.GetBatchFn = func(_ context.Context, tenant, id string) (domain.Batch, error) {
-		b, ok := batches[id]
-		if !ok || b.TenantID != tenant {
-			return domain.Batch{}, &domain.Error{Code: domain.ENotFound, Message: "No such Batch object: " + id}
-		}
-		return b, nil
-	}
-	return batches
 }
 
 type batchReply struct {
@@ -253,89 +210,113 @@ func decodeBatch(t *testing.T, b *bytes.Buffer) batchReply {
 	return r
 }
 
-func TestCreateBatchRecordsItValidatingAndQueuesItsPopulate(t *testing.T) {
+// The decoded request reaches the service with the caller's tenant (the key, when sent, bound to
+// the request: idempotency_test.go), and the batch it created is answered as OpenAI shapes it.
+func TestCreateBatchHandsTheServiceTheRequestAndAnswersTheBatch(t *testing.T) {
 	f := withKeys(newFake(t))
-	batches := batchStore(f)
-	var queued []string
-	f.SendPopulateFn = func(_ context.Context, id string) error {
-		if _, ok := batches[id]; !ok {
-			t.Errorf("populate queued for %s before it was stored", id)
+	id := domain.NewBatchID()
+	f.CreateFn = func(_ context.Context, c batches.Create) (batches.Created, error) {
+		want := batches.Create{TenantID: tenantID, InputFileID: aFileID, Endpoint: "/v1/chat/completions", CompletionWindow: "24h",
+			Metadata: map[string]string{"k": "v"}}
+		if c.Idempotency.Name != "" || c.TenantID != want.TenantID || c.InputFileID != want.InputFileID || c.Endpoint != want.Endpoint ||
+			c.CompletionWindow != want.CompletionWindow || c.Metadata["k"] != "v" || len(c.Metadata) != 1 || c.ValidateOnly {
+			t.Errorf("Create(%+v), want %+v", c, want)
 		}
-		queued = append(queued, id)
-		return nil
+		return batches.Created{Batch: domain.Batch{ID: id, TenantID: tenantID, InputFileID: aFileID, Status: domain.BatchValidating,
+			Counts: domain.Counts{Total: 3}, CreatedAt: testNow, ExpiresAt: testNow.Add(24 * time.Hour)}}, nil
 	}
-	w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
+	w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, strings.TrimSuffix(validBatch, "}")+`,"metadata":{"k":"v"}}`)
 	if w.Code != 200 {
 		t.Fatalf("status %d, want 200; body %s", w.Code, w.Body)
 	}
 	got := decodeBatch(t, w.Body)
-	if len(queued) != 1 || queued[0] != got.ID || !domain.IsBatchID(got.ID) {
-		t.Fatalf("queued %v, answered %q: want exactly the answered batch queued", queued, got.ID)
-	}
-	if got.Status != "validating" || got.InputFileID != aFileID || got.RequestCounts.Total != 3 ||
+	if got.ID != id || got.Status != "validating" || got.InputFileID != aFileID || got.RequestCounts.Total != 3 ||
 		got.ExpiresAt != testNow.Add(24*time.Hour).Unix() {
-		t.Errorf("answered %+v; want validating, total 3, expiring 24h after creation", got)
-	}
-	if b := batches[got.ID]; b.TenantID != tenantID || b.OutputFileID == "" || b.ErrorFileID == "" {
-		t.Errorf("stored %+v; want the tenant's batch with its output and error file ids reserved", b)
+		t.Errorf("answered %+v; want the service's batch: validating, total 3, expiring 24h after creation", got)
 	}
 }
 
-func TestCreateBatchFailsTheBatchWhenItsPopulateCannotBeQueued(t *testing.T) {
+func TestCreateBatchValidateOnlyAnswersTheReport(t *testing.T) {
 	f := withKeys(newFake(t))
-	batches := batchStore(f)
-	f.SendPopulateFn = func(context.Context, string) error { return errors.New("sqs: AccessDenied for arn:aws:sqs:secret") }
-	type failCall struct {
-		id   string
-		errs []domain.BatchError
-	}
-	var failed []failCall
-	f.FailBatchFn = func(ctx context.Context, id string, now time.Time, errs []domain.BatchError) error {
-		if ctx.Err() != nil {
-			t.Error("FailBatch ran with a cancelled context")
+	f.CreateFn = func(_ context.Context, c batches.Create) (batches.Created, error) {
+		if !c.ValidateOnly {
+			t.Error("validate_only did not reach the service")
 		}
-		failed = append(failed, failCall{id, errs})
-		return nil
+		return batches.Created{File: domain.File{ID: aFileID}, Report: &ingest.Report{Errors: []jsonl.LineError{
+			{Line: 2, Code: "invalid_model", Message: "Model 'x' is not configured."}}}}, nil
 	}
-	w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || w.Header().Get("x-should-retry") != "true" {
-		t.Fatalf("status %d, Retry-After %q, x-should-retry %q: want 503, 1, true", w.Code, w.Header().Get("Retry-After"), w.Header().Get("x-should-retry"))
+	w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, strings.TrimSuffix(validBatch, "}")+`,"validate_only":true}`)
+	var rep struct {
+		Object string `json:"object"`
+		FileID string `json:"file_id"`
+		Valid  bool   `json:"valid"`
+		Errors []struct {
+			Line int    `json:"line"`
+			Code string `json:"code"`
+		} `json:"errors"`
 	}
-	if strings.Contains(w.Body.String(), "sqs") {
-		t.Errorf("the queue's error leaks: %s", w.Body)
+	if err := json.Unmarshal(w.Body.Bytes(), &rep); w.Code != 200 || err != nil {
+		t.Fatalf("status %d body %s", w.Code, w.Body)
 	}
-	errorOf(t, w)
-	if len(batches) != 1 || len(failed) != 1 {
-		t.Fatalf("%d batches stored, FailBatch called %d times: want one of each", len(batches), len(failed))
-	}
-	for id := range batches {
-		if failed[0].id != id {
-			t.Errorf("FailBatch(%s), want the stored batch %s", failed[0].id, id)
-		}
-	}
-	if len(failed[0].errs) != 1 || failed[0].errs[0].Code != "enqueue_failed" {
-		t.Errorf("FailBatch errors %+v, want one enqueue_failed", failed[0].errs)
+	if rep.Object != "file.validation" || rep.FileID != aFileID || rep.Valid || len(rep.Errors) != 1 || rep.Errors[0].Line != 2 ||
+		rep.Errors[0].Code != "invalid_model" {
+		t.Errorf("answered %s; want the report on the file with its bad line", w.Body)
 	}
 }
 
-func TestCreateBatchReleasesItsIdempotencyKeyWhenTheInsertFails(t *testing.T) {
-	f := withKeys(newFake(t))
-	batchStore(f)
-	var reservedFor, released string
-	f.ReserveIdempotencyKeyFn = func(_ context.Context, _, _, _ string, _ []byte, id string, _ time.Time) (domain.IdempotencyRecord, bool, error) {
-		reservedFor = id
-		return domain.IdempotencyRecord{}, true, nil
+// What the service refuses a create with reaches the client as OpenAI's error envelope, with the
+// status its code (or reason) maps to; the batch service says when each arises.
+func TestCreateBatchRefusalsKeepTheirStatusAndCode(t *testing.T) {
+	cases := []struct {
+		name       string
+		err        error
+		status     int
+		code       string // the envelope's code, JSON
+		param      string // the envelope's param, JSON
+		retryAfter string
+	}{
+		{"an output file", &domain.Error{Code: domain.EInvalid, Param: "input_file_id", Message: "File has purpose 'batch_output'."},
+			400, "null", `"input_file_id"`, ""},
+		{"a file still uploading", domain.FileNotReady(aFileID), 400, `"file_not_ready"`, `"file_id"`, ""},
+		{"a key reused with another request", &domain.Error{Code: domain.EConflict, Reason: idempotency.ReasonMismatch,
+			Param: "Idempotency-Key", Message: "reused"}, http.StatusUnprocessableEntity, `"idempotency_key_reused"`, `"Idempotency-Key"`, ""},
+		{"a key still in flight", &domain.Error{Code: domain.EConflict, Reason: idempotency.ReasonInFlight, Message: "in flight"},
+			http.StatusConflict, `"idempotency_key_in_use"`, "null", "1"},
+		{"a replayed batch gone since", &domain.Error{Code: domain.ENotFound, Message: "No such Batch object."}, 404, "null", "null", ""},
+		{"an internal failure", errors.New("insert failed: pq secret"), 500, "null", "null", ""},
 	}
-	f.ReleaseIdempotencyKeyFn = func(_ context.Context, _, _, _, id string) error {
-		released = id
-		return nil
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := withKeys(newFake(t))
+			f.CreateFn = func(context.Context, batches.Create) (batches.Created, error) { return batches.Created{}, c.err }
+			w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
+			if w.Code != c.status || w.Header().Get("Retry-After") != c.retryAfter {
+				t.Fatalf("status %d, Retry-After %q: want %d, %q; body %s", w.Code, w.Header().Get("Retry-After"), c.status, c.retryAfter, w.Body)
+			}
+			e := errorOf(t, w)
+			if string(e.Error.Code) != c.code || string(e.Error.Param) != c.param || strings.Contains(w.Body.String(), "secret") {
+				t.Errorf("envelope %s; want code %s, param %s, nothing internal", w.Body, c.code, c.param)
+			}
+		})
 	}
-	f.InsertBatchFn = func(context.Context, domain.Batch) error { return errors.New("insert failed") }
-	w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch, "Idempotency-Key", "k1")
-	if w.Code != 500 {
-		t.Fatalf("status %d, want 500", w.Code)
-	}
-	if reservedFor == "" || released != reservedFor {
-		t.Errorf("reserved for %q, released %q: want the key released for the batch it was reserved for", reservedFor, released)
+}
+
+func TestCreateBatchThatCannotBeQueuedIsA503ThatSaysRetry(t *testing.T) {
+	unavailable := &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."}
+	for name, err := range map[string]error{
+		"failed":                   unavailable,
+		"that could not be failed": errors.Join(unavailable, errors.New("fail unqueued batch: dial tcp 10.0.0.5:5432")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := withKeys(newFake(t))
+			f.CreateFn = func(context.Context, batches.Create) (batches.Created, error) { return batches.Created{}, err }
+			w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || w.Header().Get("x-should-retry") != "true" {
+				t.Fatalf("status %d, Retry-After %q, x-should-retry %q: want 503, 1, true", w.Code, w.Header().Get("Retry-After"), w.Header().Get("x-should-retry"))
+			}
+			if e := errorOf(t, w); e.Error.Message != unavailable.Message {
+				t.Errorf("message %q, want only the safe one", e.Error.Message)
+			}
+		})
 	}
 }

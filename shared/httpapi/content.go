@@ -101,7 +101,7 @@ func (s *server) fileContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.Status == domain.FileUploaded {
-		s.error(w, r, errNotCompleted(f.ID))
+		s.error(w, r, domain.FileNotReady(f.ID))
 		return
 	}
 	if f.BatchID == "" {

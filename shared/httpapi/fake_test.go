@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
 )
@@ -15,7 +16,7 @@ import (
 // already failed the test.
 var errUnexpected = errors.New("unexpected call to a fake")
 
-// fake implements the API's Store, Lifecycle, Ingester, PopulateQueue and Engine with one function field
+// fake implements the API's Store, Ingester, Batches and Kicker with one function field
 // per method. A test sets the fields its request should reach; calling any other fails the test.
 type fake struct {
 	t *testing.T
@@ -27,10 +28,8 @@ type fake struct {
 	ListFilesFn               func(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
 	DiscardFileFn             func(ctx context.Context, tenantID, id, reason string, now time.Time) error
 	SetFileExpiryFn           func(ctx context.Context, tenantID, id string, at time.Time) error
-	InsertBatchFn             func(ctx context.Context, b domain.Batch) error
 	GetBatchFn                func(ctx context.Context, tenantID, id string) (domain.Batch, error)
 	ListBatchesFn             func(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
-	FailBatchFn               func(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
 	BatchResultsFn            func(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
 	ResultFileFn              func(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
 	ReserveIdempotencyKeyFn   func(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error)
@@ -44,20 +43,19 @@ type fake struct {
 	CreateAPIKeyFn            func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeysFn             func(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKeyFn            func(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
-	CancelBatchFn             func(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error)
-	CancelRequestsFn          func(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error)
-	RetryFailedFn             func(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error)
-	DeleteBatchFn             func(ctx context.Context, tenantID, batchID string, now time.Time) error
-	DeleteFileFn              func(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error)
 	PendingByModelAndWindowFn func(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
 	StoreFn                   func(ctx context.Context, u ingest.Upload) (domain.File, error)
 	FillFn                    func(ctx context.Context, f domain.File, body io.Reader) (domain.File, error)
 	CompleteFn                func(ctx context.Context, f domain.File) (domain.File, error)
 	CheckFn                   func(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
 	LimitsFn                  func() ingest.Limits
-	SendPopulateFn            func(ctx context.Context, batchID string) error
-	TryFinalizeFn             func(ctx context.Context, batchID string)
 	KickFn                    func(ctx context.Context, models ...string) error
+	CreateFn                  func(ctx context.Context, c batches.Create) (batches.Created, error)
+	CancelFn                  func(ctx context.Context, tenantID, batchID string) (domain.Batch, error)
+	CancelRequestsFn          func(ctx context.Context, tenantID, batchID string, ids []string) ([]domain.CancelOutcome, error)
+	RetryFn                   func(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error)
+	DeleteFn                  func(ctx context.Context, tenantID, batchID string) error
+	DeleteFileFn              func(ctx context.Context, tenantID, fileID string) error
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }
@@ -117,13 +115,6 @@ func (f *fake) SetFileExpiry(ctx context.Context, tenantID, id string, at time.T
 	return f.SetFileExpiryFn(ctx, tenantID, id, at)
 }
 
-func (f *fake) InsertBatch(ctx context.Context, b domain.Batch) error {
-	if f.InsertBatchFn == nil {
-		return f.unexpected("InsertBatch")
-	}
-	return f.InsertBatchFn(ctx, b)
-}
-
 func (f *fake) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
 	if f.GetBatchFn == nil {
 		return domain.Batch{}, f.unexpected("GetBatch")
@@ -136,13 +127,6 @@ func (f *fake) ListBatches(ctx context.Context, tenantID string, p domain.BatchL
 		return nil, false, f.unexpected("ListBatches")
 	}
 	return f.ListBatchesFn(ctx, tenantID, p)
-}
-
-func (f *fake) FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error {
-	if f.FailBatchFn == nil {
-		return f.unexpected("FailBatch")
-	}
-	return f.FailBatchFn(ctx, batchID, now, errs)
 }
 
 func (f *fake) BatchResults(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error {
@@ -236,41 +220,6 @@ func (f *fake) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domai
 	return f.RevokeAPIKeyFn(ctx, id, now)
 }
 
-func (f *fake) CancelBatch(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error) {
-	if f.CancelBatchFn == nil {
-		return "", f.unexpected("CancelBatch")
-	}
-	return f.CancelBatchFn(ctx, tenantID, batchID, now)
-}
-
-func (f *fake) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error) {
-	if f.CancelRequestsFn == nil {
-		return nil, f.unexpected("CancelRequests")
-	}
-	return f.CancelRequestsFn(ctx, tenantID, batchID, ids, now)
-}
-
-func (f *fake) RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error) {
-	if f.RetryFailedFn == nil {
-		return 0, nil, f.unexpected("RetryFailed")
-	}
-	return f.RetryFailedFn(ctx, tenantID, batchID, ids, now)
-}
-
-func (f *fake) DeleteBatch(ctx context.Context, tenantID, batchID string, now time.Time) error {
-	if f.DeleteBatchFn == nil {
-		return f.unexpected("DeleteBatch")
-	}
-	return f.DeleteBatchFn(ctx, tenantID, batchID, now)
-}
-
-func (f *fake) DeleteFile(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error) {
-	if f.DeleteFileFn == nil {
-		return nil, f.unexpected("DeleteFile")
-	}
-	return f.DeleteFileFn(ctx, tenantID, fileID, now)
-}
-
 func (f *fake) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
 	if f.PendingByModelAndWindowFn == nil {
 		return nil, f.unexpected("PendingByModelAndWindow")
@@ -314,24 +263,51 @@ func (f *fake) Limits() ingest.Limits {
 	return f.LimitsFn()
 }
 
-func (f *fake) SendPopulate(ctx context.Context, batchID string) error {
-	if f.SendPopulateFn == nil {
-		return f.unexpected("SendPopulate")
-	}
-	return f.SendPopulateFn(ctx, batchID)
-}
-
-func (f *fake) TryFinalize(ctx context.Context, batchID string) {
-	if f.TryFinalizeFn == nil {
-		_ = f.unexpected("TryFinalize")
-		return
-	}
-	f.TryFinalizeFn(ctx, batchID)
-}
-
 func (f *fake) Kick(ctx context.Context, models ...string) error {
 	if f.KickFn == nil {
 		return f.unexpected("Kick")
 	}
 	return f.KickFn(ctx, models...)
+}
+
+func (f *fake) Create(ctx context.Context, c batches.Create) (batches.Created, error) {
+	if f.CreateFn == nil {
+		return batches.Created{}, f.unexpected("Create")
+	}
+	return f.CreateFn(ctx, c)
+}
+
+func (f *fake) Cancel(ctx context.Context, tenantID, batchID string) (domain.Batch, error) {
+	if f.CancelFn == nil {
+		return domain.Batch{}, f.unexpected("Cancel")
+	}
+	return f.CancelFn(ctx, tenantID, batchID)
+}
+
+func (f *fake) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string) ([]domain.CancelOutcome, error) {
+	if f.CancelRequestsFn == nil {
+		return nil, f.unexpected("CancelRequests")
+	}
+	return f.CancelRequestsFn(ctx, tenantID, batchID, ids)
+}
+
+func (f *fake) Retry(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error) {
+	if f.RetryFn == nil {
+		return domain.Batch{}, f.unexpected("Retry")
+	}
+	return f.RetryFn(ctx, tenantID, batchID, ids)
+}
+
+func (f *fake) Delete(ctx context.Context, tenantID, batchID string) error {
+	if f.DeleteFn == nil {
+		return f.unexpected("Delete")
+	}
+	return f.DeleteFn(ctx, tenantID, batchID)
+}
+
+func (f *fake) DeleteFile(ctx context.Context, tenantID, fileID string) error {
+	if f.DeleteFileFn == nil {
+		return f.unexpected("DeleteFile")
+	}
+	return f.DeleteFileFn(ctx, tenantID, fileID)
 }

@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/idempotency"
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/jsonl"
 )
@@ -115,7 +117,7 @@ func (s *server) createDirectFile(w http.ResponseWriter, r *http.Request) {
 				filename = "anonymous_file"
 			}
 			if !domain.ValidText(filename) {
-				fail(errNotText("filename"))
+				fail(domain.NotText("filename"))
 				return
 			}
 			fileSum = sha256.New()
@@ -164,7 +166,7 @@ func (s *server) createDirectFile(w http.ResponseWriter, r *http.Request) {
 	// The idempotency hash covers every field that shapes the file, and the content itself.
 	key := fmt.Sprintf("purpose=%s\nanchor=%s\nseconds=%s\nfilename=%s\nsha256=%s", purpose, anchor, seconds, filename,
 		hex.EncodeToString(fileSum.Sum(nil)))
-	got, err := s.idempotentFile(r, routeCreateFile, []byte(key), *file)
+	got, err := s.idempotentFile(r, idempotency.RouteCreateFile, []byte(key), *file)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -279,16 +281,16 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
 		Status: domain.FileUploaded, ObjectKey: domain.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
-	res, err := s.reserve(r, routeCreateFile, canonicalJSON(req), id)
+	res, err := s.reserve(r, idempotency.RouteCreateFile, canonicalJSON(req), id)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	if res.replay != "" {
-		orig, err := s.store.GetFile(r.Context(), p.TenantID, res.replay)
+	if res.Replay != "" {
+		orig, err := s.store.GetFile(r.Context(), p.TenantID, res.Replay)
 		switch {
 		case err != nil:
-			s.error(w, r, s.replayError(err, res))
+			s.error(w, r, res.ReplayError(err, s.now()))
 		case orig.Status == domain.FileUploaded:
 			s.writePending(w, r, orig) // a fresh URL for the same pending file
 		default:
@@ -297,7 +299,7 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.InsertFile(r.Context(), f); err != nil {
-		res.release()
+		res.Release(r.Context())
 		s.error(w, r, err)
 		return
 	}
@@ -423,14 +425,9 @@ func (s *server) inputFile(r *http.Request) (domain.File, error) {
 			Message: fmt.Sprintf("File %s has purpose %q; only batch input files can be checked.", f.ID, f.Purpose)}
 	}
 	if f.Status != domain.FileProcessed {
-		return f, errNotCompleted(f.ID)
+		return f, domain.FileNotReady(f.ID)
 	}
 	return f, nil
-}
-
-func errNotCompleted(id string) error {
-	return &domain.Error{Code: domain.EInvalid, Param: "file_id", Reason: "file_not_ready",
-		Message: fmt.Sprintf("File %s is still being uploaded: complete it with POST /v1/files/%s/complete first.", id, id)}
 }
 
 type modelStats struct {
@@ -510,10 +507,6 @@ type validationReport struct {
 	Models          []modelStats  `json:"models"`
 }
 
-// maxReportedErrors bounds a dry run's error list (jsonl's default): a file this broken needs
-// fixing, not a longer list.
-const maxReportedErrors = jsonl.DefaultMaxErrors
-
 func toReport(f domain.File, endpoint string, rep ingest.Report) validationReport {
 	out := validationReport{Object: "file.validation", FileID: f.ID, Endpoint: strPtr(endpoint), Valid: len(rep.Errors) == 0,
 		TotalRequests: rep.Summary.Lines, Errors: []lineProblem{}, ErrorsTruncated: rep.Truncated, Models: perModel(rep.Summary)}
@@ -551,7 +544,7 @@ func (s *server) validateFile(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	rep, err := s.ingester.Check(r.Context(), f.ObjectKey, req.Endpoint, false, maxReportedErrors)
+	rep, err := s.ingester.Check(r.Context(), f.ObjectKey, req.Endpoint, false, batches.MaxReportedErrors)
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -85,16 +85,11 @@ func checkQuery(raw string) error {
 		}
 		for _, val := range vals {
 			if !domain.ValidText(val) {
-				return errNotText(name)
+				return domain.NotText(name)
 			}
 		}
 	}
 	return nil
-}
-
-func errNotText(param string) error {
-	return &domain.Error{Code: domain.EInvalid, Param: param,
-		Message: fmt.Sprintf("Invalid '%s': expected UTF-8 text without NUL characters.", param)}
 }
 
 // checkText finds the first string in a decoded JSON request (struct fields by their JSON
@@ -102,7 +97,7 @@ func errNotText(param string) error {
 // it. encoding/json decodes "\u0000" to a NUL byte.
 func checkText(v any) error {
 	if p := badText(reflect.ValueOf(v), ""); p != "" {
-		return errNotText(p)
+		return domain.NotText(p)
 	}
 	return nil
 }

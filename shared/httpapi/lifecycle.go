@@ -1,46 +1,18 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
 )
 
-// Lifecycle is the store's part in cancelling, retrying and deleting.
-type Lifecycle interface {
-	CancelBatch(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error)
-	CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error)
-	RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error)
-	DeleteBatch(ctx context.Context, tenantID, batchID string, now time.Time) error
-	DeleteFile(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error)
-	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
-}
-
-// Engine lets the API start work and seal batches at once instead of waiting for a worker or the
-// schedule: after a cancel with nothing in flight, and after a retry.
-type Engine interface {
-	TryFinalize(ctx context.Context, batchID string)
-	Kick(ctx context.Context, models ...string) error
-}
-
-// cancelBatch handles POST /v1/batches/{id}/cancel (empty body, as the SDKs send it). Unstarted
-// requests end at once; running upstream calls are aborted within a few seconds by their workers;
-// a response that arrived before the abort is kept. The batch is cancelling until then, and
-// cancelled once sealed.
+// cancelBatch handles POST /v1/batches/{id}/cancel (empty body, as the SDKs send it). The batch
+// is cancelling until its running requests are aborted, and cancelled once sealed (package
+// batches).
 func (s *server) cancelBatch(w http.ResponseWriter, r *http.Request) {
-	p, id := principal(r), r.PathValue("id")
-	status, err := s.lifecycle.CancelBatch(r.Context(), p.TenantID, id, s.now())
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if status == domain.BatchCancelling {
-		s.engine.TryFinalize(r.Context(), id)
-	}
-	s.writeBatch(w, r, id)
+	b, err := s.batches.Cancel(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	s.writeBatch(w, r, b, err)
 }
 
 type requestIDs struct {
@@ -66,24 +38,24 @@ func parseRequestIDs(ids []string) ([]string, error) {
 	return out, nil
 }
 
-// cancelRequests handles POST /v1/batches/{id}/requests/cancel {"request_ids":[…]}.
-func (s *server) cancelRequests(w http.ResponseWriter, r *http.Request) {
-	p, id := principal(r), r.PathValue("id")
+// decodeRequestIDs reads a {"request_ids":[…]} body into uuids.
+func decodeRequestIDs(r *http.Request) ([]string, error) {
 	var req requestIDs
 	if err := decodeJSON(r, &req); err != nil {
-		s.error(w, r, err)
-		return
+		return nil, err
 	}
-	ids, err := parseRequestIDs(req.RequestIDs)
+	return parseRequestIDs(req.RequestIDs)
+}
+
+// cancelRequests handles POST /v1/batches/{id}/requests/cancel {"request_ids":[…]}: one result
+// per id, in their order.
+func (s *server) cancelRequests(w http.ResponseWriter, r *http.Request) {
+	ids, err := decodeRequestIDs(r)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	if _, err := s.store.GetBatch(r.Context(), p.TenantID, id); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	outcomes, err := s.lifecycle.CancelRequests(r.Context(), p.TenantID, id, ids, s.now())
+	outcomes, err := s.batches.CancelRequests(r.Context(), principal(r).TenantID, r.PathValue("id"), ids)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -92,82 +64,52 @@ func (s *server) cancelRequests(w http.ResponseWriter, r *http.Request) {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}
-	found := map[string]string{}
-	for _, o := range outcomes {
-		found[o.RequestID] = o.Result
+	data := make([]result, len(outcomes))
+	for i, o := range outcomes {
+		data[i] = result{ID: domain.OutputLineID(o.RequestID), Status: o.Result}
 	}
-	data := make([]result, len(ids))
-	for i, u := range ids {
-		st, ok := found[u]
-		if !ok {
-			st = "not_found"
-		}
-		data[i] = result{ID: domain.OutputLineID(u), Status: st}
-	}
-	s.engine.TryFinalize(r.Context(), id)
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 // retryBatch handles POST /v1/batches/{id}/retry: every failed line runs again.
 func (s *server) retryBatch(w http.ResponseWriter, r *http.Request) {
-	s.retry(w, r, nil)
+	b, err := s.batches.Retry(r.Context(), principal(r).TenantID, r.PathValue("id"), nil)
+	s.writeBatch(w, r, b, err)
 }
 
 // retryRequests handles POST /v1/batches/{id}/retry-requests {"request_ids":[…]}.
 func (s *server) retryRequests(w http.ResponseWriter, r *http.Request) {
-	var req requestIDs
-	if err := decodeJSON(r, &req); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	ids, err := parseRequestIDs(req.RequestIDs)
+	ids, err := decodeRequestIDs(r)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	s.retry(w, r, ids)
-}
-
-func (s *server) retry(w http.ResponseWriter, r *http.Request, ids []string) {
-	p, id := principal(r), r.PathValue("id")
-	_, models, err := s.lifecycle.RetryFailed(r.Context(), p.TenantID, id, ids, s.now())
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.engine.Kick(r.Context(), models...); err != nil {
-		s.log.WarnContext(r.Context(), "kick after retry", "batch_id", id, "err", err) // the schedule covers it
-	}
-	s.writeBatch(w, r, id)
+	b, err := s.batches.Retry(r.Context(), principal(r).TenantID, r.PathValue("id"), ids)
+	s.writeBatch(w, r, b, err)
 }
 
 // deleteBatch handles DELETE /v1/batches/{id}: hidden at once, cancelled if running, purged later.
 func (s *server) deleteBatch(w http.ResponseWriter, r *http.Request) {
-	p, id := principal(r), r.PathValue("id")
-	if err := s.lifecycle.DeleteBatch(r.Context(), p.TenantID, id, s.now()); err != nil {
+	id := r.PathValue("id")
+	if err := s.batches.Delete(r.Context(), principal(r).TenantID, id); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	s.engine.TryFinalize(r.Context(), id)
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "batch.deleted", "deleted": true})
 }
 
 // deleteFile handles DELETE /v1/files/{id}: 200 with a JSON body (openai-go fails on 204).
 func (s *server) deleteFile(w http.ResponseWriter, r *http.Request) {
-	p, id := principal(r), r.PathValue("id")
-	cancelling, err := s.lifecycle.DeleteFile(r.Context(), p.TenantID, id, s.now())
-	if err != nil {
+	id := r.PathValue("id")
+	if err := s.batches.DeleteFile(r.Context(), principal(r).TenantID, id); err != nil {
 		s.error(w, r, err)
 		return
-	}
-	for _, b := range cancelling {
-		s.engine.TryFinalize(r.Context(), b)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "file", "deleted": true})
 }
 
-func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, id string) {
-	b, err := s.store.GetBatch(r.Context(), principal(r).TenantID, id)
+// writeBatch answers a use case that returns the batch.
+func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, b domain.Batch, err error) {
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -2,11 +2,15 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/fusillade/fusillade/shared/domain"
 )
@@ -27,31 +31,21 @@ func TestReadyIs503WithRetryAfterWhenTheDatabaseIsDown(t *testing.T) {
 	}
 }
 
-// A cancel that leaves the batch cancelling asks the engine to seal it at once (nothing may be in
-// flight); one that ended it needs no seal.
-func TestCancelBatchSealsACancellingBatchAtOnce(t *testing.T) {
+// The cancel route hands the service the caller's tenant and the batch id, and answers the batch
+// the service returns (sealing a cancelling batch is the service's part: package batches).
+func TestCancelBatchAnswersTheBatchTheServiceCancelled(t *testing.T) {
 	for _, status := range []domain.BatchStatus{domain.BatchCancelling, domain.BatchCancelled} {
 		t.Run(string(status), func(t *testing.T) {
 			f := withKeys(newFake(t))
-			f.CancelBatchFn = func(_ context.Context, tenant, id string, now time.Time) (domain.BatchStatus, error) {
-				if tenant != tenantID || id != aBatchID || !now.Equal(testNow) {
-					t.Errorf("CancelBatch(%s, %s, %v)", tenant, id, now)
+			f.CancelFn = func(_ context.Context, tenant, id string) (domain.Batch, error) {
+				if tenant != tenantID || id != aBatchID {
+					t.Errorf("Cancel(%s, %s)", tenant, id)
 				}
-				return status, nil
-			}
-			var sealed []string
-			if status == domain.BatchCancelling {
-				f.TryFinalizeFn = func(_ context.Context, id string) { sealed = append(sealed, id) }
-			}
-			f.GetBatchFn = func(context.Context, string, string) (domain.Batch, error) {
 				return domain.Batch{ID: aBatchID, Status: status, TenantID: tenantID}, nil
 			}
 			w := call(t, newAPI(f), "POST", "/v1/batches/"+aBatchID+"/cancel", tenantKey, "")
 			if w.Code != 200 || decodeBatch(t, w.Body).Status != string(status) {
 				t.Fatalf("status %d body %s", w.Code, w.Body)
-			}
-			if status == domain.BatchCancelling && (len(sealed) != 1 || sealed[0] != aBatchID) {
-				t.Errorf("TryFinalize calls %v, want one for %s", sealed, aBatchID)
 			}
 		})
 	}
@@ -59,12 +53,111 @@ func TestCancelBatchSealsACancellingBatchAtOnce(t *testing.T) {
 
 func TestCancellingAFinishedBatchIsA400(t *testing.T) {
 	f := withKeys(newFake(t))
-	f.CancelBatchFn = func(context.Context, string, string, time.Time) (domain.BatchStatus, error) {
-		return "", &domain.Error{Code: domain.EConflict, Message: "Cannot cancel a batch with status 'completed'."}
+	f.CancelFn = func(context.Context, string, string) (domain.Batch, error) {
+		return domain.Batch{}, &domain.Error{Code: domain.EConflict, Message: "Cannot cancel a batch with status 'completed'."}
 	}
 	w := call(t, newAPI(f), "POST", "/v1/batches/"+aBatchID+"/cancel", tenantKey, "")
 	if w.Code != 400 || w.Header().Get("x-should-retry") != "false" {
 		t.Fatalf("status %d, x-should-retry %q: want 400, false (the SDKs retry 409)", w.Code, w.Header().Get("x-should-retry"))
 	}
 	errorOf(t, w)
+}
+
+// Request ids arrive as output lines show them (or as uuids), reach the service as uuids, and
+// come back in the output-line form with the service's outcome, in order.
+func TestCancelRequestsAnswersTheServicesOutcomePerId(t *testing.T) {
+	u1, u2 := uuid.NewString(), uuid.NewString()
+	f := withKeys(newFake(t))
+	f.CancelRequestsFn = func(_ context.Context, tenant, id string, ids []string) ([]domain.CancelOutcome, error) {
+		if tenant != tenantID || id != aBatchID || !slices.Equal(ids, []string{u1, u2}) {
+			t.Errorf("CancelRequests(%s, %s, %v)", tenant, id, ids)
+		}
+		return []domain.CancelOutcome{{RequestID: u1, Result: "canceled"}, {RequestID: u2, Result: "not_found"}}, nil
+	}
+	body := fmt.Sprintf(`{"request_ids":[%q,%q]}`, domain.OutputLineID(u1), u2)
+	w := call(t, newAPI(f), "POST", "/v1/batches/"+aBatchID+"/requests/cancel", tenantKey, body)
+	if w.Code != 200 {
+		t.Fatalf("status %d body %s", w.Code, w.Body)
+	}
+	var got struct {
+		Object string `json:"object"`
+		Data   []struct{ ID, Status string }
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Object != "list" || len(got.Data) != 2 || got.Data[0].ID != domain.OutputLineID(u1) || got.Data[0].Status != "canceled" ||
+		got.Data[1].ID != domain.OutputLineID(u2) || got.Data[1].Status != "not_found" {
+		t.Errorf("answered %s", w.Body)
+	}
+}
+
+func TestRequestIDsAreCheckedBeforeTheServiceIsAsked(t *testing.T) {
+	for _, route := range []string{"/requests/cancel", "/retry-requests"} {
+		for name, body := range map[string]string{"none": `{"request_ids":[]}`, "malformed": `{"request_ids":["batch_req_x"]}`} {
+			t.Run(route+" "+name, func(t *testing.T) {
+				// CancelRequests and Retry are unset.
+				w := call(t, newAPI(withKeys(newFake(t))), "POST", "/v1/batches/"+aBatchID+route, tenantKey, body)
+				if w.Code != 400 || string(errorOf(t, w).Error.Param) != `"request_ids"` {
+					t.Fatalf("status %d body %s: want 400 on request_ids", w.Code, w.Body)
+				}
+			})
+		}
+	}
+}
+
+// POST /retry retries every failed request (nil ids), POST /retry-requests the listed ones.
+func TestRetryRoutesHandTheServiceTheirRequests(t *testing.T) {
+	u := uuid.NewString()
+	cases := []struct {
+		route, body string
+		ids         []string
+	}{
+		{"/retry", "", nil},
+		{"/retry-requests", fmt.Sprintf(`{"request_ids":[%q]}`, domain.OutputLineID(u)), []string{u}},
+	}
+	for _, c := range cases {
+		t.Run(c.route, func(t *testing.T) {
+			f := withKeys(newFake(t))
+			f.RetryFn = func(_ context.Context, tenant, id string, ids []string) (domain.Batch, error) {
+				if tenant != tenantID || id != aBatchID || !slices.Equal(ids, c.ids) || (ids == nil) != (c.ids == nil) {
+					t.Errorf("Retry(%s, %s, %v)", tenant, id, ids)
+				}
+				return domain.Batch{ID: aBatchID, TenantID: tenantID, Status: domain.BatchInProgress}, nil
+			}
+			w := call(t, newAPI(f), "POST", "/v1/batches/"+aBatchID+c.route, tenantKey, c.body)
+			if w.Code != 200 || decodeBatch(t, w.Body).Status != "in_progress" {
+				t.Fatalf("status %d body %s", w.Code, w.Body)
+			}
+		})
+	}
+}
+
+func TestDeleteRoutesAnswerTheDeletedObject(t *testing.T) {
+	f := withKeys(newFake(t))
+	f.DeleteFn = func(_ context.Context, tenant, id string) error {
+		if tenant != tenantID || id != aBatchID {
+			t.Errorf("Delete(%s, %s)", tenant, id)
+		}
+		return nil
+	}
+	f.DeleteFileFn = func(_ context.Context, tenant, id string) error {
+		if tenant != tenantID || id != aFileID {
+			t.Errorf("DeleteFile(%s, %s)", tenant, id)
+		}
+		return nil
+	}
+	h := newAPI(f)
+	for path, object := range map[string]string{"/v1/batches/" + aBatchID: "batch.deleted", "/v1/files/" + aFileID: "file"} {
+		w := call(t, h, "DELETE", path, tenantKey, "")
+		var got struct {
+			ID      string `json:"id"`
+			Object  string `json:"object"`
+			Deleted bool   `json:"deleted"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &got); w.Code != 200 || err != nil || !strings.HasSuffix(path, got.ID) ||
+			got.Object != object || !got.Deleted {
+			t.Errorf("DELETE %s: status %d body %s", path, w.Code, w.Body)
+		}
+	}
 }

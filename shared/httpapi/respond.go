@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/idempotency"
 )
 
 // apiError is OpenAI's error envelope; param and code are always present, null when unknown.
@@ -53,19 +54,11 @@ func statusOf(code domain.Code) int {
 	return http.StatusInternalServerError
 }
 
-// Reasons whose status is not the one of their code.
-const (
-	// reasonIdempotencyMismatch: an Idempotency-Key reused with a different request (422, as
-	// Stripe and the IETF idempotency draft answer it).
-	reasonIdempotencyMismatch = "idempotency_key_reused"
-	// reasonIdempotencyInFlight: the first request with this key is still running. 409 is the one
-	// place a conflict is transient, so the SDKs' automatic retry of 409 is what we want.
-	reasonIdempotencyInFlight = "idempotency_key_in_use"
-)
-
+// reasonStatus holds the reasons whose status is not the one of their code (package
+// idempotency says why).
 var reasonStatus = map[string]int{
-	reasonIdempotencyMismatch: http.StatusUnprocessableEntity,
-	reasonIdempotencyInFlight: http.StatusConflict,
+	idempotency.ReasonMismatch: http.StatusUnprocessableEntity,
+	idempotency.ReasonInFlight: http.StatusConflict,
 }
 
 // error writes err as an OpenAI error. Only *domain.Error messages reach the client; anything

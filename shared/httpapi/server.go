@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
 )
@@ -24,10 +25,8 @@ type Store interface {
 	ListFiles(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
 	DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error
 	SetFileExpiry(ctx context.Context, tenantID, id string, at time.Time) error
-	InsertBatch(ctx context.Context, b domain.Batch) error
 	GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error)
 	ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
-	FailBatch(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
 	BatchResults(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
 	ResultFile(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
 	ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error)
@@ -41,6 +40,24 @@ type Store interface {
 	CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
+	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
+}
+
+// Batches runs the batch use cases (package batches); the handlers decode a request into one
+// call and encode its result.
+type Batches interface {
+	Create(ctx context.Context, c batches.Create) (batches.Created, error)
+	Cancel(ctx context.Context, tenantID, batchID string) (domain.Batch, error)
+	CancelRequests(ctx context.Context, tenantID, batchID string, ids []string) ([]domain.CancelOutcome, error)
+	Retry(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error)
+	Delete(ctx context.Context, tenantID, batchID string) error
+	DeleteFile(ctx context.Context, tenantID, fileID string) error
+}
+
+// Kicker starts dispatching a model's work at once (the engine): after an admin raised its
+// limit.
+type Kicker interface {
+	Kick(ctx context.Context, models ...string) error
 }
 
 // Ingester validates and stores uploaded files.
@@ -61,11 +78,6 @@ type Blobs interface {
 	PutSmall(ctx context.Context, key string, body []byte, contentType string) error
 	Size(ctx context.Context, key string) (int64, error)
 	DeletePrefix(ctx context.Context, prefix string) error
-}
-
-// PopulateQueue receives a message for each new batch.
-type PopulateQueue interface {
-	SendPopulate(ctx context.Context, batchID string) error
 }
 
 // Config tunes the API. Zero values mean the documented defaults.
@@ -102,24 +114,22 @@ type Deps struct {
 	Store    Store
 	Ingester Ingester
 	Blobs    Blobs
-	Populate PopulateQueue
-	// Lifecycle and Engine serve cancel, retry and delete.
-	Lifecycle Lifecycle
-	Engine    Engine
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Batches serves creating, cancelling, retrying and deleting batches, and deleting files.
+	Batches Batches
+	Engine  Kicker
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 type server struct {
-	cfg       Config
-	store     Store
-	ingester  Ingester
-	blobs     Blobs
-	populate  PopulateQueue
-	lifecycle Lifecycle
-	engine    Engine
-	log       *slog.Logger
-	now       func() time.Time
+	cfg      Config
+	store    Store
+	ingester Ingester
+	blobs    Blobs
+	batches  Batches
+	engine   Kicker
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // New returns the API handler.
@@ -148,8 +158,8 @@ func New(cfg Config, d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &server{cfg: cfg, store: d.Store, ingester: d.Ingester, blobs: d.Blobs, populate: d.Populate,
-		lifecycle: d.Lifecycle, engine: d.Engine, log: d.Logger, now: d.Now}
+	s := &server{cfg: cfg, store: d.Store, ingester: d.Ingester, blobs: d.Blobs, batches: d.Batches,
+		engine: d.Engine, log: d.Logger, now: d.Now}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		h := rt.handler

@@ -19,7 +19,8 @@ import (
 
 // Store is the part of the store ingest uses.
 type Store interface {
-	PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error)
+	BatchForPopulate(ctx context.Context, batchID string) (tenantID, endpoint string, status domain.BatchStatus, err error)
+	InsertRequests(ctx context.Context, batchID string, src domain.RequestSource, now time.Time) (domain.PopulateResult, error)
 	InputObjectKey(ctx context.Context, batchID string) (string, error)
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	InsertFile(ctx context.Context, f domain.File) error
@@ -356,25 +357,16 @@ func (in *Ingester) Populate(ctx context.Context, batchID string) error {
 	if err != nil {
 		return err
 	}
-	allowed, err := in.modelFilter(ctx)
-	if err != nil {
-		return err
-	}
-	var body io.ReadCloser
-	defer func() {
-		if body != nil {
-			body.Close()
-		}
-	}()
-	res, err := in.store.PopulateBatch(ctx, batchID, func(_, endpoint string) domain.RequestSource {
-		src := &source{key: key, ctx: ctx, blobs: in.blobs, maxLine: in.limits.MaxLineBytes,
-			v: jsonl.NewValidator(jsonl.Rules{Endpoint: endpoint, ModelAllowed: allowed, MaxLines: in.limits.MaxLines,
-				MaxBodyBytes: in.limits.MaxBodyBytes})}
-		src.onOpen = func(rc io.ReadCloser) { body = rc }
-		return src
-	}, in.now())
-	if err != nil {
+	_, endpoint, status, err := in.store.BatchForPopulate(ctx, batchID)
+	if err != nil && domain.ErrorCode(err) != domain.ENotFound { // purged since: nothing to do
 		return fmt.Errorf("populate %s: %w", batchID, err)
+	}
+	// Already populated, failed, cancelled or purged: skipped without opening the file.
+	res := domain.PopulateResult{Skipped: true}
+	if err == nil && status == domain.BatchValidating {
+		if res, err = in.insertRequests(ctx, batchID, key, endpoint); err != nil {
+			return fmt.Errorf("populate %s: %w", batchID, err)
+		}
 	}
 	switch {
 	case res.Skipped:
@@ -392,8 +384,23 @@ func (in *Ingester) Populate(ctx context.Context, batchID string) error {
 	return nil
 }
 
-// source adapts the S3 object to domain.RequestSource, opening it lazily inside the populate
-// transaction (after the batch lock proves there is work to do).
+// insertRequests hands the store the object at key, validated against endpoint and the models
+// configured now. The store skips a batch that a concurrent populate started meanwhile without
+// reading the source, so the object is opened only when there is work to do.
+func (in *Ingester) insertRequests(ctx context.Context, batchID, key, endpoint string) (domain.PopulateResult, error) {
+	allowed, err := in.modelFilter(ctx)
+	if err != nil {
+		return domain.PopulateResult{}, err
+	}
+	src := &source{key: key, ctx: ctx, blobs: in.blobs, maxLine: in.limits.MaxLineBytes,
+		v: jsonl.NewValidator(jsonl.Rules{Endpoint: endpoint, ModelAllowed: allowed, MaxLines: in.limits.MaxLines,
+			MaxBodyBytes: in.limits.MaxBodyBytes})}
+	defer src.close()
+	return in.store.InsertRequests(ctx, batchID, src, in.now())
+}
+
+// source adapts the S3 object to domain.RequestSource, opening it lazily on the first Next:
+// inside the store's transaction, after the batch lock proves there is work to do.
 type source struct {
 	ctx     context.Context
 	key     string
@@ -401,7 +408,7 @@ type source struct {
 	maxLine int
 	v       *jsonl.Validator
 	rd      *jsonl.Reader
-	onOpen  func(io.ReadCloser)
+	body    io.ReadCloser // set once opened
 }
 
 func (s *source) Next() (domain.NewRequest, error) {
@@ -410,7 +417,7 @@ func (s *source) Next() (domain.NewRequest, error) {
 		if err != nil {
 			return domain.NewRequest{}, err
 		}
-		s.onOpen(body)
+		s.body = body
 		s.rd = jsonl.NewReader(body, s.maxLine)
 	}
 	line, err := s.rd.Next()
@@ -429,6 +436,13 @@ func (s *source) Next() (domain.NewRequest, error) {
 	}
 	return domain.NewRequest{ID: uuid.NewString(), Line: req.Line, CustomID: req.CustomID, Model: req.Model,
 		Path: req.URL, Body: req.Body}, nil
+}
+
+// close closes the object if Next opened it.
+func (s *source) close() {
+	if s.body != nil {
+		s.body.Close()
+	}
 }
 
 // lineError converts a validator error into a client-facing domain error that keeps its line.

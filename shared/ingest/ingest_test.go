@@ -17,14 +17,15 @@ import (
 
 // store is a function-field fake of ingest.Store; an unset field fails the test when called.
 type store struct {
-	t                *testing.T
-	PopulateBatchFn  func(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error)
-	InputObjectKeyFn func(ctx context.Context, batchID string) (string, error)
-	ListModelsFn     func(ctx context.Context) ([]domain.Model, error)
-	InsertFileFn     func(ctx context.Context, f domain.File) error
-	FinishUploadFn   func(ctx context.Context, tenantID, id, key string, bytes int64, lines int) error
-	DiscardFileFn    func(ctx context.Context, tenantID, id, reason string, now time.Time) error
-	FailBatchFn      func(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
+	t                  *testing.T
+	BatchForPopulateFn func(ctx context.Context, batchID string) (tenantID, endpoint string, status domain.BatchStatus, err error)
+	InsertRequestsFn   func(ctx context.Context, batchID string, src domain.RequestSource, now time.Time) (domain.PopulateResult, error)
+	InputObjectKeyFn   func(ctx context.Context, batchID string) (string, error)
+	ListModelsFn       func(ctx context.Context) ([]domain.Model, error)
+	InsertFileFn       func(ctx context.Context, f domain.File) error
+	FinishUploadFn     func(ctx context.Context, tenantID, id, key string, bytes int64, lines int) error
+	DiscardFileFn      func(ctx context.Context, tenantID, id, reason string, now time.Time) error
+	FailBatchFn        func(ctx context.Context, batchID string, now time.Time, errs []domain.BatchError) error
 }
 
 var errUnexpected = errors.New("unexpected call to a fake")
@@ -35,11 +36,18 @@ func (s *store) unexpected(name string) error {
 	return errUnexpected
 }
 
-func (s *store) PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error) {
-	if s.PopulateBatchFn == nil {
-		return domain.PopulateResult{}, s.unexpected("PopulateBatch")
+func (s *store) BatchForPopulate(ctx context.Context, batchID string) (string, string, domain.BatchStatus, error) {
+	if s.BatchForPopulateFn == nil {
+		return "", "", "", s.unexpected("BatchForPopulate")
 	}
-	return s.PopulateBatchFn(ctx, batchID, src, now)
+	return s.BatchForPopulateFn(ctx, batchID)
+}
+
+func (s *store) InsertRequests(ctx context.Context, batchID string, src domain.RequestSource, now time.Time) (domain.PopulateResult, error) {
+	if s.InsertRequestsFn == nil {
+		return domain.PopulateResult{}, s.unexpected("InsertRequests")
+	}
+	return s.InsertRequestsFn(ctx, batchID, src, now)
 }
 
 func (s *store) InputObjectKey(ctx context.Context, batchID string) (string, error) {
@@ -350,6 +358,11 @@ func TestCheckReportsEveryBadLineUpToItsLimit(t *testing.T) {
 	}
 }
 
+// validatingBatch is BatchForPopulate for a validating chat-completions batch of tenant.
+func validatingBatch(context.Context, string) (string, string, domain.BatchStatus, error) {
+	return tenant, "/v1/chat/completions", domain.BatchValidating, nil
+}
+
 // countingKicker records the models kicked after a populate.
 type countingKicker struct{ models []string }
 
@@ -363,9 +376,9 @@ func TestPopulateFeedsTheFileToTheStoreAndKicksItsModels(t *testing.T) {
 	b, bk := memBlobs(t)
 	bk.objects["in"] = []byte(line("a", "m") + line("b", "m"))
 	s.InputObjectKeyFn = func(context.Context, string) (string, error) { return "in", nil }
+	s.BatchForPopulateFn = validatingBatch
 	var got []domain.NewRequest
-	s.PopulateBatchFn = func(_ context.Context, _ string, src func(string, string) domain.RequestSource, _ time.Time) (domain.PopulateResult, error) {
-		rs := src(tenant, "/v1/chat/completions")
+	s.InsertRequestsFn = func(_ context.Context, _ string, rs domain.RequestSource, _ time.Time) (domain.PopulateResult, error) {
 		for {
 			r, err := rs.Next()
 			if errors.Is(err, io.EOF) {
@@ -394,9 +407,9 @@ func TestPopulateGivesTheStoreTheBadLineAsADomainError(t *testing.T) {
 	b, bk := memBlobs(t)
 	bk.objects["in"] = []byte(line("a", "m") + line("a", "m"))
 	s.InputObjectKeyFn = func(context.Context, string) (string, error) { return "in", nil }
+	s.BatchForPopulateFn = validatingBatch
 	var bad *domain.Error
-	s.PopulateBatchFn = func(_ context.Context, _ string, src func(string, string) domain.RequestSource, _ time.Time) (domain.PopulateResult, error) {
-		rs := src(tenant, "/v1/chat/completions")
+	s.InsertRequestsFn = func(_ context.Context, _ string, rs domain.RequestSource, _ time.Time) (domain.PopulateResult, error) {
 		for {
 			_, err := rs.Next()
 			if errors.As(err, &bad) {
@@ -416,5 +429,27 @@ func TestPopulateGivesTheStoreTheBadLineAsADomainError(t *testing.T) {
 	}
 	if len(k.models) != 0 {
 		t.Errorf("kicked %v for a failed batch", k.models)
+	}
+}
+
+// A duplicate populate message (the batch already started, failed or was cancelled) reads
+// nothing: neither the models, nor the file, nor does it ask the store to insert.
+func TestPopulateOfABatchNoLongerValidatingOpensNothing(t *testing.T) {
+	for _, status := range []domain.BatchStatus{domain.BatchInProgress, domain.BatchFailed, domain.BatchCancelled} {
+		t.Run(string(status), func(t *testing.T) {
+			s := &store{t: t} // ListModels and InsertRequests unset: calling them fails the test
+			s.InputObjectKeyFn = func(context.Context, string) (string, error) { return "in", nil }
+			s.BatchForPopulateFn = func(context.Context, string) (string, string, domain.BatchStatus, error) {
+				return tenant, "/v1/chat/completions", status, nil
+			}
+			b := &blobs{t: t} // Get unset: opening the file fails the test
+			k := &countingKicker{}
+			if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
+				t.Fatal(err)
+			}
+			if len(k.models) != 0 {
+				t.Errorf("kicked %v for a skipped batch", k.models)
+			}
+		})
 	}
 }

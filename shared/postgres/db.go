@@ -37,7 +37,7 @@ func (e *invalidValue) Unwrap() []error {
 }
 
 // db is the pool as the store uses it: every statement's error goes through check, the one place
-// a driver error is classified. CopyFrom is deliberately not wrapped: PopulateBatch reads a
+// a driver error is classified. CopyFrom is deliberately not wrapped: InsertRequests reads a
 // *domain.Error in its error as a bad input line.
 type db struct{ *pgxpool.Pool }
 

@@ -91,6 +91,10 @@ CROSS JOIN LATERAL (
 {{BatchRow}}
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL;
 
+-- name: BatchForPopulate
+-- What populate reads before it opens the input file; InsertRequests then takes the lock below.
+SELECT status, tenant_id, endpoint FROM batches WHERE id = $1;
+
 -- name: LockBatchForPopulate
 -- Populate holds this lock for its whole transaction, so a duplicate populate message waits and
 -- then sees the batch is no longer validating.

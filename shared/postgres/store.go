@@ -239,15 +239,32 @@ func (s *Store) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch
 
 // ─── populate ───────────────────────────────────────────────────────────────────────────────────
 
-// PopulateBatch inserts every request of a validating batch with COPY and starts the batch, in
-// one transaction that holds the batch row lock. It is idempotent: a duplicate call waits for the
-// first and then finds the batch no longer validating. A bad line fails the batch with its line
-// number and inserts nothing.
-func (s *Store) PopulateBatch(ctx context.Context, batchID string, src func(tenantID, endpoint string) domain.RequestSource, now time.Time) (domain.PopulateResult, error) {
+// BatchForPopulate returns what populate needs to read a batch's input file: its tenant, its
+// endpoint (the validator's rules) and its status, so that a batch that is no longer validating
+// is skipped before its file is opened. A missing batch is ENotFound.
+func (s *Store) BatchForPopulate(ctx context.Context, batchID string) (tenantID, endpoint string, status domain.BatchStatus, err error) {
+	var st string
+	err = s.pool.QueryRow(ctx, q("BatchForPopulate"), batchID).Scan(&st, &tenantID, &endpoint)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", "", domain.Errorf(domain.ENotFound, "batch %s not found", batchID)
+	}
+	if err != nil {
+		return "", "", "", fmt.Errorf("batch %s for populate: %w", batchID, err)
+	}
+	return tenantID, endpoint, domain.BatchStatus(st), nil
+}
+
+// InsertRequests inserts every request of src into a validating batch with COPY and starts the
+// batch, in one transaction that holds the batch row lock. It is idempotent: a duplicate call
+// waits for the first and then finds the batch no longer validating, and returns Skipped without
+// reading src. A bad line (a *domain.Error from src) fails the batch with its line number and
+// inserts nothing.
+func (s *Store) InsertRequests(ctx context.Context, batchID string, src domain.RequestSource, now time.Time) (domain.PopulateResult, error) {
 	var res domain.PopulateResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var status, tenantID, endpoint string
-		if err := tx.QueryRow(ctx, q("LockBatchForPopulate"), batchID).Scan(&status, &tenantID, &endpoint); err != nil {
+		var status, tenantID string
+		// The endpoint the lock query also returns was read by BatchForPopulate (nil skips it).
+		if err := tx.QueryRow(ctx, q("LockBatchForPopulate"), batchID).Scan(&status, &tenantID, nil); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				res.Skipped = true
 				return nil
@@ -258,7 +275,7 @@ func (s *Store) PopulateBatch(ctx context.Context, batchID string, src func(tena
 			res.Skipped = true
 			return nil
 		}
-		cs := &copySource{src: src(tenantID, endpoint), batchID: batchID, tenantID: tenantID, models: map[string]bool{}}
+		cs := &copySource{src: src, batchID: batchID, tenantID: tenantID, models: map[string]bool{}}
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"},
 			[]string{"id", "batch_id", "tenant_id", "line", "custom_id", "model", "path", "body", "body_bytes"}, cs)
 		// pgx reports a source error as the server's "COPY from stdin failed", so look at what the

@@ -20,7 +20,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// sliceSource feeds PopulateBatch from memory.
+// sliceSource feeds InsertRequests from memory.
 type sliceSource struct {
 	reqs []domain.NewRequest
 	i    int
@@ -32,6 +32,14 @@ func (s *sliceSource) Next() (domain.NewRequest, error) {
 	}
 	s.i++
 	return s.reqs[s.i-1], nil
+}
+
+// failingSource fails the test when read: a populate that must skip may not read the file.
+type failingSource struct{ t *testing.T }
+
+func (s failingSource) Next() (domain.NewRequest, error) {
+	s.t.Error("a second populate must not read the file")
+	return domain.NewRequest{}, io.EOF
 }
 
 type fixture struct {
@@ -67,7 +75,7 @@ func (f *fixture) batch(t *testing.T, n int, models ...string) string {
 		reqs[i] = domain.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: m,
 			Path: "/v1/chat/completions", Body: []byte(fmt.Sprintf(`{"model":%q}`, m))}
 	}
-	res, err := f.store.PopulateBatch(ctx, id, func(string, string) domain.RequestSource { return &sliceSource{reqs: reqs} }, f.now)
+	res, err := f.store.InsertRequests(ctx, id, &sliceSource{reqs: reqs}, f.now)
 	require.NoError(t, err)
 	require.Equal(t, n, res.Inserted)
 	return id
@@ -114,16 +122,35 @@ func TestPopulateIsIdempotent(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	id := f.batch(t, 3, "m")
-	res, err := f.store.PopulateBatch(context.Background(), id, func(string, string) domain.RequestSource {
-		t.Fatal("a second populate must not read the file")
-		return nil
-	}, f.now)
+	res, err := f.store.InsertRequests(context.Background(), id, failingSource{t}, f.now)
 	require.NoError(t, err)
 	require.True(t, res.Skipped)
 	b, err := f.store.GetBatch(context.Background(), f.tenant, id)
 	require.NoError(t, err)
 	require.Equal(t, 3, b.Counts.Total)
 	require.Equal(t, domain.BatchInProgress, b.Status)
+}
+
+func TestBatchForPopulateReadsTheBatchWithoutStartingIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	fileID := domain.NewFileID()
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: f.tenant, Filename: "in.jsonl",
+		Purpose: domain.PurposeBatch, Status: "processed", CreatedAt: f.now}))
+	id := domain.NewBatchID()
+	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: f.tenant, InputFileID: fileID,
+		Endpoint: "/v1/embeddings", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour),
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
+	tenant, endpoint, status, err := f.store.BatchForPopulate(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, []string{f.tenant, "/v1/embeddings", string(domain.BatchValidating)}, []string{tenant, endpoint, string(status)})
+	started := f.batch(t, 1, "m")
+	_, _, status, err = f.store.BatchForPopulate(ctx, started)
+	require.NoError(t, err)
+	require.Equal(t, domain.BatchInProgress, status)
+	_, _, _, err = f.store.BatchForPopulate(ctx, domain.NewBatchID())
+	require.Equal(t, domain.ENotFound, domain.ErrorCode(err))
 }
 
 func TestClaimStartFinishIsFencedByAttempt(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/config"
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
@@ -152,9 +153,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
+	svc := batches.New(batches.Deps{Store: a.Store, Checker: a.Ingester, Populate: a.Populate, Engine: a.Engine, Logger: a.Log})
 	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy()},
-		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Populate: a.Populate,
-			Lifecycle: a.Store, Engine: a.Engine, Logger: a.Log})
+		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Logger: a.Log})
 }
 
 // Close releases the database pool.

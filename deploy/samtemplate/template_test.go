@@ -37,6 +37,7 @@ func TestTemplate(t *testing.T) {
 		{"triggers", checkTriggers},
 		{"environment", checkEnvironment},
 		{"environment values", checkEnvironmentValues},
+		{"environment defaults", checkEnvironmentDefaults},
 		{"migration step", checkMigration},
 		{"policies", checkPolicies},
 		{"s3 grants", checkS3Grants},
@@ -293,6 +294,23 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"processing timeout shorter than the worker's", checkEnvironmentValues,
 			func(tpl map[string]any) { globalEnv(tpl)["PROCESSING_TIMEOUT_MS"] = "600000" },
 			"PROCESSING_TIMEOUT_MS",
+		},
+		{
+			"a tuning value that is not shared/config's default", checkEnvironmentDefaults,
+			func(tpl map[string]any) { globalEnv(tpl)["MAX_RETRIES"] = "999" },
+			"MAX_RETRIES = 999 is not shared/config's default (Retry.MaxRetries = 1000)",
+		},
+		{
+			"a parameter default that is not shared/config's default", checkEnvironmentDefaults,
+			func(tpl map[string]any) { asMap(dig(tpl, "Parameters", "DatabaseMaxConns"))["Default"] = 20 },
+			"DB_MAX_CONNS = 20 is not shared/config's default (DBMaxConns = 10)",
+		},
+		{
+			"a function's own tuning value that is not shared/config's default", checkEnvironmentDefaults,
+			func(tpl map[string]any) {
+				props(tpl, "WorkerFunction")["Environment"] = map[string]any{"Variables": map[string]any{"UPSTREAM_BODY_TIMEOUT_MS": "1000"}}
+			},
+			"WorkerFunction: UPSTREAM_BODY_TIMEOUT_MS = 1000",
 		},
 		{
 			"S3 writes on every resource", checkPolicies,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,12 +21,13 @@ func loadTemplate(t *testing.T) map[string]any {
 func reportAll(t *testing.T, errs []error) {
 	t.Helper()
 	for _, err := range errs {
-		t.Error(err)
+		assert.NoError(t, err)
 	}
 }
 
 // TestTemplate runs every check against template.yaml.
 func TestTemplate(t *testing.T) {
+	t.Parallel()
 	tpl := loadTemplate(t)
 	for _, c := range []struct {
 		name  string
@@ -45,11 +47,15 @@ func TestTemplate(t *testing.T) {
 		{"parameters", checkParameters},
 		{"outputs", checkOutputs},
 	} {
-		t.Run(c.name, func(t *testing.T) { reportAll(t, c.check(tpl)) })
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			reportAll(t, c.check(tpl))
+		})
 	}
 }
 
 func TestSamconfig(t *testing.T) {
+	t.Parallel()
 	reportAll(t, checkSamconfig(samconfigPath))
 }
 
@@ -111,6 +117,7 @@ func statementBySid(tpl map[string]any, id, sid string) map[string]any {
 // TestChecksCatchBrokenTemplates breaks a copy of the template one way at a time and requires the
 // matching check to report it, naming what is wrong.
 func TestChecksCatchBrokenTemplates(t *testing.T) {
+	t.Parallel()
 	base := loadTemplate(t)
 	cases := []struct {
 		name   string
@@ -373,6 +380,7 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			tpl := deepCopy(base).(map[string]any)
 			require.Empty(t, c.check(tpl), "the unbroken template must pass this check")
 			c.mutate(tpl)
@@ -389,6 +397,7 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 }
 
 func TestSamconfigCheckCatchesMissingSettings(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "samconfig.toml")
 	require.NoError(t, os.WriteFile(path, []byte(`version = 0.1
 [default.global.parameters]

@@ -129,8 +129,9 @@ var localOverrides = struct {
 	Env:               map[string]string{"DB_MAX_CONNS": "40", "COMPLETION_WINDOWS": "1h,24h,7d"},
 }
 
-// deployment is template.yaml's settings, read once.
-var deployment = sync.OnceValues(func() (samtemplate.Settings, error) {
+// deployment reads template.yaml's settings, afresh for every stack (it takes a millisecond),
+// so that no stack shares its maps with another.
+func deployment() (samtemplate.Settings, error) {
 	tpl, err := samtemplate.Parse(fusillade.Template)
 	if err != nil {
 		return samtemplate.Settings{}, fmt.Errorf("template.yaml: %w", err)
@@ -140,7 +141,7 @@ var deployment = sync.OnceValues(func() (samtemplate.Settings, error) {
 		return s, fmt.Errorf("template.yaml: %w", err)
 	}
 	return s, nil
-})
+}
 
 // Stack is a running local deployment.
 type Stack struct {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/local/pgtest"
@@ -115,7 +116,7 @@ func TestEachBootstrapAnswersItsRealEventUnderTheRuntimeEmulator(t *testing.T) {
 	t.Cleanup(func() {
 		for _, fn := range fns {
 			if !invoked[fn] && !t.Failed() {
-				t.Errorf("functions/%s was built but never invoked: add a subtest with its real event", fn)
+				assert.Failf(t, "a function was never invoked", "functions/%s was built but never invoked: add a subtest with its real event", fn)
 			}
 		}
 	})

@@ -40,7 +40,7 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	latency := fs.String("latency", "200ms:2s", "mock upstream latency: a fixed duration, or p50:p99 of a log-normal")
 	errRate := fs.Float64("error-rate", 0, "fraction of mock upstream calls that answer 500 (retried)")
-	workers := fs.Int("workers", 32, "maximum concurrent worker invocations")
+	workers := fs.Int("workers", stack.DefaultWorkerConcurrency, "maximum concurrent worker invocations (they share one process and database pool here; on AWS the template's WorkerMaxConcurrency applies)")
 	example := fs.Bool("example", true, "run the bundled example batch after start")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

@@ -96,7 +96,7 @@ func TestRunConfiguresRealUpstreamsFromFlagsWithTheirKeys(t *testing.T) {
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("run ended early: %v\n%s", err, out.String())
+			require.Failf(t, "run ended early", "%v\n%s", err, out.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		require.True(t, time.Now().Before(deadline), "the stack did not start: %s", out.String())

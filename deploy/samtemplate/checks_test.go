@@ -10,9 +10,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -31,145 +31,6 @@ var (
 	configGoPath  = filepath.Join(repoRoot, "shared", "config", "config.go")
 	makefilePath  = filepath.Join(repoRoot, "Makefile")
 )
-
-const (
-	functionType = "AWS::Serverless::Function"
-	queueType    = "AWS::SQS::Queue"
-)
-
-// ---------------------------------------------------------------- value helpers
-
-func asMap(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
-
-// asList returns v as a list; a lone value counts as a list of one, as CloudFormation allows for
-// Action, Resource and Policies.
-func asList(v any) []any {
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case []any:
-		return x
-	}
-	return []any{v}
-}
-
-func dig(v any, path ...string) any {
-	for _, p := range path {
-		m := asMap(v)
-		if m == nil {
-			return nil
-		}
-		v = m[p]
-	}
-	return v
-}
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
-
-// literalInt reads an integer written as a YAML number or a numeric string.
-func literalInt(v any) (int, bool) {
-	switch x := v.(type) {
-	case int:
-		return x, true
-	case int64:
-		return int(x), true
-	case uint64:
-		return int(x), true
-	case float64:
-		if x == float64(int(x)) {
-			return int(x), true
-		}
-	case string:
-		if n, err := strconv.Atoi(strings.TrimSpace(x)); err == nil {
-			return n, true
-		}
-	}
-	return 0, false
-}
-
-// intValue resolves an integer property: a literal, or a Ref to a parameter, read as its Default.
-func intValue(tpl map[string]any, v any) (int, bool) {
-	if name, ok := refName(v); ok {
-		p := asMap(dig(tpl, "Parameters", name))
-		if p == nil {
-			return 0, false
-		}
-		return literalInt(p["Default"])
-	}
-	return literalInt(v)
-}
-
-func refName(v any) (string, bool) {
-	m := asMap(v)
-	if len(m) != 1 {
-		return "", false
-	}
-	s, ok := m["Ref"].(string)
-	return s, ok
-}
-
-// getAtt returns the resource and attribute of an Fn::GetAtt.
-func getAtt(v any) (res, attr string, ok bool) {
-	m := asMap(v)
-	if len(m) != 1 {
-		return "", "", false
-	}
-	l, _ := m["Fn::GetAtt"].([]any)
-	if len(l) != 2 {
-		return "", "", false
-	}
-	res, ok1 := l[0].(string)
-	attr, ok2 := l[1].(string)
-	return res, attr, ok1 && ok2
-}
-
-// ---------------------------------------------------------------- template helpers
-
-func resources(tpl map[string]any) map[string]map[string]any {
-	out := map[string]map[string]any{}
-	for id, r := range asMap(tpl["Resources"]) {
-		out[id] = asMap(r)
-	}
-	return out
-}
-
-func functions(tpl map[string]any) map[string]map[string]any {
-	out := map[string]map[string]any{}
-	for id, r := range resources(tpl) {
-		if r["Type"] == functionType {
-			out[id] = r
-		}
-	}
-	return out
-}
-
-// fnProp is a function's property, falling back to Globals.Function as SAM does.
-func fnProp(tpl map[string]any, id, key string) any {
-	if v, ok := asMap(dig(tpl, "Resources", id, "Properties"))[key]; ok {
-		return v
-	}
-	return dig(tpl, "Globals", "Function", key)
-}
-
-// fnTimeout is a function's Timeout in seconds; Lambda's default is 3.
-func fnTimeout(tpl map[string]any, id string) (int, bool) {
-	v := fnProp(tpl, id, "Timeout")
-	if v == nil {
-		return 3, true
-	}
-	return intValue(tpl, v)
-}
-
-func events(fn map[string]any) map[string]map[string]any {
-	out := map[string]map[string]any{}
-	for name, e := range asMap(dig(fn, "Properties", "Events")) {
-		out[name] = asMap(e)
-	}
-	return out
-}
 
 // fnEnv is the environment a function runs with: Globals merged with its own, as SAM merges them.
 func fnEnv(tpl map[string]any, id string) map[string]any {
@@ -730,6 +591,78 @@ func checkEnvironmentValues(tpl map[string]any) []error {
 		}
 	}
 	return errs
+}
+
+// checkEnvironmentDefaults: every setting the template spells out (a literal, or a parameter's
+// Default) is shared/config's default, which the package owning the knob declares (engine,
+// upstream, ingest, postgres, domain). The template states them so that a change is a reviewed
+// deployment change, not to differ: a value that differs from the code's is two homes for one
+// fact. Each is proved by loading the function's environment with and without the variable.
+func checkEnvironmentDefaults(tpl map[string]any) []error {
+	var errs []error
+	fns := functions(tpl)
+	for _, id := range sortedKeys(fns) {
+		env := fnEnv(tpl, id)
+		load := func(without string) (config.Config, error) {
+			return config.Load(func(name string) string {
+				if name == without {
+					return ""
+				}
+				return envValue(tpl, env[name])
+			})
+		}
+		with, err := load("")
+		if err != nil {
+			continue // checkEnvironmentValues reports it
+		}
+		for _, name := range sortedKeys(env) {
+			if !statesDefault(tpl, env[name]) {
+				continue
+			}
+			without, err := load(name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: without %s shared/config rejects the environment: %w", id, name, err))
+				continue
+			}
+			for _, f := range configDiff(with, without) {
+				errs = append(errs, fmt.Errorf("%s: %s = %s is not shared/config's default (%s); change the default in Go, or drop the variable", id, name, envValue(tpl, env[name]), f))
+			}
+		}
+	}
+	return errs
+}
+
+// statesDefault says whether an environment value is one the template chooses: a literal, or a
+// Ref to a parameter with a Default. Refs to resources and to required parameters name
+// deployment-specific things, which have no default in the code.
+func statesDefault(tpl map[string]any, v any) bool {
+	if name, ok := refName(v); ok {
+		_, has := asMap(dig(tpl, "Parameters", name))["Default"]
+		return has
+	}
+	_, intrinsic := v.(map[string]any)
+	return !intrinsic
+}
+
+// configDiff lists, as "Field = default value", the fields in which b differs from a.
+func configDiff(a, b config.Config) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var out []string
+	for i := range va.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			f := va.Type().Field(i)
+			if f.Type.Kind() == reflect.Struct {
+				for j := range f.Type.NumField() {
+					if x, y := va.Field(i).Field(j), vb.Field(i).Field(j); !reflect.DeepEqual(x.Interface(), y.Interface()) {
+						out = append(out, fmt.Sprintf("%s.%s = %v", f.Name, f.Type.Field(j).Name, y.Interface()))
+					}
+				}
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s = %v", f.Name, vb.Field(i).Interface()))
+		}
+	}
+	return out
 }
 
 // ---------------------------------------------------------------- 6. IAM

@@ -10,6 +10,7 @@ import (
 )
 
 func TestParseShortTags(t *testing.T) {
+	t.Parallel()
 	src := `
 AWSTemplateFormatVersion: 2010-09-09
 Conditions:
@@ -75,6 +76,7 @@ Resources:
 }
 
 func TestParseAnchorsAndMerge(t *testing.T) {
+	t.Parallel()
 	tpl, err := Parse([]byte(`
 Base: &base {Timeout: 30, MemorySize: 256}
 Fn:
@@ -88,6 +90,7 @@ Alias: *base
 }
 
 func TestParseErrors(t *testing.T) {
+	t.Parallel()
 	for name, src := range map[string]string{
 		"unknown tag":          "A: !Reff X\n",
 		"GetAtt without attr":  "A: !GetAtt Bucket\n",
@@ -99,6 +102,7 @@ func TestParseErrors(t *testing.T) {
 		"invalid yaml":         "A: [\n",
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			_, err := Parse([]byte(src))
 			assert.Error(t, err)
 		})
@@ -106,6 +110,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestLoadNamesTheFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("A: !Nope x\n"), 0o600))
 	_, err := Load(path)

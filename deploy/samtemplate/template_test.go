@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,12 +21,13 @@ func loadTemplate(t *testing.T) map[string]any {
 func reportAll(t *testing.T, errs []error) {
 	t.Helper()
 	for _, err := range errs {
-		t.Error(err)
+		assert.NoError(t, err)
 	}
 }
 
 // TestTemplate runs every check against template.yaml.
 func TestTemplate(t *testing.T) {
+	t.Parallel()
 	tpl := loadTemplate(t)
 	for _, c := range []struct {
 		name  string
@@ -37,6 +39,7 @@ func TestTemplate(t *testing.T) {
 		{"triggers", checkTriggers},
 		{"environment", checkEnvironment},
 		{"environment values", checkEnvironmentValues},
+		{"environment defaults", checkEnvironmentDefaults},
 		{"migration step", checkMigration},
 		{"policies", checkPolicies},
 		{"s3 grants", checkS3Grants},
@@ -44,11 +47,15 @@ func TestTemplate(t *testing.T) {
 		{"parameters", checkParameters},
 		{"outputs", checkOutputs},
 	} {
-		t.Run(c.name, func(t *testing.T) { reportAll(t, c.check(tpl)) })
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			reportAll(t, c.check(tpl))
+		})
 	}
 }
 
 func TestSamconfig(t *testing.T) {
+	t.Parallel()
 	reportAll(t, checkSamconfig(samconfigPath))
 }
 
@@ -110,6 +117,7 @@ func statementBySid(tpl map[string]any, id, sid string) map[string]any {
 // TestChecksCatchBrokenTemplates breaks a copy of the template one way at a time and requires the
 // matching check to report it, naming what is wrong.
 func TestChecksCatchBrokenTemplates(t *testing.T) {
+	t.Parallel()
 	base := loadTemplate(t)
 	cases := []struct {
 		name   string
@@ -295,6 +303,23 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"PROCESSING_TIMEOUT_MS",
 		},
 		{
+			"a tuning value that is not shared/config's default", checkEnvironmentDefaults,
+			func(tpl map[string]any) { globalEnv(tpl)["MAX_RETRIES"] = "999" },
+			"MAX_RETRIES = 999 is not shared/config's default (Retry.MaxRetries = 1000)",
+		},
+		{
+			"a parameter default that is not shared/config's default", checkEnvironmentDefaults,
+			func(tpl map[string]any) { asMap(dig(tpl, "Parameters", "DatabaseMaxConns"))["Default"] = 20 },
+			"DB_MAX_CONNS = 20 is not shared/config's default (DBMaxConns = 10)",
+		},
+		{
+			"a function's own tuning value that is not shared/config's default", checkEnvironmentDefaults,
+			func(tpl map[string]any) {
+				props(tpl, "WorkerFunction")["Environment"] = map[string]any{"Variables": map[string]any{"UPSTREAM_BODY_TIMEOUT_MS": "1000"}}
+			},
+			"WorkerFunction: UPSTREAM_BODY_TIMEOUT_MS = 1000",
+		},
+		{
 			"S3 writes on every resource", checkPolicies,
 			func(tpl map[string]any) { statementBySid(tpl, "WorkerFunction", "WriteResultFiles")["Resource"] = "*" },
 			"WorkerFunction: s3:PutObject is granted on resource *",
@@ -355,6 +380,7 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			tpl := deepCopy(base).(map[string]any)
 			require.Empty(t, c.check(tpl), "the unbroken template must pass this check")
 			c.mutate(tpl)
@@ -371,6 +397,7 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 }
 
 func TestSamconfigCheckCatchesMissingSettings(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "samconfig.toml")
 	require.NoError(t, os.WriteFile(path, []byte(`version = 0.1
 [default.global.parameters]

@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const module = "github.com/fusillade/fusillade/"
@@ -39,9 +42,7 @@ func isAdapter(path string) bool {
 // repoRoot is the module's root, two directories above this file.
 func repoRoot(t *testing.T) string {
 	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("no caller information")
-	}
+	require.True(t, ok, "no caller information")
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
@@ -59,9 +60,7 @@ func violations(t *testing.T, root string, start []string) []string {
 		}
 		seen[rel] = true
 		pkg, err := build.Default.ImportDir(filepath.Join(root, filepath.FromSlash(rel)), 0)
-		if err != nil {
-			t.Fatalf("read package %s: %v", rel, err)
-		}
+		require.NoError(t, err, "read package %s", rel)
 		for _, imp := range pkg.Imports {
 			if isAdapter(imp) {
 				bad = append(bad, rel+" imports "+imp)
@@ -80,15 +79,14 @@ func violations(t *testing.T, root string, start []string) []string {
 }
 
 func TestCorePackagesImportNoAdapter(t *testing.T) {
-	for _, v := range violations(t, repoRoot(t), core) {
-		t.Errorf("%s: the core speaks shared/domain's types; an adapter belongs in shared/wire or a main", v)
-	}
+	t.Parallel()
+	assert.Empty(t, violations(t, repoRoot(t), core), "the core speaks shared/domain's types; an adapter belongs in shared/wire or a main")
 }
 
 // The check reads real packages: the wiring does import adapters, so an empty answer above is
 // not an accident of paths.
 func TestTheLayeringCheckSeesTheAdaptersOfTheWiring(t *testing.T) {
-	if len(violations(t, repoRoot(t), []string{"shared/wire"})) == 0 {
-		t.Fatal("shared/wire imports postgres, s3blob, sqsqueue and secrets, yet no adapter import was found")
-	}
+	t.Parallel()
+	require.NotEmpty(t, violations(t, repoRoot(t), []string{"shared/wire"}),
+		"shared/wire imports postgres, s3blob, sqsqueue and secrets, yet no adapter import was found")
 }

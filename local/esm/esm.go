@@ -1,8 +1,10 @@
 // Package esm is the local stand-in for Lambda's event source mappings and EventBridge
 // schedules: it long-polls an SQS queue (the in-repo emulator, through the real SDK client),
-// hands batches to an SQS handler with ReportBatchItemFailures semantics, and calls scheduled
-// handlers on a timer. Invocations run in-process and concurrently up to a maximum, the local
-// analogue of a function's reserved concurrency / ScalingConfig.MaximumConcurrency.
+// hands batches to an SQS handler with Lambda's semantics (batch size, batching window,
+// ReportBatchItemFailures, function timeout), and calls scheduled handlers on a timer.
+// Invocations run in-process and concurrently up to a maximum, the local analogue of a
+// function's reserved concurrency / ScalingConfig.MaximumConcurrency. The local stack takes these
+// settings from template.yaml.
 package esm
 
 import (
@@ -32,6 +34,15 @@ type SQSSource struct {
 	BatchSize int
 	// MaxConcurrency caps concurrent invocations; default 10.
 	MaxConcurrency int
+	// BatchingWindow is how long a poller waits to fill a batch once it has received something
+	// (MaximumBatchingWindowInSeconds); default 0, hand over at once.
+	BatchingWindow time.Duration
+	// ReportBatchItemFailures: the handler's batchItemFailures are honoured, so only they come
+	// back. Without it, as on Lambda, a successful invocation deletes the whole batch.
+	ReportBatchItemFailures bool
+	// RetryFailedAfter makes failed items visible again after this long instead of after the
+	// queue's visibility timeout (which is what Lambda does, and what 0 means).
+	RetryFailedAfter time.Duration
 	// Timeout bounds each invocation like a function timeout; default 900s.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -84,9 +95,33 @@ func (s *SQSSource) poll(ctx context.Context) {
 			continue
 		}
 		if len(out.Messages) > 0 {
-			s.invoke(ctx, out.Messages)
+			s.invoke(ctx, s.fill(ctx, out.Messages))
 		}
 	}
+}
+
+// fill receives more messages into a short batch until it is full or the batching window,
+// counted from the first receive, has passed. SQS waits in whole seconds, so the window may be
+// overrun by under a second, which Lambda's does too.
+func (s *SQSSource) fill(ctx context.Context, msgs []types.Message) []types.Message {
+	end := time.Now().Add(s.BatchingWindow)
+	for len(msgs) < s.BatchSize && ctx.Err() == nil {
+		left := time.Until(end)
+		if left <= 0 {
+			break
+		}
+		out, err := s.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    &s.QueueURL,
+			MaxNumberOfMessages:         int32(s.BatchSize - len(msgs)),
+			WaitTimeSeconds:             min(int32((left+time.Second-1)/time.Second), 20),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		})
+		if err != nil {
+			break // hand over what there is; the poll loop reports a failing queue
+		}
+		msgs = append(msgs, out.Messages...)
+	}
+	return msgs
 }
 
 func (s *SQSSource) invoke(ctx context.Context, msgs []types.Message) {
@@ -110,17 +145,19 @@ func (s *SQSSource) invoke(ctx context.Context, msgs []types.Message) {
 		return
 	}
 	failed := map[string]bool{}
-	for _, f := range resp.BatchItemFailures {
-		failed[f.ItemIdentifier] = true
+	if s.ReportBatchItemFailures {
+		for _, f := range resp.BatchItemFailures {
+			failed[f.ItemIdentifier] = true
+		}
 	}
 	var entries []types.DeleteMessageBatchRequestEntry
 	var retry []types.ChangeMessageVisibilityBatchRequestEntry
 	for i, m := range msgs {
 		if failed[aws.ToString(m.MessageId)] {
-			// Lambda leaves failed items for the visibility timeout; locally we bring them back
-			// after a short pause so tests and demos do not wait minutes.
-			retry = append(retry, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
-				ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 1})
+			if s.RetryFailedAfter > 0 {
+				retry = append(retry, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
+					ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32((s.RetryFailedAfter + time.Second - 1) / time.Second)})
+			}
 			continue
 		}
 		entries = append(entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/stretchr/testify/assert"
 )
 
 // BenchmarkMessageRoundTrip measures one message sent, received and deleted
@@ -17,18 +18,15 @@ func BenchmarkMessageRoundTrip(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := e.client.SendMessage(e.ctx, &sqs.SendMessageInput{QueueUrl: url, MessageBody: aws.String("payload")}); err != nil {
-				b.Error(err)
+			if _, err := e.client.SendMessage(e.ctx, &sqs.SendMessageInput{QueueUrl: url, MessageBody: aws.String("payload")}); !assert.NoError(b, err) {
 				return
 			}
 			out, err := e.client.ReceiveMessage(e.ctx, &sqs.ReceiveMessageInput{QueueUrl: url, WaitTimeSeconds: 1})
-			if err != nil {
-				b.Error(err)
+			if !assert.NoError(b, err) {
 				return
 			}
 			for _, m := range out.Messages {
-				if _, err := e.client.DeleteMessage(e.ctx, &sqs.DeleteMessageInput{QueueUrl: url, ReceiptHandle: m.ReceiptHandle}); err != nil {
-					b.Error(err)
+				if _, err := e.client.DeleteMessage(e.ctx, &sqs.DeleteMessageInput{QueueUrl: url, ReceiptHandle: m.ReceiptHandle}); !assert.NoError(b, err) {
 					return
 				}
 			}

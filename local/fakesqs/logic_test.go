@@ -25,6 +25,7 @@ func errCode(err error) string {
 }
 
 func TestMD5OfAttributes(t *testing.T) {
+	t.Parallel()
 	// Expected sums are published examples computed by independent
 	// implementations of the documented algorithm.
 	tests := []struct {
@@ -49,6 +50,7 @@ func TestMD5OfAttributes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			assert.Equal(t, tt.want, md5OfAttributes(tt.attrs))
 		})
 	}
@@ -61,10 +63,12 @@ func TestMD5OfAttributes(t *testing.T) {
 }
 
 func TestMD5Hex(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, "098f6bcd4621d373cade4e832627b4f6", md5Hex("test"))
 }
 
 func TestParseRedrivePolicy(t *testing.T) {
+	t.Parallel()
 	const arn = "arn:aws:sqs:us-east-1:000000000000:dlq"
 	tests := []struct {
 		name    string
@@ -85,6 +89,7 @@ func TestParseRedrivePolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			rp, err := parseRedrivePolicy(tt.in)
 			if tt.wantErr {
 				assert.Equal(t, "InvalidParameterValue", errCode(err))
@@ -99,6 +104,7 @@ func TestParseRedrivePolicy(t *testing.T) {
 }
 
 func TestValidateQueueName(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		want string
@@ -114,6 +120,7 @@ func TestValidateQueueName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			assert.Equal(t, tt.want, errCode(validateQueueName(tt.name)))
 		})
 	}
@@ -121,6 +128,7 @@ func TestValidateQueueName(t *testing.T) {
 }
 
 func TestReceiptRoundTrip(t *testing.T) {
+	t.Parallel()
 	r := receipt{queue: "jobs", id: newUUID(), count: 3}
 	h := encodeReceipt(r)
 	got, ok := parseReceipt(h)
@@ -153,6 +161,7 @@ func encodeRaw(s string) string {
 }
 
 func TestQueueNameFromURL(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"http://localhost:9324/000000000000/jobs":  "jobs",
 		"http://127.0.0.1:9324/000000000000/jobs/": "jobs",
@@ -165,6 +174,7 @@ func TestQueueNameFromURL(t *testing.T) {
 }
 
 func TestValidateMessageAttributes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		attrs  map[string]msgAttr
@@ -189,6 +199,7 @@ func TestValidateMessageAttributes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			size, err := validateMessageAttributes(tt.attrs, tt.system)
 			assert.Equal(t, tt.want, errCode(err))
 			if tt.want == "" {
@@ -206,6 +217,7 @@ func TestValidateMessageAttributes(t *testing.T) {
 }
 
 func TestValidateText(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in string
 		ok bool
@@ -224,6 +236,7 @@ func TestValidateText(t *testing.T) {
 }
 
 func TestQueueConfigApply(t *testing.T) {
+	t.Parallel()
 	const self = "arn:aws:sqs:us-east-1:000000000000:src"
 	const dlq = "arn:aws:sqs:us-east-1:000000000000:dlq"
 	exists := func(arn string) bool { return arn == dlq || arn == self }
@@ -269,6 +282,7 @@ func TestQueueConfigApply(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			c := defaultConfig()
 			err := c.apply(tt.attrs, tt.creating, self, exists)
 			assert.Equal(t, tt.want, errCode(err))
@@ -283,6 +297,7 @@ func TestQueueConfigApply(t *testing.T) {
 }
 
 func TestQueueConfigSameAs(t *testing.T) {
+	t.Parallel()
 	a := defaultConfig()
 	b := defaultConfig()
 	require.NoError(t, b.apply(map[string]string{"VisibilityTimeout": "60"}, true, "", nil))
@@ -295,6 +310,7 @@ func TestQueueConfigSameAs(t *testing.T) {
 }
 
 func TestListPage(t *testing.T) {
+	t.Parallel()
 	names := []string{"a", "b", "c", "d", "e"}
 	two := 2
 	page, next, err := listPage{MaxResults: &two}.apply(names)
@@ -324,6 +340,7 @@ func TestListPage(t *testing.T) {
 }
 
 func TestValidateBatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		ids  []string
@@ -339,12 +356,14 @@ func TestValidateBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			assert.Equal(t, tt.want, errCode(validateBatch(tt.ids)))
 		})
 	}
 }
 
 func TestNewUUID(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for range 1000 {
 		u := newUUID()

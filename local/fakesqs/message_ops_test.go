@@ -18,6 +18,7 @@ import (
 )
 
 func TestSendReceiveWithAttributes(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", nil)
@@ -86,6 +87,7 @@ func TestSendReceiveWithAttributes(t *testing.T) {
 }
 
 func TestSendMessageValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("small", map[string]string{"MaximumMessageSize": "1024"})
 
@@ -114,6 +116,7 @@ func TestSendMessageValidation(t *testing.T) {
 }
 
 func TestSendMessageBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 
@@ -185,6 +188,7 @@ func TestSendMessageBatch(t *testing.T) {
 }
 
 func TestReceiveUpToTen(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	for i := range 25 {
@@ -222,6 +226,7 @@ func TestReceiveUpToTen(t *testing.T) {
 }
 
 func TestLongPollReturnsWhenMessageArrives(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 
@@ -250,11 +255,12 @@ func TestLongPollReturnsWhenMessageArrives(t *testing.T) {
 		assert.Equal(t, id, aws.ToString(r.msgs[0].MessageId))
 		assert.Less(t, r.took, 5*time.Second)
 	case <-time.After(5 * time.Second):
-		t.Fatal("long poll did not return after a message was sent")
+		require.Fail(t, "long poll did not return after a message was sent")
 	}
 }
 
 func TestLongPollQueueDefaultWaitTime(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", map[string]string{"ReceiveMessageWaitTimeSeconds": "20"})
 	done := make(chan []types.Message, 1)
@@ -274,11 +280,12 @@ func TestLongPollQueueDefaultWaitTime(t *testing.T) {
 	case msgs := <-done:
 		assert.Len(t, msgs, 1)
 	case <-time.After(5 * time.Second):
-		t.Fatal("long poll did not return")
+		require.Fail(t, "long poll did not return")
 	}
 }
 
 func TestLongPollTimesOutEmpty(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	start := time.Now()
@@ -290,6 +297,7 @@ func TestLongPollTimesOutEmpty(t *testing.T) {
 }
 
 func TestLongPollWakesOnVisibilityExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t) // real clock: the poller must wake when the deadline passes
 	url := e.createQueue("jobs", map[string]string{"VisibilityTimeout": "1"})
 	id := e.send(url, "x")
@@ -305,6 +313,7 @@ func TestLongPollWakesOnVisibilityExpiry(t *testing.T) {
 }
 
 func TestLongPollWakesOnInjectedClock(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", nil)
@@ -327,11 +336,12 @@ func TestLongPollWakesOnInjectedClock(t *testing.T) {
 	case msgs := <-done:
 		assert.Len(t, msgs, 1)
 	case <-time.After(5 * time.Second):
-		t.Fatal("long poll did not notice the delay expiring on the injected clock")
+		require.Fail(t, "long poll did not notice the delay expiring on the injected clock")
 	}
 }
 
 func TestLongPollManyWaitersEachGetOne(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	const pollers = 8
@@ -358,12 +368,13 @@ func TestLongPollManyWaitersEachGetOne(t *testing.T) {
 			assert.False(t, seen[b])
 			seen[b] = true
 		case <-time.After(5 * time.Second):
-			t.Fatalf("only %d of %d pollers received a message", len(seen), pollers)
+			require.Failf(t, "not every poller received a message", "only %d of %d did", len(seen), pollers)
 		}
 	}
 }
 
 func TestLongPollCancelledByClient(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -378,7 +389,7 @@ func TestLongPollCancelledByClient(t *testing.T) {
 	case err := <-done:
 		assert.ErrorIs(t, err, context.Canceled)
 	case <-time.After(5 * time.Second):
-		t.Fatal("cancelled receive did not return")
+		require.Fail(t, "cancelled receive did not return")
 	}
 	// The server notices the disconnect and stops waiting.
 	require.Eventually(t, func() bool { return e.srv.Waiters("jobs") == 0 }, 5*time.Second, time.Millisecond)
@@ -388,6 +399,7 @@ func TestLongPollCancelledByClient(t *testing.T) {
 }
 
 func TestDeleteQueueEndsLongPolls(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	done := make(chan error, 1)
@@ -403,11 +415,12 @@ func TestDeleteQueueEndsLongPolls(t *testing.T) {
 		var missing *types.QueueDoesNotExist
 		assert.ErrorAs(t, err, &missing)
 	case <-time.After(5 * time.Second):
-		t.Fatal("long poll survived queue deletion")
+		require.Fail(t, "long poll survived queue deletion")
 	}
 }
 
 func TestVisibilityTimeout(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", map[string]string{"VisibilityTimeout": "30"})
@@ -473,6 +486,7 @@ func TestVisibilityTimeout(t *testing.T) {
 }
 
 func TestChangeMessageVisibilityBatch(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", nil)
@@ -501,6 +515,7 @@ func TestChangeMessageVisibilityBatch(t *testing.T) {
 }
 
 func TestDeleteMessage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	e.send(url, "x")
@@ -534,6 +549,7 @@ func TestDeleteMessage(t *testing.T) {
 }
 
 func TestDeleteMessageBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	for i := range 5 {
@@ -563,6 +579,7 @@ func TestDeleteMessageBatch(t *testing.T) {
 }
 
 func TestStaleReceiptHandle(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", map[string]string{"VisibilityTimeout": "10"})
@@ -589,6 +606,7 @@ func TestStaleReceiptHandle(t *testing.T) {
 }
 
 func TestDeleteAfterVisibilityExpired(t *testing.T) {
+	t.Parallel()
 	// The latest handle still deletes a message whose visibility timeout ran
 	// out, as long as nobody received it again.
 	clock := newFakeClock()
@@ -613,8 +631,10 @@ func TestDeleteAfterVisibilityExpired(t *testing.T) {
 }
 
 func TestRedriveToDeadLetterQueue(t *testing.T) {
+	t.Parallel()
 	for _, count := range []string{`2`, `"2"`} {
 		t.Run("maxReceiveCount="+count, func(t *testing.T) {
+			t.Parallel()
 			clock := newFakeClock()
 			e := newEnv(t, fakesqs.WithClock(clock.Now))
 			dlqURL := e.createQueue("jobs-dlq", nil)
@@ -674,6 +694,7 @@ func TestRedriveToDeadLetterQueue(t *testing.T) {
 }
 
 func TestRedriveDuringLongPoll(t *testing.T) {
+	t.Parallel()
 	// A long-polling receive that only finds messages due for the DLQ moves
 	// them and keeps waiting rather than returning them.
 	e := newEnv(t)
@@ -694,6 +715,7 @@ func TestRedriveDuringLongPoll(t *testing.T) {
 }
 
 func TestApproximateCounts(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", map[string]string{"VisibilityTimeout": "30"})
@@ -724,6 +746,7 @@ func TestApproximateCounts(t *testing.T) {
 }
 
 func TestMessageRetention(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", map[string]string{"MessageRetentionPeriod": "60", "VisibilityTimeout": "10"})
@@ -739,6 +762,7 @@ func TestMessageRetention(t *testing.T) {
 }
 
 func TestConcurrentSendersAndReceivers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("load", map[string]string{"VisibilityTimeout": "600"})
 	const (
@@ -826,9 +850,9 @@ func TestConcurrentSendersAndReceivers(t *testing.T) {
 			counts[b]++
 			require.Equal(t, 1, counts[b], "message %s delivered twice", b)
 		case err := <-recvDone:
-			t.Fatalf("receiver stopped early: %v", err)
+			require.Failf(t, "receiver stopped early", "%v", err)
 		case <-deadline:
-			t.Fatalf("received %d of %d messages", len(counts), total)
+			require.Failf(t, "not every message was received", "received %d of %d", len(counts), total)
 		}
 	}
 	cancel()

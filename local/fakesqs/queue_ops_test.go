@@ -27,6 +27,7 @@ func apiCode(t *testing.T, err error) string {
 }
 
 func TestQueueLifecycle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", map[string]string{"VisibilityTimeout": "60"})
 	assert.Equal(t, e.ts.URL+"/000000000000/jobs", url)
@@ -83,6 +84,7 @@ func TestQueueLifecycle(t *testing.T) {
 }
 
 func TestCreateQueueValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	_, err := e.client.CreateQueue(e.ctx, &sqs.CreateQueueInput{QueueName: aws.String("jobs.fifo")})
 	assert.Equal(t, "InvalidParameterValue", apiCode(t, err))
@@ -122,6 +124,7 @@ func TestCreateQueueValidation(t *testing.T) {
 }
 
 func TestQueueAttributes(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now), fakesqs.WithAccountID("123456789012"), fakesqs.WithRegion("eu-west-1"))
 	url := e.createQueue("jobs", nil)
@@ -185,6 +188,7 @@ func TestQueueAttributes(t *testing.T) {
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 
 func TestTags(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	out, err := e.client.CreateQueue(e.ctx, &sqs.CreateQueueInput{
 		QueueName: aws.String("jobs"), Tags: map[string]string{"team": "batch"},
@@ -201,6 +205,7 @@ func TestTags(t *testing.T) {
 }
 
 func TestQueueURLIgnoresHost(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := e.createQueue("jobs", nil)
 	other := strings.Replace(url, "127.0.0.1", "localhost", 1)
@@ -211,6 +216,7 @@ func TestQueueURLIgnoresHost(t *testing.T) {
 }
 
 func TestPurgeQueue(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, fakesqs.WithClock(clock.Now))
 	url := e.createQueue("jobs", nil)
@@ -234,6 +240,7 @@ func TestPurgeQueue(t *testing.T) {
 }
 
 func TestRawProtocolErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	post := func(target, body string) (*http.Response, string) {
 		req, err := http.NewRequest(http.MethodPost, e.ts.URL+"/", strings.NewReader(body))
@@ -287,6 +294,7 @@ func TestRawProtocolErrors(t *testing.T) {
 }
 
 func TestMissingQueueErrorsAreTyped(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	url := aws.String(e.ts.URL + "/000000000000/missing")
 	var missing *types.QueueDoesNotExist

@@ -16,6 +16,7 @@ import (
 )
 
 func TestMaxInFlightExact(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	ctx := testCtx(t)
 	groups := []struct {
@@ -93,6 +94,7 @@ func errorRun(t *testing.T, seed int64, n, parallel int) []int64 {
 }
 
 func TestErrorRateSeeded(t *testing.T) {
+	t.Parallel()
 	const n = 1000
 	seq := errorRun(t, 42, n, 1)
 	assert.InDelta(t, 250, len(seq), 50, "roughly 25%% of %d", n)
@@ -103,6 +105,7 @@ func TestErrorRateSeeded(t *testing.T) {
 }
 
 func TestRuntimeSettings(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	url := ts.URL + "/v1/completions"
 	body := map[string]any{"model": "m", "prompt": "x"}
@@ -123,6 +126,7 @@ func TestRuntimeSettings(t *testing.T) {
 }
 
 func TestRecordedRequests(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{RecordLimit: 3})
 	ctx := testCtx(t)
 	for i := range 5 {
@@ -164,6 +168,7 @@ func TestRecordedRequests(t *testing.T) {
 }
 
 func TestReset(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	ctx := testCtx(t)
 	url := ts.URL + "/v1/chat/completions"
@@ -201,6 +206,7 @@ func TestReset(t *testing.T) {
 }
 
 func TestWaitCalls(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	ctx := testCtx(t)
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
@@ -233,6 +239,7 @@ func (b *syncBuffer) String() string {
 }
 
 func TestLogger(t *testing.T) {
+	t.Parallel()
 	var out syncBuffer
 	logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, ts := newTestServer(t, Config{Logger: logger})

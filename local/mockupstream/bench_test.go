@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // BenchmarkChatHandler measures the mock's own cost per request, without
@@ -19,7 +21,9 @@ func BenchmarkChatHandler(b *testing.B) {
 			w := httptest.NewRecorder()
 			s.ServeHTTP(w, req)
 			if w.Code != http.StatusOK {
-				b.Fatalf("status %d", w.Code)
+				// Not FailNow: this runs on the benchmark's worker goroutines.
+				assert.Failf(b, "unexpected status", "status %d", w.Code)
+				return
 			}
 		}
 	})

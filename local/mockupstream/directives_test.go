@@ -16,6 +16,7 @@ import (
 )
 
 func TestMockStatusDirective(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		status     int
 		retryAfter any
@@ -31,6 +32,7 @@ func TestMockStatusDirective(t *testing.T) {
 	s, ts := newTestServer(t, Config{})
 	for _, tt := range tests {
 		t.Run(http.StatusText(tt.status), func(t *testing.T) {
+			t.Parallel()
 			extra := map[string]any{"mock_status": tt.status}
 			if tt.retryAfter != nil {
 				extra["mock_retry_after"] = tt.retryAfter
@@ -49,10 +51,13 @@ func TestMockStatusDirective(t *testing.T) {
 			}
 		})
 	}
-	by := s.ModelStats("m1").ByStatus
-	for _, tt := range tests {
-		assert.Equal(t, int64(1), by[tt.status], "status %d", tt.status)
-	}
+	// Checked once the parallel subtests have all finished.
+	t.Cleanup(func() {
+		by := s.ModelStats("m1").ByStatus
+		for _, tt := range tests {
+			assert.Equal(t, int64(1), by[tt.status], "status %d", tt.status)
+		}
+	})
 
 	// 2xx is accepted and means "answer normally".
 	r := post(t, ts.URL+"/v1/embeddings", map[string]any{"model": "e", "input": "x", "mock_status": 200})
@@ -65,6 +70,7 @@ func jsonString(v any) string {
 }
 
 func TestMockFailTimesDirective(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	url := ts.URL + "/v1/chat/completions"
 	k1 := chatBody("m1", "x", map[string]any{"mock_fail_times": 2, "mock_key": "k1", "mock_status": 503, "mock_retry_after": 1})
@@ -84,6 +90,7 @@ func TestMockFailTimesDirective(t *testing.T) {
 }
 
 func TestMockDelayDirective(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{Latency: Fixed(time.Hour)})
 	url := ts.URL + "/v1/chat/completions"
 
@@ -105,6 +112,7 @@ func TestMockDelayDirective(t *testing.T) {
 }
 
 func TestMockBlockDirective(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	ctx := testCtx(t)
 	url := ts.URL + "/v1/chat/completions"
@@ -117,7 +125,7 @@ func TestMockBlockDirective(t *testing.T) {
 	assert.Equal(t, 3, s.Blocked("g"))
 	select {
 	case r := <-results:
-		t.Fatalf("a blocked request answered early: %+v", r)
+		require.Failf(t, "a blocked request answered early", "%+v", r)
 	default:
 	}
 	s.Release("g")
@@ -139,8 +147,10 @@ func TestMockBlockDirective(t *testing.T) {
 }
 
 func TestMockHangBodyDirective(t *testing.T) {
+	t.Parallel()
 	for _, stream := range []bool{false, true} {
 		t.Run(map[bool]string{false: "json", true: "sse"}[stream], func(t *testing.T) {
+			t.Parallel()
 			s, ts := newTestServer(t, Config{})
 			ctx := testCtx(t)
 			body := chatBody("m1", "x", map[string]any{"mock_hang_body": true, "stream": stream})
@@ -168,6 +178,7 @@ func TestMockHangBodyDirective(t *testing.T) {
 }
 
 func TestMockRedirectDirective(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	target := ts.URL + "/v1/elsewhere"
@@ -179,6 +190,7 @@ func TestMockRedirectDirective(t *testing.T) {
 }
 
 func TestMockBigBodyDirective(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	for _, n := range []int{1 << 20, 5000} {
 		r := post(t, ts.URL+"/v1/chat/completions", chatBody("m1", "x", map[string]any{"mock_big_body_bytes": n}))
@@ -194,6 +206,7 @@ func TestMockBigBodyDirective(t *testing.T) {
 }
 
 func TestClientAbort(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		extra map[string]any
@@ -205,6 +218,7 @@ func TestClientAbort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			s, ts := newTestServer(t, Config{})
 			ctx := testCtx(t)
 			reqCtx, cancel := context.WithCancel(ctx)
@@ -234,6 +248,7 @@ func TestClientAbort(t *testing.T) {
 }
 
 func TestCloseFreesWaitingRequests(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	ctx := testCtx(t)
 	var wg sync.WaitGroup

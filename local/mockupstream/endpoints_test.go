@@ -13,6 +13,7 @@ import (
 )
 
 func TestChatCompletionShape(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	r := post(t, ts.URL+"/v1/chat/completions", chatBody("m1", "hello there", nil))
 	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
@@ -54,6 +55,7 @@ func TestChatCompletionShape(t *testing.T) {
 }
 
 func TestCompletionsShape(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	m := decodeObject(t, post(t, ts.URL+"/v1/completions", map[string]any{"model": "base", "prompt": "Once upon"}).Body)
 	assert.True(t, strings.HasPrefix(m["id"].(string), "cmpl-"))
@@ -77,6 +79,7 @@ func TestCompletionsShape(t *testing.T) {
 }
 
 func TestEmbeddingsShape(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	url := ts.URL + "/v1/embeddings"
 
@@ -123,6 +126,7 @@ func TestEmbeddingsShape(t *testing.T) {
 }
 
 func TestResponsesShape(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	url := ts.URL + "/v1/responses"
 	for name, input := range map[string]any{
@@ -130,6 +134,7 @@ func TestResponsesShape(t *testing.T) {
 		"items":  []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "input_text", "text": "tell me a joke"}}}},
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			m := decodeObject(t, post(t, url, map[string]any{"model": "r1", "input": input}).Body)
 			assert.True(t, strings.HasPrefix(m["id"].(string), "resp_"))
 			assert.Equal(t, "response", m["object"])
@@ -154,6 +159,7 @@ func TestResponsesShape(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 
 	e := requireOpenAIError(t, post(t, ts.URL+"/v1/models", "{}"), http.StatusNotFound, "invalid_request_error")
@@ -175,13 +181,17 @@ func TestBadRequests(t *testing.T) {
 		"bad mock_status":  `{"model": "m1", "mock_status": 302}`,
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			requireOpenAIError(t, post(t, ts.URL+"/v1/chat/completions", body), http.StatusBadRequest, "invalid_request_error")
 		})
 	}
 
-	// Every request counts globally; only parsed bodies count per model.
-	st := s.Stats()
-	assert.Equal(t, int64(9), st.Calls)
-	assert.Equal(t, int64(1), st.Models["m1"].Calls)
-	assert.Equal(t, int64(1), st.Models["m1"].ByStatus[http.StatusBadRequest])
+	// Every request counts globally; only parsed bodies count per model. Checked once the
+	// parallel subtests have all finished.
+	t.Cleanup(func() {
+		st := s.Stats()
+		assert.Equal(t, int64(9), st.Calls)
+		assert.Equal(t, int64(1), st.Models["m1"].Calls)
+		assert.Equal(t, int64(1), st.Models["m1"].ByStatus[http.StatusBadRequest])
+	})
 }

@@ -32,6 +32,7 @@ func mean(ds []time.Duration) float64 {
 }
 
 func TestLatencyDistributions(t *testing.T) {
+	t.Parallel()
 	const n = 200_000
 	ms := time.Millisecond
 	tests := []struct {
@@ -81,6 +82,7 @@ func TestLatencyDistributions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			s := samples(tt.lat, n, 7)
 			require.Equal(t, s, samples(tt.lat, n, 7), "same seed, same samples")
 			slices.Sort(s)

@@ -12,6 +12,7 @@ import (
 )
 
 func TestStreamChatShape(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	url := ts.URL + "/v1/chat/completions"
 	plain := decodeObject(t, post(t, url, chatBody("m1", "stream me", nil)).Body)
@@ -72,6 +73,7 @@ func TestStreamChatShape(t *testing.T) {
 }
 
 func TestStreamCompletionsShape(t *testing.T) {
+	t.Parallel()
 	_, ts := newTestServer(t, Config{})
 	url := ts.URL + "/v1/completions"
 	plain := decodeObject(t, post(t, url, map[string]any{"model": "base", "prompt": "Once"}).Body)
@@ -94,6 +96,7 @@ func TestStreamCompletionsShape(t *testing.T) {
 }
 
 func TestStreamLatencySpread(t *testing.T) {
+	t.Parallel()
 	const total = 200 * time.Millisecond
 	_, ts := newTestServer(t, Config{Latency: Fixed(total)})
 	start := time.Now()
@@ -107,6 +110,7 @@ func TestStreamLatencySpread(t *testing.T) {
 }
 
 func TestSSEErrorDirective(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	r := post(t, ts.URL+"/v1/chat/completions", chatBody("m1", "x", map[string]any{"stream": true, "mock_sse_error": true}))
 	require.Equal(t, http.StatusOK, r.Status, "the error arrives after a 200 stream started")
@@ -136,6 +140,7 @@ func TestSSEErrorDirective(t *testing.T) {
 }
 
 func TestStreamFailuresAnswerJSON(t *testing.T) {
+	t.Parallel()
 	s, ts := newTestServer(t, Config{})
 	url := ts.URL + "/v1/chat/completions"
 	r := post(t, url, chatBody("m1", "x", map[string]any{"stream": true, "mock_status": 429, "mock_retry_after": 2}))

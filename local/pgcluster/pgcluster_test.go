@@ -1,8 +1,13 @@
 package pgcluster
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
 
 func TestLastComplaintIsTheLogsLastFatalLineOrItsLastLine(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, log, want string }{
 		{"fatal after noise", "LOG:  starting\nFATAL:  could not bind IPv4 address \"127.0.0.1\": Address in use\nLOG:  shut down\n",
 			`FATAL:  could not bind IPv4 address "127.0.0.1": Address in use`},
@@ -11,9 +16,8 @@ func TestLastComplaintIsTheLogsLastFatalLineOrItsLastLine(t *testing.T) {
 		{"empty", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := lastComplaint(tc.log); got != tc.want {
-				t.Fatalf("lastComplaint = %q, want %q", got, tc.want)
-			}
+			t.Parallel()
+			require.Equal(t, tc.want, lastComplaint(tc.log))
 		})
 	}
 }

@@ -77,7 +77,7 @@ func TestTwoHundredMegabyteFileThroughThePresignedPath(t *testing.T) {
 		require.Equal(t, openai.BatchStatusValidating, got.Status, "errors: %+v", got.Errors)
 		select {
 		case <-ctx.Done():
-			t.Fatal("batch did not populate in time")
+			require.Fail(t, "batch did not populate in time")
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

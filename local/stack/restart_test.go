@@ -160,7 +160,7 @@ func TestRestartRescuesTheWorkOfACrashedStackAtOnce(t *testing.T) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the child never had 4 requests processing (has %d)", n)
+			require.Failf(t, "the child never had 4 requests processing", "it has %d", n)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -123,7 +123,7 @@ func waitAll(t *testing.T, c openai.Client, ids []string, within time.Duration, 
 			return out
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d batches finished within %s; %s", done, len(ids), within, clock)
+			require.Failf(t, "not every batch finished in time", "%d of %d batches finished within %s; %s", done, len(ids), within, clock)
 		}
 		time.Sleep(50 * time.Millisecond) // polling the API: there is no completion signal to wait on
 	}

@@ -2,7 +2,9 @@
 // DATABASE_URL), S3 through gofakes3, SQS through the in-repo emulator, a mock OpenAI-compatible
 // upstream, and the five functions wired exactly as AWS wires them — the API as an http.Handler,
 // populate and the worker fed by SQS event-source runners, dispatch and purge on schedules. The
-// functions talk to the emulators through the real AWS SDK clients.
+// functions talk to the emulators through the real AWS SDK clients. The queues' attributes, the
+// event sources' batch sizes, windows, concurrency and timeouts, and the schedules are read from
+// template.yaml; localOverrides lists where the stack departs from it, and why.
 package stack
 
 import (
@@ -10,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +32,8 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3bolt"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/fusillade/fusillade"
+	"github.com/fusillade/fusillade/deploy/samtemplate"
 	"github.com/fusillade/fusillade/local/esm"
 	"github.com/fusillade/fusillade/local/fakesqs"
 	"github.com/fusillade/fusillade/local/mockupstream"
@@ -77,10 +83,12 @@ type Options struct {
 	Models []ModelSpec
 	// Upstream configures the mock upstream (latency, error rate).
 	Upstream mockupstream.Config
-	// WorkerConcurrency caps concurrent worker invocations; default 32.
+	// WorkerConcurrency caps concurrent worker invocations; default DefaultWorkerConcurrency (32),
+	// not the template's WorkerMaxConcurrency (see localOverrides).
 	WorkerConcurrency int
-	// DispatchEvery and PurgeEvery are the schedules; default 60s, as on AWS. Slots are refilled by
-	// workers when requests finish, so the schedule is only kick-off and safety net.
+	// DispatchEvery and PurgeEvery are the schedules; default the template's (every minute).
+	// Slots are refilled by workers when requests finish, so the schedule is only kick-off and
+	// safety net.
 	DispatchEvery, PurgeEvery time.Duration
 	// Env sets configuration variables (engine knobs) over everything else.
 	Env map[string]string
@@ -95,6 +103,44 @@ type Options struct {
 	Decorate   func(engine.Deps) engine.Deps
 	WrapWorker func(lambdafn.Processor) lambdafn.Processor
 	Logger     *slog.Logger
+}
+
+// DefaultWorkerConcurrency is Options.WorkerConcurrency's default.
+const DefaultWorkerConcurrency = 32
+
+// localOverrides are where the stack deliberately departs from template.yaml; everything else
+// about the queues, event sources and schedules is the template's.
+var localOverrides = struct {
+	// WorkerConcurrency replaces the worker event source's MaximumConcurrency (the template's
+	// WorkerMaxConcurrency, 100): on AWS each invocation is an instance with its own database
+	// pool, here every invocation shares one process and one pool of DB_MAX_CONNS.
+	WorkerConcurrency int
+	// RetryFailedAfter: Lambda leaves a reported item failure invisible for the queue's
+	// visibility timeout (90 minutes in the template); here it comes back after a second, so that
+	// tests and demos do not wait for it.
+	RetryFailedAfter time.Duration
+	// Env are the stack's environment defaults, which the process environment overrides: one
+	// machine runs every function, so the pool is larger than a Lambda instance's, and every
+	// window is offered.
+	Env map[string]string
+}{
+	WorkerConcurrency: DefaultWorkerConcurrency,
+	RetryFailedAfter:  time.Second,
+	Env:               map[string]string{"DB_MAX_CONNS": "40", "COMPLETION_WINDOWS": "1h,24h,7d"},
+}
+
+// deployment reads template.yaml's settings, afresh for every stack (it takes a millisecond),
+// so that no stack shares its maps with another.
+func deployment() (samtemplate.Settings, error) {
+	tpl, err := samtemplate.Parse(fusillade.Template)
+	if err != nil {
+		return samtemplate.Settings{}, fmt.Errorf("template.yaml: %w", err)
+	}
+	s, err := samtemplate.ReadSettings(tpl)
+	if err != nil {
+		return s, fmt.Errorf("template.yaml: %w", err)
+	}
+	return s, nil
 }
 
 // Stack is a running local deployment.
@@ -141,14 +187,23 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 	if len(opts.Models) == 0 {
 		opts.Models = []ModelSpec{{Name: "mock-chat", Limit: 8}, {Name: "mock-embed", Limit: 4}}
 	}
+	dep, err := deployment()
+	if err != nil {
+		return err
+	}
+	populateEv, workerEv := dep.SQSEvents[populateFn], dep.SQSEvents[workerFn]
+	dispatchSch, purgeSch := dep.Schedules[dispatchFn], dep.Schedules[purgeFn]
+	if err := ranLocally(dep); err != nil {
+		return err
+	}
 	if opts.WorkerConcurrency <= 0 {
-		opts.WorkerConcurrency = 32
+		opts.WorkerConcurrency = localOverrides.WorkerConcurrency
 	}
 	if opts.DispatchEvery <= 0 {
-		opts.DispatchEvery = time.Minute
+		opts.DispatchEvery = dispatchSch.Every
 	}
 	if opts.PurgeEvery <= 0 {
-		opts.PurgeEvery = time.Minute
+		opts.PurgeEvery = purgeSch.Every
 	}
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
@@ -216,42 +271,24 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		}),
 	}
 	st.SQS = sqsqueue.NewClient(awsCfg, sqsURL)
-	for _, q := range []struct {
-		name, dlq string
-		vis       int
-	}{{"populate", "populate-dlq", 900}, {"work", "work-dlq", 900}} {
-		dlqURL, dlqARN, err := createQueue(ctx, st.SQS, q.dlq, nil)
-		if err != nil {
-			return err
-		}
-		url, _, err := createQueue(ctx, st.SQS, q.name, map[string]string{
-			"VisibilityTimeout": strconv.Itoa(q.vis),
-			"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":5}`, dlqARN),
-		})
-		if err != nil {
-			return err
-		}
-		st.Queues[q.name], st.Queues[q.dlq] = url, dlqURL
+	arns, err := st.createQueues(ctx, dep.Queues)
+	if err != nil {
+		return err
 	}
 
 	// The stack's wiring: what the functions need to find this stack's emulators.
 	wiring := map[string]string{
-		"DATABASE_URL":       dbURL,
-		"BUCKET":             "fusillade",
-		"S3_ENDPOINT":        s3URL,
-		"S3_PATH_STYLE":      "true",
-		"SQS_ENDPOINT":       sqsURL,
-		"POPULATE_QUEUE_URL": st.Queues["populate"],
-		"WORK_QUEUE_URL":     st.Queues["work"],
+		"DATABASE_URL":  dbURL,
+		"BUCKET":        "fusillade",
+		"S3_ENDPOINT":   s3URL,
+		"S3_PATH_STYLE": "true",
+		"SQS_ENDPOINT":  sqsURL,
 	}
-	// The stack's defaults, which the process environment overrides: one machine runs every
-	// function, so the pool is larger than a Lambda instance's, and every window is offered.
-	defaults := map[string]string{
-		"DB_MAX_CONNS":       "40",
-		"COMPLETION_WINDOWS": "1h,24h,7d",
+	for name, id := range dep.QueueURLVars {
+		wiring[name] = st.Queues[queueName(id)]
 	}
 	env := map[string]string{}
-	for k, v := range defaults {
+	for k, v := range localOverrides.Env {
 		if pv := opts.Getenv(k); pv != "" {
 			v = pv
 		}
@@ -306,30 +343,48 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 	// The functions, wired as AWS wires them.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	st.cancel = cancel
-	st.goRun(func() {
-		(&esm.SQSSource{Client: st.SQS, QueueURL: st.Queues["populate"], QueueARN: "arn:aws:sqs:us-east-1:000000000000:populate",
-			Handler: esm.Handler(lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, log)), BatchSize: 1, MaxConcurrency: 4, Logger: log}).Run(runCtx)
-	})
 	var worker lambdafn.Processor = app.Engine
 	if opts.WrapWorker != nil {
 		worker = opts.WrapWorker(worker)
 	}
-	st.goRun(func() {
-		(&esm.SQSSource{Client: st.SQS, QueueURL: st.Queues["work"], QueueARN: "arn:aws:sqs:us-east-1:000000000000:work",
-			Handler: esm.Handler(lambdafn.Worker(worker, sqsqueue.ParseMessage, log)), BatchSize: 10, MaxConcurrency: opts.WorkerConcurrency, Logger: log}).Run(runCtx)
-	})
-	st.goRun(func() {
-		esm.Schedule(runCtx, opts.DispatchEvery, "dispatch", log, func(ctx context.Context) error {
+	for _, src := range []struct {
+		ev          samtemplate.SQSEvent
+		handler     lambdafn.SQSHandler
+		concurrency int
+	}{
+		{populateEv, lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, log), eventConcurrency(populateEv)},
+		{workerEv, lambdafn.Worker(worker, sqsqueue.ParseMessage, log), opts.WorkerConcurrency},
+	} {
+		s := &esm.SQSSource{Client: st.SQS, QueueURL: st.Queues[queueName(src.ev.Queue)], QueueARN: arns[src.ev.Queue],
+			Handler: esm.Handler(src.handler), BatchSize: src.ev.BatchSize, BatchingWindow: src.ev.MaximumBatchingWindow,
+			MaxConcurrency: src.concurrency, ReportBatchItemFailures: src.ev.ReportBatchItemFailures,
+			RetryFailedAfter: localOverrides.RetryFailedAfter, Timeout: src.ev.Timeout, Logger: log}
+		st.goRun(func() { s.Run(runCtx) })
+	}
+	for _, sch := range []struct {
+		name    string
+		every   time.Duration
+		timeout time.Duration
+		run     func(ctx context.Context) error
+	}{
+		{"dispatch", opts.DispatchEvery, dispatchSch.Timeout, func(ctx context.Context) error {
 			_, err := app.Engine.Dispatch(ctx)
 			return err
-		})
-	})
-	st.goRun(func() {
-		esm.Schedule(runCtx, opts.PurgeEvery, "purge", log, func(ctx context.Context) error {
+		}},
+		{"purge", opts.PurgeEvery, purgeSch.Timeout, func(ctx context.Context) error {
 			_, err := app.Engine.Sweep(ctx)
 			return err
+		}},
+	} {
+		st.goRun(func() {
+			esm.Schedule(runCtx, sch.every, sch.name, log, func(ctx context.Context) error {
+				// Bounded by the function's Timeout, as Lambda bounds the invocation.
+				ctx, cancel := context.WithTimeout(ctx, sch.timeout)
+				defer cancel()
+				return sch.run(ctx)
+			})
 		})
-	})
+	}
 
 	srv := &http.Server{Handler: app.API(), ReadHeaderTimeout: 10 * time.Second}
 	st.goRun(func() { _ = srv.Serve(ln) })
@@ -419,6 +474,99 @@ func (st *Stack) Stop() {
 		st.closers[i]()
 	}
 	st.wg.Wait()
+}
+
+// The template's functions the stack runs, by logical id.
+const (
+	populateFn = "PopulateFunction"
+	workerFn   = "WorkerFunction"
+	dispatchFn = "DispatchFunction"
+	purgeFn    = "PurgeFunction"
+)
+
+// ranLocally checks that the template's event sources and schedules are the ones the stack runs:
+// a new one would otherwise be silently left out locally.
+func ranLocally(dep samtemplate.Settings) error {
+	var errs []error
+	for _, id := range []string{populateFn, workerFn} {
+		if _, ok := dep.SQSEvents[id]; !ok {
+			errs = append(errs, fmt.Errorf("template.yaml: %s has no SQS event", id))
+		}
+	}
+	for _, id := range []string{dispatchFn, purgeFn} {
+		if _, ok := dep.Schedules[id]; !ok {
+			errs = append(errs, fmt.Errorf("template.yaml: %s has no schedule", id))
+		}
+	}
+	for id := range dep.SQSEvents {
+		if id != populateFn && id != workerFn {
+			errs = append(errs, fmt.Errorf("template.yaml: the local stack runs nothing for %s's SQS event", id))
+		}
+	}
+	for id := range dep.Schedules {
+		if id != dispatchFn && id != purgeFn {
+			errs = append(errs, fmt.Errorf("template.yaml: the local stack runs nothing for %s's schedule", id))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// eventConcurrency is the most concurrent invocations AWS allows an event source: its
+// MaximumConcurrency, within the function's reserved concurrency.
+func eventConcurrency(ev samtemplate.SQSEvent) int {
+	n := ev.MaximumConcurrency
+	if r := ev.ReservedConcurrency; r > 0 && (n == 0 || r < n) {
+		n = r
+	}
+	return n
+}
+
+// queueName is the local name of the template's queue: the logical id without "Queue", in
+// lower case, a dead-letter queue with a -dlq suffix (PopulateQueue → populate, PopulateDLQ →
+// populate-dlq).
+func queueName(id string) string {
+	if base, ok := strings.CutSuffix(id, "DLQ"); ok {
+		return strings.ToLower(base) + "-dlq"
+	}
+	return strings.ToLower(strings.TrimSuffix(id, "Queue"))
+}
+
+// createQueues creates the template's queues with their attributes, dead-letter queues first,
+// into st.Queues, and returns their ARNs by logical id.
+func (st *Stack) createQueues(ctx context.Context, queues map[string]samtemplate.Queue) (map[string]string, error) {
+	arns := map[string]string{}
+	// Dead-letter queues first: a redrive policy must name an existing queue.
+	var ids []string
+	for len(ids) < len(queues) {
+		n := len(ids)
+		for _, id := range slices.Sorted(maps.Keys(queues)) {
+			if slices.Contains(ids, id) {
+				continue
+			}
+			if dlq := queues[id].DeadLetterQueue; dlq == "" || slices.Contains(ids, dlq) {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == n {
+			return nil, errors.New("template.yaml: the queues' redrive policies form a cycle")
+		}
+	}
+	for _, id := range ids {
+		q := queues[id]
+		attrs := map[string]string{}
+		for k, v := range q.Attributes {
+			attrs[k] = strconv.Itoa(v)
+		}
+		if q.DeadLetterQueue != "" {
+			attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":%d}`, arns[q.DeadLetterQueue], q.MaxReceiveCount)
+		}
+		url, arn, err := createQueue(ctx, st.SQS, queueName(id), attrs)
+		if err != nil {
+			return nil, err
+		}
+		st.Queues[queueName(id)], arns[id] = url, arn
+	}
+	return arns, nil
 }
 
 func createQueue(ctx context.Context, c *sqs.Client, name string, attrs map[string]string) (url, arn string, err error) {

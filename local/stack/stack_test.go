@@ -58,7 +58,7 @@ func waitBatch(t *testing.T, c openai.Client, id string, within time.Duration) *
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("batch %s still %s after %s (counts %+v)", id, b.Status, within, b.RequestCounts)
+			require.Failf(t, "batch not finished in time", "batch %s still %s after %s (counts %+v)", id, b.Status, within, b.RequestCounts)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

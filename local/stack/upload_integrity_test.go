@@ -58,7 +58,7 @@ func requireSameContent(t *testing.T, want, got []byte, msg string) {
 		i++
 	}
 	excerpt := func(b []byte) string { return string(b[max(0, i-40):min(len(b), i+40)]) }
-	t.Fatalf("%s: %d bytes wanted, %d got; first difference at byte %d: want …%s… got …%s…", msg, len(want), len(got), i, excerpt(want), excerpt(got))
+	require.Failf(t, msg, "%d bytes wanted, %d got; first difference at byte %d: want …%s… got …%s…", len(want), len(got), i, excerpt(want), excerpt(got))
 }
 
 // sameSizeFiles returns two valid files of exactly the same size whose custom_ids differ: the

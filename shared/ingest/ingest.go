@@ -42,10 +42,10 @@ type Kicker interface {
 }
 
 // Defaults of the limits the deployment can set (MAX_FILE_BYTES, MAX_LINES); config.Load reads
-// them from here. Both are OpenAI's.
+// them from here. Both are OpenAI's; the line limit is the validator's own default (50,000).
 const (
 	DefaultMaxFileBytes int64 = 200_000_000
-	DefaultMaxLines     int   = 50_000
+	DefaultMaxLines     int   = jsonl.DefaultMaxLines
 )
 
 // Limits bound what a file may contain.

@@ -45,6 +45,7 @@ func readEvents(t testing.TB, r io.Reader, max int) ([]event, int64, error) {
 }
 
 func TestReaderLineRules(t *testing.T) {
+	t.Parallel()
 	bom := "\xEF\xBB\xBF"
 	tests := []struct {
 		name  string
@@ -73,6 +74,7 @@ func TestReaderLineRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			for _, small := range []bool{false, true} {
 				var r io.Reader = strings.NewReader(tt.input)
 				if small {
@@ -88,6 +90,7 @@ func TestReaderLineRules(t *testing.T) {
 }
 
 func TestReaderEOFIsSticky(t *testing.T) {
+	t.Parallel()
 	rd := NewReader(strings.NewReader("a"), 0)
 	_, err := rd.Next()
 	require.NoError(t, err)
@@ -101,8 +104,10 @@ func TestReaderEOFIsSticky(t *testing.T) {
 // buffer size, and checks that every line comes out whole or as a line_too_large error: never
 // truncated, never merged with its neighbour.
 func TestReaderLineLimit(t *testing.T) {
+	t.Parallel()
 	for _, limit := range []int{100, readBufferSize - 1, readBufferSize, 200_000} {
 		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			t.Parallel()
 			type in struct {
 				size int
 				term string
@@ -153,6 +158,7 @@ func TestReaderLineLimit(t *testing.T) {
 }
 
 func TestReaderLineTooLargeError(t *testing.T) {
+	t.Parallel()
 	rd := NewReader(strings.NewReader("{}\n"+strings.Repeat("x", 11)+"\n{}"), 10)
 	_, err := rd.Next()
 	require.NoError(t, err)
@@ -171,6 +177,7 @@ func TestReaderLineTooLargeError(t *testing.T) {
 }
 
 func TestReaderOneMiBLine(t *testing.T) {
+	t.Parallel()
 	big := `{"x":"` + strings.Repeat("y", 1<<20) + `"}`
 	input := "{}\r\n" + big + "\r\n{}"
 	evs, _, err := readEvents(t, strings.NewReader(input), 0)
@@ -182,6 +189,7 @@ func TestReaderOneMiBLine(t *testing.T) {
 }
 
 func TestReaderInvalidUTF8OnLine7(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	for i := 1; i <= 6; i++ {
 		fmt.Fprintf(&buf, "{\"custom_id\":\"r%d\"}\n", i)
@@ -210,6 +218,7 @@ func TestReaderInvalidUTF8OnLine7(t *testing.T) {
 }
 
 func TestReaderIOError(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("boom")
 	rd := NewReader(io.MultiReader(strings.NewReader("{}\n{\"a\""), iotest.ErrReader(boom)), 0)
 	line, err := rd.Next()
@@ -258,6 +267,8 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 // TestReaderBoundedMemory streams 10 MB files and checks that allocations do not grow with the
 // number of lines: a short-line file needs only the Reader itself, and a file of lines longer
 // than the bufio buffer reuses one line buffer.
+//
+//nolint:paralleltest // testing.AllocsPerRun panics while a parallel test runs, so this one runs alone
 func TestReaderBoundedMemory(t *testing.T) {
 	const fileSize = 10 << 20
 	for _, lineSize := range []int{200, 100 << 10} {
@@ -309,7 +320,7 @@ func BenchmarkReader(b *testing.B) {
 		for {
 			if _, err := rd.Next(); err != nil {
 				if !errors.Is(err, io.EOF) {
-					b.Fatal(err)
+					require.NoError(b, err)
 				}
 				break
 			}

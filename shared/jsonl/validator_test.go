@@ -145,8 +145,10 @@ func validatorCases() []validatorCase {
 }
 
 func TestValidatorCheck(t *testing.T) {
+	t.Parallel()
 	for _, tt := range validatorCases() {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			v := NewValidator(tt.rules)
 			for i, l := range tt.before {
 				_, _ = v.Check(Line{Number: i + 1, Bytes: []byte(l)})
@@ -179,6 +181,7 @@ func TestValidatorCheck(t *testing.T) {
 }
 
 func TestValidatorRequestFields(t *testing.T) {
+	t.Parallel()
 	v := NewValidator(Rules{})
 	line := []byte(`{"custom_id":"a-1","method":"post","url":"/v1/embeddings","body": {"model" : "e5", "input":"x"} ,"extra":1}`)
 	got, le := v.Check(Line{Number: 4, Bytes: line})
@@ -202,6 +205,7 @@ func TestValidatorRequestFields(t *testing.T) {
 }
 
 func TestValidatorMessages(t *testing.T) {
+	t.Parallel()
 	v := NewValidator(Rules{Endpoint: "/v1/chat/completions", ModelAllowed: func(m string) bool { return m != "nope" }})
 	check := func(n int, line string) *LineError {
 		_, le := v.Check(Line{Number: n, Bytes: []byte(line)})
@@ -228,6 +232,7 @@ func TestValidatorMessages(t *testing.T) {
 }
 
 func TestValidatorTooManyLines(t *testing.T) {
+	t.Parallel()
 	v := NewValidator(Rules{MaxLines: 3})
 	var codes []string
 	for i := 1; i <= 6; i++ {
@@ -242,6 +247,7 @@ func TestValidatorTooManyLines(t *testing.T) {
 }
 
 func TestValidatorEmptyFile(t *testing.T) {
+	t.Parallel()
 	le := NewValidator(Rules{}).Finish()
 	require.NotNil(t, le)
 	assert.Equal(t, CodeEmptyFile, le.Code)
@@ -263,6 +269,7 @@ func TestValidatorEmptyFile(t *testing.T) {
 }
 
 func TestValidatorSummary(t *testing.T) {
+	t.Parallel()
 	v := NewValidator(Rules{})
 	bodies := []string{`{"model":"a"}`, `{"model":"b","x":1}`, `{"model":"a","messages":[]}`}
 	for i, b := range bodies {
@@ -284,6 +291,7 @@ func TestValidatorSummary(t *testing.T) {
 }
 
 func TestValidateAllReportsEveryBadLine(t *testing.T) {
+	t.Parallel()
 	lines := []string{
 		req(`"a"`, okMethod, okURL, okBody), // 1 ok
 		"",                                  // 2 blank
@@ -325,6 +333,7 @@ func TestValidateAllReportsEveryBadLine(t *testing.T) {
 // TestValidateAllStopsAtMaxErrors checks that a huge file of bad lines costs no more than
 // maxErrors lines of work.
 func TestValidateAllStopsAtMaxErrors(t *testing.T) {
+	t.Parallel()
 	r := &repeatReader{line: []byte("\xff\n"), count: 10_000_000}
 	start := time.Now()
 	_, errs, err := ValidateAll(r, Rules{}, 0, 0)
@@ -336,6 +345,7 @@ func TestValidateAllStopsAtMaxErrors(t *testing.T) {
 }
 
 func TestValidateAllTooManyLinesCountsRejectedLines(t *testing.T) {
+	t.Parallel()
 	input := strings.Join([]string{
 		req(`"a"`, okMethod, okURL, okBody),
 		strings.Repeat("x", 500), // rejected by the Reader, still a request line
@@ -352,6 +362,7 @@ func TestValidateAllTooManyLinesCountsRejectedLines(t *testing.T) {
 }
 
 func TestValidateAllIOError(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("boom")
 	input := req(`"a"`, okMethod, okURL, okBody) + "\nnope\n"
 	sum, errs, err := ValidateAll(io.MultiReader(strings.NewReader(input), iotest.ErrReader(boom)), Rules{}, 0, 0)
@@ -362,6 +373,7 @@ func TestValidateAllIOError(t *testing.T) {
 }
 
 func TestValidateAllLargeFile(t *testing.T) {
+	t.Parallel()
 	data := benchFile(10 << 20)
 	want := bytes.Count(data, []byte("\n"))
 	sum, errs, err := ValidateAll(iotest.HalfReader(bytes.NewReader(data)), Rules{}, 0, 0)
@@ -372,6 +384,7 @@ func TestValidateAllLargeFile(t *testing.T) {
 }
 
 func TestDeepNestingFailsFast(t *testing.T) {
+	t.Parallel()
 	for _, line := range []string{
 		strings.Repeat("[", 100_000),
 		strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000),
@@ -451,9 +464,8 @@ func BenchmarkValidate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_, errs, err := ValidateAll(bytes.NewReader(data), Rules{}, 0, 0)
-		if err != nil || len(errs) > 0 {
-			b.Fatal(err, errs)
-		}
+		require.NoError(b, err)
+		require.Empty(b, errs)
 	}
 }
 
@@ -470,12 +482,9 @@ func BenchmarkCheck(b *testing.B) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, le := v.Check(line); le != nil {
-				b.Fatal(le)
-			}
+			require.NoError(b, err)
+			_, le := v.Check(line)
+			require.Nil(b, le)
 		}
 	}
 }

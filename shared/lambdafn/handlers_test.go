@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
@@ -31,7 +32,7 @@ type processor struct {
 
 func (p *processor) Process(ctx context.Context, work []domain.Work) []error {
 	if p.ProcessFn == nil {
-		p.t.Error("unexpected call to Process")
+		assert.Fail(p.t, "unexpected call to Process")
 		return make([]error, len(work))
 	}
 	return p.ProcessFn(ctx, work)
@@ -39,7 +40,7 @@ func (p *processor) Process(ctx context.Context, work []domain.Work) []error {
 
 func (p *processor) Kick(ctx context.Context, models ...string) error {
 	if p.KickFn == nil {
-		p.t.Error("unexpected call to Kick")
+		assert.Fail(p.t, "unexpected call to Kick")
 		return nil
 	}
 	return p.KickFn(ctx, models...)
@@ -52,7 +53,7 @@ type populator struct {
 
 func (p *populator) Populate(ctx context.Context, batchID string) error {
 	if p.PopulateFn == nil {
-		p.t.Error("unexpected call to Populate")
+		assert.Fail(p.t, "unexpected call to Populate")
 		return nil
 	}
 	return p.PopulateFn(ctx, batchID)
@@ -107,6 +108,7 @@ func failures(resp events.SQSEventResponse) []string {
 }
 
 func TestWorkerReportsOnlyTheItemsWhoseProcessingFailed(t *testing.T) {
+	t.Parallel()
 	var got []string
 	p := &processor{t: t, ProcessFn: func(_ context.Context, work []domain.Work) []error {
 		errs := make([]error, len(work))
@@ -120,19 +122,14 @@ func TestWorkerReportsOnlyTheItemsWhoseProcessingFailed(t *testing.T) {
 	}}
 	resp, err := lambdafn.Worker(p, decodeWork, discard)(context.Background(),
 		sqsEvent("work r1", "garbage", "work r3", "work r4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"r1", "r3", "r4"}; !slices.Equal(got, want) {
-		t.Errorf("processed %v, want %v (the malformed message dropped)", got, want)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, []string{"r1", "r3", "r4"}, got, "the malformed message dropped")
 	// m2 is malformed: redelivering it cannot help, so it is not reported.
-	if want := []string{"m3"}; !slices.Equal(failures(resp), want) {
-		t.Errorf("batchItemFailures = %v, want %v", failures(resp), want)
-	}
+	assert.Equal(t, []string{"m3"}, failures(resp), "batchItemFailures")
 }
 
 func TestWorkerWaitsForItsKicksBeforeReturning(t *testing.T) {
+	t.Parallel()
 	processed := make(chan struct{})
 	var mu sync.Mutex
 	var kicked []string
@@ -153,21 +150,16 @@ func TestWorkerWaitsForItsKicksBeforeReturning(t *testing.T) {
 	ev := sqsEvent(fmt.Sprintf("kick a %d", past+2), "work r1", fmt.Sprintf("kick b %d", past),
 		fmt.Sprintf("kick a %d", past+2)) // a duplicate of the first kick
 	resp, err := lambdafn.Worker(p, decodeWork, discard)(context.Background(), ev)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	mu.Lock()
 	defer mu.Unlock()
 	// In due order, the duplicate run once, all of them before the handler returned.
-	if want := []string{"b", "a"}; !slices.Equal(kicked, want) {
-		t.Errorf("kicked %v by the time the handler returned, want %v", kicked, want)
-	}
-	if len(resp.BatchItemFailures) != 0 {
-		t.Errorf("batchItemFailures = %v: a kick is never an item failure", failures(resp))
-	}
+	assert.Equal(t, []string{"b", "a"}, kicked, "kicked by the time the handler returned")
+	assert.Empty(t, resp.BatchItemFailures, "a kick is never an item failure")
 }
 
 func TestPopulateReportsFailedBatchesAndDropsMalformedMessages(t *testing.T) {
+	t.Parallel()
 	var got []string
 	p := &populator{t: t, PopulateFn: func(_ context.Context, id string) error {
 		got = append(got, id)
@@ -185,18 +177,13 @@ func TestPopulateReportsFailedBatchesAndDropsMalformedMessages(t *testing.T) {
 	}
 	resp, err := lambdafn.Populate(p, decode, discard)(context.Background(),
 		sqsEvent("populate b1", "{}", "populate b3", "populate b4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"b1", "b3", "b4"}; !slices.Equal(got, want) {
-		t.Errorf("populated %v, want %v", got, want)
-	}
-	if want := []string{"m3"}; !slices.Equal(failures(resp), want) {
-		t.Errorf("batchItemFailures = %v, want %v", failures(resp), want)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b1", "b3", "b4"}, got, "populated")
+	assert.Equal(t, []string{"m3"}, failures(resp), "batchItemFailures")
 }
 
 func TestScheduleHandlersIgnoreTheEventAndReturnTheRunsOutcome(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	// EventBridge rules send their envelope, Scheduler whatever Input was configured.
 	inputs := []json.RawMessage{nil, json.RawMessage(`null`), json.RawMessage(`{"source":"aws.events","detail":{}}`), json.RawMessage(`"tick"`)}
@@ -207,27 +194,25 @@ func TestScheduleHandlersIgnoreTheEventAndReturnTheRunsOutcome(t *testing.T) {
 			return engine.DispatchStats{Claimed: 3, Enqueued: 2, Returned: 1}, nil
 		}})
 		st, err := d(ctx, in)
-		if err != nil || st != (engine.DispatchStats{Claimed: 3, Enqueued: 2, Returned: 1}) || runs != 1 {
-			t.Errorf("dispatch on %s: %+v, %v after %d runs; want the run's stats", in, st, err, runs)
-		}
+		assert.NoError(t, err, "dispatch on %s", in)
+		assert.Equal(t, engine.DispatchStats{Claimed: 3, Enqueued: 2, Returned: 1}, st, "dispatch on %s: the run's stats", in)
+		assert.Equal(t, 1, runs, "dispatch on %s", in)
 		s := lambdafn.Purge(sweeper{func(context.Context) (engine.SweepStats, error) {
 			runs++
 			return engine.SweepStats{Rescued: 4, Finalized: 1}, nil
 		}})
 		sst, err := s(ctx, in)
-		if err != nil || sst.Rescued != 4 || sst.Finalized != 1 || runs != 2 {
-			t.Errorf("purge on %s: %+v, %v after %d runs; want the sweep's stats", in, sst, err, runs)
-		}
+		assert.NoError(t, err, "purge on %s", in)
+		assert.Equal(t, engine.SweepStats{Rescued: 4, Finalized: 1}, sst, "purge on %s: the sweep's stats", in)
+		assert.Equal(t, 2, runs, "purge on %s", in)
 	}
 	boom := errors.New("database unavailable")
-	if _, err := lambdafn.Dispatch(dispatcher{func(context.Context) (engine.DispatchStats, error) {
+	_, err := lambdafn.Dispatch(dispatcher{func(context.Context) (engine.DispatchStats, error) {
 		return engine.DispatchStats{}, boom
-	}})(ctx, nil); !errors.Is(err, boom) {
-		t.Errorf("dispatch error = %v, want the run's error (the invocation fails and is retried)", err)
-	}
-	if _, err := lambdafn.Purge(sweeper{func(context.Context) (engine.SweepStats, error) {
+	}})(ctx, nil)
+	assert.ErrorIs(t, err, boom, "the run's error: the invocation fails and is retried")
+	_, err = lambdafn.Purge(sweeper{func(context.Context) (engine.SweepStats, error) {
 		return engine.SweepStats{}, boom
-	}})(ctx, nil); !errors.Is(err, boom) {
-		t.Errorf("purge error = %v, want the sweep's error", err)
-	}
+	}})(ctx, nil)
+	assert.ErrorIs(t, err, boom, "the sweep's error")
 }

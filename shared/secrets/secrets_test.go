@@ -106,6 +106,7 @@ func TestReferenceParserAcceptsOnlyTheAllowedForms(t *testing.T) {
 		{"another scheme", on, "file:/etc/passwd", domain.CredentialRef{}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			got, err := c.policy.Parse(c.ref)
 			if c.ok {
 				require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 )
 
 func TestStatusClassification(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.Header.Get("X-Test-Status"))
 		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || code == http.StatusInternalServerError {
@@ -68,6 +69,7 @@ func TestStatusClassification(t *testing.T) {
 	c := New(fastConfig())
 	for _, tc := range cases {
 		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			t.Parallel()
 			call := chatCall(ts.URL)
 			call.Headers = map[string]string{"X-Test-Status": strconv.Itoa(tc.status)}
 			res := c.Do(context.Background(), call)
@@ -90,6 +92,7 @@ func TestStatusClassification(t *testing.T) {
 }
 
 func TestConfigurableRetriableStatuses(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.Header.Get("X-Test-Status"))
 		w.WriteHeader(code)
@@ -111,6 +114,7 @@ func TestConfigurableRetriableStatuses(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			cfg := fastConfig()
 			cfg.RetriableStatuses = tc.statuses
 			call := chatCall(ts.URL)
@@ -127,6 +131,7 @@ func TestConfigurableRetriableStatuses(t *testing.T) {
 }
 
 func TestNonJSONSuccessKeptRaw(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "not json <at all>")
@@ -137,6 +142,7 @@ func TestNonJSONSuccessKeptRaw(t *testing.T) {
 }
 
 func TestBasePathJoin(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var gotPath string
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +170,7 @@ func TestBasePathJoin(t *testing.T) {
 }
 
 func TestBuildURL(t *testing.T) {
+	t.Parallel()
 	good := []struct{ base, path, want string }{
 		{"http://vllm:8000", "/v1/chat/completions", "http://vllm:8000/v1/chat/completions"},
 		{"https://api.openai.com", "/v1/embeddings", "https://api.openai.com/v1/embeddings"},
@@ -189,6 +196,7 @@ func TestBuildURL(t *testing.T) {
 }
 
 func TestInvalidRequestsNeverHitTheNetwork(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "{}")
 	})
@@ -236,11 +244,13 @@ func TestInvalidRequestsNeverHitTheNetwork(t *testing.T) {
 }
 
 func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
 	other := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"stolen":true}`)
 	})
 	for _, status := range []int{301, 302, 303, 307, 308} {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
 			redirector := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, other.URL+r.URL.Path, status)
 			})
@@ -254,10 +264,12 @@ func TestRedirectNotFollowed(t *testing.T) {
 			assert.EqualValues(t, 1, redirector.calls.Load())
 		})
 	}
-	assert.Zero(t, other.calls.Load(), "redirect target must never be called")
+	// Checked once the parallel subtests have all finished.
+	t.Cleanup(func() { assert.Zero(t, other.calls.Load(), "redirect target must never be called") })
 }
 
 func TestResponseCap(t *testing.T) {
+	t.Parallel()
 	const limit = 100
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.Header.Get("X-Test-Size"))
@@ -296,6 +308,7 @@ func TestResponseCap(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			call := chatCall(ts.URL)
 			call.Headers = map[string]string{"X-Test-Size": strconv.Itoa(tc.size), "X-Test-Status": strconv.Itoa(tc.status)}
 			if tc.chunked {
@@ -312,6 +325,7 @@ func TestResponseCap(t *testing.T) {
 }
 
 func TestCappedReaderReadsAtMostCapPlusOne(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{0, 99, 100, 101, 5000} {
 		src := &countingReader{r: strings.NewReader(strings.Repeat("x", size))}
 		got, err := io.ReadAll(newCappedReader(src, 100))
@@ -327,6 +341,7 @@ func TestCappedReaderReadsAtMostCapPlusOne(t *testing.T) {
 }
 
 func TestFirstByteTimeout(t *testing.T) {
+	t.Parallel()
 	var ts *testServer
 	ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		ts.block(r) // never answers; returns when the client gives up
@@ -342,6 +357,7 @@ func TestFirstByteTimeout(t *testing.T) {
 }
 
 func TestBodyTimeout(t *testing.T) {
+	t.Parallel()
 	var ts *testServer
 	ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "1000")
@@ -363,7 +379,9 @@ func TestBodyTimeout(t *testing.T) {
 }
 
 func TestNetworkErrors(t *testing.T) {
+	t.Parallel()
 	t.Run("connection refused", func(t *testing.T) {
+		t.Parallel()
 		dead := httptest.NewServer(http.NotFoundHandler())
 		url := dead.URL
 		dead.Close()
@@ -373,6 +391,7 @@ func TestNetworkErrors(t *testing.T) {
 		assert.Zero(t, res.StatusCode)
 	})
 	t.Run("EOF mid-body", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			conn, buf, err := w.(http.Hijacker).Hijack()
 			if err != nil {
@@ -388,6 +407,7 @@ func TestNetworkErrors(t *testing.T) {
 		assert.Equal(t, 200, res.StatusCode)
 	})
 	t.Run("connection closed before response", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
@@ -402,7 +422,9 @@ func TestNetworkErrors(t *testing.T) {
 }
 
 func TestDeadline(t *testing.T) {
+	t.Parallel()
 	t.Run("clips first-byte wait", func(t *testing.T) {
+		t.Parallel()
 		var ts *testServer
 		ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) { ts.block(r) })
 		call := chatCall(ts.URL)
@@ -414,6 +436,7 @@ func TestDeadline(t *testing.T) {
 		assert.Less(t, time.Since(start), 3*time.Second)
 	})
 	t.Run("clips body read", func(t *testing.T) {
+		t.Parallel()
 		var ts *testServer
 		ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "100")
@@ -429,6 +452,7 @@ func TestDeadline(t *testing.T) {
 		assert.Equal(t, 200, res.StatusCode)
 	})
 	t.Run("already passed: no network call", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {})
 		call := chatCall(ts.URL)
 		call.Deadline = time.Now().Add(-time.Second)
@@ -438,6 +462,7 @@ func TestDeadline(t *testing.T) {
 		assert.Zero(t, ts.calls.Load())
 	})
 	t.Run("caller context deadline", func(t *testing.T) {
+		t.Parallel()
 		var ts *testServer
 		ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) { ts.block(r) })
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -447,6 +472,7 @@ func TestDeadline(t *testing.T) {
 		assert.Equal(t, CodeTimeout, res.Code, res.Message)
 	})
 	t.Run("far deadline does not interfere", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "{}") })
 		call := chatCall(ts.URL)
 		call.Deadline = time.Now().Add(time.Minute)
@@ -456,6 +482,7 @@ func TestDeadline(t *testing.T) {
 }
 
 func TestCancelAbortsPromptly(t *testing.T) {
+	t.Parallel()
 	arrived := make(chan struct{})
 	var ts *testServer
 	ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -475,6 +502,7 @@ func TestCancelAbortsPromptly(t *testing.T) {
 }
 
 func TestCancelDuringBody(t *testing.T) {
+	t.Parallel()
 	var ts *testServer
 	wrote := make(chan struct{})
 	ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -495,6 +523,7 @@ func TestCancelDuringBody(t *testing.T) {
 }
 
 func TestAlreadyCanceledContext(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -503,6 +532,7 @@ func TestAlreadyCanceledContext(t *testing.T) {
 	assert.Zero(t, ts.calls.Load())
 }
 
+//nolint:paralleltest // the subtests read what the one server last received, so they run in turn
 func TestHeadersSent(t *testing.T) {
 	var mu sync.Mutex
 	var got http.Header
@@ -572,6 +602,7 @@ func TestHeadersSent(t *testing.T) {
 }
 
 func TestConcurrentUseAndConnectionReuse(t *testing.T) {
+	t.Parallel()
 	var addrs remoteAddrs
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		addrs.add(r)
@@ -606,12 +637,13 @@ func TestConcurrentUseAndConnectionReuse(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for e := range errs {
-		t.Error(e)
+		assert.Fail(t, e)
 	}
 	assert.EqualValues(t, 5+200, ts.calls.Load())
 }
 
 func TestCleanMessage(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, "bad key [redacted] here", cleanMessage("bad key sk-123 here", "sk-123"))
 	long := strings.Repeat("x", 1000)
 	assert.LessOrEqual(t, len(cleanMessage(long, "")), maxMessageLen+3)
@@ -619,6 +651,7 @@ func TestCleanMessage(t *testing.T) {
 }
 
 func TestOutcomeString(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, "success", Success.String())
 	assert.Equal(t, "retriable", Retriable.String())
 	assert.Equal(t, "permanent", Permanent.String())
@@ -626,6 +659,7 @@ func TestOutcomeString(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	c := New(Config{})
 	assert.Equal(t, 540*time.Second, c.firstByteTimeout)
 	assert.Equal(t, 300*time.Second, c.bodyTimeout)
@@ -644,6 +678,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestInjectStreamOptions(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ in, want string }{
 		{`{"model":"m","messages":[]}`, `{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}`},
 		{`{"model":"m","stream":false}`, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`},

@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	hdr := func(kv ...string) http.Header {
 		h := http.Header{}
@@ -46,12 +47,14 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			assert.Equal(t, tc.want, ParseRetryAfter(tc.h, now))
 		})
 	}
 }
 
 func TestHeaderSafe(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in   string
 		want bool
@@ -75,6 +78,7 @@ func TestHeaderSafe(t *testing.T) {
 }
 
 func TestValidHeaderName(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"X-Fusillade-Batch-Id", "x_y", "a.b", "A1"} {
 		assert.True(t, validHeaderName(ok), ok)
 	}

@@ -23,6 +23,7 @@ func streamConfig() Config {
 }
 
 func TestStreamChatReassembly(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var gotBody map[string]any
 	var gotAccept string
@@ -74,6 +75,7 @@ func TestStreamChatReassembly(t *testing.T) {
 }
 
 func TestStreamChatToolCallsAndMultipleChoices(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		head := `"id":"c2","object":"chat.completion.chunk","created":1,"model":"m"`
 		writeSSE(w,
@@ -105,6 +107,7 @@ func TestStreamChatToolCallsAndMultipleChoices(t *testing.T) {
 }
 
 func TestStreamCompletionsReassembly(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		head := `"id":"cmpl-9","object":"text_completion","created":1700000001,"model":"gpt-3.5-turbo-instruct"`
 		writeSSE(w,
@@ -130,6 +133,7 @@ func TestStreamCompletionsReassembly(t *testing.T) {
 }
 
 func TestStreamUnknownShapeJoined(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, "data: first\ndata: second line\n\n")
@@ -143,6 +147,7 @@ func TestStreamUnknownShapeJoined(t *testing.T) {
 }
 
 func TestStreamErrorEvent(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		event   string
@@ -159,6 +164,7 @@ func TestStreamErrorEvent(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 				writeSSE(w,
 					`{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"par"}}]}`,
@@ -178,6 +184,7 @@ func TestStreamErrorEvent(t *testing.T) {
 }
 
 func TestStreamNullErrorIsNotAnError(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		writeSSE(w,
 			`{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","error":null,"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}`,
@@ -189,7 +196,9 @@ func TestStreamNullErrorIsNotAnError(t *testing.T) {
 }
 
 func TestStreamablePathNonSSEAnswer(t *testing.T) {
+	t.Parallel()
 	t.Run("JSON error keeps status and body", func(t *testing.T) {
+		t.Parallel()
 		const errBody = `{"error":{"message":"max_tokens too large","type":"invalid_request_error","code":null}}`
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -203,6 +212,7 @@ func TestStreamablePathNonSSEAnswer(t *testing.T) {
 		assert.Equal(t, errBody, string(res.Body))
 	})
 	t.Run("SSE-typed error status is read raw", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			w.Header().Set("Retry-After", "3")
@@ -216,6 +226,7 @@ func TestStreamablePathNonSSEAnswer(t *testing.T) {
 		assert.Equal(t, `{"error":"slow down"}`, string(res.Body))
 	})
 	t.Run("upstream ignored stream flag", func(t *testing.T) {
+		t.Parallel()
 		const body = `{"id":"x","object":"chat.completion","choices":[]}`
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -228,6 +239,7 @@ func TestStreamablePathNonSSEAnswer(t *testing.T) {
 }
 
 func TestStreamWithoutEvents(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		writeSSE(w, "[DONE]")
 	})
@@ -239,6 +251,7 @@ func TestStreamWithoutEvents(t *testing.T) {
 }
 
 func TestStreamEndsWithoutDone(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		// The final event is not followed by a blank line either.
@@ -251,10 +264,12 @@ func TestStreamEndsWithoutDone(t *testing.T) {
 }
 
 func TestStreamTimeouts(t *testing.T) {
+	t.Parallel()
 	chunk := func(s string) string {
 		return `{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + s + `"}}]}`
 	}
 	t.Run("first event never arrives", func(t *testing.T) {
+		t.Parallel()
 		var ts *testServer
 		ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
@@ -275,6 +290,7 @@ func TestStreamTimeouts(t *testing.T) {
 		assert.Less(t, time.Since(start), 3*time.Second)
 	})
 	t.Run("gap between events", func(t *testing.T) {
+		t.Parallel()
 		var ts *testServer
 		ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			writeSSE(w, chunk("a"))
@@ -289,6 +305,7 @@ func TestStreamTimeouts(t *testing.T) {
 		assert.Less(t, time.Since(start), 3*time.Second)
 	})
 	t.Run("first-byte timer stops at first event", func(t *testing.T) {
+		t.Parallel()
 		// FirstByteTimeout is shorter than the whole stream: once the first
 		// event is in, only the chunk gap matters.
 		next := make(chan struct{})
@@ -308,6 +325,7 @@ func TestStreamTimeouts(t *testing.T) {
 		assert.Contains(t, string(res.Body), `"content":"ab"`)
 	})
 	t.Run("steady events reset the chunk timer", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			for i := 0; i < 6; i++ {
@@ -324,6 +342,7 @@ func TestStreamTimeouts(t *testing.T) {
 		assert.Contains(t, string(res.Body), `"content":"xxxxxx"`)
 	})
 	t.Run("body timeout bounds the whole stream", func(t *testing.T) {
+		t.Parallel()
 		stop := make(chan struct{})
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
@@ -351,6 +370,7 @@ func TestStreamTimeouts(t *testing.T) {
 		assert.False(t, res.Answered())
 	})
 	t.Run("deadline clips the chunk wait", func(t *testing.T) {
+		t.Parallel()
 		var ts *testServer
 		ts = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			writeSSE(w, chunk("a"))
@@ -364,7 +384,9 @@ func TestStreamTimeouts(t *testing.T) {
 }
 
 func TestStreamCapAndReuse(t *testing.T) {
+	t.Parallel()
 	t.Run("stream over the cap", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			for i := 0; i < 100; i++ {
@@ -379,6 +401,7 @@ func TestStreamCapAndReuse(t *testing.T) {
 		assert.False(t, res.Answered())
 	})
 	t.Run("streams reuse the connection", func(t *testing.T) {
+		t.Parallel()
 		var addrs remoteAddrs
 		ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 			addrs.add(r)
@@ -397,6 +420,7 @@ func TestStreamCapAndReuse(t *testing.T) {
 }
 
 func TestSSEReader(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		in   string
@@ -416,6 +440,7 @@ func TestSSEReader(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := newSSEReader(strings.NewReader(tc.in), 1<<20)
 			var got []string
 			for {
@@ -432,6 +457,7 @@ func TestSSEReader(t *testing.T) {
 }
 
 func TestReassembleFallbacks(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		events []string
@@ -449,6 +475,7 @@ func TestReassembleFallbacks(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			body, isJSON := reassemble(tc.events)
 			assert.Equal(t, tc.isJSON, isJSON)
 			if !tc.isJSON {
@@ -461,6 +488,7 @@ func TestReassembleFallbacks(t *testing.T) {
 }
 
 func TestReassembleChatDefaults(t *testing.T) {
+	t.Parallel()
 	// No role, no created, reasoning fields, no usage.
 	body, ok := reassemble([]string{
 		`{"id":"r","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"reasoning_content":"think "}}]}`,

@@ -23,6 +23,9 @@ type DBWork struct {
 	WriteTxPerRequest    float64 `json:"write_transactions_per_request"`
 	Statements           int64   `json:"statements"` // -1 when pg_stat_statements is not loaded
 	StatementsPerRequest float64 `json:"statements_per_request"`
+	// TxControl counts the BEGIN, COMMIT and ROLLBACK among Statements: a system that commits each
+	// statement on its own sends none.
+	TxControl int64 `json:"transaction_control_statements"`
 	// Top lists the statements with the most calls, for where the work goes.
 	Top []StatementCalls `json:"top_statements,omitempty"`
 	// Unavailable says why Statements is missing (pg_stat_statements not preloaded on a server
@@ -41,12 +44,17 @@ func (w DBWork) String() string {
 	st := "n/a"
 	if w.Statements >= 0 {
 		st = fmt.Sprintf("%.2f", w.StatementsPerRequest)
+		if w.Requests > 0 {
+			st += fmt.Sprintf(" (%.2f without BEGIN/COMMIT)", float64(w.Statements-w.TxControl)/float64(w.Requests))
+		}
 	}
 	return fmt.Sprintf("%.2f write tx/req, %s stmts/req", w.WriteTxPerRequest, st)
 }
 
-// excludedStatements are the measurement's own statements in the measured database.
-var excludedStatements = []string{batchEndQuery, waitSampleQuery}
+// excludedStatements are LIKE patterns of the measurement's own statements in the measured
+// database, as pg_stat_statements stores them (constants normalised to $n, so the wait sample is
+// matched by the view it reads).
+var excludedStatements = []string{batchEndQuery, "%FROM pg_stat_activity WHERE datname = current_database()%"}
 
 // dbWorkMeter counts the database work of one database between start and stop.
 type dbWorkMeter struct {
@@ -95,7 +103,7 @@ func (m *dbWorkMeter) stop(ctx context.Context, n int) (DBWork, error) {
 		rows, err := m.admin.Query(ctx, `SELECT sum(s.calls)::bigint, s.query FROM pg_stat_statements s
 			JOIN pg_database d ON d.oid = s.dbid
 			WHERE d.datname = $1 AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-			  AND NOT (s.query = ANY($2))
+			  AND NOT (s.query LIKE ANY($2))
 			GROUP BY s.query ORDER BY 1 DESC`, m.db, excludedStatements)
 		if err != nil {
 			return w, fmt.Errorf("pg_stat_statements: %w", err)
@@ -107,6 +115,10 @@ func (m *dbWorkMeter) stop(ctx context.Context, n int) (DBWork, error) {
 		w.Statements = 0
 		for i, s := range all {
 			w.Statements += s.Calls
+			switch strings.ToLower(strings.TrimSpace(s.Query)) {
+			case "begin", "commit", "rollback":
+				w.TxControl += s.Calls
+			}
 			if i < 12 {
 				w.Top = append(w.Top, StatementCalls{Calls: s.Calls, Query: oneLine(s.Query, 160)})
 			}

@@ -38,6 +38,7 @@ func TestQuickDownloadWorkloadRunsEndToEnd(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &rep))
 	require.Equal(t, "quick", rep.Mode)
 	require.NotEmpty(t, rep.Postgres["version"])
+	require.NotEmpty(t, rep.Durability)
 	require.Len(t, rep.Workloads, 1)
 	w := rep.Workloads[0]
 	require.Equal(t, "P5", w.ID)
@@ -109,4 +110,11 @@ func TestRiverComparatorCompletesEveryJobWithItsResultRow(t *testing.T) {
 	require.Equal(t, 15, int(run.Stats.Models["bench-a"].Calls))
 	require.LessOrEqual(t, run.Stats.Models["bench-a"].MaxInFlight, 4)
 	require.LessOrEqual(t, run.Stats.Models["bench-b"].MaxInFlight, 2)
+}
+
+func TestDurabilityIsNamedFromTheServersSettings(t *testing.T) {
+	on := map[string]string{"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+	require.Equal(t, "durable (fsync=on synchronous_commit=on full_page_writes=on)", durability(on))
+	off := map[string]string{"fsync": "off", "synchronous_commit": "on", "full_page_writes": "on"}
+	require.Equal(t, "NOT durable (fsync=off synchronous_commit=on full_page_writes=on)", durability(off))
 }

@@ -162,9 +162,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("postgres settings: %w", err)
 	}
 	rep.Durability = durability(rep.Postgres)
-	fmt.Fprintf(stdout, "fusillade bench (%s) on %d cores, %s; postgres %s: %s (fsync=%s synchronous_commit=%s full_page_writes=%s) shared_buffers=%s pg_stat_statements=%s\n",
-		rep.Mode, rep.Machine.NumCPU, rep.Machine.CPUModel, pgVersion(rep.Postgres["version"]), rep.Durability, rep.Postgres["fsync"],
-		rep.Postgres["synchronous_commit"], rep.Postgres["full_page_writes"], rep.Postgres["shared_buffers"], statStatements(rep.Postgres))
+	fmt.Fprintf(stdout, "fusillade bench (%s) on %d cores, %s; postgres %s %s shared_buffers=%s pg_stat_statements=%s\n",
+		rep.Mode, rep.Machine.NumCPU, rep.Machine.CPUModel, pgVersion(rep.Postgres["version"]), rep.Durability,
+		rep.Postgres["shared_buffers"], statStatements(rep.Postgres))
 	env := &benchEnv{quick: *quick, river: *withRiver, pg: pg, log: log, out: stdout}
 	failed := 0
 	for _, w := range workloads {

@@ -22,7 +22,7 @@ type Report struct {
 	Mode      string            `json:"mode"` // "quick" or "full"
 	Machine   Machine           `json:"machine"`
 	Postgres  map[string]string `json:"postgres"`
-	// Durability is "durable" (fsync and synchronous_commit on) or says which is off.
+	// Durability is "durable" or "NOT durable", with the settings it was read from.
 	Durability string    `json:"durability"`
 	Workloads  []*Result `json:"workloads"`
 }
@@ -123,18 +123,18 @@ var pgSettingNames = []string{"fsync", "synchronous_commit", "full_page_writes",
 	"max_connections", "wal_level", "checkpoint_timeout", "max_wal_size", "effective_cache_size", "random_page_cost",
 	"autovacuum", "jit", "shared_preload_libraries"}
 
-// durability names how the server commits: "durable" when fsync and synchronous_commit are on.
+// durability names how the server commits: "durable" when none of fsync, synchronous_commit
+// and full_page_writes is off, "NOT durable" otherwise, followed by the three settings.
 func durability(pg map[string]string) string {
-	var off []string
+	label := "durable"
+	var settings []string
 	for _, k := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
 		if pg[k] == "off" {
-			off = append(off, k)
+			label = "NOT durable"
 		}
+		settings = append(settings, k+"="+pg[k])
 	}
-	if len(off) == 0 {
-		return "durable"
-	}
-	return "NOT durable (" + strings.Join(off, ", ") + " off)"
+	return label + " (" + strings.Join(settings, " ") + ")"
 }
 
 // pgVersion is the version number out of version()'s sentence.

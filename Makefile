@@ -39,12 +39,13 @@ lint: $(GOLANGCI_LINT)
 test: deps vet lint
 	$(GO) run ./cmd/fusillade with-postgres -- $(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: the performance workloads of docs/benchmarks.md against a throwaway PostgreSQL; not part
-## of test. `make bench ARGS=-quick` is the one-minute version; the JSON report goes to BENCH_JSON.
+## bench: the performance workloads of docs/benchmarks.md against a throwaway PostgreSQL that the
+## bench starts itself (durable unless ARGS=-fsync=false, pg_stat_statements preloaded); not part
+## of test. `make bench ARGS=-quick` is the few-minute version; the JSON report goes to BENCH_JSON.
 BENCH_JSON ?= build/bench-report.json
 bench: deps
 	@mkdir -p $(dir $(BENCH_JSON))
-	$(GO) run ./cmd/fusillade with-postgres -- $(GO) run ./cmd/bench -json $(BENCH_JSON) $(ARGS)
+	env -u DATABASE_URL $(GO) run ./cmd/bench -json $(BENCH_JSON) $(ARGS)
 
 ## build: linux/arm64 bootstraps for every function under build/<function>/bootstrap.
 build: $(addprefix build/,$(addsuffix /bootstrap,$(FUNCTIONS)))

@@ -13,7 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/local/mockupstream"
+	"github.com/fusillade/fusillade/local/pgtest"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // The quick path of the cheapest workload, through the command's own entry point, so that the
 // tool cannot rot: flags, a fresh database, the in-process stack, the API, finalisation, the
@@ -35,6 +38,7 @@ func TestQuickDownloadWorkloadRunsEndToEnd(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &rep))
 	require.Equal(t, "quick", rep.Mode)
 	require.NotEmpty(t, rep.Postgres["version"])
+	require.NotEmpty(t, rep.Durability)
 	require.Len(t, rep.Workloads, 1)
 	w := rep.Workloads[0]
 	require.Equal(t, "P5", w.ID)
@@ -82,4 +86,35 @@ func TestGeneratedLinesAreTheRequestedSize(t *testing.T) {
 	require.Equal(t, p4LineBytes, len(line))
 	require.True(t, json.Valid(bytes.TrimSpace(line)))
 	require.True(t, strings.HasSuffix(string(line), "}}\n"))
+}
+
+// The River comparator does the same work per job as the engine per request: every line is
+// POSTed to the mock (never more than the queue's MaxWorkers at once) and its answer committed
+// with the job's completion.
+func TestRiverComparatorCompletesEveryJobWithItsResultRow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dbURL := pgtest.EmptyURL(t)
+	models := []modelSpec{{"bench-a", 4}, {"bench-b", 2}}
+	content := genJSONL(30, []string{"bench-a", "bench-b"}, 0)
+	run, err := runRiver(ctx, riverOptions{DatabaseURL: dbURL, Models: models, Content: content,
+		Upstream: mockupstream.Config{Latency: mockupstream.Fixed(5 * time.Millisecond), Record: true}})
+	require.NoError(t, err)
+	require.Equal(t, 30, run.Jobs)
+	require.False(t, run.Last.Before(run.Started))
+	results, completed, err := riverResultCount(ctx, dbURL)
+	require.NoError(t, err)
+	require.Equal(t, 30, results)
+	require.Equal(t, 30, completed)
+	require.Len(t, run.Requests, 30)
+	require.Equal(t, 15, int(run.Stats.Models["bench-a"].Calls))
+	require.LessOrEqual(t, run.Stats.Models["bench-a"].MaxInFlight, 4)
+	require.LessOrEqual(t, run.Stats.Models["bench-b"].MaxInFlight, 2)
+}
+
+func TestDurabilityIsNamedFromTheServersSettings(t *testing.T) {
+	on := map[string]string{"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+	require.Equal(t, "durable (fsync=on synchronous_commit=on full_page_writes=on)", durability(on))
+	off := map[string]string{"fsync": "off", "synchronous_commit": "on", "full_page_writes": "on"}
+	require.Equal(t, "NOT durable (fsync=off synchronous_commit=on full_page_writes=on)", durability(off))
 }

@@ -127,10 +127,12 @@ func startHarness(ctx context.Context, o harnessOptions) (h *harness, err error)
 	return h, nil
 }
 
-// Stop shuts the stack down.
+// Stop shuts the stack down; a second call does nothing (workloads stop the stack before running
+// a comparator and keep a deferred Stop for their error paths).
 func (h *harness) Stop() {
 	if h.stack != nil {
 		h.stack.Stop()
+		h.stack = nil
 	}
 	_ = os.RemoveAll(h.dir)
 }

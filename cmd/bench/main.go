@@ -3,19 +3,21 @@
 // latency), one summary line per workload, and a JSON report that holds every knob next to
 // every number.
 //
-//	go run ./cmd/bench [-quick] [-only P1,P3] [-json report.json]
+//	go run ./cmd/bench [-quick] [-only P1,P3] [-json report.json] [-fsync=false] [-river=false]
 //
 // DATABASE_URL names the PostgreSQL server to use (each workload creates its own database on
-// it); without it a throwaway cluster is started from the installed binaries. `make bench` runs
-// it under `fusillade with-postgres`. -quick runs every workload at a small size (under a
-// minute); the full mode is what docs/benchmarks.md reports.
+// it); without it (make bench) a throwaway cluster is started from the installed binaries,
+// durable unless -fsync=false, with pg_stat_statements preloaded. -quick runs every workload at a
+// small size (a few minutes); the full mode is what docs/benchmarks.md reports. P1 and P2 also
+// run the same requests through River (river.go) and a plain errgroup fan-out, one system after
+// the other, and print ours ÷ River and ours ÷ errgroup.
 //
 // Workloads:
 //
 //	P1  utilisation: 10,000 requests, limit 64, upstream 200 ms fixed; lognormal p50 200 ms /
-//	    p99 2 s; 3 models × 64 at once
-//	P2  throughput: 100,000 requests, zero-latency upstream, upload → sealed output, against a
-//	    plain errgroup fan-out over the same mock
+//	    p99 2 s; 3 models × 64 at once; against River and an errgroup fan-out
+//	P2  throughput: 100,000 requests, zero-latency upstream, upload → sealed output, against
+//	    River and a plain errgroup fan-out over the same mock; database work per request
 //	P3  claim latency with 1,000,000 pending requests (10 models, 1,000 batches, 64 slots each)
 //	P4  ingest: 200 MB / 50,000-line file validated and populated, against a raw COPY
 //	P5  download of a 50,000-line output file through the API
@@ -56,6 +58,7 @@ func main() {
 // benchEnv is what every workload shares.
 type benchEnv struct {
 	quick bool
+	river bool // run the River comparator in P1 and P2
 	pg    *server
 	log   *slog.Logger
 	out   io.Writer
@@ -111,6 +114,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	jsonPath := fs.String("json", "", "write the full report to this file")
 	verbose := fs.Bool("v", false, "log the stack's warnings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process stack) to this file")
+	fsync := fs.Bool("fsync", true, "run the bench's own PostgreSQL durable (fsync, synchronous_commit, full_page_writes on); false turns the three off. Ignored with DATABASE_URL")
+	withRiver := fs.Bool("river", true, "run the River comparator beside fusillade in P1 and P2")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -144,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	pg, err := openServer(ctx, getenv)
+	pg, err := openServer(ctx, getenv, *fsync)
 	if err != nil {
 		return err
 	}
@@ -156,9 +161,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if rep.Postgres, err = postgresSettings(ctx, pg.base); err != nil {
 		return fmt.Errorf("postgres settings: %w", err)
 	}
-	fmt.Fprintf(stdout, "fusillade bench (%s) on %d cores, %s; postgres: fsync=%s synchronous_commit=%s shared_buffers=%s\n",
-		rep.Mode, rep.Machine.NumCPU, rep.Machine.CPUModel, rep.Postgres["fsync"], rep.Postgres["synchronous_commit"], rep.Postgres["shared_buffers"])
-	env := &benchEnv{quick: *quick, pg: pg, log: log, out: stdout}
+	rep.Durability = durability(rep.Postgres)
+	fmt.Fprintf(stdout, "fusillade bench (%s) on %d cores, %s; postgres %s %s shared_buffers=%s pg_stat_statements=%s\n",
+		rep.Mode, rep.Machine.NumCPU, rep.Machine.CPUModel, pgVersion(rep.Postgres["version"]), rep.Durability,
+		rep.Postgres["shared_buffers"], statStatements(rep.Postgres))
+	env := &benchEnv{quick: *quick, river: *withRiver, pg: pg, log: log, out: stdout}
 	failed := 0
 	for _, w := range workloads {
 		if len(selected) > 0 && !selected[w.id] {
@@ -174,6 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			}
 		}
 	}
+	printComparison(stdout, rep)
 	if *jsonPath != "" {
 		if err := writeJSON(*jsonPath, rep); err != nil {
 			return err

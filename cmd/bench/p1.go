@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/fusillade/fusillade/local/mockupstream"
 	"github.com/fusillade/fusillade/shared/domain"
 )
@@ -22,6 +24,9 @@ type batchRun struct {
 }
 
 func (r batchRun) e2e() time.Duration { return r.Completed.Sub(r.Created) }
+
+// batchEndQuery is the poll for the end of a batch (not counted as the system's database work).
+const batchEndQuery = "SELECT status, completed_at FROM batches WHERE id = $1"
 
 func runBatch(ctx context.Context, h *harness, content []byte, poll time.Duration) (batchRun, error) {
 	c := newClient(h.APIURL, h.APIKey)
@@ -42,7 +47,7 @@ func runBatch(ctx context.Context, h *harness, content []byte, poll time.Duratio
 	for {
 		var status string
 		var at *time.Time
-		if err := h.App.Store.Pool().QueryRow(ctx, "SELECT status, completed_at FROM batches WHERE id = $1", b.ID).Scan(&status, &at); err != nil {
+		if err := h.App.Store.Pool().QueryRow(ctx, batchEndQuery, b.ID).Scan(&status, &at); err != nil {
 			return r, err
 		}
 		if domain.BatchStatus(status) == domain.BatchCompleted && at != nil {
@@ -250,12 +255,122 @@ func p1Phase1(ctx context.Context, env *benchEnv, res *Result, ph p1Phase, nPerM
 		}
 		maxIF += fmt.Sprintf("%d/%d", x.MaxInFlight, x.Limit)
 	}
+	// The comparators run after our stack has stopped, against a mock of their own with the same
+	// latency profile and seed (the mock draws each latency from its arrival number, so every
+	// system sees the same sequence of latencies).
+	h.Stop()
+	cmp := &Comparison{Metric: "U", Ours: round3(u)}
+	upCfg := mockupstream.Config{Latency: ph.latency, Record: true, RecordLimit: total + 1000, Seed: 1}
+	if env.river {
+		rivURL, dropRiver, err := env.pg.empty(ctx, ph.id+"_river")
+		if err != nil {
+			return err
+		}
+		defer dropRiver()
+		rr, err := runRiver(ctx, riverOptions{DatabaseURL: rivURL, Models: ph.models, Upstream: upCfg, Content: content, Log: env.log})
+		if err != nil {
+			return fmt.Errorf("river: %w", err)
+		}
+		ru := utilisationOf(upstreamUsage(rr.Requests, rr.Stats, ph.models, ph.fixed))
+		cmp.River = round3(ru.U)
+		res.Knobs["river"] = rr.Knobs
+		res.Metrics["river"] = map[string]any{"utilisation": round3(ru.U), "execution_window_s": seconds(ru.Window),
+			"max_in_flight": ru.MaxInFlight, "slot_refill": ru.Refill, "insert_s": seconds(rr.Insert),
+			"start_to_last_commit_s": seconds(rr.elapsed()), "first_upstream_after_start_s": seconds(ru.First.Sub(rr.Started))}
+	}
+	recs, stats, err := errgroupPerModel(ctx, content, names, ph.models, upCfg)
+	if err != nil {
+		return fmt.Errorf("errgroup: %w", err)
+	}
+	eu := utilisationOf(upstreamUsage(recs, stats, ph.models, ph.fixed))
+	cmp.Errgroup = round3(eu.U)
+	res.Metrics["errgroup"] = map[string]any{"utilisation": round3(eu.U), "execution_window_s": seconds(eu.Window),
+		"max_in_flight": eu.MaxInFlight, "slot_refill": eu.Refill}
+	res.Knobs["errgroup"] = "per model: bufio line scan + errgroup.SetLimit(limit) + net/http POST to a mock with the same latency profile and seed"
+	cmp.ratios()
+	res.Compare = cmp
+	res.Metrics["comparison"] = cmp
+
 	res.target("utilisation", "≥ 0.95", fmt.Sprintf("%.3f", u), u >= 0.95)
 	res.target("max in-flight per model", "≤ limit", maxIF, maxOK)
 	res.target("slot refill p99", "< 250 ms", fmt.Sprintf("%.1f ms", gaps.P99), gaps.P99 < 250 && gaps.N > 0)
-	res.Summary = fmt.Sprintf("N=%d C=%d×%d U=%.3f eff=%.3f (ideal %.1fs, exec %.1fs, e2e %.1fs) maxInFlight=%s refill p50=%.1fms p99=%.1fms refill-path=%.1fms",
-		total, len(ph.models), ph.models[0].Limit, u, eff, ideal, window.Seconds(), run.e2e().Seconds(), maxIF, gaps.P50, gaps.P99, bd.RefillPathMeanMs)
+	res.Summary = fmt.Sprintf("N=%d C=%d×%d U=%.3f eff=%.3f (ideal %.1fs, exec %.1fs, e2e %.1fs) maxInFlight=%s refill p50=%.1fms p99=%.1fms refill-path=%.1fms; River U=%s errgroup U=%.3f",
+		total, len(ph.models), ph.models[0].Limit, u, eff, ideal, window.Seconds(), run.e2e().Seconds(), maxIF, gaps.P50, gaps.P99, bd.RefillPathMeanMs,
+		orDash(cmp.River), cmp.Errgroup)
 	return nil
+}
+
+func orDash(x float64) string {
+	if x == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", x)
+}
+
+// utilisation is U = Σ Lᵢ / (Σ C · window) over all models, window from the first request any
+// model received to the last answer.
+type utilisation struct {
+	U           float64
+	Window      time.Duration
+	First, Last time.Time
+	MaxInFlight string
+	Refill      Dist
+}
+
+func utilisationOf(uses []*upstreamUse) utilisation {
+	var out utilisation
+	var busy float64
+	var sumC int
+	var gaps []time.Duration
+	for i, x := range uses {
+		busy += x.BusySeconds
+		sumC += x.Limit
+		if out.First.IsZero() || (!x.first.IsZero() && x.first.Before(out.First)) {
+			out.First = x.first
+		}
+		if x.last.After(out.Last) {
+			out.Last = x.last
+		}
+		if i > 0 {
+			out.MaxInFlight += ","
+		}
+		out.MaxInFlight += fmt.Sprintf("%d/%d", x.MaxInFlight, x.Limit)
+		gaps = append(gaps, x.gaps...)
+	}
+	out.Window = out.Last.Sub(out.First)
+	if out.Window > 0 && sumC > 0 {
+		out.U = busy / (float64(sumC) * out.Window.Seconds())
+	}
+	out.Refill = distOf(gaps)
+	return out
+}
+
+// errgroupPerModel runs the errgroup fan-out (p2Baseline) of each model's lines at once, each
+// with its model's limit, against a mock of its own, and returns what the mock saw.
+func errgroupPerModel(ctx context.Context, content []byte, names []string, models []modelSpec, cfg mockupstream.Config) ([]mockupstream.Recorded, mockupstream.Stats, error) {
+	url, mock, stop, err := serveMock(cfg)
+	if err != nil {
+		return nil, mockupstream.Stats{}, err
+	}
+	defer stop()
+	perModel := map[string][]byte{}
+	for i, line := range bytes.SplitAfter(content, []byte("\n")) {
+		if len(line) > 0 {
+			m := modelFor(names, i+1)
+			perModel[m] = append(perModel[m], line...)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, m := range models {
+		g.Go(func() error {
+			_, err := p2Baseline(gctx, perModel[m.Name], url, m.Limit)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, mockupstream.Stats{}, err
+	}
+	return mock.Requests(), mock.Stats(), nil
 }
 
 // refillGaps pairs, for one model's records, each freed slot with the next request start (see

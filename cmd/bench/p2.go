@@ -19,8 +19,9 @@ import (
 )
 
 // runP2 measures the price of durability: the same file through fusillade (upload, batch,
-// every request claimed, executed and persisted, output sealed) and through the simplest
-// non-durable thing a user could run instead, against the same zero-latency mock.
+// every request claimed, executed and persisted, output sealed), through River doing the same
+// work per job (river.go), and through the simplest non-durable thing a user could run instead,
+// each against a zero-latency mock; and the database work per request of ours and River's.
 func runP2(ctx context.Context, env *benchEnv) *Result {
 	res := newResult("P2", "throughput: zero-latency upstream, durable e2e")
 	env.run(res, func() error { return p2(ctx, env, res) })
@@ -44,6 +45,10 @@ func p2(ctx context.Context, env *benchEnv, res *Result) error {
 	defer h.Stop()
 	content := genJSONL(n, []string{"bench-a"}, 0)
 
+	meter, err := startDBWork(ctx, env.pg.base, dbURL)
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	waits, err := startWaitSampler(ctx, dbURL, 0)
 	if err != nil {
@@ -53,6 +58,10 @@ func p2(ctx context.Context, env *benchEnv, res *Result) error {
 	run, err := runBatch(ctx, h, content, 20*time.Millisecond)
 	cpu := cpuSince(cpu0)
 	waitProfile := waits.Stop()
+	if err != nil {
+		return err
+	}
+	dbWork, err := meter.stop(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -73,19 +82,49 @@ func p2(ctx context.Context, env *benchEnv, res *Result) error {
 		}
 	}
 	exec := last.Sub(first)
+	maxInFlight := h.Upstream.MaxInFlight("bench-a")
+	res.Knobs = h.Knobs
+	// The comparators run one after the other once our stack has stopped, each against a mock of
+	// its own with the same (zero) latency.
+	h.Stop()
 
-	baseWall, err := p2Baseline(ctx, content, h.UpstreamURL, limit)
+	upCfg := mockupstream.Config{Seed: 1}
+	baseWall, err := p2BaselineOwnMock(ctx, content, upCfg, limit)
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	baseline := float64(n) / baseWall.Seconds()
 	ratio := durable / baseline
-	res.Knobs = h.Knobs
+	cmp := &Comparison{Metric: "req/s", Ours: round3(durable), OursEngine: round3(float64(n) / exec.Seconds()),
+		Errgroup: round3(baseline), OursDB: &dbWork}
+	var riverMetrics map[string]any
+	if env.river {
+		rivURL, dropRiver, err := env.pg.empty(ctx, "p2_river")
+		if err != nil {
+			return err
+		}
+		defer dropRiver()
+		rr, err := runRiver(ctx, riverOptions{DatabaseURL: rivURL, MeterBase: env.pg.base, Models: models,
+			Upstream: upCfg, Content: content, Log: env.log})
+		if err != nil {
+			return fmt.Errorf("river: %w", err)
+		}
+		cmp.River = round3(float64(n) / rr.elapsed().Seconds())
+		cmp.RiverDB = &rr.DB
+		res.Knobs["river"] = rr.Knobs
+		riverMetrics = map[string]any{"requests_per_s": cmp.River, "insert_s": seconds(rr.Insert),
+			"start_to_last_commit_s": seconds(rr.elapsed()), "max_in_flight": rr.Stats.Models["bench-a"].MaxInFlight,
+			"db": rr.DB, "engine_only_over_river": round3(cmp.OursEngine / cmp.River)}
+	}
+	cmp.ratios()
+	res.Compare = cmp
 	res.Knobs["requests"] = n
 	res.Knobs["limit"] = limit
 	res.Knobs["upstream_latency"] = "0"
 	res.Knobs["status_poll_interval_ms"] = 20
-	res.Knobs["baseline"] = fmt.Sprintf("bufio line scan + errgroup.SetLimit(%d) + net/http POST to the same mock + buffered output JSONL file", limit)
+	res.Knobs["baseline"] = fmt.Sprintf("bufio line scan + errgroup.SetLimit(%d) + net/http POST to a mock of the same kind + buffered output JSONL file", limit)
+	res.Knobs["timelines"] = "ours: upload start → output sealed (end to end) and first upstream call → last persist (engine only); " +
+		"River: jobs inserted (InsertManyFast, not timed) → last job committed; errgroup: file scan start → last line written"
 	res.Metrics = map[string]any{
 		"requests_per_s":               round3(durable),
 		"wall_s":                       seconds(wall),
@@ -97,15 +136,32 @@ func p2(ctx context.Context, env *benchEnv, res *Result) error {
 		"baseline_requests_per_s":      round3(baseline),
 		"baseline_wall_s":              seconds(baseWall),
 		"ratio":                        round3(ratio),
-		"max_in_flight":                h.Upstream.MaxInFlight("bench-a"),
+		"max_in_flight":                maxInFlight,
 		"breakdown":                    bd,
 		"cpu":                          cpu,
 		"postgres_waits":               waitProfile,
+		"db":                           dbWork,
+		"river":                        riverMetrics,
+		"comparison":                   cmp,
 	}
 	res.target("durable / baseline", "≥ 0.3×", fmt.Sprintf("%.3f×", ratio), ratio >= 0.3)
-	res.Summary = fmt.Sprintf("N=%d C=%d durable %.0f req/s (wall %.1fs; execution %.0f req/s) baseline %.0f req/s (%.1fs) ratio %.3f",
-		n, limit, durable, wall.Seconds(), float64(n)/exec.Seconds(), baseline, baseWall.Seconds(), ratio)
+	river := "-"
+	if cmp.River > 0 {
+		river = fmt.Sprintf("%.0f req/s (%.1fs; %s) ours÷River %.3f", cmp.River, float64(n)/cmp.River, cmp.RiverDB, cmp.OursOverRiver)
+	}
+	res.Summary = fmt.Sprintf("N=%d C=%d durable %.0f req/s (wall %.1fs; execution %.0f req/s; %s) River %s; baseline %.0f req/s (%.1fs) ratio %.3f",
+		n, limit, durable, wall.Seconds(), float64(n)/exec.Seconds(), dbWork, river, baseline, baseWall.Seconds(), ratio)
 	return nil
+}
+
+// p2BaselineOwnMock runs p2Baseline against a mock of its own.
+func p2BaselineOwnMock(ctx context.Context, content []byte, cfg mockupstream.Config, limit int) (time.Duration, error) {
+	url, _, stop, err := serveMock(cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	return p2Baseline(ctx, content, url, limit)
 }
 
 // p2Baseline is the script a user would write instead of running a batch service: read the
@@ -119,6 +175,7 @@ func p2Baseline(ctx context.Context, content []byte, upstreamURL string, limit i
 	defer os.Remove(out.Name())
 	defer out.Close()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: limit, MaxIdleConnsPerHost: limit}}
+	defer hc.CloseIdleConnections()
 	t0 := time.Now()
 	var mu sync.Mutex
 	w := bufio.NewWriterSize(out, 1<<20)

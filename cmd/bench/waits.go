@@ -29,6 +29,10 @@ type WaitProfile struct {
 	ShareByWaitEvent map[string]float64 `json:"share_by_wait_event"`
 }
 
+// waitSampleQuery is one sample (not counted as the system's database work).
+const waitSampleQuery = `SELECT coalesce(wait_event_type || '/' || wait_event, 'CPU')
+	FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`
+
 func startWaitSampler(ctx context.Context, dbURL string, every time.Duration) (*waitSampler, error) {
 	if every <= 0 {
 		every = 50 * time.Millisecond
@@ -50,8 +54,7 @@ func startWaitSampler(ctx context.Context, dbURL string, every time.Duration) (*
 				return
 			case <-t.C:
 			}
-			rows, err := conn.Query(sctx, `SELECT coalesce(wait_event_type || '/' || wait_event, 'CPU')
-				FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`)
+			rows, err := conn.Query(sctx, waitSampleQuery)
 			if err != nil {
 				continue
 			}

@@ -34,6 +34,10 @@ type Options struct {
 	// Durable keeps fsync on. Tests and throwaway clusters turn it off (the default) because
 	// losing a test database on power failure does not matter and fsync dominates their run time.
 	Durable bool
+	// Settings are extra server settings, each "name=value" as for postgres -c, applied after the
+	// defaults (a later value of the same name wins); values hold no spaces. Default none. The
+	// benchmark uses it to preload pg_stat_statements.
+	Settings []string
 	// Logger receives start/stop messages. nil discards them.
 	Logger *slog.Logger
 }
@@ -109,6 +113,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if !opts.Durable {
 		c.settings = append(c.settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+	}
+	for _, s := range opts.Settings {
+		c.settings = append(c.settings, "-c "+s)
 	}
 	if err := c.Start(ctx); err != nil {
 		return nil, err

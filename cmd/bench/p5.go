@@ -58,7 +58,7 @@ func p5(ctx context.Context, env *benchEnv, res *Result, lines int) error {
 		 SELECT gen_random_uuid(), b.id, b.tenant_id, l, 'req-' || l, 'bench-a', '/v1/chat/completions', '\x7b7d'::bytea, 2,
 		        'completed', 1, now(), now(), now(), 200, convert_to(` + p5Body + `, 'UTF8'), 'req_' || l
 		 FROM batches b, generate_series(1, $2) l WHERE b.id = $1`, []any{b.ID, lines}},
-		// Running only once every request is in place: the sweep would otherwise seal an empty batch.
+		// Running only once every request is in place: maintenance would otherwise seal an empty batch.
 		{`UPDATE batches SET status = 'in_progress', in_progress_at = now(), model = 'bench-a', models = ARRAY['bench-a'] WHERE id = $1`,
 			[]any{b.ID}},
 		{`ANALYZE requests`, nil},

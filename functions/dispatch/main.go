@@ -1,4 +1,4 @@
-// Command dispatch is the scheduled dispatch Lambda: the kick-off and safety net that claims free
+// Command dispatch is the scheduled dispatch Lambda: the start and safety net that claims free
 // slots of every model and enqueues them (workers refill slots as requests finish).
 package main
 

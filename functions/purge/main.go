@@ -1,5 +1,7 @@
-// Command purge is the scheduled maintenance Lambda: it rescues requests stuck in claimed or
-// processing (fencing out zombies) and finalises batches whose finaliser died.
+// Command purge is the scheduled maintenance Lambda (engine.Maintain): it expires batches whose
+// window closed, rescues requests stuck in claimed or processing (fencing out zombies), finalises
+// batches whose finaliser died, and purges deleted and expired data. The function keeps the name
+// of the deployed shape; everything inside speaks of maintenance.
 package main
 
 import (
@@ -25,6 +27,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	lambda.Start(lambdafn.Purge(app.Engine))
+	lambda.Start(lambdafn.Maintenance(app.Engine))
 	return nil
 }

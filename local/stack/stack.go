@@ -87,7 +87,7 @@ type Options struct {
 	// not the template's WorkerMaxConcurrency (see localOverrides).
 	WorkerConcurrency int
 	// DispatchEvery and PurgeEvery are the schedules; default the template's (every minute).
-	// Slots are refilled by workers when requests finish, so the schedule is only kick-off and
+	// Slots are refilled by workers when requests finish, so the schedule is only the start and
 	// safety net.
 	DispatchEvery, PurgeEvery time.Duration
 	// Env sets configuration variables (engine knobs) over everything else.
@@ -368,11 +368,11 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		run     func(ctx context.Context) error
 	}{
 		{"dispatch", opts.DispatchEvery, dispatchSch.Timeout, func(ctx context.Context) error {
-			_, err := app.Engine.Dispatch(ctx)
+			_, err := app.Engine.DispatchAll(ctx)
 			return err
 		}},
 		{"purge", opts.PurgeEvery, purgeSch.Timeout, func(ctx context.Context) error {
-			_, err := app.Engine.Sweep(ctx)
+			_, err := app.Engine.Maintain(ctx)
 			return err
 		}},
 	} {

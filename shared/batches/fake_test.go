@@ -33,7 +33,7 @@ type fake struct {
 	CheckFn                 func(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
 	SendPopulateFn          func(ctx context.Context, batchID string) error
 	TryFinalizeFn           func(ctx context.Context, batchID string)
-	KickFn                  func(ctx context.Context, models ...string) error
+	DispatchFn              func(ctx context.Context, models ...string) error
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }
@@ -143,9 +143,9 @@ func (f *fake) TryFinalize(ctx context.Context, batchID string) {
 	f.TryFinalizeFn(ctx, batchID)
 }
 
-func (f *fake) Kick(ctx context.Context, models ...string) error {
-	if f.KickFn == nil {
-		return f.unexpected("Kick")
+func (f *fake) Dispatch(ctx context.Context, models ...string) error {
+	if f.DispatchFn == nil {
+		return f.unexpected("Dispatch")
 	}
-	return f.KickFn(ctx, models...)
+	return f.DispatchFn(ctx, models...)
 }

@@ -98,7 +98,7 @@ func TestCancelRequestsOfAnotherTenantsBatchTouchesNothing(t *testing.T) {
 	}
 }
 
-func TestRetryKicksTheRetriedModelsAndAnswersTheBatch(t *testing.T) {
+func TestRetryDispatchesTheRetriedModelsAndAnswersTheBatch(t *testing.T) {
 	cases := []struct {
 		name    string
 		ids     []string // nil = every failed request
@@ -118,7 +118,7 @@ func TestRetryKicksTheRetriedModelsAndAnswersTheBatch(t *testing.T) {
 				return 2, []string{"m1", "m2"}, nil
 			}
 			var kicked []string
-			f.KickFn = func(_ context.Context, models ...string) error {
+			f.DispatchFn = func(_ context.Context, models ...string) error {
 				kicked = append(kicked, models...)
 				return c.kickErr
 			}
@@ -136,7 +136,7 @@ func TestRetryKicksTheRetriedModelsAndAnswersTheBatch(t *testing.T) {
 	}
 }
 
-func TestRetryThatTheStoreRefusesKicksNothing(t *testing.T) {
+func TestRetryThatTheStoreRefusesDispatchesNothing(t *testing.T) {
 	f := newFake(t) // Kick and GetBatch unset
 	refusal := &domain.Error{Code: domain.EConflict, Message: "Only a finished batch can be retried."}
 	f.RetryFailedFn = func(context.Context, string, string, []string, time.Time) (int, []string, error) {

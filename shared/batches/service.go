@@ -45,7 +45,7 @@ type PopulateQueue interface {
 // after a cancel with nothing in flight, and after a retry.
 type Engine interface {
 	TryFinalize(ctx context.Context, batchID string)
-	Kick(ctx context.Context, models ...string) error
+	Dispatch(ctx context.Context, models ...string) error
 }
 
 // Deps are the service's collaborators; Logger defaults to discarding, Now to time.Now.
@@ -218,15 +218,15 @@ func (s *Service) CancelRequests(ctx context.Context, tenantID, batchID string, 
 }
 
 // Retry runs failed requests of a tenant's batch again — those of ids (uuids), or every failed
-// one when ids is nil — and returns the batch. Dispatch is kicked for their models at once; the
-// schedule covers a kick that fails.
+// one when ids is nil — and returns the batch. Their models are dispatched at once; the
+// schedule covers a dispatch that fails.
 func (s *Service) Retry(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error) {
 	_, models, err := s.store.RetryFailed(ctx, tenantID, batchID, ids, s.now())
 	if err != nil {
 		return domain.Batch{}, err
 	}
-	if err := s.engine.Kick(ctx, models...); err != nil {
-		s.log.WarnContext(ctx, "kick after retry", "batch_id", batchID, "err", err)
+	if err := s.engine.Dispatch(ctx, models...); err != nil {
+		s.log.WarnContext(ctx, "dispatch after retry", "batch_id", batchID, "err", err)
 	}
 	return s.store.GetBatch(ctx, tenantID, batchID)
 }

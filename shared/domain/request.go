@@ -50,24 +50,24 @@ type Work struct {
 	Attempt   int
 }
 
-// Kick asks for a refill of Model once Due has passed. Workers send one when they schedule a
-// retry, so the request is claimed when its back-off ends rather than at the next scheduled
-// dispatch.
-type Kick struct {
+// Dispatch is a message asking for Model to be dispatched once Due has passed. Workers send one
+// when they schedule a retry, so the request is claimed when its back-off ends rather than at the
+// next scheduled dispatch.
+type Dispatch struct {
 	Model string
 	Due   time.Time // zero: at once
 }
 
-// MaxKickWait bounds how long a received kick is held back: the queue rounds a kick's delay down
-// to whole seconds, so it arrives under a second early; a kick due later than that (a back-off
+// MaxDispatchWait bounds how long a received dispatch message is held back: the queue rounds its delay down
+// to whole seconds, so it arrives under a second early; one due later than that (a back-off
 // beyond the queue's 15-minute cap) is run at once, claims nothing, and the scheduled dispatch
 // takes over.
-const MaxKickWait = time.Second
+const MaxDispatchWait = time.Second
 
-// Wait blocks until the kick is due (at most MaxKickWait) or ctx ends.
-func (k Kick) Wait(ctx context.Context) {
+// Wait blocks until the dispatch is due (at most MaxDispatchWait) or ctx ends.
+func (k Dispatch) Wait(ctx context.Context) {
 	d := time.Until(k.Due)
-	if d <= 0 || d > MaxKickWait {
+	if d <= 0 || d > MaxDispatchWait {
 		return
 	}
 	t := time.NewTimer(d)

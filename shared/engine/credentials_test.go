@@ -35,7 +35,7 @@ func TestWorkerRefusesAStoredCredentialRefOutsideTheAllowedForms(t *testing.T) {
 	require.NoError(t, b.store.UpsertModel(ctx, m))
 
 	id := b.batch(t, b.tenant, "m", 2, 24*time.Hour)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	b.drain(t)
 

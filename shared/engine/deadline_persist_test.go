@@ -50,7 +50,7 @@ func TestAnAnswerOverTheCapOrWithAStalledBodyIsAnErrorLineWithAStableCode(t *tes
 	noRetry := domain.RetryPolicy{MaxRetries: 0, Base: time.Second, Factor: 2, Max: time.Second}
 	b.rebuild(t, engine.Config{Retry: noRetry}, nil, upstream.Config{MaxResponseBytes: 4096, BodyTimeout: 200 * time.Millisecond})
 	id := b.batch(t, b.tenant, "m", 3, 24*time.Hour, `"mock_big_body_bytes":10000`, `"mock_hang_body":true`)
-	_, err := b.eng.Dispatch(context.Background())
+	_, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)
 	b.drain(t)
 
@@ -95,7 +95,7 @@ func TestAMessageForAClaimedRequestPastItsBatchDeadlineMakesNoUpstreamCall(t *te
 	b := setup(t, engine.Config{})
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 2, time.Hour)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	w := b.queue.take()
 	require.Len(t, w, 2)
@@ -106,7 +106,7 @@ func TestAMessageForAClaimedRequestPastItsBatchDeadlineMakesNoUpstreamCall(t *te
 	}
 	require.Zero(t, b.mock.Calls(), "no upstream call after the deadline")
 
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Expired)
 	got := b.get(t, id)
@@ -151,7 +151,7 @@ func (s *flakyStore) FinishMany(ctx context.Context, outs []domain.Outcome, now 
 // every one to succeed.
 func dispatchAndProcess(t *testing.T, b *bundle) {
 	t.Helper()
-	_, err := b.eng.Dispatch(context.Background())
+	_, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -217,14 +217,14 @@ func TestAFencedOutOrNonConnectionFailureOfAResultWriteIsNotRetried(t *testing.T
 	b.batch(t, b.tenant, "m", 1, 24*time.Hour, `"mock_block":"held"`)
 	fs := &flakyStore{Store: b.store}
 	b.rebuild(t, engine.Config{PersistRetry: fastPersist, ProcessingTimeout: time.Minute}, fs, upstream.Config{})
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	first := b.queue.take()
 	done := make(chan error, 1)
 	go func() { done <- b.eng.Process(ctx, first)[0] }()
 	require.NoError(t, b.mock.WaitBlocked(ctx, "held", 1))
 	b.clock.Advance(2 * time.Minute)
-	st, err := b.eng.Sweep(ctx) // the row is rescued under the running worker: its write will be fenced out
+	st, err := b.eng.Maintain(ctx) // the row is rescued under the running worker: its write will be fenced out
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Rescued)
 	b.mock.Release("held")
@@ -233,7 +233,7 @@ func TestAFencedOutOrNonConnectionFailureOfAResultWriteIsNotRetried(t *testing.T
 
 	bad := &badStore{Store: b.store}
 	b.rebuild(t, engine.Config{PersistRetry: fastPersist}, bad, upstream.Config{})
-	_, err = b.eng.Dispatch(ctx)
+	_, err = b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	second := b.queue.take()
 	require.Len(t, second, 1)
@@ -259,7 +259,7 @@ func TestAResultWriteIsRetriedOnlyUntilTheInvocationDeadlineMinusTheSafetyMargin
 	b.rebuild(t, engine.Config{PersistRetry: fastPersist, PersistMargin: 100 * time.Millisecond, PersistSafety: 200 * time.Millisecond},
 		fs, upstream.Config{})
 	b.batch(t, b.tenant, "m", 1, 24*time.Hour)
-	_, err := b.eng.Dispatch(context.Background())
+	_, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)
 	deadline := time.Now().Add(time.Second)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -351,7 +351,7 @@ func TestAWorkerPersistsItsResultOncePostgreSQLIsBack(t *testing.T) {
 	ns := &noticeStore{Store: st, failed: make(chan error, 1)}
 	b.rebuild(t, engine.Config{PersistRetry: fastPersist}, ns, upstream.Config{})
 	id := b.batch(t, b.tenant, "m", 2, 24*time.Hour, `"mock_block":"outage"`, `"mock_block":"outage"`)
-	_, err = b.eng.Dispatch(ctx)
+	_, err = b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	work := b.queue.take()
 	require.Len(t, work, 2)

@@ -9,47 +9,47 @@ import (
 	"sync"
 )
 
-// DispatchStats summarises a Dispatch or Refill.
+// DispatchStats summarises a dispatch.
 type DispatchStats struct {
 	Claimed  int
 	Enqueued int
 	Returned int // claims given back because their message could not be sent
 }
 
-// Dispatch claims free slots of every model that has work and enqueues the claims. It is the
-// scheduled kick-off and safety net; in steady state slots are refilled by workers as requests
+// DispatchAll claims free slots of every model that has work and enqueues the claims. It is the
+// scheduled start and safety net; in steady state slots are refilled by workers as requests
 // finish. Safe to run concurrently with itself and with workers: the claim is serialised per
 // model in the database.
-func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
+func (e *Engine) DispatchAll(ctx context.Context) (DispatchStats, error) {
 	models, err := e.store.ModelsWithWork(ctx)
 	if err != nil {
 		return DispatchStats{}, err
 	}
-	return e.Refill(ctx, models...)
+	return e.dispatchModels(ctx, models...)
 }
 
-// Refill claims and enqueues up to each model's free capacity. Workers call it for the model of
-// every request they finish, and the populate function for the models of a new batch.
+// dispatchModels claims and enqueues up to each model's free capacity (Dispatch adds the
+// escalation targets; DispatchAll and rescue call it directly).
 //
-// Refills of one model are coalesced within the process: claims of a model serialise on its row
+// Dispatches of one model are coalesced within the process: claims of a model serialise on its row
 // lock in the database, so when many requests finish at once, one caller claims for all of them
 // (looping while others asked meanwhile) instead of each queueing behind the lock for one slot.
-func (e *Engine) Refill(ctx context.Context, models ...string) (DispatchStats, error) {
+func (e *Engine) dispatchModels(ctx context.Context, models ...string) (DispatchStats, error) {
 	var total DispatchStats
 	var errs []error
 	for _, m := range models {
-		if !e.refills.enter(m) {
-			continue // a refill of m is running here and will go round again for us
+		if !e.dispatching.enter(m) {
+			continue // a dispatch of m is running here and will go round again for us
 		}
 		for {
-			st, err := e.refillModel(ctx, m)
+			st, err := e.dispatchModel(ctx, m)
 			total.Claimed += st.Claimed
 			total.Enqueued += st.Enqueued
 			total.Returned += st.Returned
 			if err != nil {
 				errs = append(errs, err)
 			}
-			if !e.refills.again(m) {
+			if !e.dispatching.again(m) {
 				break
 			}
 		}
@@ -57,11 +57,11 @@ func (e *Engine) Refill(ctx context.Context, models ...string) (DispatchStats, e
 	return total, errors.Join(errs...)
 }
 
-// refillModel claims until the model is at its limit or out of work.
-func (e *Engine) refillModel(ctx context.Context, m string) (DispatchStats, error) {
+// dispatchModel claims until the model is at its limit or out of work.
+func (e *Engine) dispatchModel(ctx context.Context, m string) (DispatchStats, error) {
 	var total DispatchStats
 	for {
-		st, err := e.refillOnce(ctx, m)
+		st, err := e.claimAndEnqueue(ctx, m)
 		total.Claimed += st.Claimed
 		total.Enqueued += st.Enqueued
 		total.Returned += st.Returned
@@ -73,14 +73,14 @@ func (e *Engine) refillModel(ctx context.Context, m string) (DispatchStats, erro
 	}
 }
 
-// coalescer tracks which models have a refill running in this process and whether another was
+// coalescer tracks which models have a dispatch running in this process and whether another was
 // asked for meanwhile.
 type coalescer struct {
 	mu    sync.Mutex
 	state map[string]bool // present: running; true: asked again while running
 }
 
-// enter reports whether the caller should run the refill of m; false means one is running and has
+// enter reports whether the caller should run the dispatch of m; false means one is running and has
 // been told to go round again.
 func (c *coalescer) enter(m string) bool {
 	c.mu.Lock()
@@ -96,8 +96,8 @@ func (c *coalescer) enter(m string) bool {
 	return true
 }
 
-// again reports whether the running refill of m must go round again; when it returns false the
-// refill is over and the next caller runs its own.
+// again reports whether the running dispatch of m must go round again; when it returns false the
+// dispatch is over and the next caller runs its own.
 func (c *coalescer) again(m string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -109,7 +109,7 @@ func (c *coalescer) again(m string) bool {
 	return false
 }
 
-func (e *Engine) refillOnce(ctx context.Context, model string) (DispatchStats, error) {
+func (e *Engine) claimAndEnqueue(ctx context.Context, model string) (DispatchStats, error) {
 	claims, err := e.store.ClaimForModel(ctx, model, e.cfg.MaxClaim, *e.cfg.UrgencyWeight, e.now())
 	if err != nil || len(claims) == 0 {
 		return DispatchStats{}, err
@@ -136,10 +136,12 @@ func (e *Engine) refillOnce(ctx context.Context, model string) (DispatchStats, e
 	return st, nil
 }
 
-// Kick is Refill for callers that only care whether it worked (populate, the API, kick
-// messages), of the models and their escalation targets.
-func (e *Engine) Kick(ctx context.Context, models ...string) error {
-	_, err := e.Refill(ctx, e.withFallbacks(ctx, models)...)
+// Dispatch claims free slots of the models and of their escalation targets and enqueues the
+// claims. It is the one dispatch operation: DispatchAll runs it for every model with work on the
+// schedule, workers for the model of each request they finish, populate for a new batch's models,
+// the API after a retry or a model change, and due dispatch messages when a back-off ends.
+func (e *Engine) Dispatch(ctx context.Context, models ...string) error {
+	_, err := e.dispatchModels(ctx, e.withFallbacks(ctx, models)...)
 	return err
 }
 

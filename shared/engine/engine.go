@@ -4,7 +4,7 @@
 // ends, rescuing stuck work and sealing finished batches.
 //
 // The engine owns no goroutines between calls: each function invocation calls one entry point
-// (Dispatch, Process, Refill, Sweep) and everything it starts ends before it returns.
+// (DispatchAll, Dispatch, Process, Maintain) and everything it starts ends before it returns.
 package engine
 
 import (
@@ -56,7 +56,7 @@ type Store interface {
 // Queue is the work queue.
 type Queue interface {
 	SendWork(ctx context.Context, work []domain.Work) (failed []domain.Work, err error)
-	SendKick(ctx context.Context, model string, delay time.Duration) error
+	SendDispatch(ctx context.Context, model string, delay time.Duration) error
 }
 
 // Upstream executes one call.
@@ -108,7 +108,7 @@ type Config struct {
 	// CancelPollEvery is how often a worker checks whether its running requests were cancelled or
 	// their batch expired, i.e. the longest an aborted upstream call keeps running. Default 2s.
 	CancelPollEvery time.Duration
-	// FinalizeStale is how long a finalisation may run before the sweep takes it over. Default 10m.
+	// FinalizeStale is how long a finalisation may run before maintenance takes it over. Default 10m.
 	FinalizeStale time.Duration
 	// MetadataHeaders lists batch metadata keys forwarded to the upstream as
 	// x-fusillade-batch-<key> headers (underscores become hyphens), beside the batch id, endpoint,
@@ -189,8 +189,8 @@ type Engine struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	models  *modelCache
-	refills coalescer
+	models      *modelCache
+	dispatching coalescer
 	// lastBeat is when this instance last wrote its liveness record (unix nanoseconds).
 	lastBeat atomic.Int64
 

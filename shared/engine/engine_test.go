@@ -47,14 +47,14 @@ func (c *clock) Advance(d time.Duration) {
 
 // queue records what the engine enqueues; tests deliver it by calling Process.
 type queue struct {
-	failNext int // the next SendWork reports this many of its entries as not accepted
-	mu       sync.Mutex
-	work     []domain.Work
-	kicks    []kick
-	notify   chan struct{} // receives a token per enqueued request, for tests that wait on refills
+	failNext   int // the next SendWork reports this many of its entries as not accepted
+	mu         sync.Mutex
+	work       []domain.Work
+	dispatches []dispatch
+	notify     chan struct{} // receives a token per enqueued request, for tests that wait on refills
 }
 
-type kick struct {
+type dispatch struct {
 	model string
 	delay time.Duration
 }
@@ -78,10 +78,10 @@ func (q *queue) SendWork(_ context.Context, w []domain.Work) ([]domain.Work, err
 	return nil, nil
 }
 
-func (q *queue) SendKick(_ context.Context, model string, delay time.Duration) error {
+func (q *queue) SendDispatch(_ context.Context, model string, delay time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.kicks = append(q.kicks, kick{model, delay})
+	q.dispatches = append(q.dispatches, dispatch{model, delay})
 	return nil
 }
 
@@ -251,7 +251,7 @@ func TestABatchRunsToCompletionWithSealedOutputInInputOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t, engine.Config{})
 	id := b.batch(t, b.tenant, "m", 10, 24*time.Hour)
-	st, err := b.eng.Dispatch(context.Background())
+	st, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, 4, st.Claimed, "dispatch fills exactly the model's limit")
 	b.drain(t)
@@ -273,7 +273,7 @@ func TestDuplicateDeliveryCallsTheUpstreamOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, engine.Config{})
 	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
-	_, err := b.eng.Dispatch(context.Background())
+	_, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)
 	w := b.queue.take()
 	require.Len(t, w, 1)
@@ -291,7 +291,7 @@ func TestZombieCompletionAfterRescueIsFencedOutAndTheFirstResultStands(t *testin
 	b := setup(t, engine.Config{ProcessingTimeout: time.Minute})
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour, `"mock_block":"zombie"`)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	first := b.queue.take()
 
@@ -301,7 +301,7 @@ func TestZombieCompletionAfterRescueIsFencedOutAndTheFirstResultStands(t *testin
 
 	// The worker looks stuck: rescue returns the row and a new attempt runs to completion.
 	b.clock.Advance(2 * time.Minute)
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Rescued)
 	second := b.queue.take()
@@ -323,14 +323,14 @@ func TestLimitLoweredAndRaisedAtRuntime(t *testing.T) {
 	b := setup(t, engine.Config{})
 	ctx := context.Background()
 	b.batch(t, b.tenant, "m", 20, 24*time.Hour)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	inFlight := b.queue.take()
 	require.Len(t, inFlight, 4)
 
 	// Lowering aborts nothing but admits nothing until in-flight drops below the new limit.
 	require.NoError(t, b.store.UpsertModel(ctx, domain.Model{Name: "m", BaseURL: mustModel(t, b).BaseURL, ConcurrencyLimit: 2}))
-	st, err := b.eng.Dispatch(ctx)
+	st, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	require.Zero(t, st.Claimed)
 	// Finish three of the four: the refills must leave at most 2 in flight.
@@ -342,7 +342,7 @@ func TestLimitLoweredAndRaisedAtRuntime(t *testing.T) {
 
 	// Raising it fills the new slots at the next claim.
 	require.NoError(t, b.store.UpsertModel(ctx, domain.Model{Name: "m", BaseURL: mustModel(t, b).BaseURL, ConcurrencyLimit: 6}))
-	st, err = b.eng.Dispatch(ctx)
+	st, err = b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 4, st.Claimed, "6 − 2 in flight")
 }
@@ -358,7 +358,7 @@ func TestCancelMidFlightAbortsRunningCallsAndDispatchesNothingAfterTheCommit(t *
 	b := setup(t, engine.Config{})
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 10, 24*time.Hour, `"mock_block":"c"`, `"mock_block":"c"`)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	w := b.queue.take()
 	require.Len(t, w, 4)
@@ -378,7 +378,7 @@ func TestCancelMidFlightAbortsRunningCallsAndDispatchesNothingAfterTheCommit(t *
 	}
 	// Refills enqueued before the cancel committed are dropped on delivery, unsent.
 	b.drain(t)
-	st, err := b.eng.Dispatch(ctx)
+	st, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	require.Zero(t, st.Claimed)
 	require.Equal(t, callsAtCancel, b.mock.Calls(), "no upstream call after the cancel commits")
@@ -397,7 +397,7 @@ func TestIndividualRequestCancelAbortsItsCall(t *testing.T) {
 	b := setup(t, engine.Config{})
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 2, 24*time.Hour, `"mock_block":"one"`)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	w := b.queue.take()
 	done := make(chan []error, 1)
@@ -424,7 +424,7 @@ func TestExpiryWithMixedStatesKeepsFinishedWorkAndExpiresTheRest(t *testing.T) {
 	// until the window closes; lines 5 and 6 never start.
 	require.NoError(t, b.store.UpsertModel(ctx, domain.Model{Name: "m", BaseURL: mustModel(t, b).BaseURL, ConcurrencyLimit: 2}))
 	id := b.batch(t, b.tenant, "m", 6, time.Hour, ``, `"mock_status":400`, `"mock_block":"slow"`, `"mock_block":"slow"`)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	b.drainOnce(t)
 	w := b.queue.take()
@@ -433,7 +433,7 @@ func TestExpiryWithMixedStatesKeepsFinishedWorkAndExpiresTheRest(t *testing.T) {
 	go func() { done <- b.eng.Process(ctx, w) }()
 	require.NoError(t, b.mock.WaitBlocked(ctx, "slow", 2))
 	b.clock.Advance(2 * time.Hour)
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Expired)
 	for _, err := range <-done { // the hanging calls were aborted by the watcher
@@ -457,7 +457,7 @@ func TestRetryFailedReopensACompletedBatchAndRefinalizes(t *testing.T) {
 	b := setup(t, engine.Config{})
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 3, 24*time.Hour, `"mock_status":400,"mock_fail_times":1,"mock_key":"once"`)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	b.drain(t)
 	got := b.get(t, id)
@@ -470,7 +470,7 @@ func TestRetryFailedReopensACompletedBatchAndRefinalizes(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.Equal(t, []string{"m"}, models)
 	require.Equal(t, domain.BatchInProgress, b.get(t, id).Status)
-	require.NoError(t, b.eng.Kick(ctx, models...))
+	require.NoError(t, b.eng.Dispatch(ctx, models...))
 	b.drain(t)
 
 	got = b.get(t, id)
@@ -483,25 +483,25 @@ func TestRetryFailedReopensACompletedBatchAndRefinalizes(t *testing.T) {
 	require.Equal(t, domain.EConflict, domain.ErrorCode(err), "nothing left to retry")
 }
 
-func TestRetriableFailuresBackOffHonourRetryAfterAndKickTheirModel(t *testing.T) {
+func TestRetriableFailuresBackOffHonourRetryAfterAndDispatchTheirModel(t *testing.T) {
 	t.Parallel()
 	b := setup(t, engine.Config{})
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour, `"mock_status":429,"mock_retry_after":3,"mock_fail_times":2,"mock_key":"r"`)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	b.drain(t)
-	require.Len(t, b.queue.kicks, 1)
-	require.GreaterOrEqual(t, b.queue.kicks[0].delay, 3*time.Second, "Retry-After: 3 is honoured")
+	require.Len(t, b.queue.dispatches, 1)
+	require.GreaterOrEqual(t, b.queue.dispatches[0].delay, 3*time.Second, "Retry-After: 3 is honoured")
 
 	// Still backing off: a kick now claims nothing.
-	require.NoError(t, b.eng.Kick(ctx, "m"))
+	require.NoError(t, b.eng.Dispatch(ctx, "m"))
 	require.Empty(t, b.queue.take())
 	b.clock.Advance(3 * time.Second)
-	require.NoError(t, b.eng.Kick(ctx, "m"))
+	require.NoError(t, b.eng.Dispatch(ctx, "m"))
 	b.drain(t)
 	b.clock.Advance(3 * time.Second)
-	require.NoError(t, b.eng.Kick(ctx, "m"))
+	require.NoError(t, b.eng.Dispatch(ctx, "m"))
 	b.drain(t)
 
 	got := b.get(t, id)
@@ -514,7 +514,7 @@ func TestNonRetriableStatusFailsAtOnceWithItsResponseInTheErrorFile(t *testing.T
 	t.Parallel()
 	b := setup(t, engine.Config{})
 	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour, `"mock_status":422`)
-	_, err := b.eng.Dispatch(context.Background())
+	_, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)
 	b.drain(t)
 	got := b.get(t, id)
@@ -568,13 +568,13 @@ func TestPurgeIsIdempotentUnderTwoConcurrentPurgers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = b.eng.Sweep(ctx)
+			_, errs[i] = b.eng.Maintain(ctx)
 		}()
 	}
 	wg.Wait()
 	require.NoError(t, errs[0])
 	require.NoError(t, errs[1])
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Zero(t, st.Purged, "nothing left on a re-run")
 	var left int
@@ -594,7 +594,7 @@ func TestDeletingAnInputFileCancelsItsBatchesAndErasesItsPrompts(t *testing.T) {
 	b.eng.TryFinalize(ctx, id)
 	require.Equal(t, domain.BatchCancelled, b.get(t, id).Status)
 	b.clock.Advance(time.Hour)
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 5, st.Purged.ErasedPrompts)
 	require.Equal(t, 1, st.Purged.Files)
@@ -610,7 +610,7 @@ func TestWorkIsFairAcrossModelsAndNeverExceedsLimitsUnderConcurrentWorkers(t *te
 	ctx := context.Background()
 	idM := b.batch(t, b.tenant, "m", 60, 24*time.Hour)
 	idN := b.batch(t, b.tenant, "n", 60, 24*time.Hour)
-	_, err := b.eng.Dispatch(ctx)
+	_, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	// Deliver concurrently: several invocations at once, as SQS would.
 	for range 100 {
@@ -663,7 +663,7 @@ func TestEscalationRoutesNearDeadlineWorkToTheFallbackAndChargesItsSlot(t *testi
 	urgent := b.batch(t, b.tenant, "m", 3, 30*time.Minute, `"mock_block":"e"`, `"mock_block":"e"`)
 	relaxed := b.batch(t, b.tenant, "m", 1, 20*time.Hour, `"mock_block":"e"`)
 
-	st, err := b.eng.Dispatch(ctx)
+	st, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 3, st.Claimed, "m's one slot for the relaxed batch, n's two slots for the urgent one")
 	done := make(chan []error, 1)
@@ -705,16 +705,16 @@ func TestADeadWorkersRequestsAreRescuedBeforeTheProcessingTimeout(t *testing.T) 
 	}
 	// worker-0 shuts down cleanly (SIGTERM): its request is rescued at once.
 	require.NoError(t, b.store.StopWorker(ctx, "worker-0", b.clock.Now()))
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Rescued)
 	// worker-1 goes silent: rescued once its heartbeat is stale, long before the 1h timeout.
 	b.clock.Advance(30 * time.Second)
-	st, err = b.eng.Sweep(ctx)
+	st, err = b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Zero(t, st.Rescued)
 	b.clock.Advance(31 * time.Second)
-	st, err = b.eng.Sweep(ctx)
+	st, err = b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Rescued)
 	require.Len(t, b.queue.take(), 2, "rescued requests are re-claimed and enqueued at once")
@@ -730,7 +730,7 @@ func TestStreamablePathsAreSentAsSSEAndStoredAsOrdinaryJSONWithMetadataHeaders(t
 	id := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
 	_, err := b.store.Pool().Exec(ctx, `UPDATE batches SET metadata = '{"request_source":"api"}' WHERE id = $1`, id)
 	require.NoError(t, err)
-	_, err = b.eng.Dispatch(ctx)
+	_, err = b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	b.drain(t)
 	got := b.get(t, id)
@@ -749,7 +749,7 @@ func TestClaimsWhoseMessagesSQSRejectedAreGivenBackAtOnce(t *testing.T) {
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 6, 24*time.Hour)
 	b.queue.failNext = 2
-	st, err := b.eng.Dispatch(ctx)
+	st, err := b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 4, st.Claimed)
 	require.Equal(t, 2, st.Returned, "the rejected claims went back to pending instead of waiting for the claim timeout")
@@ -757,7 +757,7 @@ func TestClaimsWhoseMessagesSQSRejectedAreGivenBackAtOnce(t *testing.T) {
 	var claimed int
 	require.NoError(t, b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM requests WHERE batch_id = $1 AND state = 'claimed'`, id).Scan(&claimed))
 	require.Equal(t, 2, claimed, "no slot leaks")
-	st, err = b.eng.Dispatch(ctx)
+	st, err = b.eng.DispatchAll(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, st.Claimed, "the freed slots are claimable again")
 }
@@ -776,7 +776,7 @@ func TestInputFilesAreRemovedWhenTheirExpiresAfterPasses(t *testing.T) {
 		require.NoError(t, b.blobs.Put(ctx, f.ObjectKey, strings.NewReader("{}\n"), ""))
 	}
 	b.clock.Advance(2 * time.Hour)
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Purged.Files)
 	require.Nil(t, b.blobs.get("tenants/x/files/old.jsonl"), "the content is gone with the row")

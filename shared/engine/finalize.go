@@ -12,7 +12,7 @@ import (
 
 // TryFinalize seals the batch if every request is finished and nobody else is sealing it. The
 // worker calls it after each terminal write, the API after a cancel. Failures are logged: the
-// sweep retries finalisations that did not complete.
+// maintenance retries finalisations that did not complete.
 func (e *Engine) TryFinalize(ctx context.Context, batchID string) {
 	tenantID, ok, err := e.store.BeginFinalize(ctx, batchID, e.now())
 	if err != nil {

@@ -39,7 +39,7 @@ func TestPurgeDeletesObjectsWhileNoTransactionIsOpen(t *testing.T) {
 		openTx += n
 	}
 	b.clock.Advance(time.Hour) // past the grace period
-	st, err := b.eng.Sweep(ctx)
+	st, err := b.eng.Maintain(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, st.Purged.Batches)
 	require.Equal(t, 4, deletes, "the output and error objects of both batches")

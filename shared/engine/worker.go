@@ -89,20 +89,16 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 	default:
 		e.failed.Add(1)
 	}
-	// The slot is free: refill it now, not at the next scheduled dispatch. Refill the model's
-	// escalation target too: batches crossing their escalation threshold are claimed by it, and
-	// otherwise nothing would wake it before the next tick.
-	refill := []string{out.Model}
-	if m, err := e.models.get(pctx, out.Model); err == nil && m != nil && m.EscalationModel != "" {
-		refill = append(refill, m.EscalationModel)
-	}
-	if _, err := e.Refill(pctx, refill...); err != nil {
-		e.log.WarnContext(ctx, "refill after completion", "model", out.Model, "err", err)
+	// The slot is free: refill it now, not at the next scheduled dispatch. Dispatch covers the
+	// model's escalation target too: batches crossing their escalation threshold are claimed by
+	// it, and otherwise nothing would wake it before the next tick.
+	if err := e.Dispatch(pctx, out.Model); err != nil {
+		e.log.WarnContext(ctx, "dispatch after completion", "model", out.Model, "err", err)
 	}
 	if won[0].State == domain.StatePending {
 		// A retry with a back-off: make sure someone claims it when the back-off ends.
-		if err := e.queue.SendKick(pctx, out.Model, out.NotBefore.Sub(e.now())); err != nil {
-			e.log.WarnContext(ctx, "schedule retry kick", "model", out.Model, "err", err)
+		if err := e.queue.SendDispatch(pctx, out.Model, out.NotBefore.Sub(e.now())); err != nil {
+			e.log.WarnContext(ctx, "schedule dispatch after back-off", "model", out.Model, "err", err)
 		}
 		return nil
 	}
@@ -314,7 +310,7 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 		// failure without an HTTP response: its error line carries the code, not a bare status.
 		out.StatusCode, res.Body = 0, nil
 	}
-	switch res.Outcome {
+	switch res.Verdict {
 	case upstream.Success:
 		out.State, out.Body = domain.StateCompleted, res.Body
 		return out

@@ -63,8 +63,8 @@ func (s *server) putModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A raised limit is filled now rather than at the next scheduled dispatch.
-	if err := s.engine.Kick(r.Context(), m.Name); err != nil {
-		s.log.WarnContext(r.Context(), "kick after model change", "model", m.Name, "err", err)
+	if err := s.engine.Dispatch(r.Context(), m.Name); err != nil {
+		s.log.WarnContext(r.Context(), "dispatch after model change", "model", m.Name, "err", err)
 	}
 	got, err := s.store.ListModels(r.Context())
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 // already failed the test.
 var errUnexpected = errors.New("unexpected call to a fake")
 
-// fake implements the API's Store, Ingester, Batches and Kicker with one function field
+// fake implements the API's Store, Ingester, Batches and Dispatcher with one function field
 // per method. A test sets the fields its request should reach; calling any other fails the test.
 type fake struct {
 	t *testing.T
@@ -49,7 +49,7 @@ type fake struct {
 	CompleteFn                func(ctx context.Context, f domain.File) (domain.File, error)
 	CheckFn                   func(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
 	LimitsFn                  func() ingest.Limits
-	KickFn                    func(ctx context.Context, models ...string) error
+	DispatchFn                func(ctx context.Context, models ...string) error
 	CreateFn                  func(ctx context.Context, c batches.Create) (batches.Created, error)
 	CancelFn                  func(ctx context.Context, tenantID, batchID string) (domain.Batch, error)
 	CancelRequestsFn          func(ctx context.Context, tenantID, batchID string, ids []string) ([]domain.CancelOutcome, error)
@@ -263,11 +263,11 @@ func (f *fake) Limits() ingest.Limits {
 	return f.LimitsFn()
 }
 
-func (f *fake) Kick(ctx context.Context, models ...string) error {
-	if f.KickFn == nil {
-		return f.unexpected("Kick")
+func (f *fake) Dispatch(ctx context.Context, models ...string) error {
+	if f.DispatchFn == nil {
+		return f.unexpected("Dispatch")
 	}
-	return f.KickFn(ctx, models...)
+	return f.DispatchFn(ctx, models...)
 }
 
 func (f *fake) Create(ctx context.Context, c batches.Create) (batches.Created, error) {

@@ -54,10 +54,10 @@ type Batches interface {
 	DeleteFile(ctx context.Context, tenantID, fileID string) error
 }
 
-// Kicker starts dispatching a model's work at once (the engine): after an admin raised its
+// Dispatcher starts dispatching a model's work at once (the engine): after an admin raised its
 // limit.
-type Kicker interface {
-	Kick(ctx context.Context, models ...string) error
+type Dispatcher interface {
+	Dispatch(ctx context.Context, models ...string) error
 }
 
 // Ingester validates and stores uploaded files.
@@ -116,7 +116,7 @@ type Deps struct {
 	Blobs    Blobs
 	// Batches serves creating, cancelling, retrying and deleting batches, and deleting files.
 	Batches Batches
-	Engine  Kicker
+	Engine  Dispatcher
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
@@ -127,7 +127,7 @@ type server struct {
 	ingester Ingester
 	blobs    Blobs
 	batches  Batches
-	engine   Kicker
+	engine   Dispatcher
 	log      *slog.Logger
 	now      func() time.Time
 }

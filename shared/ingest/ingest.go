@@ -36,9 +36,9 @@ type Blobs interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// Kicker starts dispatching models' work (the engine).
-type Kicker interface {
-	Kick(ctx context.Context, models ...string) error
+// Dispatcher starts dispatching models' work (the engine).
+type Dispatcher interface {
+	Dispatch(ctx context.Context, models ...string) error
 }
 
 // Defaults of the limits the deployment can set (MAX_FILE_BYTES, MAX_LINES); config.Load reads
@@ -75,14 +75,14 @@ func (l *Limits) defaults() {
 type Ingester struct {
 	store  Store
 	blobs  Blobs
-	refill Kicker
+	refill Dispatcher
 	limits Limits
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // New builds an Ingester; refill may be nil (then new batches wait for the next dispatch).
-func New(store Store, blobs Blobs, refill Kicker, limits Limits, log *slog.Logger, now func() time.Time) *Ingester {
+func New(store Store, blobs Blobs, refill Dispatcher, limits Limits, log *slog.Logger, now func() time.Time) *Ingester {
 	limits.defaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -349,7 +349,7 @@ func rejection(errs []jsonl.LineError, max int) *domain.Error {
 }
 
 // Populate expands a validating batch's input file into request rows and starts the batch; then
-// it kicks dispatch for the batch's models so that work starts within moments rather than at the
+// it dispatches the batch's models so that work starts within moments rather than at the
 // next scheduled tick. A duplicate call is a no-op. A file that turns out bad fails the batch
 // with the line number (the message is consumed: retrying cannot fix the file).
 func (in *Ingester) Populate(ctx context.Context, batchID string) error {
@@ -376,8 +376,8 @@ func (in *Ingester) Populate(ctx context.Context, batchID string) error {
 	default:
 		in.log.InfoContext(ctx, "batch populated", "batch_id", batchID, "requests", res.Inserted, "models", res.Models)
 		if in.refill != nil {
-			if err := in.refill.Kick(ctx, res.Models...); err != nil {
-				in.log.WarnContext(ctx, "kick dispatch after populate", "batch_id", batchID, "err", err)
+			if err := in.refill.Dispatch(ctx, res.Models...); err != nil {
+				in.log.WarnContext(ctx, "dispatch after populate", "batch_id", batchID, "err", err)
 			}
 		}
 	}

@@ -363,15 +363,15 @@ func validatingBatch(context.Context, string) (string, string, domain.BatchStatu
 	return tenant, "/v1/chat/completions", domain.BatchValidating, nil
 }
 
-// countingKicker records the models kicked after a populate.
-type countingKicker struct{ models []string }
+// countingDispatcher records the models kicked after a populate.
+type countingDispatcher struct{ models []string }
 
-func (k *countingKicker) Kick(_ context.Context, models ...string) error {
+func (k *countingDispatcher) Dispatch(_ context.Context, models ...string) error {
 	k.models = append(k.models, models...)
 	return nil
 }
 
-func TestPopulateFeedsTheFileToTheStoreAndKicksItsModels(t *testing.T) {
+func TestPopulateFeedsTheFileToTheStoreAndDispatchesItsModels(t *testing.T) {
 	s := withModels(&store{t: t})
 	b, bk := memBlobs(t)
 	bk.objects["in"] = []byte(line("a", "m") + line("b", "m"))
@@ -390,7 +390,7 @@ func TestPopulateFeedsTheFileToTheStoreAndKicksItsModels(t *testing.T) {
 			got = append(got, r)
 		}
 	}
-	k := &countingKicker{}
+	k := &countingDispatcher{}
 	if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func TestPopulateGivesTheStoreTheBadLineAsADomainError(t *testing.T) {
 			}
 		}
 	}
-	k := &countingKicker{}
+	k := &countingDispatcher{}
 	if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ func TestPopulateOfABatchNoLongerValidatingOpensNothing(t *testing.T) {
 				return tenant, "/v1/chat/completions", status, nil
 			}
 			b := &blobs{t: t} // Get unset: opening the file fails the test
-			k := &countingKicker{}
+			k := &countingDispatcher{}
 			if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
 				t.Fatal(err)
 			}

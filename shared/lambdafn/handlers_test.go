@@ -25,9 +25,9 @@ var discard = slog.New(slog.DiscardHandler)
 
 // processor is a function-field fake of lambdafn.Processor; an unset field fails the test.
 type processor struct {
-	t         *testing.T
-	ProcessFn func(ctx context.Context, work []domain.Work) []error
-	KickFn    func(ctx context.Context, models ...string) error
+	t          *testing.T
+	ProcessFn  func(ctx context.Context, work []domain.Work) []error
+	DispatchFn func(ctx context.Context, models ...string) error
 }
 
 func (p *processor) Process(ctx context.Context, work []domain.Work) []error {
@@ -38,12 +38,12 @@ func (p *processor) Process(ctx context.Context, work []domain.Work) []error {
 	return p.ProcessFn(ctx, work)
 }
 
-func (p *processor) Kick(ctx context.Context, models ...string) error {
-	if p.KickFn == nil {
-		assert.Fail(p.t, "unexpected call to Kick")
+func (p *processor) Dispatch(ctx context.Context, models ...string) error {
+	if p.DispatchFn == nil {
+		assert.Fail(p.t, "unexpected call to Dispatch")
 		return nil
 	}
-	return p.KickFn(ctx, models...)
+	return p.DispatchFn(ctx, models...)
 }
 
 type populator struct {
@@ -63,31 +63,33 @@ type dispatcher struct {
 	DispatchFn func(ctx context.Context) (engine.DispatchStats, error)
 }
 
-func (d dispatcher) Dispatch(ctx context.Context) (engine.DispatchStats, error) {
+func (d dispatcher) DispatchAll(ctx context.Context) (engine.DispatchStats, error) {
 	return d.DispatchFn(ctx)
 }
 
-type sweeper struct {
-	SweepFn func(ctx context.Context) (engine.SweepStats, error)
+type maintainer struct {
+	MaintainFn func(ctx context.Context) (engine.MaintenanceStats, error)
 }
 
-func (s sweeper) Sweep(ctx context.Context) (engine.SweepStats, error) { return s.SweepFn(ctx) }
+func (s maintainer) Maintain(ctx context.Context) (engine.MaintenanceStats, error) {
+	return s.MaintainFn(ctx)
+}
 
 // decodeWork reads the test's message bodies: "work <request id>", "kick <model> <due, unix
 // seconds>"; anything else is malformed.
-func decodeWork(body string) (domain.Work, domain.Kick, error) {
+func decodeWork(body string) (domain.Work, domain.Dispatch, error) {
 	f := strings.Fields(body)
 	switch {
 	case len(f) == 2 && f[0] == "work":
-		return domain.Work{RequestID: f[1], Attempt: 1}, domain.Kick{}, nil
+		return domain.Work{RequestID: f[1], Attempt: 1}, domain.Dispatch{}, nil
 	case len(f) == 3 && f[0] == "kick":
 		due, err := strconv.ParseInt(f[2], 10, 64)
 		if err != nil {
-			return domain.Work{}, domain.Kick{}, err
+			return domain.Work{}, domain.Dispatch{}, err
 		}
-		return domain.Work{}, domain.Kick{Model: f[1], Due: time.Unix(due, 0)}, nil
+		return domain.Work{}, domain.Dispatch{Model: f[1], Due: time.Unix(due, 0)}, nil
 	}
-	return domain.Work{}, domain.Kick{}, fmt.Errorf("malformed message %q", body)
+	return domain.Work{}, domain.Dispatch{}, fmt.Errorf("malformed message %q", body)
 }
 
 // sqsEvent builds an event of records "m1", "m2", ... with these bodies.
@@ -128,7 +130,7 @@ func TestWorkerReportsOnlyTheItemsWhoseProcessingFailed(t *testing.T) {
 	assert.Equal(t, []string{"m3"}, failures(resp), "batchItemFailures")
 }
 
-func TestWorkerWaitsForItsKicksBeforeReturning(t *testing.T) {
+func TestWorkerWaitsForItsDueDispatchesBeforeReturning(t *testing.T) {
 	t.Parallel()
 	processed := make(chan struct{})
 	var mu sync.Mutex
@@ -139,7 +141,7 @@ func TestWorkerWaitsForItsKicksBeforeReturning(t *testing.T) {
 			close(processed)
 			return make([]error, len(work))
 		},
-		KickFn: func(_ context.Context, models ...string) error {
+		DispatchFn: func(_ context.Context, models ...string) error {
 			<-processed // the kicks end after the work, so that returning early would miss them
 			mu.Lock()
 			defer mu.Unlock()
@@ -197,13 +199,13 @@ func TestScheduleHandlersIgnoreTheEventAndReturnTheRunsOutcome(t *testing.T) {
 		assert.NoError(t, err, "dispatch on %s", in)
 		assert.Equal(t, engine.DispatchStats{Claimed: 3, Enqueued: 2, Returned: 1}, st, "dispatch on %s: the run's stats", in)
 		assert.Equal(t, 1, runs, "dispatch on %s", in)
-		s := lambdafn.Purge(sweeper{func(context.Context) (engine.SweepStats, error) {
+		s := lambdafn.Maintenance(maintainer{func(context.Context) (engine.MaintenanceStats, error) {
 			runs++
-			return engine.SweepStats{Rescued: 4, Finalized: 1}, nil
+			return engine.MaintenanceStats{Rescued: 4, Finalized: 1}, nil
 		}})
 		sst, err := s(ctx, in)
 		assert.NoError(t, err, "purge on %s", in)
-		assert.Equal(t, engine.SweepStats{Rescued: 4, Finalized: 1}, sst, "purge on %s: the sweep's stats", in)
+		assert.Equal(t, engine.MaintenanceStats{Rescued: 4, Finalized: 1}, sst, "purge on %s: the sweep's stats", in)
 		assert.Equal(t, 2, runs, "purge on %s", in)
 	}
 	boom := errors.New("database unavailable")
@@ -211,8 +213,8 @@ func TestScheduleHandlersIgnoreTheEventAndReturnTheRunsOutcome(t *testing.T) {
 		return engine.DispatchStats{}, boom
 	}})(ctx, nil)
 	assert.ErrorIs(t, err, boom, "the run's error: the invocation fails and is retried")
-	_, err = lambdafn.Purge(sweeper{func(context.Context) (engine.SweepStats, error) {
-		return engine.SweepStats{}, boom
+	_, err = lambdafn.Maintenance(maintainer{func(context.Context) (engine.MaintenanceStats, error) {
+		return engine.MaintenanceStats{}, boom
 	}})(ctx, nil)
 	assert.ErrorIs(t, err, boom, "the sweep's error")
 }

@@ -31,12 +31,12 @@ func API(h http.Handler) func(ctx context.Context, ev events.APIGatewayV2HTTPReq
 // Processor is the worker's engine.
 type Processor interface {
 	Process(ctx context.Context, work []domain.Work) []error
-	Kick(ctx context.Context, models ...string) error
+	Dispatch(ctx context.Context, models ...string) error
 }
 
-// WorkDecoder decodes a work-queue message body into a claimed request or a kick (a kick has a
+// WorkDecoder decodes a work-queue message body into a claimed request or a due dispatch (which has a
 // model); sqsqueue.ParseMessage is the SQS wire form.
-type WorkDecoder func(body string) (domain.Work, domain.Kick, error)
+type WorkDecoder func(body string) (domain.Work, domain.Dispatch, error)
 
 // Worker handles a batch of work-queue messages, decoded by decode. Every record whose processing
 // failed is reported in batchItemFailures so that only it comes back; malformed records are
@@ -46,33 +46,33 @@ func Worker(p Processor, decode WorkDecoder, log *slog.Logger) SQSHandler {
 		var resp events.SQSEventResponse
 		var work []domain.Work
 		var ids []string
-		var kicks []domain.Kick
+		var dispatches []domain.Dispatch
 		for _, rec := range ev.Records {
-			w, kick, err := decode(rec.Body)
+			w, due, err := decode(rec.Body)
 			switch {
 			case err != nil:
 				log.ErrorContext(ctx, "dropping malformed work message", "message_id", rec.MessageId, "err", err)
-			case kick.Model != "":
-				kicks = append(kicks, kick)
+			case due.Model != "":
+				dispatches = append(dispatches, due)
 			default:
 				work = append(work, w)
 				ids = append(ids, rec.MessageId)
 			}
 		}
-		// A kick may arrive up to a second before it is due (SQS delays are whole seconds): run
-		// the kicks in due order beside the work, each once it is due, so that a retry is claimed
+		// A dispatch message may arrive up to a second before it is due (SQS delays are whole seconds): run
+		// the dispatches in due order beside the work, each once it is due, so that a retry is claimed
 		// as its back-off ends without holding up the requests delivered with it.
-		kicked := make(chan struct{})
+		dispatched := make(chan struct{})
 		go func() {
-			defer close(kicked)
-			sort.SliceStable(kicks, func(i, j int) bool { return kicks[i].Due.Before(kicks[j].Due) })
-			for i, k := range kicks {
-				if i > 0 && k == kicks[i-1] {
+			defer close(dispatched)
+			sort.SliceStable(dispatches, func(i, j int) bool { return dispatches[i].Due.Before(dispatches[j].Due) })
+			for i, k := range dispatches {
+				if i > 0 && k == dispatches[i-1] {
 					continue
 				}
 				k.Wait(ctx)
-				if err := p.Kick(ctx, k.Model); err != nil {
-					log.WarnContext(ctx, "kick", "err", err) // the scheduled dispatch covers it
+				if err := p.Dispatch(ctx, k.Model); err != nil {
+					log.WarnContext(ctx, "due dispatch", "err", err) // the scheduled dispatch covers it
 				}
 			}
 		}()
@@ -82,7 +82,7 @@ func Worker(p Processor, decode WorkDecoder, log *slog.Logger) SQSHandler {
 				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: ids[i]})
 			}
 		}
-		<-kicked
+		<-dispatched
 		return resp, nil
 	}
 }
@@ -117,26 +117,28 @@ func Populate(p Populator, decode PopulateDecoder, log *slog.Logger) SQSHandler 
 
 // Dispatcher is the scheduled dispatch.
 type Dispatcher interface {
-	Dispatch(ctx context.Context) (engine.DispatchStats, error)
+	DispatchAll(ctx context.Context) (engine.DispatchStats, error)
 }
 
 // Dispatch handles the schedule. The event is ignored: an EventBridge rule sends its envelope,
 // EventBridge Scheduler sends whatever Input was configured, and both mean "run now".
 func Dispatch(d Dispatcher) func(ctx context.Context, ev json.RawMessage) (engine.DispatchStats, error) {
 	return func(ctx context.Context, _ json.RawMessage) (engine.DispatchStats, error) {
-		return d.Dispatch(ctx)
+		return d.DispatchAll(ctx)
 	}
 }
 
-// Sweeper is the scheduled maintenance.
-type Sweeper interface {
-	Sweep(ctx context.Context) (engine.SweepStats, error)
+// Maintainer is the scheduled maintenance.
+type Maintainer interface {
+	Maintain(ctx context.Context) (engine.MaintenanceStats, error)
 }
 
-// Purge handles the purge schedule: rescue of stuck work and finalisation stragglers.
-func Purge(s Sweeper) func(ctx context.Context, ev json.RawMessage) (engine.SweepStats, error) {
-	return func(ctx context.Context, _ json.RawMessage) (engine.SweepStats, error) {
-		return s.Sweep(ctx)
+// Maintenance handles the maintenance schedule (the purge function, named in the deployed shape
+// after the last of its duties): expiry, rescue of stuck work, finalisation stragglers and the
+// purge of retained data.
+func Maintenance(s Maintainer) func(ctx context.Context, ev json.RawMessage) (engine.MaintenanceStats, error) {
+	return func(ctx context.Context, _ json.RawMessage) (engine.MaintenanceStats, error) {
+		return s.Maintain(ctx)
 	}
 }
 

@@ -99,52 +99,52 @@ func (q *Queue) Send(ctx context.Context, v any) error {
 	return nil
 }
 
-// SendKick enqueues a "refill model" message that comes due after delay. Workers send one when
+// SendDispatch enqueues a "dispatch model" message that comes due after delay. Workers send one when
 // they schedule a retry, so the request is claimed when its back-off ends rather than at the next
 // scheduled dispatch.
 //
 // SQS delays are whole seconds (at most 15 minutes) while back-offs are jittered fractions. The
 // delay is rounded down and the message carries the exact time it is due, which the receiver
-// waits for (see domain.Kick.Wait): rounding to the nearest second delivered half the kicks before the
+// waits for (see domain.Dispatch.Wait): rounding to the nearest second delivered half of them before the
 // back-off ended, when the claim found nothing to take and the retry sat until the next dispatch;
 // rounding up would start retries up to a second late.
-func (q *Queue) SendKick(ctx context.Context, model string, delay time.Duration) error {
+func (q *Queue) SendDispatch(ctx context.Context, model string, delay time.Duration) error {
 	delay = max(delay, 0)
-	body, _ := json.Marshal(message{Kick: model, Due: time.Now().Add(delay).UnixNano()})
+	body, _ := json.Marshal(message{Dispatch: model, Due: time.Now().Add(delay).UnixNano()})
 	secs := int32(min(delay/time.Second, 900))
 	_, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(body)), DelaySeconds: secs})
 	if err != nil {
-		return fmt.Errorf("sqs: send kick: %w", err)
+		return fmt.Errorf("sqs: send dispatch: %w", err)
 	}
 	return nil
 }
 
-// message is the wire form of a work-queue message: either a claimed request or a kick.
+// message is the wire form of a work-queue message: either a claimed request or a due dispatch of a model.
 type message struct {
 	RequestID string `json:"r,omitempty"`
 	Attempt   int    `json:"a,omitempty"`
-	Kick      string `json:"k,omitempty"`
-	Due       int64  `json:"t,omitempty"` // a kick's due time, Unix nanoseconds; 0 = now
+	Dispatch  string `json:"k,omitempty"` // the model to dispatch (the key predates the name)
+	Due       int64  `json:"t,omitempty"` // a dispatch's due time, Unix nanoseconds; 0 = now
 }
 
-// ParseMessage decodes a work-queue message body into a claimed request or, for a kick, the
+// ParseMessage decodes a work-queue message body into a claimed request or, for a dispatch message, the
 // model to refill and when.
-func ParseMessage(body string) (w domain.Work, kick domain.Kick, err error) {
+func ParseMessage(body string) (w domain.Work, due domain.Dispatch, err error) {
 	var m message
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
-		return w, kick, fmt.Errorf("sqs: malformed work message: %w", err)
+		return w, due, fmt.Errorf("sqs: malformed work message: %w", err)
 	}
-	if m.Kick != "" {
-		kick.Model = m.Kick
+	if m.Dispatch != "" {
+		due.Model = m.Dispatch
 		if m.Due != 0 {
-			kick.Due = time.Unix(0, m.Due)
+			due.Due = time.Unix(0, m.Due)
 		}
-		return w, kick, nil
+		return w, due, nil
 	}
 	if m.RequestID == "" || m.Attempt <= 0 {
-		return w, kick, fmt.Errorf("sqs: malformed work message: no request id or attempt")
+		return w, due, fmt.Errorf("sqs: malformed work message: no request id or attempt")
 	}
-	return domain.Work{RequestID: m.RequestID, Attempt: m.Attempt}, kick, nil
+	return domain.Work{RequestID: m.RequestID, Attempt: m.Attempt}, due, nil
 }
 
 // PopulateMessage asks the populate function to expand a batch's input file.

@@ -41,10 +41,10 @@ func TestParseMessage(t *testing.T) {
 	}
 }
 
-func TestAKickCarriesTheExactTimeItIsDue(t *testing.T) {
+func TestADispatchCarriesTheExactTimeItIsDue(t *testing.T) {
 	t.Parallel()
 	due := time.Date(2026, 3, 1, 12, 0, 1, 234567891, time.UTC)
-	body, err := json.Marshal(message{Kick: "m", Due: due.UnixNano()})
+	body, err := json.Marshal(message{Dispatch: "m", Due: due.UnixNano()})
 	require.NoError(t, err)
 	_, kick, err := ParseMessage(string(body))
 	require.NoError(t, err)
@@ -58,5 +58,5 @@ func TestAKickCarriesTheExactTimeItIsDue(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	domain.Kick{Model: "m", Due: time.Now().Add(domain.MaxKickWait / 2)}.Wait(ctx) // the invocation ending cuts the wait short
+	domain.Dispatch{Model: "m", Due: time.Now().Add(domain.MaxDispatchWait / 2)}.Wait(ctx) // the invocation ending cuts the wait short
 }

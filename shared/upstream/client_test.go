@@ -35,7 +35,7 @@ func TestStatusClassification(t *testing.T) {
 
 	cases := []struct {
 		status     int
-		outcome    Outcome
+		outcome    Verdict
 		code       string
 		retryAfter time.Duration
 	}{
@@ -74,7 +74,7 @@ func TestStatusClassification(t *testing.T) {
 			call.Headers = map[string]string{"X-Test-Status": strconv.Itoa(tc.status)}
 			res := c.Do(context.Background(), call)
 			assert.Equal(t, tc.status, res.StatusCode)
-			assert.Equal(t, tc.outcome, res.Outcome, res.Message)
+			assert.Equal(t, tc.outcome, res.Verdict, res.Message)
 			assert.Equal(t, tc.code, res.Code)
 			assert.Equal(t, tc.retryAfter, res.RetryAfter)
 			assert.Equal(t, "up-"+strconv.Itoa(tc.status), res.UpstreamRequestID)
@@ -124,7 +124,7 @@ func TestConfigurableRetriableStatuses(t *testing.T) {
 			if tc.retriable {
 				want = Retriable
 			}
-			assert.Equal(t, want, res.Outcome)
+			assert.Equal(t, want, res.Verdict)
 			assert.Equal(t, CodeHTTPStatus, res.Code)
 		})
 	}
@@ -137,7 +137,7 @@ func TestNonJSONSuccessKeptRaw(t *testing.T) {
 		_, _ = io.WriteString(w, "not json <at all>")
 	})
 	res := New(fastConfig()).Do(context.Background(), chatCall(ts.URL))
-	assert.Equal(t, Success, res.Outcome)
+	assert.Equal(t, Success, res.Verdict)
 	assert.Equal(t, "not json <at all>", string(res.Body))
 }
 
@@ -162,7 +162,7 @@ func TestBasePathJoin(t *testing.T) {
 		call := chatCall(tc.base)
 		call.Path = tc.path
 		res := c.Do(context.Background(), call)
-		require.Equal(t, Success, res.Outcome, res.Message)
+		require.Equal(t, Success, res.Verdict, res.Message)
 		mu.Lock()
 		assert.Equal(t, tc.want, gotPath, tc.base+" + "+tc.path)
 		mu.Unlock()
@@ -214,7 +214,7 @@ func TestInvalidRequestsNeverHitTheNetwork(t *testing.T) {
 		call := chatCall(ts.URL)
 		call.Path = p
 		res := c.Do(context.Background(), call)
-		assert.Equal(t, Permanent, res.Outcome, "path %q", p)
+		assert.Equal(t, Permanent, res.Verdict, "path %q", p)
 		assert.Equal(t, CodeInvalidRequest, res.Code, "path %q", p)
 		assert.Zero(t, res.StatusCode)
 	}
@@ -258,7 +258,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 			call.APIKey = "sk-test"
 			res := New(fastConfig()).Do(context.Background(), call)
 			assert.Equal(t, status, res.StatusCode)
-			assert.Equal(t, Permanent, res.Outcome)
+			assert.Equal(t, Permanent, res.Verdict)
 			assert.Equal(t, CodeHTTPStatus, res.Code)
 			assert.Equal(t, other.URL+"/v1/chat/completions", res.Header.Get("Location"))
 			assert.EqualValues(t, 1, redirector.calls.Load())
@@ -293,7 +293,7 @@ func TestResponseCap(t *testing.T) {
 		size    int
 		status  int
 		chunked bool
-		outcome Outcome
+		outcome Verdict
 		code    string
 		bodyLen int
 	}{
@@ -315,7 +315,7 @@ func TestResponseCap(t *testing.T) {
 				call.Headers["X-Test-Chunked"] = "1"
 			}
 			res := c.Do(context.Background(), call)
-			assert.Equal(t, tc.outcome, res.Outcome, res.Message)
+			assert.Equal(t, tc.outcome, res.Verdict, res.Message)
 			assert.Equal(t, tc.code, res.Code)
 			assert.Equal(t, tc.status, res.StatusCode)
 			assert.Len(t, res.Body, tc.bodyLen)
@@ -350,7 +350,7 @@ func TestFirstByteTimeout(t *testing.T) {
 	cfg.FirstByteTimeout = 30 * time.Millisecond
 	start := time.Now()
 	res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-	assert.Equal(t, Retriable, res.Outcome)
+	assert.Equal(t, Retriable, res.Verdict)
 	assert.Equal(t, CodeFirstByteTimeout, res.Code, res.Message)
 	assert.Zero(t, res.StatusCode)
 	assert.Less(t, time.Since(start), 3*time.Second)
@@ -370,7 +370,7 @@ func TestBodyTimeout(t *testing.T) {
 	cfg.BodyTimeout = 50 * time.Millisecond
 	start := time.Now()
 	res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-	assert.Equal(t, Retriable, res.Outcome)
+	assert.Equal(t, Retriable, res.Verdict)
 	assert.Equal(t, CodeBodyTimeout, res.Code, res.Message)
 	assert.Equal(t, "upstream_body_timeout", res.Code, "the stable code of the error line")
 	assert.Equal(t, 200, res.StatusCode, "status of the response that stalled is kept")
@@ -386,7 +386,7 @@ func TestNetworkErrors(t *testing.T) {
 		url := dead.URL
 		dead.Close()
 		res := New(fastConfig()).Do(context.Background(), chatCall(url))
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeNetworkError, res.Code, res.Message)
 		assert.Zero(t, res.StatusCode)
 	})
@@ -402,7 +402,7 @@ func TestNetworkErrors(t *testing.T) {
 			_ = conn.Close()
 		})
 		res := New(fastConfig()).Do(context.Background(), chatCall(ts.URL))
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeNetworkError, res.Code, res.Message)
 		assert.Equal(t, 200, res.StatusCode)
 	})
@@ -415,7 +415,7 @@ func TestNetworkErrors(t *testing.T) {
 			}
 		})
 		res := New(fastConfig()).Do(context.Background(), chatCall(ts.URL))
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeNetworkError, res.Code, res.Message)
 		assert.NotContains(t, res.Message, "Post \"", "URL prefix is stripped")
 	})
@@ -431,7 +431,7 @@ func TestDeadline(t *testing.T) {
 		call.Deadline = time.Now().Add(50 * time.Millisecond)
 		start := time.Now()
 		res := New(fastConfig()).Do(context.Background(), call) // FirstByteTimeout is 5s
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeTimeout, res.Code, res.Message)
 		assert.Less(t, time.Since(start), 3*time.Second)
 	})
@@ -457,7 +457,7 @@ func TestDeadline(t *testing.T) {
 		call := chatCall(ts.URL)
 		call.Deadline = time.Now().Add(-time.Second)
 		res := New(fastConfig()).Do(context.Background(), call)
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeTimeout, res.Code)
 		assert.Zero(t, ts.calls.Load())
 	})
@@ -468,7 +468,7 @@ func TestDeadline(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		res := New(fastConfig()).Do(ctx, chatCall(ts.URL))
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeTimeout, res.Code, res.Message)
 	})
 	t.Run("far deadline does not interfere", func(t *testing.T) {
@@ -477,7 +477,7 @@ func TestDeadline(t *testing.T) {
 		call := chatCall(ts.URL)
 		call.Deadline = time.Now().Add(time.Minute)
 		res := New(fastConfig()).Do(context.Background(), call)
-		assert.Equal(t, Success, res.Outcome, res.Message)
+		assert.Equal(t, Success, res.Verdict, res.Message)
 	})
 }
 
@@ -497,7 +497,7 @@ func TestCancelAbortsPromptly(t *testing.T) {
 	start := time.Now()
 	res := New(fastConfig()).Do(ctx, chatCall(ts.URL))
 	assert.Equal(t, CodeCanceled, res.Code, res.Message)
-	assert.Equal(t, Permanent, res.Outcome)
+	assert.Equal(t, Permanent, res.Verdict)
 	assert.Less(t, time.Since(start), 3*time.Second)
 }
 
@@ -566,7 +566,7 @@ func TestHeadersSent(t *testing.T) {
 			"X-Empty":               "",
 		}
 		res := c.Do(context.Background(), call)
-		require.Equal(t, Success, res.Outcome, res.Message)
+		require.Equal(t, Success, res.Verdict, res.Message)
 		h, body := last()
 		assert.Equal(t, "application/json", h.Get("Content-Type"))
 		assert.Equal(t, "application/json", h.Get("Accept"))
@@ -585,7 +585,7 @@ func TestHeadersSent(t *testing.T) {
 			call := chatCall(ts.URL)
 			call.CustomID = id
 			res := c.Do(context.Background(), call)
-			require.Equal(t, Success, res.Outcome, "unsafe custom id is not an error")
+			require.Equal(t, Success, res.Verdict, "unsafe custom id is not an error")
 			h, _ := last()
 			assert.Empty(t, h.Values("Authorization"))
 			assert.Empty(t, h.Values("X-Fusillade-Custom-Id"), "custom id %q", id)
@@ -595,7 +595,7 @@ func TestHeadersSent(t *testing.T) {
 		cfg := fastConfig()
 		cfg.UserAgent = "fusillade-worker/1.0"
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-		require.Equal(t, Success, res.Outcome)
+		require.Equal(t, Success, res.Verdict)
 		h, _ := last()
 		assert.Equal(t, "fusillade-worker/1.0", h.Get("User-Agent"))
 	})
@@ -614,7 +614,7 @@ func TestConcurrentUseAndConnectionReuse(t *testing.T) {
 	// Sequential calls share one keep-alive connection.
 	for i := 0; i < 5; i++ {
 		res := c.Do(context.Background(), chatCall(ts.URL))
-		require.Equal(t, Success, res.Outcome, res.Message)
+		require.Equal(t, Success, res.Verdict, res.Message)
 	}
 	assert.Equal(t, 1, addrs.count(), "sequential calls should reuse the connection")
 
@@ -628,7 +628,7 @@ func TestConcurrentUseAndConnectionReuse(t *testing.T) {
 				call := chatCall(ts.URL)
 				call.CustomID = "g" + strconv.Itoa(g)
 				res := c.Do(context.Background(), call)
-				if res.Outcome != Success || string(res.Body) != `{"ok":true}` {
+				if res.Verdict != Success || string(res.Body) != `{"ok":true}` {
 					errs <- res.Code + ": " + res.Message
 				}
 			}
@@ -655,7 +655,7 @@ func TestOutcomeString(t *testing.T) {
 	assert.Equal(t, "success", Success.String())
 	assert.Equal(t, "retriable", Retriable.String())
 	assert.Equal(t, "permanent", Permanent.String())
-	assert.Equal(t, "unknown", Outcome(0).String())
+	assert.Equal(t, "unknown", Verdict(0).String())
 }
 
 func TestDefaults(t *testing.T) {

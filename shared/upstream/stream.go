@@ -212,7 +212,7 @@ func (c *Client) readStream(parent, reqCtx context.Context, cancel context.Cance
 	}
 
 	if len(events) == 0 {
-		res.Outcome = Retriable
+		res.Verdict = Retriable
 		res.Code = CodeUpstreamStreamError
 		res.Message = "stream ended without any data event"
 		return res

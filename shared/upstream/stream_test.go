@@ -52,7 +52,7 @@ func TestStreamChatReassembly(t *testing.T) {
 	call := chatCall(ts.URL)
 	call.Body = []byte(`{"model":"llama","messages":[{"role":"user","content":"hi"}],"temperature":0}`)
 	res := New(streamConfig()).Do(context.Background(), call)
-	require.Equal(t, Success, res.Outcome, res.Message)
+	require.Equal(t, Success, res.Verdict, res.Message)
 	assert.Equal(t, 200, res.StatusCode)
 	assert.Equal(t, "up-123", res.UpstreamRequestID)
 	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
@@ -91,7 +91,7 @@ func TestStreamChatToolCallsAndMultipleChoices(t *testing.T) {
 		)
 	})
 	res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
-	require.Equal(t, Success, res.Outcome, res.Message)
+	require.Equal(t, Success, res.Verdict, res.Message)
 	assert.JSONEq(t, `{
 		"id":"c2","object":"chat.completion","created":1,"model":"m",
 		"choices":[
@@ -122,7 +122,7 @@ func TestStreamCompletionsReassembly(t *testing.T) {
 	call.Path = "/v1/completions"
 	call.Body = []byte(`{"model":"gpt-3.5-turbo-instruct","prompt":"tell"}`)
 	res := New(streamConfig()).Do(context.Background(), call)
-	require.Equal(t, Success, res.Outcome, res.Message)
+	require.Equal(t, Success, res.Verdict, res.Message)
 	assert.JSONEq(t, `{
 		"id":"cmpl-9","object":"text_completion","created":1700000001,"model":"gpt-3.5-turbo-instruct",
 		"choices":[{"index":0,"text":"Once upon",
@@ -141,7 +141,7 @@ func TestStreamUnknownShapeJoined(t *testing.T) {
 		_, _ = io.WriteString(w, "data: [DONE]\n\n")
 	})
 	res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
-	require.Equal(t, Success, res.Outcome, res.Message)
+	require.Equal(t, Success, res.Verdict, res.Message)
 	assert.Equal(t, "first\nsecond line\n{\"type\":\"response.created\"}", string(res.Body))
 	assert.Equal(t, "text/event-stream", res.Header.Get("Content-Type"), "joined text is not relabelled as JSON")
 }
@@ -152,7 +152,7 @@ func TestStreamErrorEvent(t *testing.T) {
 		name    string
 		event   string
 		status  int
-		outcome Outcome
+		outcome Verdict
 	}{
 		{"code 503", `{"error":{"message":"overloaded","type":"ServiceUnavailable","code":503}}`, 503, Retriable},
 		{"code 400", `{"error":{"object":"error","message":"bad input","type":"BadRequestError","param":null,"code":400}}`, 400, Permanent},
@@ -175,7 +175,7 @@ func TestStreamErrorEvent(t *testing.T) {
 			})
 			res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
 			assert.Equal(t, tc.status, res.StatusCode)
-			assert.Equal(t, tc.outcome, res.Outcome)
+			assert.Equal(t, tc.outcome, res.Verdict)
 			assert.Equal(t, CodeUpstreamStreamError, res.Code)
 			assert.JSONEq(t, tc.event, string(res.Body), "body is the error event")
 			assert.True(t, res.Answered(), "an error event is the upstream's answer")
@@ -191,7 +191,7 @@ func TestStreamNullErrorIsNotAnError(t *testing.T) {
 			`[DONE]`)
 	})
 	res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
-	require.Equal(t, Success, res.Outcome, res.Message)
+	require.Equal(t, Success, res.Verdict, res.Message)
 	assert.Contains(t, string(res.Body), `"content":"ok"`)
 }
 
@@ -207,7 +207,7 @@ func TestStreamablePathNonSSEAnswer(t *testing.T) {
 		})
 		res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
 		assert.Equal(t, 400, res.StatusCode)
-		assert.Equal(t, Permanent, res.Outcome)
+		assert.Equal(t, Permanent, res.Verdict)
 		assert.Equal(t, CodeHTTPStatus, res.Code)
 		assert.Equal(t, errBody, string(res.Body))
 	})
@@ -221,7 +221,7 @@ func TestStreamablePathNonSSEAnswer(t *testing.T) {
 		})
 		res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
 		assert.Equal(t, 429, res.StatusCode)
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, 3*time.Second, res.RetryAfter)
 		assert.Equal(t, `{"error":"slow down"}`, string(res.Body))
 	})
@@ -233,7 +233,7 @@ func TestStreamablePathNonSSEAnswer(t *testing.T) {
 			_, _ = io.WriteString(w, body)
 		})
 		res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
-		assert.Equal(t, Success, res.Outcome)
+		assert.Equal(t, Success, res.Verdict)
 		assert.Equal(t, body, string(res.Body))
 	})
 }
@@ -244,7 +244,7 @@ func TestStreamWithoutEvents(t *testing.T) {
 		writeSSE(w, "[DONE]")
 	})
 	res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
-	assert.Equal(t, Retriable, res.Outcome)
+	assert.Equal(t, Retriable, res.Verdict)
 	assert.Equal(t, CodeUpstreamStreamError, res.Code)
 	assert.Equal(t, 200, res.StatusCode)
 	assert.False(t, res.Answered(), "a stream without data answered nothing")
@@ -259,7 +259,7 @@ func TestStreamEndsWithoutDone(t *testing.T) {
 		_, _ = io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":"stop"}]}`)
 	})
 	res := New(streamConfig()).Do(context.Background(), chatCall(ts.URL))
-	require.Equal(t, Success, res.Outcome, res.Message)
+	require.Equal(t, Success, res.Verdict, res.Message)
 	assert.Contains(t, string(res.Body), `"content":"ab"`)
 }
 
@@ -284,7 +284,7 @@ func TestStreamTimeouts(t *testing.T) {
 		cfg.FirstByteTimeout = 50 * time.Millisecond
 		start := time.Now()
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeFirstByteTimeout, res.Code, res.Message)
 		assert.Equal(t, 200, res.StatusCode)
 		assert.Less(t, time.Since(start), 3*time.Second)
@@ -300,7 +300,7 @@ func TestStreamTimeouts(t *testing.T) {
 		cfg.ChunkTimeout = 50 * time.Millisecond
 		start := time.Now()
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeChunkTimeout, res.Code, res.Message)
 		assert.Less(t, time.Since(start), 3*time.Second)
 	})
@@ -321,7 +321,7 @@ func TestStreamTimeouts(t *testing.T) {
 			close(next)
 		}()
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-		require.Equal(t, Success, res.Outcome, res.Message)
+		require.Equal(t, Success, res.Verdict, res.Message)
 		assert.Contains(t, string(res.Body), `"content":"ab"`)
 	})
 	t.Run("steady events reset the chunk timer", func(t *testing.T) {
@@ -338,7 +338,7 @@ func TestStreamTimeouts(t *testing.T) {
 		cfg := streamConfig()
 		cfg.ChunkTimeout = 400 * time.Millisecond // each gap ~40ms; the whole stream ~240ms
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-		require.Equal(t, Success, res.Outcome, res.Message)
+		require.Equal(t, Success, res.Verdict, res.Message)
 		assert.Contains(t, string(res.Body), `"content":"xxxxxx"`)
 	})
 	t.Run("body timeout bounds the whole stream", func(t *testing.T) {
@@ -365,7 +365,7 @@ func TestStreamTimeouts(t *testing.T) {
 		cfg.BodyTimeout = 100 * time.Millisecond
 		cfg.ChunkTimeout = time.Second
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-		assert.Equal(t, Retriable, res.Outcome)
+		assert.Equal(t, Retriable, res.Verdict)
 		assert.Equal(t, CodeBodyTimeout, res.Code, res.Message)
 		assert.False(t, res.Answered())
 	})
@@ -396,7 +396,7 @@ func TestStreamCapAndReuse(t *testing.T) {
 		cfg := streamConfig()
 		cfg.MaxResponseBytes = 1000
 		res := New(cfg).Do(context.Background(), chatCall(ts.URL))
-		assert.Equal(t, Permanent, res.Outcome)
+		assert.Equal(t, Permanent, res.Verdict)
 		assert.Equal(t, CodeResponseTooLarge, res.Code)
 		assert.False(t, res.Answered())
 	})
@@ -413,7 +413,7 @@ func TestStreamCapAndReuse(t *testing.T) {
 		c := New(streamConfig())
 		for i := 0; i < 5; i++ {
 			res := c.Do(context.Background(), chatCall(ts.URL))
-			require.Equal(t, Success, res.Outcome, res.Message)
+			require.Equal(t, Success, res.Verdict, res.Message)
 		}
 		assert.Equal(t, 1, addrs.count())
 	})

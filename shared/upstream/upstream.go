@@ -75,14 +75,15 @@ const (
 	CodeUpstreamStreamError = domain.CodeUpstreamStreamError
 )
 
-// Outcome is the caller-facing verdict of a call. The zero value is not a
-// valid outcome, so a Result that was never filled in is never mistaken for
+// Verdict is the caller-facing verdict of a call (the engine turns it into a domain.Outcome,
+// the request's next state). The zero value is not a
+// valid verdict, so a Result that was never filled in is never mistaken for
 // a success.
-type Outcome int
+type Verdict int
 
 const (
 	// Success: the upstream answered 2xx and the body was read in full.
-	Success Outcome = iota + 1
+	Success Verdict = iota + 1
 	// Retriable: the same call may succeed later (5xx, 429, timeouts,
 	// network trouble, ...).
 	Retriable
@@ -91,7 +92,7 @@ const (
 	Permanent
 )
 
-func (o Outcome) String() string {
+func (o Verdict) String() string {
 	switch o {
 	case Success:
 		return "success"
@@ -180,8 +181,8 @@ type Result struct {
 	Header http.Header
 	// UpstreamRequestID is the upstream's x-request-id, when present.
 	UpstreamRequestID string
-	// Outcome is Success, Retriable or Permanent; never the zero value.
-	Outcome Outcome
+	// Verdict is Success, Retriable or Permanent; never the zero value.
+	Verdict Verdict
 	// Code is a stable failure code (see the Code* constants); empty on
 	// Success.
 	Code string
@@ -290,7 +291,7 @@ var (
 )
 
 // Do performs the call. It never returns an error: every failure is
-// reported through Result.Outcome and Result.Code.
+// reported through Result.Verdict and Result.Code.
 func (c *Client) Do(ctx context.Context, call Call) (res Result) {
 	start := time.Now()
 	defer func() {
@@ -320,7 +321,7 @@ func (c *Client) Do(ctx context.Context, call Call) (res Result) {
 		return parentContextResult(ctx, "before sending")
 	}
 	if !call.Deadline.IsZero() && !start.Before(call.Deadline) {
-		return Result{Outcome: Retriable, Code: CodeTimeout, Message: "call deadline already passed before sending"}
+		return Result{Verdict: Retriable, Code: CodeTimeout, Message: "call deadline already passed before sending"}
 	}
 
 	// Context layering: caller ctx -> hard deadline -> phase timers. Each
@@ -403,12 +404,12 @@ func (c *Client) readPlain(parent, reqCtx context.Context, resp *http.Response, 
 	return c.classifyStatus(res, CodeHTTPStatus, truncated)
 }
 
-// classifyStatus fills Outcome, Code, Message and RetryAfter from
+// classifyStatus fills Verdict, Code, Message and RetryAfter from
 // res.StatusCode. code is the failure code used for non-2xx statuses.
 func (c *Client) classifyStatus(res Result, code string, truncated bool) Result {
 	res.answered = true
-	res.Outcome = c.outcomeFor(res.StatusCode)
-	if res.Outcome == Success {
+	res.Verdict = c.verdictFor(res.StatusCode)
+	if res.Verdict == Success {
 		res.Code, res.Message = "", ""
 		return res
 	}
@@ -430,7 +431,7 @@ func (c *Client) classifyStatus(res Result, code string, truncated bool) Result 
 	return res
 }
 
-func (c *Client) outcomeFor(status int) Outcome {
+func (c *Client) verdictFor(status int) Verdict {
 	switch {
 	case isSuccess(status):
 		return Success
@@ -446,22 +447,22 @@ func (c *Client) outcomeFor(status int) Outcome {
 // caller's context, reqCtx the one carrying the timer causes.
 func (c *Client) errorResult(parent, reqCtx context.Context, err error, phase string) Result {
 	if errors.Is(err, errTooLarge) {
-		return Result{Outcome: Permanent, Code: CodeResponseTooLarge,
+		return Result{Verdict: Permanent, Code: CodeResponseTooLarge,
 			Message: "response exceeds " + itoa64(c.maxBytes) + " bytes"}
 	}
 	if reqCtx.Err() != nil {
 		switch cause := context.Cause(reqCtx); {
 		case errors.Is(cause, errFirstByteTimeout):
-			return Result{Outcome: Retriable, Code: CodeFirstByteTimeout,
+			return Result{Verdict: Retriable, Code: CodeFirstByteTimeout,
 				Message: "first-byte timeout (" + c.firstByteTimeout.String() + ") while " + phase}
 		case errors.Is(cause, errBodyTimeout):
-			return Result{Outcome: Retriable, Code: CodeBodyTimeout,
+			return Result{Verdict: Retriable, Code: CodeBodyTimeout,
 				Message: "body timeout (" + c.bodyTimeout.String() + ") while " + phase}
 		case errors.Is(cause, errChunkTimeout):
-			return Result{Outcome: Retriable, Code: CodeChunkTimeout,
+			return Result{Verdict: Retriable, Code: CodeChunkTimeout,
 				Message: "chunk timeout (" + c.chunkTimeout.String() + ") while " + phase}
 		case errors.Is(cause, errDeadline):
-			return Result{Outcome: Retriable, Code: CodeTimeout,
+			return Result{Verdict: Retriable, Code: CodeTimeout,
 				Message: "call deadline reached while " + phase}
 		}
 		if parent.Err() != nil {
@@ -470,9 +471,9 @@ func (c *Client) errorResult(parent, reqCtx context.Context, err error, phase st
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return Result{Outcome: Retriable, Code: CodeTimeout, Message: "timeout while " + phase + ": " + describe(err)}
+		return Result{Verdict: Retriable, Code: CodeTimeout, Message: "timeout while " + phase + ": " + describe(err)}
 	}
-	return Result{Outcome: Retriable, Code: CodeNetworkError, Message: "network error while " + phase + ": " + describe(err)}
+	return Result{Verdict: Retriable, Code: CodeNetworkError, Message: "network error while " + phase + ": " + describe(err)}
 }
 
 // parentContextResult reports the caller's own cancellation or deadline.
@@ -480,18 +481,18 @@ func (c *Client) errorResult(parent, reqCtx context.Context, err error, phase st
 // stop and decides what happens next. The caller's deadline is a timeout.
 func parentContextResult(ctx context.Context, phase string) Result {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return Result{Outcome: Retriable, Code: CodeTimeout, Message: "caller deadline exceeded " + phase}
+		return Result{Verdict: Retriable, Code: CodeTimeout, Message: "caller deadline exceeded " + phase}
 	}
-	return Result{Outcome: Permanent, Code: CodeCanceled, Message: "call canceled by caller " + phase}
+	return Result{Verdict: Permanent, Code: CodeCanceled, Message: "call canceled by caller " + phase}
 }
 
 func permanent(code, msg string) Result {
-	return Result{Outcome: Permanent, Code: code, Message: msg}
+	return Result{Verdict: Permanent, Code: code, Message: msg}
 }
 
 func tooLarge(res Result, limit int64) Result {
 	res.Body = nil
-	res.Outcome = Permanent
+	res.Verdict = Permanent
 	res.Code = CodeResponseTooLarge
 	res.Message = "response exceeds " + itoa64(limit) + " bytes"
 	return res

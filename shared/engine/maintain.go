@@ -9,8 +9,8 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 )
 
-// SweepStats summarises a Sweep.
-type SweepStats struct {
+// MaintenanceStats summarises a Maintain.
+type MaintenanceStats struct {
 	Rescued   int
 	Expired   int
 	Finalized int
@@ -18,12 +18,12 @@ type SweepStats struct {
 	Dispatch  DispatchStats
 }
 
-// Sweep is the scheduled maintenance pass: it expires batches whose completion window closed,
+// Maintain is the scheduled maintenance pass (the purge function runs it): it expires batches whose completion window closed,
 // rescues stuck requests (refilling their models at once), finalises batches whose last request
 // finished without a finaliser (a crash between the last write and the seal) or whose
 // finalisation was interrupted, and purges deleted and expired data in bounded chunks.
-func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
-	var st SweepStats
+func (e *Engine) Maintain(ctx context.Context) (MaintenanceStats, error) {
+	var st MaintenanceStats
 	var errs []error
 	now := e.now()
 	for {
@@ -58,7 +58,7 @@ func (e *Engine) Sweep(ctx context.Context) (SweepStats, error) {
 	}
 	if len(rescued) > 0 {
 		e.log.WarnContext(ctx, "rescued stuck requests", "count", len(rescued))
-		d, err := e.Refill(ctx, e.withFallbacks(ctx, models)...)
+		d, err := e.dispatchModels(ctx, e.withFallbacks(ctx, models)...)
 		st.Dispatch = d
 		if err != nil {
 			errs = append(errs, err)

@@ -13,6 +13,8 @@ import (
 	"github.com/fusillade/fusillade/shared/idempotency"
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/jsonl"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const tenantID = "tenant_0123456789abcdef"
@@ -76,6 +78,7 @@ func idempotencyKeys(f *fake) map[string]domain.IdempotencyRecord {
 }
 
 func TestCreateNeedsAProcessedBatchFile(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		file   domain.File
@@ -86,53 +89,55 @@ func TestCreateNeedsAProcessedBatchFile(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			f := newFake(t)
 			f.GetFileFn = func(context.Context, string, string) (domain.File, error) { return c.file, nil }
 			_, err := newService(f).Create(context.Background(), validCreate())
 			var de *domain.Error
-			if !errors.As(err, &de) || de.Code != domain.EInvalid {
-				t.Fatalf("error %v, want an EInvalid domain error (400)", err)
-			}
-			if de.Reason != c.reason {
-				t.Errorf("reason = %q, want %q (message %q)", de.Reason, c.reason, de.Message)
-			}
+			require.ErrorAs(t, err, &de, "want an EInvalid domain error (400)")
+			require.Equal(t, domain.EInvalid, de.Code, "error %v, want an EInvalid domain error (400)", err)
+			assert.Equal(t, c.reason, de.Reason, "reason (message %q)", de.Message)
 		})
 	}
 }
 
 func TestCreateRecordsTheBatchValidatingAndQueuesItsPopulate(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	stored := batchStore(f)
 	var queued []string
 	f.SendPopulateFn = func(_ context.Context, id string) error {
-		if _, ok := stored[id]; !ok {
-			t.Errorf("populate queued for %s before it was stored", id)
-		}
+		assert.Contains(t, stored, id, "populate queued for %s before it was stored", id)
 		queued = append(queued, id)
 		return nil
 	}
 	c := validCreate()
 	c.Metadata = map[string]string{"k": "v"}
 	got, err := newService(f).Create(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	b := got.Batch
-	if len(queued) != 1 || queued[0] != b.ID || !domain.IsBatchID(b.ID) || got.Report != nil {
-		t.Fatalf("queued %v, answered %q (report %v): want exactly the answered batch queued", queued, b.ID, got.Report)
-	}
-	if b.Status != domain.BatchValidating || b.InputFileID != aFileID || b.Counts.Total != 3 || b.Metadata["k"] != "v" ||
-		!b.CreatedAt.Equal(testNow) || !b.ExpiresAt.Equal(testNow.Add(24*time.Hour)) {
-		t.Errorf("answered %+v; want validating, total 3, the metadata, expiring 24h after creation", b)
-	}
-	if s := stored[b.ID]; s.TenantID != tenantID || s.OutputFileID == "" || s.ErrorFileID == "" || s.Endpoint != c.Endpoint {
-		t.Errorf("stored %+v; want the tenant's batch with its output and error file ids reserved", s)
-	}
+	require.Equal(t, []string{b.ID}, queued, "want exactly the answered batch queued")
+	require.True(t, domain.IsBatchID(b.ID), "answered id %q", b.ID)
+	require.Nil(t, got.Report)
+	// Validating, total 3, the metadata, expiring 24h after creation.
+	assert.Equal(t, domain.BatchValidating, b.Status)
+	assert.Equal(t, aFileID, b.InputFileID)
+	assert.Equal(t, 3, b.Counts.Total)
+	assert.Equal(t, "v", b.Metadata["k"])
+	assert.True(t, b.CreatedAt.Equal(testNow), "created at %v, want %v", b.CreatedAt, testNow)
+	assert.True(t, b.ExpiresAt.Equal(testNow.Add(24*time.Hour)), "expires at %v, want 24h after %v", b.ExpiresAt, testNow)
+	// The tenant's batch with its output and error file ids reserved.
+	s := stored[b.ID]
+	assert.Equal(t, tenantID, s.TenantID)
+	assert.NotEmpty(t, s.OutputFileID)
+	assert.NotEmpty(t, s.ErrorFileID)
+	assert.Equal(t, c.Endpoint, s.Endpoint)
 }
 
 // Populate may start the batch before Create answers: the answer is the batch as it was read
 // back after the insert, before the message was sent.
 func TestCreateAnswersTheBatchAsCreatedEvenIfPopulateStartedIt(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	stored := batchStore(f)
 	f.SendPopulateFn = func(_ context.Context, id string) error {
@@ -142,34 +147,36 @@ func TestCreateAnswersTheBatchAsCreatedEvenIfPopulateStartedIt(t *testing.T) {
 		return nil
 	}
 	got, err := newService(f).Create(context.Background(), validCreate())
-	if err != nil || got.Batch.Status != domain.BatchValidating {
-		t.Fatalf("Create = %+v, %v; want the batch validating", got.Batch, err)
-	}
+	require.NoError(t, err)
+	require.Equal(t, domain.BatchValidating, got.Batch.Status)
 }
 
 func TestCreateValidateOnlyChecksTheFileAndCreatesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	batchStore(f)
 	f.InsertBatchFn = nil // inserting fails the test
 	rep := ingest.Report{Errors: []jsonl.LineError{{Line: 2, Code: "invalid_model"}}}
 	f.CheckFn = func(_ context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error) {
-		if key != "in" || endpoint != "/v1/chat/completions" || anyModel || maxErrors != batches.MaxReportedErrors {
-			t.Errorf("Check(%q, %q, %v, %d)", key, endpoint, anyModel, maxErrors)
-		}
+		assert.Equal(t, "in", key)
+		assert.Equal(t, "/v1/chat/completions", endpoint)
+		assert.False(t, anyModel)
+		assert.Equal(t, batches.MaxReportedErrors, maxErrors)
 		return rep, nil
 	}
 	c := withKey(validCreate(), "k1", "h") // a dry run reserves no key: ReserveIdempotencyKey is unset
 	c.ValidateOnly = true
 	got, err := newService(f).Create(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Report == nil || len(got.Report.Errors) != 1 || got.File.ID != aFileID || got.Batch.ID != "" {
-		t.Errorf("Create = %+v; want the report on the file and no batch", got)
-	}
+	require.NoError(t, err)
+	// The report on the file and no batch.
+	require.NotNil(t, got.Report)
+	assert.Len(t, got.Report.Errors, 1)
+	assert.Equal(t, aFileID, got.File.ID)
+	assert.Empty(t, got.Batch.ID)
 }
 
 func TestCreateFailsTheBatchWhenItsPopulateCannotBeQueued(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	stored := batchStore(f)
 	type failCall struct {
@@ -178,9 +185,7 @@ func TestCreateFailsTheBatchWhenItsPopulateCannotBeQueued(t *testing.T) {
 	}
 	var failed []failCall
 	f.FailBatchFn = func(ctx context.Context, id string, now time.Time, errs []domain.BatchError) error {
-		if ctx.Err() != nil {
-			t.Error("FailBatch ran with a cancelled context")
-		}
+		assert.NoError(t, ctx.Err(), "FailBatch ran with a cancelled context")
 		failed = append(failed, failCall{id, errs})
 		return nil
 	}
@@ -192,26 +197,21 @@ func TestCreateFailsTheBatchWhenItsPopulateCannotBeQueued(t *testing.T) {
 	}
 	_, err := newService(f).Create(ctx, validCreate())
 	var de *domain.Error
-	if !errors.As(err, &de) || de.Code != domain.EUnavailable {
-		t.Fatalf("error %v, want EUnavailable (503, retried)", err)
-	}
-	if strings.Contains(de.Message, "sqs") {
-		t.Errorf("the queue's error leaks: %q", de.Message)
-	}
-	if len(stored) != 1 || len(failed) != 1 {
-		t.Fatalf("%d batches stored, FailBatch called %d times: want one of each", len(stored), len(failed))
-	}
+	require.ErrorAs(t, err, &de, "want EUnavailable (503, retried)")
+	require.Equal(t, domain.EUnavailable, de.Code, "error %v, want EUnavailable (503, retried)", err)
+	assert.NotContains(t, de.Message, "sqs", "the queue's error leaks")
+	require.Len(t, stored, 1, "batches stored")
+	require.Len(t, failed, 1, "FailBatch calls")
 	for id := range stored {
-		if failed[0].id != id {
-			t.Errorf("FailBatch(%s), want the stored batch %s", failed[0].id, id)
-		}
+		assert.Equal(t, id, failed[0].id, "FailBatch's batch, want the stored one")
 	}
-	if len(failed[0].errs) != 1 || failed[0].errs[0].Code != domain.CodeEnqueueFailed {
-		t.Errorf("FailBatch errors %+v, want one enqueue_failed", failed[0].errs)
+	if assert.Len(t, failed[0].errs, 1, "FailBatch errors, want one enqueue_failed") {
+		assert.Equal(t, domain.CodeEnqueueFailed, failed[0].errs[0].Code)
 	}
 }
 
 func TestCreateReleasesItsIdempotencyKeyWhenTheInsertFails(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	batchStore(f)
 	var reservedFor, released string
@@ -220,23 +220,20 @@ func TestCreateReleasesItsIdempotencyKeyWhenTheInsertFails(t *testing.T) {
 		return domain.IdempotencyRecord{}, true, nil
 	}
 	f.ReleaseIdempotencyKeyFn = func(ctx context.Context, _, _, _, id string) error {
-		if ctx.Err() != nil {
-			t.Error("ReleaseIdempotencyKey ran with a cancelled context")
-		}
+		assert.NoError(t, ctx.Err(), "ReleaseIdempotencyKey ran with a cancelled context")
 		released = id
 		return nil
 	}
 	f.InsertBatchFn = func(context.Context, domain.Batch) error { return errors.New("insert failed") }
 	_, err := newService(f).Create(context.Background(), withKey(validCreate(), "k1", "h"))
-	if err == nil || domain.ErrorCode(err) != domain.EInternal {
-		t.Fatalf("error %v, want the internal insert error (500)", err)
-	}
-	if reservedFor == "" || released != reservedFor {
-		t.Errorf("reserved for %q, released %q: want the key released for the batch it was reserved for", reservedFor, released)
-	}
+	require.Error(t, err, "want the internal insert error (500)")
+	require.Equal(t, domain.EInternal, domain.ErrorCode(err), "error %v, want the internal insert error (500)", err)
+	assert.NotEmpty(t, reservedFor, "no key reserved")
+	assert.Equal(t, reservedFor, released, "want the key released for the batch it was reserved for")
 }
 
 func TestARetriedCreateWithItsIdempotencyKeyReplaysTheFirstBatch(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	stored := batchStore(f)
 	idempotencyKeys(f)
@@ -244,41 +241,42 @@ func TestARetriedCreateWithItsIdempotencyKeyReplaysTheFirstBatch(t *testing.T) {
 	f.SendPopulateFn = func(context.Context, string) error { queued++; return nil }
 	svc := newService(f)
 	first, err := svc.Create(context.Background(), withKey(validCreate(), "k1", "h"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	again, err := svc.Create(context.Background(), withKey(validCreate(), "k1", "h"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first.Batch.ID != again.Batch.ID || len(stored) != 1 || queued != 1 {
-		t.Errorf("ids %s, %s; %d batches stored, %d queued: want one batch, replayed", first.Batch.ID, again.Batch.ID, len(stored), queued)
-	}
+	require.NoError(t, err)
+	// One batch, replayed.
+	assert.Equal(t, first.Batch.ID, again.Batch.ID)
+	assert.Len(t, stored, 1, "batches stored")
+	assert.Equal(t, 1, queued, "populates queued")
 	other, err := svc.Create(context.Background(), withKey(validCreate(), "k2", "h"))
-	if err != nil || other.Batch.ID == first.Batch.ID {
-		t.Errorf("another key gave %+v, %v; want a new batch", other.Batch, err)
+	if assert.NoError(t, err, "another key") {
+		assert.NotEqual(t, first.Batch.ID, other.Batch.ID, "another key, want a new batch")
 	}
 }
 
 func TestAnIdempotencyKeyReusedWithAnotherRequestIsRefused(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	batchStore(f)
 	idempotencyKeys(f)
 	f.SendPopulateFn = func(context.Context, string) error { return nil }
 	svc := newService(f)
-	if _, err := svc.Create(context.Background(), withKey(validCreate(), "k1", "h")); err != nil {
-		t.Fatalf("first: %v", err)
-	}
-	_, err := svc.Create(context.Background(), withKey(validCreate(), "k1", "another request"))
+	_, err := svc.Create(context.Background(), withKey(validCreate(), "k1", "h"))
+	require.NoError(t, err, "first")
+	_, err = svc.Create(context.Background(), withKey(validCreate(), "k1", "another request"))
+	// A conflict with reason idempotency.ReasonMismatch on Idempotency-Key (422).
 	var de *domain.Error
-	if !errors.As(err, &de) || de.Code != domain.EConflict || de.Reason != idempotency.ReasonMismatch || de.Param != "Idempotency-Key" {
-		t.Errorf("error %v, want a conflict with reason %s on Idempotency-Key (422)", err, idempotency.ReasonMismatch)
+	if assert.ErrorAs(t, err, &de) {
+		assert.Equal(t, domain.EConflict, de.Code)
+		assert.Equal(t, idempotency.ReasonMismatch, de.Reason)
+		assert.Equal(t, "Idempotency-Key", de.Param)
 	}
 }
 
 // A replayed key whose batch cannot be read is still being created (a 409 the SDKs retry)
 // within a minute of its first use, and gone (404) after.
 func TestAReplayedKeyWithoutItsBatchIsInFlightThenGone(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		age    time.Duration
 		code   domain.Code
@@ -289,6 +287,7 @@ func TestAReplayedKeyWithoutItsBatchIsInFlightThenGone(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.age.String(), func(t *testing.T) {
+			t.Parallel()
 			f := newFake(t)
 			batchStore(f)
 			f.ReserveIdempotencyKeyFn = func(_ context.Context, _, _, _ string, hash []byte, _ string, _ time.Time) (domain.IdempotencyRecord, bool, error) {
@@ -296,22 +295,26 @@ func TestAReplayedKeyWithoutItsBatchIsInFlightThenGone(t *testing.T) {
 			}
 			_, err := newService(f).Create(context.Background(), withKey(validCreate(), "k1", "h"))
 			var de *domain.Error
-			if !errors.As(err, &de) || de.Code != c.code || de.Reason != c.reason {
-				t.Fatalf("error %v, want code %s reason %q", err, c.code, c.reason)
-			}
+			require.ErrorAs(t, err, &de)
+			require.Equal(t, c.code, de.Code, "error %v", err)
+			require.Equal(t, c.reason, de.Reason, "error %v", err)
 		})
 	}
 }
 
 func TestAnOverlongIdempotencyKeyIsRejected(t *testing.T) {
+	t.Parallel()
 	for name, key := range map[string]string{"256 characters": strings.Repeat("k", 256), "a NUL": "k\x00"} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			f := newFake(t)
 			batchStore(f) // ReserveIdempotencyKey unset: the key is refused before the store sees it
 			_, err := newService(f).Create(context.Background(), withKey(validCreate(), key, "h"))
+			// EInvalid on Idempotency-Key (400).
 			var de *domain.Error
-			if !errors.As(err, &de) || de.Code != domain.EInvalid || de.Param != "Idempotency-Key" {
-				t.Errorf("error %v, want EInvalid on Idempotency-Key (400)", err)
+			if assert.ErrorAs(t, err, &de) {
+				assert.Equal(t, domain.EInvalid, de.Code)
+				assert.Equal(t, "Idempotency-Key", de.Param)
 			}
 		})
 	}
@@ -321,16 +324,13 @@ func TestAnOverlongIdempotencyKeyIsRejected(t *testing.T) {
 // validating (until its window expires): that error must reach the caller, which logs the whole
 // chain, while the client still sees only the safe 503.
 func TestCreateReportsThatAnUnqueuedBatchCouldNotBeFailed(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	batchStore(f)
 	f.SendPopulateFn = func(context.Context, string) error { return errors.New("sqs: throttled") }
 	failErr := errors.New("fail batch: connection reset")
 	f.FailBatchFn = func(context.Context, string, time.Time, []domain.BatchError) error { return failErr }
 	_, err := newService(f).Create(context.Background(), validCreate())
-	if domain.ErrorCode(err) != domain.EUnavailable {
-		t.Fatalf("error %v, want EUnavailable (503, retried)", err)
-	}
-	if !errors.Is(err, failErr) {
-		t.Errorf("error %v does not carry FailBatch's error %v", err, failErr)
-	}
+	require.Equal(t, domain.EUnavailable, domain.ErrorCode(err), "error %v, want EUnavailable (503, retried)", err)
+	assert.ErrorIs(t, err, failErr, "the error does not carry FailBatch's")
 }

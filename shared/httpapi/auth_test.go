@@ -8,9 +8,12 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/httpapi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestRequestsWithoutAValidKeyAre401InTheOpenAIEnvelope(t *testing.T) {
+	t.Parallel()
 	revoked := "sk-revoked"
 	cases := []struct {
 		name, header string
@@ -24,6 +27,7 @@ func TestRequestsWithoutAValidKeyAre401InTheOpenAIEnvelope(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			f := newFake(t)
 			asked := false
 			if c.asksStore {
@@ -36,16 +40,12 @@ func TestRequestsWithoutAValidKeyAre401InTheOpenAIEnvelope(t *testing.T) {
 			// ListBatches is unset: reaching the handler fails the test.
 			h := newAPI(f)
 			w := call(t, h, "GET", "/v1/batches", "", "", "Authorization", c.header)
-			if w.Code != http.StatusUnauthorized {
-				t.Fatalf("status = %d, want 401; body %s", w.Code, w.Body)
-			}
+			require.Equal(t, http.StatusUnauthorized, w.Code, "body %s", w.Body)
 			e := errorOf(t, w)
-			if e.Error.Type != "invalid_request_error" || string(e.Error.Code) != `"invalid_api_key"` || string(e.Error.Param) != "null" {
-				t.Errorf("envelope = %+v, want type invalid_request_error, code invalid_api_key, param null", e.Error)
-			}
-			if asked != c.asksStore {
-				t.Errorf("store asked = %v, want %v", asked, c.asksStore)
-			}
+			assert.Equal(t, "invalid_request_error", e.Error.Type)
+			assert.Equal(t, `"invalid_api_key"`, string(e.Error.Code))
+			assert.Equal(t, "null", string(e.Error.Param))
+			assert.Equal(t, c.asksStore, asked, "store asked")
 		})
 	}
 }
@@ -54,6 +54,7 @@ func TestRequestsWithoutAValidKeyAre401InTheOpenAIEnvelope(t *testing.T) {
 var wildcard = regexp.MustCompile(`\{[a-z_]+\}`)
 
 func TestEveryNonPublicRouteRequiresAKey(t *testing.T) {
+	t.Parallel()
 	h := newAPI(newFake(t)) // nothing set: any store call fails the test
 	for _, rt := range httpapi.Routes() {
 		if rt.Public {
@@ -61,15 +62,14 @@ func TestEveryNonPublicRouteRequiresAKey(t *testing.T) {
 		}
 		path := wildcard.ReplaceAllString(rt.Pattern, "x")
 		w := call(t, h, rt.Method, path, "", "")
-		if w.Code != http.StatusUnauthorized {
-			t.Errorf("%s %s without a key: status %d, want 401", rt.Method, path, w.Code)
-		}
+		assert.Equal(t, http.StatusUnauthorized, w.Code, "%s %s without a key", rt.Method, path)
 	}
 }
 
 // A tenant key on an admin route gets the answer of a route that does not exist (404, not 403),
 // so that tenants cannot map the admin surface.
 func TestAdminRoutesLookMissingToATenantKey(t *testing.T) {
+	t.Parallel()
 	h := newAPI(withKeys(newFake(t)))
 	n := 0
 	for _, rt := range httpapi.Routes() {
@@ -79,29 +79,24 @@ func TestAdminRoutesLookMissingToATenantKey(t *testing.T) {
 		n++
 		path := wildcard.ReplaceAllString(rt.Pattern, "x")
 		w := call(t, h, rt.Method, path, tenantKey, "")
-		if w.Code != http.StatusNotFound {
-			t.Errorf("%s %s with a tenant key: status %d, want 404", rt.Method, path, w.Code)
+		if !assert.Equal(t, http.StatusNotFound, w.Code, "%s %s with a tenant key", rt.Method, path) {
 			continue
 		}
 		e := errorOf(t, w)
 		unknown := call(t, h, rt.Method, "/v1/admin/no-such-thing", tenantKey, "")
-		if want := errorOf(t, unknown).Error.Message; e.Error.Message != "Unknown request URL: "+rt.Method+" "+path+"." ||
-			want != "Unknown request URL: "+rt.Method+" /v1/admin/no-such-thing." {
-			t.Errorf("%s %s: message %q does not read as an unknown URL", rt.Method, path, e.Error.Message)
-		}
+		want := errorOf(t, unknown).Error.Message
+		assert.Equal(t, "Unknown request URL: "+rt.Method+" "+path+".", e.Error.Message, "%s %s: not an unknown URL's message", rt.Method, path)
+		assert.Equal(t, "Unknown request URL: "+rt.Method+" /v1/admin/no-such-thing.", want, "%s %s: not an unknown URL's message", rt.Method, path)
 	}
-	if n == 0 {
-		t.Fatal("no admin routes")
-	}
+	require.NotZero(t, n, "no admin routes")
 }
 
 func TestAnAdminKeyReachesAnAdminRoute(t *testing.T) {
+	t.Parallel()
 	f := withKeys(newFake(t))
 	f.ListModelsFn = func(context.Context) ([]domain.Model, error) {
 		return []domain.Model{{Name: "m", ConcurrencyLimit: 1}}, nil
 	}
 	w := call(t, newAPI(f), "GET", "/v1/admin/models", adminKey, "")
-	if w.Code != http.StatusOK {
-		t.Fatalf("status = %d, want 200; body %s", w.Code, w.Body)
-	}
+	require.Equal(t, http.StatusOK, w.Code, "body %s", w.Body)
 }

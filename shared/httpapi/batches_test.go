@@ -16,12 +16,15 @@ import (
 	"github.com/fusillade/fusillade/shared/idempotency"
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/jsonl"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // validBatch is a create request that passes validation, for aFileID.
 var validBatch = fmt.Sprintf(`{"input_file_id":%q,"endpoint":"/v1/chat/completions","completion_window":"24h"}`, aFileID)
 
 func TestJSONBodiesAreDecodedStrictly(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, body, contentType string
 		param                   string // the envelope's param, JSON
@@ -38,6 +41,7 @@ func TestJSONBodiesAreDecodedStrictly(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			// Nothing but Authenticate is set: a body that got past decoding fails the test.
 			h := newAPI(withKeys(newFake(t)))
 			var hdr []string
@@ -45,26 +49,24 @@ func TestJSONBodiesAreDecodedStrictly(t *testing.T) {
 				hdr = []string{"Content-Type", c.contentType}
 			}
 			w := call(t, h, "POST", "/v1/batches", tenantKey, c.body, hdr...)
-			if w.Code != http.StatusBadRequest {
-				t.Fatalf("status %d, want 400; body %s", w.Code, w.Body)
-			}
+			require.Equal(t, http.StatusBadRequest, w.Code, "body %s", w.Body)
 			e := errorOf(t, w)
-			if string(e.Error.Param) != c.param || !strings.Contains(e.Error.Message, c.message) {
-				t.Errorf("param %s message %q; want param %s and a message containing %q", e.Error.Param, e.Error.Message, c.param, c.message)
-			}
+			assert.Equal(t, c.param, string(e.Error.Param), "param")
+			assert.Contains(t, e.Error.Message, c.message)
 		})
 	}
 }
 
 func TestAnEmptyBodyIsRejected(t *testing.T) {
+	t.Parallel()
 	h := newAPI(withKeys(newFake(t)))
 	w := call(t, h, "POST", "/v1/batches", tenantKey, "", "Content-Type", "application/json")
-	if w.Code != 400 || !strings.Contains(errorOf(t, w).Error.Message, "empty") {
-		t.Fatalf("status %d body %s: want 400 saying the body is empty", w.Code, w.Body)
-	}
+	require.Equal(t, 400, w.Code, "body %s", w.Body)
+	require.Contains(t, errorOf(t, w).Error.Message, "empty", "want 400 saying the body is empty")
 }
 
 func TestListParamsAreBoundedAndPassedToTheStore(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		query string
 		param string // "" = accepted
@@ -84,51 +86,49 @@ func TestListParamsAreBoundedAndPassedToTheStore(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {
+			t.Parallel()
 			f := withKeys(newFake(t))
 			var got *domain.BatchListParams
 			if c.param == "" {
 				f.ListBatchesFn = func(_ context.Context, tenant string, p domain.BatchListParams) ([]domain.Batch, bool, error) {
-					if tenant != tenantID {
-						t.Errorf("tenant = %q", tenant)
-					}
+					assert.Equal(t, tenantID, tenant)
 					got = &p
 					return nil, false, nil
 				}
 			}
 			w := call(t, newAPI(f), "GET", "/v1/batches?"+c.query, tenantKey, "")
 			if c.param != "" {
-				if w.Code != 400 {
-					t.Fatalf("status %d, want 400", w.Code)
-				}
-				if e := errorOf(t, w); string(e.Error.Param) != jsonString(c.param) {
-					t.Errorf("param = %s, want %q", e.Error.Param, c.param)
-				}
+				require.Equal(t, 400, w.Code, "body %s", w.Body)
+				e := errorOf(t, w)
+				assert.Equal(t, jsonString(c.param), string(e.Error.Param), "param")
 				return
 			}
-			if w.Code != 200 || got == nil {
-				t.Fatalf("status %d, store called %v; body %s", w.Code, got != nil, w.Body)
-			}
-			if got.Limit != c.limit {
-				t.Errorf("store saw limit %d, want %d", got.Limit, c.limit)
-			}
-			if strings.Contains(c.query, "after=") && got.After != aBatchID {
-				t.Errorf("store saw after %q, want %q", got.After, aBatchID)
+			require.Equal(t, 200, w.Code, "body %s", w.Body)
+			require.NotNil(t, got, "store not called")
+			assert.Equal(t, c.limit, got.Limit, "store saw limit")
+			if strings.Contains(c.query, "after=") {
+				assert.Equal(t, aBatchID, got.After, "store saw after")
 			}
 			var list struct {
 				Object  string            `json:"object"`
 				Data    []json.RawMessage `json:"data"`
 				HasMore *bool             `json:"has_more"`
 			}
-			if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || list.Object != "list" || list.Data == nil || list.HasMore == nil {
-				t.Errorf("an empty page is not an OpenAI list with data []: %s", w.Body)
+			// An empty page is an OpenAI list with data [].
+			if assert.NoError(t, json.Unmarshal(w.Body.Bytes(), &list), "body %s", w.Body) {
+				assert.Equal(t, "list", list.Object, "body %s", w.Body)
+				assert.NotNil(t, list.Data, "body %s", w.Body)
+				assert.NotNil(t, list.HasMore, "body %s", w.Body)
 			}
 		})
 	}
 }
 
 func TestFileListLimitIsBounded(t *testing.T) {
+	t.Parallel()
 	for q, ok := range map[string]bool{"limit=10000": true, "limit=10001": false, "order=asc": true, "order=up": false} {
 		t.Run(q, func(t *testing.T) {
+			t.Parallel()
 			f := withKeys(newFake(t))
 			if ok {
 				f.ListFilesFn = func(context.Context, string, domain.FileListParams) ([]domain.File, bool, error) {
@@ -136,14 +136,13 @@ func TestFileListLimitIsBounded(t *testing.T) {
 				}
 			}
 			w := call(t, newAPI(f), "GET", "/v1/files?"+q, tenantKey, "")
-			if (w.Code == 200) != ok {
-				t.Fatalf("status %d, want accepted=%v; body %s", w.Code, ok, w.Body)
-			}
+			require.Equal(t, ok, w.Code == 200, "status %d, want accepted=%v; body %s", w.Code, ok, w.Body)
 		})
 	}
 }
 
 func TestABadAfterCursorIsA400NamingAfter(t *testing.T) {
+	t.Parallel()
 	f := withKeys(newFake(t))
 	f.ListBatchesFn = func(_ context.Context, _ string, p domain.BatchListParams) ([]domain.Batch, bool, error) {
 		// What the store answers for a cursor that is not one of the tenant's batches.
@@ -151,15 +150,16 @@ func TestABadAfterCursorIsA400NamingAfter(t *testing.T) {
 			Message: fmt.Sprintf("Invalid 'after': %q is not an object in this list.", p.After)}
 	}
 	w := call(t, newAPI(f), "GET", "/v1/batches?after=batch_forged", tenantKey, "")
-	if w.Code != 400 || w.Header().Get("x-should-retry") != "false" {
-		t.Fatalf("status %d, x-should-retry %q: want 400, false", w.Code, w.Header().Get("x-should-retry"))
-	}
-	if e := errorOf(t, w); string(e.Error.Param) != `"after"` || !strings.Contains(e.Error.Message, "batch_forged") {
-		t.Errorf("envelope %+v, want param after naming the cursor", e.Error)
-	}
+	require.Equal(t, 400, w.Code, "body %s", w.Body)
+	require.Equal(t, "false", w.Header().Get("x-should-retry"))
+	// Param after, naming the cursor.
+	e := errorOf(t, w)
+	assert.Equal(t, `"after"`, string(e.Error.Param))
+	assert.Contains(t, e.Error.Message, "batch_forged")
 }
 
 func TestCreateBatchValidationNamesTheParam(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("k", 65)
 	many := map[string]string{}
 	for i := range 17 {
@@ -179,14 +179,12 @@ func TestCreateBatchValidationNamesTheParam(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			// Create is unset: validation happens before the service is asked.
 			w := call(t, newAPI(withKeys(newFake(t))), "POST", "/v1/batches", tenantKey, c.body)
-			if w.Code != 400 {
-				t.Fatalf("status %d, want 400; body %s", w.Code, w.Body)
-			}
-			if e := errorOf(t, w); string(e.Error.Param) != jsonString(c.param) {
-				t.Errorf("param = %s, want %q (message %q)", e.Error.Param, c.param, e.Error.Message)
-			}
+			require.Equal(t, 400, w.Code, "body %s", w.Body)
+			e := errorOf(t, w)
+			assert.Equal(t, jsonString(c.param), string(e.Error.Param), "param (message %q)", e.Error.Message)
 		})
 	}
 }
@@ -204,44 +202,45 @@ type batchReply struct {
 func decodeBatch(t *testing.T, b *bytes.Buffer) batchReply {
 	t.Helper()
 	var r batchReply
-	if err := json.Unmarshal(b.Bytes(), &r); err != nil {
-		t.Fatalf("not a batch: %v: %s", err, b)
-	}
+	require.NoError(t, json.Unmarshal(b.Bytes(), &r), "not a batch: %s", b)
 	return r
 }
 
 // The decoded request reaches the service with the caller's tenant (the key, when sent, bound to
 // the request: idempotency_test.go), and the batch it created is answered as OpenAI shapes it.
 func TestCreateBatchHandsTheServiceTheRequestAndAnswersTheBatch(t *testing.T) {
+	t.Parallel()
 	f := withKeys(newFake(t))
 	id := domain.NewBatchID()
 	f.CreateFn = func(_ context.Context, c batches.Create) (batches.Created, error) {
 		want := batches.Create{TenantID: tenantID, InputFileID: aFileID, Endpoint: "/v1/chat/completions", CompletionWindow: "24h",
 			Metadata: map[string]string{"k": "v"}}
-		if c.Idempotency.Name != "" || c.TenantID != want.TenantID || c.InputFileID != want.InputFileID || c.Endpoint != want.Endpoint ||
-			c.CompletionWindow != want.CompletionWindow || c.Metadata["k"] != "v" || len(c.Metadata) != 1 || c.ValidateOnly {
-			t.Errorf("Create(%+v), want %+v", c, want)
-		}
+		assert.Empty(t, c.Idempotency.Name, "Create(%+v)", c)
+		assert.Equal(t, want.TenantID, c.TenantID)
+		assert.Equal(t, want.InputFileID, c.InputFileID)
+		assert.Equal(t, want.Endpoint, c.Endpoint)
+		assert.Equal(t, want.CompletionWindow, c.CompletionWindow)
+		assert.Equal(t, want.Metadata, c.Metadata)
+		assert.False(t, c.ValidateOnly, "Create(%+v)", c)
 		return batches.Created{Batch: domain.Batch{ID: id, TenantID: tenantID, InputFileID: aFileID, Status: domain.BatchValidating,
 			Counts: domain.Counts{Total: 3}, CreatedAt: testNow, ExpiresAt: testNow.Add(24 * time.Hour)}}, nil
 	}
 	w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, strings.TrimSuffix(validBatch, "}")+`,"metadata":{"k":"v"}}`)
-	if w.Code != 200 {
-		t.Fatalf("status %d, want 200; body %s", w.Code, w.Body)
-	}
+	require.Equal(t, 200, w.Code, "body %s", w.Body)
+	// The service's batch: validating, total 3, expiring 24h after creation.
 	got := decodeBatch(t, w.Body)
-	if got.ID != id || got.Status != "validating" || got.InputFileID != aFileID || got.RequestCounts.Total != 3 ||
-		got.ExpiresAt != testNow.Add(24*time.Hour).Unix() {
-		t.Errorf("answered %+v; want the service's batch: validating, total 3, expiring 24h after creation", got)
-	}
+	assert.Equal(t, id, got.ID)
+	assert.Equal(t, "validating", got.Status)
+	assert.Equal(t, aFileID, got.InputFileID)
+	assert.Equal(t, 3, got.RequestCounts.Total)
+	assert.Equal(t, testNow.Add(24*time.Hour).Unix(), got.ExpiresAt)
 }
 
 func TestCreateBatchValidateOnlyAnswersTheReport(t *testing.T) {
+	t.Parallel()
 	f := withKeys(newFake(t))
 	f.CreateFn = func(_ context.Context, c batches.Create) (batches.Created, error) {
-		if !c.ValidateOnly {
-			t.Error("validate_only did not reach the service")
-		}
+		assert.True(t, c.ValidateOnly, "validate_only did not reach the service")
 		return batches.Created{File: domain.File{ID: aFileID}, Report: &ingest.Report{Errors: []jsonl.LineError{
 			{Line: 2, Code: "invalid_model", Message: "Model 'x' is not configured."}}}}, nil
 	}
@@ -255,18 +254,22 @@ func TestCreateBatchValidateOnlyAnswersTheReport(t *testing.T) {
 			Code string `json:"code"`
 		} `json:"errors"`
 	}
-	if err := json.Unmarshal(w.Body.Bytes(), &rep); w.Code != 200 || err != nil {
-		t.Fatalf("status %d body %s", w.Code, w.Body)
-	}
-	if rep.Object != "file.validation" || rep.FileID != aFileID || rep.Valid || len(rep.Errors) != 1 || rep.Errors[0].Line != 2 ||
-		rep.Errors[0].Code != "invalid_model" {
-		t.Errorf("answered %s; want the report on the file with its bad line", w.Body)
+	require.Equal(t, 200, w.Code, "body %s", w.Body)
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &rep), "body %s", w.Body)
+	// The report on the file with its bad line.
+	assert.Equal(t, "file.validation", rep.Object, "answered %s", w.Body)
+	assert.Equal(t, aFileID, rep.FileID, "answered %s", w.Body)
+	assert.False(t, rep.Valid, "answered %s", w.Body)
+	if assert.Len(t, rep.Errors, 1, "answered %s", w.Body) {
+		assert.Equal(t, 2, rep.Errors[0].Line, "answered %s", w.Body)
+		assert.Equal(t, "invalid_model", rep.Errors[0].Code, "answered %s", w.Body)
 	}
 }
 
 // What the service refuses a create with reaches the client as OpenAI's error envelope, with the
 // status its code (or reason) maps to; the batch service says when each arises.
 func TestCreateBatchRefusalsKeepTheirStatusAndCode(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name       string
 		err        error
@@ -287,36 +290,37 @@ func TestCreateBatchRefusalsKeepTheirStatusAndCode(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			f := withKeys(newFake(t))
 			f.CreateFn = func(context.Context, batches.Create) (batches.Created, error) { return batches.Created{}, c.err }
 			w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
-			if w.Code != c.status || w.Header().Get("Retry-After") != c.retryAfter {
-				t.Fatalf("status %d, Retry-After %q: want %d, %q; body %s", w.Code, w.Header().Get("Retry-After"), c.status, c.retryAfter, w.Body)
-			}
+			require.Equal(t, c.status, w.Code, "body %s", w.Body)
+			require.Equal(t, c.retryAfter, w.Header().Get("Retry-After"), "Retry-After; body %s", w.Body)
 			e := errorOf(t, w)
-			if string(e.Error.Code) != c.code || string(e.Error.Param) != c.param || strings.Contains(w.Body.String(), "secret") {
-				t.Errorf("envelope %s; want code %s, param %s, nothing internal", w.Body, c.code, c.param)
-			}
+			assert.Equal(t, c.code, string(e.Error.Code), "code")
+			assert.Equal(t, c.param, string(e.Error.Param), "param")
+			assert.NotContains(t, w.Body.String(), "secret", "something internal")
 		})
 	}
 }
 
 func TestCreateBatchThatCannotBeQueuedIsA503ThatSaysRetry(t *testing.T) {
+	t.Parallel()
 	unavailable := &domain.Error{Code: domain.EUnavailable, Message: "The batch could not be queued; please retry."}
 	for name, err := range map[string]error{
 		"failed":                   unavailable,
 		"that could not be failed": errors.Join(unavailable, errors.New("fail unqueued batch: dial tcp 10.0.0.5:5432")),
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			f := withKeys(newFake(t))
 			f.CreateFn = func(context.Context, batches.Create) (batches.Created, error) { return batches.Created{}, err }
 			w := call(t, newAPI(f), "POST", "/v1/batches", tenantKey, validBatch)
-			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || w.Header().Get("x-should-retry") != "true" {
-				t.Fatalf("status %d, Retry-After %q, x-should-retry %q: want 503, 1, true", w.Code, w.Header().Get("Retry-After"), w.Header().Get("x-should-retry"))
-			}
-			if e := errorOf(t, w); e.Error.Message != unavailable.Message {
-				t.Errorf("message %q, want only the safe one", e.Error.Message)
-			}
+			require.Equal(t, http.StatusServiceUnavailable, w.Code, "body %s", w.Body)
+			require.Equal(t, "1", w.Header().Get("Retry-After"))
+			require.Equal(t, "true", w.Header().Get("x-should-retry"))
+			e := errorOf(t, w)
+			assert.Equal(t, unavailable.Message, e.Error.Message, "want only the safe message")
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/stretchr/testify/assert"
 )
 
 // errUnexpected is what a fake returns from a method the test did not set up; the call has
@@ -62,7 +63,7 @@ func newFake(t *testing.T) *fake { return &fake{t: t} }
 
 func (f *fake) unexpected(name string) error {
 	f.t.Helper()
-	f.t.Errorf("unexpected call to %s", name)
+	assert.Fail(f.t, "unexpected call to "+name)
 	return errUnexpected
 }
 

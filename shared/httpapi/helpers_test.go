@@ -12,6 +12,7 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/httpapi"
+	"github.com/stretchr/testify/require"
 )
 
 // Keys the fake's Authenticate knows.
@@ -80,16 +81,11 @@ type envelope struct {
 // errorOf decodes the error envelope of w, failing the test when w is not one.
 func errorOf(t *testing.T, w *httptest.ResponseRecorder) envelope {
 	t.Helper()
-	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("Content-Type = %q, want application/json; body %s", ct, w.Body)
-	}
+	require.Equal(t, "application/json", w.Header().Get("Content-Type"), "Content-Type; body %s", w.Body)
 	var e envelope
-	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
-		t.Fatalf("body is not an error envelope: %v: %s", err, w.Body)
-	}
-	if e.Error.Message == "" || e.Error.Type == "" || e.Error.Param == nil || e.Error.Code == nil {
-		t.Fatalf("error envelope lacks message, type, param or code: %s", w.Body)
-	}
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &e), "body is not an error envelope: %s", w.Body)
+	require.True(t, e.Error.Message != "" && e.Error.Type != "" && e.Error.Param != nil && e.Error.Code != nil,
+		"error envelope lacks message, type, param or code: %s", w.Body)
 	return e
 }
 

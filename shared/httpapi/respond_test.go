@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // getBatchFailing is an API whose GetBatch answers err.
@@ -19,6 +20,7 @@ func getBatchFailing(t *testing.T, err error) http.Handler {
 }
 
 func TestEachErrorCodeHasItsStatusAndRetryHeaders(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		err         *domain.Error
 		status      int
@@ -42,34 +44,31 @@ func TestEachErrorCodeHasItsStatusAndRetryHeaders(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s/%s", c.err.Code, c.err.Reason), func(t *testing.T) {
+			t.Parallel()
 			c.err.Message = "the message for " + string(c.err.Code)
 			w := call(t, getBatchFailing(t, c.err), "GET", "/v1/batches/"+aBatchID, tenantKey, "")
-			if w.Code != c.status {
-				t.Fatalf("status = %d, want %d", w.Code, c.status)
-			}
+			require.Equal(t, c.status, w.Code, "body %s", w.Body)
 			e := errorOf(t, w)
-			if e.Error.Type != c.typ || e.Error.Message != c.err.Message || string(e.Error.Code) != c.code {
-				t.Errorf("envelope = %+v; want type %s, message %q, code %s", e.Error, c.typ, c.err.Message, c.code)
-			}
-			if got := w.Header().Get("x-should-retry"); got != c.shouldRetry {
-				t.Errorf("x-should-retry = %q, want %q", got, c.shouldRetry)
-			}
-			if got := w.Header().Get("Retry-After"); got != c.retryAfter {
-				t.Errorf("Retry-After = %q, want %q", got, c.retryAfter)
-			}
+			assert.Equal(t, c.typ, e.Error.Type, "type")
+			assert.Equal(t, c.err.Message, e.Error.Message, "message")
+			assert.Equal(t, c.code, string(e.Error.Code), "code")
+			assert.Equal(t, c.shouldRetry, w.Header().Get("x-should-retry"), "x-should-retry")
+			assert.Equal(t, c.retryAfter, w.Header().Get("Retry-After"), "Retry-After")
 		})
 	}
 }
 
 func TestAnErrorNamesItsParamAndLine(t *testing.T) {
+	t.Parallel()
 	w := call(t, getBatchFailing(t, &domain.Error{Code: domain.EInvalid, Message: "bad", Param: "body.model", Line: 7}),
 		"GET", "/v1/batches/"+aBatchID, tenantKey, "")
-	if w.Code != 400 || !strings.Contains(w.Body.String(), `"param":"body.model"`) || !strings.Contains(w.Body.String(), `"line":7`) {
-		t.Fatalf("status %d body %s: want 400 naming param body.model and line 7", w.Code, w.Body)
-	}
+	require.Equal(t, 400, w.Code, "body %s", w.Body)
+	require.Contains(t, w.Body.String(), `"param":"body.model"`)
+	require.Contains(t, w.Body.String(), `"line":7`)
 }
 
 func TestAnInternalErrorNeverLeaksItsMessage(t *testing.T) {
+	t.Parallel()
 	const secret = "password=hunter2 host=db.internal"
 	cases := map[string]error{
 		"plain error":         errors.New("connect: " + secret),
@@ -79,47 +78,48 @@ func TestAnInternalErrorNeverLeaksItsMessage(t *testing.T) {
 	}
 	for name, err := range cases {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			w := call(t, getBatchFailing(t, err), "GET", "/v1/batches/"+aBatchID, tenantKey, "")
-			if strings.Contains(w.Body.String(), "hunter2") || strings.Contains(w.Body.String(), "db.internal") {
-				t.Fatalf("the response leaks the internal message: %s", w.Body)
-			}
+			require.NotContains(t, w.Body.String(), "hunter2", "the response leaks the internal message")
+			require.NotContains(t, w.Body.String(), "db.internal", "the response leaks the internal message")
 			e := errorOf(t, w)
 			if domain.ErrorCode(err) == domain.EInternal {
-				if w.Code != 500 || e.Error.Type != "server_error" || e.Error.Message != "The server had an error while processing your request." {
-					t.Errorf("status %d envelope %+v, want the generic 500", w.Code, e.Error)
-				}
-			} else if w.Code != 400 || e.Error.Message != "safe" {
-				t.Errorf("status %d envelope %+v, want 400 with the safe message", w.Code, e.Error)
+				// The generic 500.
+				assert.Equal(t, 500, w.Code, "body %s", w.Body)
+				assert.Equal(t, "server_error", e.Error.Type)
+				assert.Equal(t, "The server had an error while processing your request.", e.Error.Message)
+			} else {
+				// 400 with the safe message.
+				assert.Equal(t, 400, w.Code, "body %s", w.Body)
+				assert.Equal(t, "safe", e.Error.Message)
 			}
 		})
 	}
 }
 
 func TestAPanicIsAGeneric500(t *testing.T) {
+	t.Parallel()
 	f := withKeys(newFake(t))
 	f.GetBatchFn = func(context.Context, string, string) (domain.Batch, error) { panic("secret state: hunter2") }
 	w := call(t, newAPI(f), "GET", "/v1/batches/"+aBatchID, tenantKey, "")
-	if w.Code != 500 || strings.Contains(w.Body.String(), "hunter2") {
-		t.Fatalf("status %d body %s: want a 500 without the panic's value", w.Code, w.Body)
-	}
+	require.Equal(t, 500, w.Code, "body %s", w.Body)
+	require.NotContains(t, w.Body.String(), "hunter2", "the panic's value leaks")
 	errorOf(t, w)
 }
 
 func TestAnUnknownURLIsA404Envelope(t *testing.T) {
+	t.Parallel()
 	w := call(t, newAPI(newFake(t)), "GET", "/v2/nothing", "", "")
-	if w.Code != 404 || w.Header().Get("x-should-retry") != "false" {
-		t.Fatalf("status %d, x-should-retry %q: want 404, false", w.Code, w.Header().Get("x-should-retry"))
-	}
+	require.Equal(t, 404, w.Code, "body %s", w.Body)
+	require.Equal(t, "false", w.Header().Get("x-should-retry"))
 	errorOf(t, w)
 }
 
 func TestAMalformedPathIDIsRejectedBeforeTheStore(t *testing.T) {
+	t.Parallel()
 	// GetBatch is unset: the store must not see the id.
 	w := call(t, newAPI(withKeys(newFake(t))), "GET", "/v1/batches/batch_XYZ", tenantKey, "")
-	if w.Code != 400 {
-		t.Fatalf("status %d, want 400", w.Code)
-	}
-	if e := errorOf(t, w); string(e.Error.Param) != jsonString("id") {
-		t.Errorf("param = %s, want \"id\"", e.Error.Param)
-	}
+	require.Equal(t, 400, w.Code, "body %s", w.Body)
+	e := errorOf(t, w)
+	assert.Equal(t, jsonString("id"), string(e.Error.Param), "param")
 }

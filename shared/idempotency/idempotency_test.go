@@ -9,6 +9,8 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/idempotency"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -23,9 +25,8 @@ type store struct {
 }
 
 func (s *store) ReserveIdempotencyKey(_ context.Context, tenantID, route, key string, _ []byte, objectID string, at time.Time) (domain.IdempotencyRecord, bool, error) {
-	if tenantID != "tenant_1" || route != idempotency.RouteCreateBatch || key != "k1" || !at.Equal(now) {
-		s.t.Errorf("ReserveIdempotencyKey(%s, %s, %s, %v)", tenantID, route, key, at)
-	}
+	assert.True(s.t, tenantID == "tenant_1" && route == idempotency.RouteCreateBatch && key == "k1" && at.Equal(now),
+		"ReserveIdempotencyKey(%s, %s, %s, %v)", tenantID, route, key, at)
 	s.reserved = append(s.reserved, objectID)
 	if s.err != nil {
 		return domain.IdempotencyRecord{}, false, s.err
@@ -37,9 +38,7 @@ func (s *store) ReserveIdempotencyKey(_ context.Context, tenantID, route, key st
 }
 
 func (s *store) ReleaseIdempotencyKey(ctx context.Context, _, _, _, objectID string) error {
-	if ctx.Err() != nil {
-		s.t.Error("ReleaseIdempotencyKey ran with a cancelled context")
-	}
+	assert.NoError(s.t, ctx.Err(), "ReleaseIdempotencyKey ran with a cancelled context")
 	s.released = append(s.released, objectID)
 	return nil
 }
@@ -49,6 +48,7 @@ func key(name, hash string) idempotency.Key {
 }
 
 func TestReserve(t *testing.T) {
+	t.Parallel()
 	down := errors.New("db down")
 	cases := []struct {
 		name     string
@@ -72,48 +72,47 @@ func TestReserve(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			st := &store{t: t, taken: c.taken, err: c.storeErr}
 			res, err := idempotency.Reserve(context.Background(), st, nil, c.key, "new", now)
-			if c.code == "" && err != nil || c.code != "" && domain.ErrorCode(err) != c.code {
-				t.Fatalf("error %v, want code %q", err, c.code)
+			if c.code == "" {
+				require.NoError(t, err)
+			} else {
+				require.Equal(t, c.code, domain.ErrorCode(err), "error %v", err)
 			}
-			var de *domain.Error
-			if c.reason != "" && (!errors.As(err, &de) || de.Reason != c.reason || de.Param != "Idempotency-Key") {
-				t.Errorf("error %v, want reason %s on Idempotency-Key", err, c.reason)
+			if c.reason != "" {
+				var de *domain.Error
+				if assert.ErrorAs(t, err, &de) {
+					assert.Equal(t, c.reason, de.Reason, "error %v", err)
+					assert.Equal(t, "Idempotency-Key", de.Param, "error %v", err)
+				}
 			}
-			if res.Replay != c.replay || (len(st.reserved) > 0) != c.reserved {
-				t.Errorf("replay %q, store asked %v; want %q, %v", res.Replay, st.reserved, c.replay, c.reserved)
-			}
+			assert.Equal(t, c.replay, res.Replay)
+			assert.Equal(t, c.reserved, len(st.reserved) > 0, "store asked %v", st.reserved)
 		})
 	}
 }
 
 // Only a key this request reserved is released, and even after the client went away.
 func TestReleaseFreesOnlyAKeyThisRequestReserved(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	fresh := &store{t: t}
 	res, err := idempotency.Reserve(context.Background(), fresh, nil, key("k1", "h"), "new", now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	res.Release(ctx)
-	if len(fresh.released) != 1 || fresh.released[0] != "new" {
-		t.Errorf("released %v, want [new]", fresh.released)
-	}
+	assert.Equal(t, []string{"new"}, fresh.released)
 	replayed := &store{t: t, taken: &domain.IdempotencyRecord{RequestHash: []byte("h"), ObjectID: "first"}}
 	res, err = idempotency.Reserve(context.Background(), replayed, nil, key("k1", "h"), "new", now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	res.Release(ctx)
 	idempotency.Reservation{}.Release(ctx) // no key: nothing to free
-	if len(replayed.released) != 0 {
-		t.Errorf("a replay released %v", replayed.released)
-	}
+	assert.Empty(t, replayed.released, "a replay released")
 }
 
 func TestAReplayedObjectThatCannotBeReadIsInFlightThenGone(t *testing.T) {
+	t.Parallel()
 	gone := &domain.Error{Code: domain.ENotFound, Message: "No such Batch object."}
 	for _, c := range []struct {
 		age  time.Duration
@@ -121,11 +120,8 @@ func TestAReplayedObjectThatCannotBeReadIsInFlightThenGone(t *testing.T) {
 	}{{10 * time.Second, domain.EConflict}, {idempotency.InFlightWindow, domain.ENotFound}} {
 		st := &store{t: t, taken: &domain.IdempotencyRecord{RequestHash: []byte("h"), ObjectID: "first", CreatedAt: now.Add(-c.age)}}
 		res, err := idempotency.Reserve(context.Background(), st, nil, key("k1", "h"), "new", now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := res.ReplayError(gone, now); domain.ErrorCode(got) != c.code {
-			t.Errorf("after %v: %v, want %s", c.age, got, c.code)
-		}
+		require.NoError(t, err)
+		got := res.ReplayError(gone, now)
+		assert.Equal(t, c.code, domain.ErrorCode(got), "after %v: %v", c.age, got)
 	}
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // store is a function-field fake of ingest.Store; an unset field fails the test when called.
@@ -32,7 +34,7 @@ var errUnexpected = errors.New("unexpected call to a fake")
 
 func (s *store) unexpected(name string) error {
 	s.t.Helper()
-	s.t.Errorf("unexpected call to %s", name)
+	assert.Fail(s.t, "unexpected call to "+name)
 	return errUnexpected
 }
 
@@ -102,7 +104,7 @@ type blobs struct {
 
 func (b *blobs) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
 	if b.GetFn == nil {
-		b.t.Errorf("unexpected call to Get(%s)", key)
+		assert.Fail(b.t, "unexpected call to Get("+key+")")
 		return nil, 0, errUnexpected
 	}
 	return b.GetFn(ctx, key)
@@ -110,7 +112,7 @@ func (b *blobs) Get(ctx context.Context, key string) (io.ReadCloser, int64, erro
 
 func (b *blobs) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
 	if b.PutFn == nil {
-		b.t.Errorf("unexpected call to Put(%s)", key)
+		assert.Fail(b.t, "unexpected call to Put("+key+")")
 		return errUnexpected
 	}
 	return b.PutFn(ctx, key, r, contentType)
@@ -118,7 +120,7 @@ func (b *blobs) Put(ctx context.Context, key string, r io.Reader, contentType st
 
 func (b *blobs) Delete(ctx context.Context, key string) error {
 	if b.DeleteFn == nil {
-		b.t.Errorf("unexpected call to Delete(%s)", key)
+		assert.Fail(b.t, "unexpected call to Delete("+key+")")
 		return errUnexpected
 	}
 	return b.DeleteFn(ctx, key)
@@ -203,6 +205,7 @@ func line(customID, model string) string {
 const tenant = "tenant_0123456789abcdef"
 
 func TestStoreValidatesASmallFileAndRecordsIt(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t})
 	var inserted []domain.File
 	s.InsertFileFn = func(_ context.Context, f domain.File) error { inserted = append(inserted, f); return nil }
@@ -210,57 +213,54 @@ func TestStoreValidatesASmallFileAndRecordsIt(t *testing.T) {
 	body := line("a", "m") + line("b", "m")
 	f, err := newIngester(s, b, ingest.Limits{}).Store(context.Background(),
 		ingest.Upload{TenantID: tenant, Filename: "in.jsonl", Purpose: domain.PurposeBatch, Body: strings.NewReader(body)})
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err)
+	// 2 lines, the body's bytes, processed, at its FileKey.
+	assert.Equal(t, 2, f.Lines)
+	assert.Equal(t, int64(len(body)), f.Bytes)
+	assert.Equal(t, "processed", f.Status)
+	assert.True(t, domain.IsFileID(f.ID), "file id %q", f.ID)
+	assert.Equal(t, domain.InputFileKey(tenant, f.ID), f.ObjectKey)
+	assert.True(t, f.CreatedAt.Equal(testNow), "created at %v, want %v", f.CreatedAt, testNow)
+	if assert.Len(t, inserted, 1, "want the file inserted once") {
+		assert.Equal(t, f.ID, inserted[0].ID)
 	}
-	if f.Lines != 2 || f.Bytes != int64(len(body)) || f.Status != "processed" || !domain.IsFileID(f.ID) ||
-		f.ObjectKey != domain.InputFileKey(tenant, f.ID) || !f.CreatedAt.Equal(testNow) {
-		t.Errorf("file = %+v; want 2 lines, %d bytes, processed, at its FileKey", f, len(body))
-	}
-	if len(inserted) != 1 || inserted[0].ID != f.ID {
-		t.Errorf("inserted %+v, want the file once", inserted)
-	}
-	if got := bk.objects[f.ObjectKey]; string(got) != body {
-		t.Errorf("stored %q, want the upload's bytes", got)
-	}
+	assert.Equal(t, body, string(bk.objects[f.ObjectKey]), "stored, want the upload's bytes")
 }
 
 func TestStoreRejectsABadFileNamingEveryBadLineAndKeepsNothing(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t}) // InsertFile unset: a bad file must not be recorded
 	b, bk := memBlobs(t)
 	body := line("a", "m") + "{not json\n" + line("c", "unknown-model") + line("a", "m")
 	_, err := newIngester(s, b, ingest.Limits{}).Store(context.Background(),
 		ingest.Upload{TenantID: tenant, FileID: domain.NewFileID(), Purpose: domain.PurposeBatch, Body: strings.NewReader(body)})
 	var de *domain.Error
-	if !errors.As(err, &de) || de.Code != domain.EInvalid {
-		t.Fatalf("err = %v, want an invalid *domain.Error", err)
-	}
-	if de.Line != 2 || len(de.Problems) != 3 || de.ProblemsTruncated {
-		t.Fatalf("error names line %d with %d problems (truncated %v), want line 2 and 3 problems: %+v", de.Line, len(de.Problems), de.ProblemsTruncated, de.Problems)
-	}
+	require.ErrorAs(t, err, &de, "want an invalid *domain.Error")
+	require.Equal(t, domain.EInvalid, de.Code, "err = %v", err)
+	require.Equal(t, 2, de.Line, "the line the error names")
+	require.Len(t, de.Problems, 3)
+	require.False(t, de.ProblemsTruncated, "problems truncated")
 	for i, want := range []int{2, 3, 4} {
-		if de.Problems[i].Line != want || de.Problems[i].Reason == "" {
-			t.Errorf("problem %d = %+v, want line %d with a reason", i, de.Problems[i], want)
-		}
+		assert.Equal(t, want, de.Problems[i].Line, "problem %d: %+v", i, de.Problems[i])
+		assert.NotEmpty(t, de.Problems[i].Reason, "problem %d: %+v", i, de.Problems[i])
 	}
-	if len(bk.objects) != 0 || len(bk.deleted) == 0 {
-		t.Errorf("objects left %v (deleted %v): want the rejected upload deleted", bk.keys(), bk.deleted)
-	}
+	// The rejected upload deleted.
+	assert.Empty(t, bk.keys(), "objects left")
+	assert.NotEmpty(t, bk.deleted, "objects deleted")
 }
 
 func TestAFileOverTheSizeLimitIs413(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t})
 	b, bk := memBlobs(t)
 	body := line("a", "m") + line("b", "m")
 	_, err := newIngester(s, b, ingest.Limits{MaxFileBytes: int64(len(body) - 1)}).Store(context.Background(),
 		ingest.Upload{TenantID: tenant, Purpose: domain.PurposeBatch, Body: strings.NewReader(body)})
 	var de *domain.Error
-	if !errors.As(err, &de) || de.Code != domain.ETooLarge || de.Reason != "file_too_large" {
-		t.Fatalf("err = %v, want a too_large *domain.Error with reason file_too_large", err)
-	}
-	if len(bk.objects) != 0 {
-		t.Errorf("objects left: %v", bk.keys())
-	}
+	require.ErrorAs(t, err, &de, "want a too_large *domain.Error with reason file_too_large")
+	require.Equal(t, domain.ETooLarge, de.Code, "err = %v", err)
+	require.Equal(t, "file_too_large", de.Reason, "err = %v", err)
+	assert.Empty(t, bk.keys(), "objects left")
 }
 
 func pendingFile(bytes int64) domain.File {
@@ -270,6 +270,7 @@ func pendingFile(bytes int64) domain.File {
 }
 
 func TestCompleteWithNothingUploadedIsAClientError(t *testing.T) {
+	t.Parallel()
 	// Only Get is reachable: the pending file is neither discarded nor filled.
 	b := &blobs{t: t, GetFn: func(_ context.Context, key string) (io.ReadCloser, int64, error) {
 		return nil, 0, fmt.Errorf("s3 get %s: %w", key, domain.ErrNoObject)
@@ -277,21 +278,23 @@ func TestCompleteWithNothingUploadedIsAClientError(t *testing.T) {
 	f := pendingFile(0)
 	_, err := newIngester(&store{t: t}, b, ingest.Limits{}).Complete(context.Background(), f)
 	var de *domain.Error
-	if !errors.As(err, &de) || de.Code != domain.EInvalid || de.Reason != "upload_missing" || !strings.Contains(de.Message, f.ID) {
-		t.Fatalf("err = %v, want an invalid *domain.Error, reason upload_missing, naming the file", err)
-	}
+	require.ErrorAs(t, err, &de, "want an invalid *domain.Error, reason upload_missing, naming the file")
+	require.Equal(t, domain.EInvalid, de.Code, "err = %v", err)
+	require.Equal(t, "upload_missing", de.Reason, "err = %v", err)
+	require.Contains(t, de.Message, f.ID, "the error names the file")
 }
 
 func TestCompleteKeepsTheUploadWhenTheBlobStoreFails(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("s3: 500 InternalError")
 	b := &blobs{t: t, GetFn: func(context.Context, string) (io.ReadCloser, int64, error) { return nil, 0, boom }}
 	_, err := newIngester(&store{t: t}, b, ingest.Limits{}).Complete(context.Background(), pendingFile(0))
-	if !errors.Is(err, boom) || domain.ErrorCode(err) != domain.EInternal {
-		t.Fatalf("err = %v, want the blob store's error, internal (a retry may succeed)", err)
-	}
+	require.ErrorIs(t, err, boom, "want the blob store's error")
+	require.Equal(t, domain.EInternal, domain.ErrorCode(err), "err = %v, want internal (a retry may succeed)", err)
 }
 
 func TestCompleteCopiesTheValidatedBytesToAKeyOfItsOwn(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t})
 	type finish struct {
 		key   string
@@ -308,21 +311,19 @@ func TestCompleteCopiesTheValidatedBytesToAKeyOfItsOwn(t *testing.T) {
 	f := pendingFile(int64(len(body)))
 	bk.objects[f.ObjectKey] = []byte(body)
 	got, err := newIngester(s, b, ingest.Limits{}).Complete(context.Background(), f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(finished) != 1 || finished[0].key != got.ObjectKey || finished[0].bytes != int64(len(body)) || finished[0].lines != 3 {
-		t.Fatalf("FinishUpload %+v, file %+v: want one finish at the file's new key with 3 lines", finished, got)
-	}
-	if got.ObjectKey == f.ObjectKey || !strings.HasPrefix(got.ObjectKey, "tenants/"+tenant+"/files/"+f.ID+".") {
-		t.Errorf("content key %q, want a ContentKey of the file, not the staging key", got.ObjectKey)
-	}
-	if string(bk.objects[got.ObjectKey]) != body || bk.has(f.ObjectKey) {
-		t.Errorf("want the bytes at the content key and the staging upload deleted; keys %v", bk.keys())
-	}
+	require.NoError(t, err)
+	require.Equal(t, []finish{{got.ObjectKey, int64(len(body)), 3}}, finished,
+		"FinishUpload calls (file %+v): want one finish at the file's new key with 3 lines", got)
+	// A ContentKey of the file, not the staging key.
+	assert.NotEqual(t, f.ObjectKey, got.ObjectKey, "content key")
+	assert.True(t, strings.HasPrefix(got.ObjectKey, "tenants/"+tenant+"/files/"+f.ID+"."), "content key %q", got.ObjectKey)
+	// The bytes at the content key and the staging upload deleted.
+	assert.Equal(t, body, string(bk.objects[got.ObjectKey]), "bytes at the content key; keys %v", bk.keys())
+	assert.False(t, bk.has(f.ObjectKey), "staging upload kept; keys %v", bk.keys())
 }
 
 func TestFillRejectsABodyOfAnotherSizeThanAnnounced(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t})
 	var discarded []string
 	s.DiscardFileFn = func(_ context.Context, _, id, reason string, _ time.Time) error {
@@ -334,28 +335,27 @@ func TestFillRejectsABodyOfAnotherSizeThanAnnounced(t *testing.T) {
 	f := pendingFile(int64(len(body)) + 1)
 	_, err := newIngester(s, b, ingest.Limits{}).Fill(context.Background(), f, strings.NewReader(body))
 	var de *domain.Error
-	if !errors.As(err, &de) || de.Reason != "size_mismatch" || de.Param != "bytes" {
-		t.Fatalf("err = %v, want a size_mismatch on bytes", err)
+	require.ErrorAs(t, err, &de, "want a size_mismatch on bytes")
+	require.Equal(t, "size_mismatch", de.Reason, "err = %v", err)
+	require.Equal(t, "bytes", de.Param, "err = %v", err)
+	if assert.Len(t, discarded, 1, "want the file discarded once") {
+		assert.True(t, strings.HasPrefix(discarded[0], f.ID+": "), "discarded %v, want the file", discarded)
 	}
-	if len(discarded) != 1 || !strings.HasPrefix(discarded[0], f.ID+": ") {
-		t.Errorf("discarded %v, want the file discarded once", discarded)
-	}
-	if len(bk.objects) != 0 {
-		t.Errorf("objects left: %v", bk.keys())
-	}
+	assert.Empty(t, bk.keys(), "objects left")
 }
 
 func TestCheckReportsEveryBadLineUpToItsLimit(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t})
 	b, bk := memBlobs(t)
 	bk.objects["k"] = []byte(line("a", "m") + "x\n" + "y\n" + "z\n")
 	rep, err := newIngester(s, b, ingest.Limits{}).Check(context.Background(), "k", "", false, 2)
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err)
+	// The first 2 of 3 bad lines, truncated.
+	if assert.Len(t, rep.Errors, 2, "report %+v", rep) {
+		assert.Equal(t, 2, rep.Errors[0].Line, "report %+v", rep)
 	}
-	if len(rep.Errors) != 2 || !rep.Truncated || rep.Errors[0].Line != 2 {
-		t.Errorf("report %+v, want the first 2 of 3 bad lines, truncated", rep)
-	}
+	assert.True(t, rep.Truncated, "report %+v", rep)
 }
 
 // validatingBatch is BatchForPopulate for a validating chat-completions batch of tenant.
@@ -363,7 +363,7 @@ func validatingBatch(context.Context, string) (string, string, domain.BatchStatu
 	return tenant, "/v1/chat/completions", domain.BatchValidating, nil
 }
 
-// countingDispatcher records the models kicked after a populate.
+// countingDispatcher records the models dispatched after a populate.
 type countingDispatcher struct{ models []string }
 
 func (k *countingDispatcher) Dispatch(_ context.Context, models ...string) error {
@@ -372,6 +372,7 @@ func (k *countingDispatcher) Dispatch(_ context.Context, models ...string) error
 }
 
 func TestPopulateFeedsTheFileToTheStoreAndDispatchesItsModels(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t})
 	b, bk := memBlobs(t)
 	bk.objects["in"] = []byte(line("a", "m") + line("b", "m"))
@@ -391,18 +392,19 @@ func TestPopulateFeedsTheFileToTheStoreAndDispatchesItsModels(t *testing.T) {
 		}
 	}
 	k := &countingDispatcher{}
-	if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
-		t.Fatal(err)
+	require.NoError(t, ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"))
+	// a and b from lines 1 and 2.
+	if assert.Len(t, got, 2, "requests %+v", got) {
+		assert.Equal(t, "a", got[0].CustomID)
+		assert.Equal(t, "/v1/chat/completions", got[0].Path)
+		assert.Equal(t, 2, got[1].Line)
+		assert.Equal(t, "m", got[1].Model)
 	}
-	if len(got) != 2 || got[0].CustomID != "a" || got[1].Line != 2 || got[1].Model != "m" || got[0].Path != "/v1/chat/completions" {
-		t.Errorf("requests %+v, want a and b from lines 1 and 2", got)
-	}
-	if len(k.models) != 1 || k.models[0] != "m" {
-		t.Errorf("kicked %v, want [m]", k.models)
-	}
+	assert.Equal(t, []string{"m"}, k.models, "dispatched")
 }
 
 func TestPopulateGivesTheStoreTheBadLineAsADomainError(t *testing.T) {
+	t.Parallel()
 	s := withModels(&store{t: t})
 	b, bk := memBlobs(t)
 	bk.objects["in"] = []byte(line("a", "m") + line("a", "m"))
@@ -421,22 +423,21 @@ func TestPopulateGivesTheStoreTheBadLineAsADomainError(t *testing.T) {
 		}
 	}
 	k := &countingDispatcher{}
-	if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
-		t.Fatal(err)
+	require.NoError(t, ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"))
+	if assert.NotNil(t, bad, "no bad line") {
+		assert.Equal(t, 2, bad.Line, "bad line %+v", bad)
+		assert.Equal(t, "duplicate_custom_id", bad.Reason, "bad line %+v", bad)
 	}
-	if bad == nil || bad.Line != 2 || bad.Reason != "duplicate_custom_id" {
-		t.Errorf("bad line %+v, want line 2, duplicate_custom_id", bad)
-	}
-	if len(k.models) != 0 {
-		t.Errorf("kicked %v for a failed batch", k.models)
-	}
+	assert.Empty(t, k.models, "dispatched for a failed batch")
 }
 
 // A duplicate populate message (the batch already started, failed or was cancelled) reads
 // nothing: neither the models, nor the file, nor does it ask the store to insert.
 func TestPopulateOfABatchNoLongerValidatingOpensNothing(t *testing.T) {
+	t.Parallel()
 	for _, status := range []domain.BatchStatus{domain.BatchInProgress, domain.BatchFailed, domain.BatchCancelled} {
 		t.Run(string(status), func(t *testing.T) {
+			t.Parallel()
 			s := &store{t: t} // ListModels and InsertRequests unset: calling them fails the test
 			s.InputObjectKeyFn = func(context.Context, string) (string, error) { return "in", nil }
 			s.BatchForPopulateFn = func(context.Context, string) (string, string, domain.BatchStatus, error) {
@@ -444,12 +445,8 @@ func TestPopulateOfABatchNoLongerValidatingOpensNothing(t *testing.T) {
 			}
 			b := &blobs{t: t} // Get unset: opening the file fails the test
 			k := &countingDispatcher{}
-			if err := ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"); err != nil {
-				t.Fatal(err)
-			}
-			if len(k.models) != 0 {
-				t.Errorf("kicked %v for a skipped batch", k.models)
-			}
+			require.NoError(t, ingest.New(s, b, k, ingest.Limits{}, nil, nil).Populate(context.Background(), "batch_1"))
+			assert.Empty(t, k.models, "dispatched for a skipped batch")
 		})
 	}
 }

@@ -25,10 +25,12 @@ type AuthenticateRow struct {
 	IsAdmin  bool
 }
 
-// Every runtime query of the store, by name. The store loads this file at start-up and refers to
-// queries by the name after "-- name:". State changes are single guarded statements: the WHERE
-// clause names the state (and, for requests, the attempt) the row must be in, and a statement
-// that matches no row is reported as domain.ErrStateConflict by the caller.
+// Every runtime query of the store, by name. sqlc (sqlc.yaml, `make sqlc`) turns each into a typed
+// method of shared/postgres/internal/pgq named after "-- name:", checked against the schema the
+// migrations build; parameters are named (sqlc.arg, sqlc.narg when NULL is meant). State changes
+// are single guarded statements: the WHERE clause names the state (and, for requests, the
+// attempt) the row must be in, and a statement that matches no row is reported as
+// domain.ErrStateConflict by the caller.
 // ─── tenants and keys ──────────────────────────────────────────────────────────────────────────
 func (q *Queries) Authenticate(ctx context.Context, keyHash []byte) (AuthenticateRow, error) {
 	row := q.db.QueryRow(ctx, authenticate, keyHash)

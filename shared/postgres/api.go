@@ -168,20 +168,19 @@ func batchOf(r pgq.BatchRow) (domain.Batch, error) {
 		InProgressAt: r.InProgressAt, FinalizingAt: r.FinalizingAt, CompletedAt: r.CompletedAt, FailedAt: r.FailedAt,
 		ExpiredAt: r.ExpiredAt, CancellingAt: r.CancellingAt, CancelledAt: r.CancelledAt,
 		Counts: domain.Counts{Total: int(r.Total), Completed: int(r.Completed), Failed: int(r.Failed), Pending: int(r.Pending)}}
-	meta, errs := r.Metadata, r.Errors
-	if len(meta) > 0 {
-		if err := json.Unmarshal(meta, &b.Metadata); err != nil {
+	if len(r.Metadata) > 0 {
+		if err := json.Unmarshal(r.Metadata, &b.Metadata); err != nil {
 			return b, fmt.Errorf("metadata: %w", err)
 		}
 	}
-	if len(errs) > 0 {
+	if len(r.Errors) > 0 {
 		// Stored as {"object":"list","data":[...]} by FailBatch.
 		var doc struct {
 			Data []domain.BatchError `json:"data"`
 		}
-		if err := json.Unmarshal(errs, &doc); err == nil && doc.Data != nil {
+		if err := json.Unmarshal(r.Errors, &doc); err == nil && doc.Data != nil {
 			b.Errors = doc.Data
-		} else if err := json.Unmarshal(errs, &b.Errors); err != nil {
+		} else if err := json.Unmarshal(r.Errors, &b.Errors); err != nil {
 			return b, fmt.Errorf("errors: %w", err)
 		}
 	}

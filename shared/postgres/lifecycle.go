@@ -119,11 +119,13 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired,
 func (s *Store) RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (retried int, models []string, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := pgq.New(tx)
-		status, err := q.ReopenBatch(ctx, pgq.ReopenBatchParams{ID: &batchID, TenantID: tenantID, Now: now})
+		_, err := q.ReopenBatch(ctx, pgq.ReopenBatchParams{ID: &batchID, TenantID: tenantID, Now: now})
 		if errors.Is(err, pgx.ErrNoRows) {
-			if status, err = q.BatchStatus(ctx, pgq.BatchStatusParams{ID: batchID, TenantID: tenantID}); errors.Is(err, pgx.ErrNoRows) {
+			status, err := q.BatchStatus(ctx, pgq.BatchStatusParams{ID: batchID, TenantID: tenantID})
+			if errors.Is(err, pgx.ErrNoRows) {
 				return batchNotFound(batchID)
-			} else if err != nil {
+			}
+			if err != nil {
 				return err
 			}
 			return &domain.Error{Code: domain.EConflict, Message: fmt.Sprintf(

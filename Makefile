@@ -6,7 +6,7 @@ FUNCTIONS := api populate dispatch worker purge migrate
 LDFLAGS   := -s -w
 PG_BIN    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 
-.PHONY: run test vet lint deps build clean bench $(addprefix build-,$(FUNCTIONS))
+.PHONY: run test vet lint sqlc sqlc-check deps build clean bench $(addprefix build-,$(FUNCTIONS))
 
 ## deps: install the PostgreSQL server binaries when they are missing (Debian/Ubuntu).
 deps:
@@ -35,8 +35,26 @@ $(GOLANGCI_LINT):
 lint: $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run --timeout 5m ./...
 
-## test: vet and lint, then every Go test with the race detector against one throwaway PostgreSQL.
-test: deps vet lint
+## sqlc: regenerate the PostgreSQL query layer (shared/postgres/internal/pgq) from sqlc.yaml: the
+## migrations are the schema, shared/postgres/queries*.sql the queries. sqlc is pinned and built
+## into bin/ with go install on first use, like golangci-lint. CGO_ENABLED=0 builds it with its
+## WebAssembly copy of the PostgreSQL parser: no C compiler needed, and no slower to build.
+SQLC_VERSION := v1.31.1
+SQLC         := bin/sqlc-$(SQLC_VERSION)
+$(SQLC):
+	@mkdir -p bin
+	CGO_ENABLED=0 GOBIN=$(CURDIR)/bin $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+	mv bin/sqlc $@
+sqlc: $(SQLC)
+	$(SQLC) generate
+
+## sqlc-check: fails when the checked-in generated code is not what the .sql files generate
+## (a query edited without `make sqlc`); part of test.
+sqlc-check: $(SQLC)
+	@$(SQLC) diff || { echo "generated query code is stale: run make sqlc and commit the result"; exit 1; }
+
+## test: sqlc-check, vet and lint, then every Go test with the race detector against one throwaway PostgreSQL.
+test: deps sqlc-check vet lint
 	$(GO) run ./cmd/fusillade with-postgres -- $(GO) test -race -count=1 -timeout 20m ./...
 
 ## bench: the performance workloads of docs/benchmarks.md against a throwaway PostgreSQL that the

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres/internal/pgq"
 )
 
 // This file holds what only the HTTP API reads and writes (queries in queries_api.sql): list
@@ -44,8 +45,7 @@ func (s *Store) ListFiles(ctx context.Context, tenantID string, p domain.FileLis
 		return nil, false, errBadCursor(p.After)
 	}
 	if p.After != "" {
-		var at time.Time
-		err := s.pool.QueryRow(ctx, q("FileCursor"), p.After, tenantID).Scan(&at)
+		at, err := s.q.FileCursor(ctx, pgq.FileCursorParams{ID: p.After, TenantID: tenantID})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, false, errBadCursor(p.After)
 		}
@@ -54,22 +54,25 @@ func (s *Store) ListFiles(ctx context.Context, tenantID string, p domain.FileLis
 		}
 		cursorAt = &at
 	}
-	name := "ListFilesDesc"
+	// Two queries rather than a parameter for the direction: each keeps its ORDER BY on the index.
+	args := pgq.ListFilesDescParams{TenantID: tenantID, Max: int32(p.Limit + 1), Purpose: p.Purpose, CursorAt: cursorAt, CursorID: p.After}
+	var rows []pgq.ListFilesDescRow
+	var err error
 	if p.Asc {
-		name = "ListFilesAsc"
+		var asc []pgq.ListFilesAscRow
+		asc, err = s.q.ListFilesAsc(ctx, pgq.ListFilesAscParams(args))
+		for _, r := range asc {
+			rows = append(rows, pgq.ListFilesDescRow(r))
+		}
+	} else {
+		rows, err = s.q.ListFilesDesc(ctx, args)
 	}
-	rows, err := s.pool.Query(ctx, q(name), tenantID, p.Limit+1, p.Purpose, cursorAt, p.After)
 	if err != nil {
 		return nil, false, fmt.Errorf("list files: %w", err)
 	}
-	files, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.File, error) {
-		var f domain.File
-		err := r.Scan(&f.ID, &f.TenantID, &f.Filename, &f.Purpose, &f.Bytes, &f.Status, &f.StatusDetails, &f.ObjectKey,
-			&f.Lines, &f.BatchID, &f.CreatedAt, &f.ExpiresAt)
-		return f, err
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("list files: %w", err)
+	files := make([]domain.File, len(rows))
+	for i, r := range rows {
+		files[i] = fileOf(pgq.GetFileRow(r))
 	}
 	more := len(files) > p.Limit
 	if more {
@@ -81,11 +84,11 @@ func (s *Store) ListFiles(ctx context.Context, tenantID string, p domain.FileLis
 // FinishUpload marks a pending (uploaded) input file processed once its content, stored at key,
 // has passed validation. It reports domain.ErrStateConflict when the file is no longer pending.
 func (s *Store) FinishUpload(ctx context.Context, tenantID, id, key string, bytes int64, lines int) error {
-	tag, err := s.pool.Exec(ctx, q("FinishUpload"), id, tenantID, bytes, lines, key)
+	n, err := s.q.FinishUpload(ctx, pgq.FinishUploadParams{ID: id, TenantID: tenantID, Bytes: bytes, LineCount: int32(lines), ObjectKey: &key})
 	if err != nil {
 		return fmt.Errorf("finish upload %s: %w", id, err)
 	}
-	if tag.RowsAffected() != 1 {
+	if n != 1 {
 		return domain.ErrStateConflict
 	}
 	return nil
@@ -94,7 +97,7 @@ func (s *Store) FinishUpload(ctx context.Context, tenantID, id, key string, byte
 // DiscardFile hides a file for good (its content was rejected, or an idempotent replay made it
 // redundant), recording why. The caller deletes the content.
 func (s *Store) DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error {
-	if _, err := s.pool.Exec(ctx, q("DiscardFile"), id, tenantID, reason, now); err != nil {
+	if err := s.q.DiscardFile(ctx, pgq.DiscardFileParams{ID: id, TenantID: tenantID, StatusDetails: &reason, Now: &now}); err != nil {
 		return fmt.Errorf("discard file %s: %w", id, err)
 	}
 	return nil
@@ -103,7 +106,7 @@ func (s *Store) DiscardFile(ctx context.Context, tenantID, id, reason string, no
 // SetFileExpiry changes when a file expires (an upload whose expires_after came after its
 // content).
 func (s *Store) SetFileExpiry(ctx context.Context, tenantID, id string, at time.Time) error {
-	if _, err := s.pool.Exec(ctx, q("SetFileExpiry"), id, tenantID, at); err != nil {
+	if err := s.q.SetFileExpiry(ctx, pgq.SetFileExpiryParams{ID: id, TenantID: tenantID, ExpiresAt: &at}); err != nil {
 		return fmt.Errorf("set file expiry %s: %w", id, err)
 	}
 	return nil
@@ -121,17 +124,15 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 		return nil, false, errBadCursor(p.After)
 	}
 	if p.After != "" {
-		var at time.Time
-		var status string
-		err := s.pool.QueryRow(ctx, q("BatchCursor"), p.After, tenantID).Scan(&at, &status)
+		c, err := s.q.BatchCursor(ctx, pgq.BatchCursorParams{ID: p.After, TenantID: tenantID})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, false, errBadCursor(p.After)
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("list batches: cursor: %w", err)
 		}
-		cursorAt = &at
-		if p.ActiveFirst && domain.BatchStatus(status).Terminal() {
+		cursorAt = &c.CreatedAt
+		if p.ActiveFirst && domain.BatchStatus(c.Status).Terminal() {
 			cursorRank = 1
 		}
 	}
@@ -139,16 +140,17 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 	if statuses == nil {
 		statuses = []string{}
 	}
-	rows, err := s.pool.Query(ctx, q("ListBatches"), tenantID, statuses, LikePattern(p.Search), p.CreatedAfter, p.CreatedBefore,
-		p.ActiveFirst, cursorRank, cursorAt, p.After, p.Limit+1)
+	rows, err := s.q.ListBatches(ctx, pgq.ListBatchesParams{TenantID: tenantID, Statuses: statuses, Pattern: LikePattern(p.Search),
+		CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore, ActiveFirst: p.ActiveFirst, CursorRank: int32(cursorRank),
+		CursorAt: cursorAt, CursorID: p.After, Max: int32(p.Limit + 1)})
 	if err != nil {
 		return nil, false, fmt.Errorf("list batches: %w", err)
 	}
-	batches, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Batch, error) {
-		return scanBatch(r)
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("list batches: %w", err)
+	batches := make([]domain.Batch, len(rows))
+	for i, r := range rows {
+		if batches[i], err = batchOf(r.BatchRow); err != nil {
+			return nil, false, fmt.Errorf("list batches: %w", err)
+		}
 	}
 	more := len(batches) > p.Limit
 	if more {
@@ -157,32 +159,28 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 	return batches, more, nil
 }
 
-// scanBatch reads the BatchRow fragment (queries.sql), the row shape GetBatch and ListBatches share.
-func scanBatch(r pgx.Row) (domain.Batch, error) {
-	var b domain.Batch
-	var meta, errs []byte
-	var completed, failed, pending int64
-	err := r.Scan(&b.ID, &b.TenantID, &b.InputFileID, &b.Endpoint,
-		&b.CompletionWindow, &b.Status, &b.Model, &meta, &errs, &b.OutputFileID, &b.ErrorFileID, &b.Counts.Total,
-		&b.Usage, &b.CreatedAt, &b.ExpiresAt, &b.InProgressAt, &b.FinalizingAt, &b.CompletedAt, &b.FailedAt,
-		&b.ExpiredAt, &b.CancellingAt, &b.CancelledAt, &completed, &failed, &pending)
-	if err != nil {
-		return b, err
-	}
-	b.Counts.Completed, b.Counts.Failed, b.Counts.Pending = int(completed), int(failed), int(pending)
-	if len(meta) > 0 {
-		if err := json.Unmarshal(meta, &b.Metadata); err != nil {
+// batchOf maps a row of the batch_rows view (migration 0005), the row shape GetBatch and
+// ListBatches share.
+func batchOf(r pgq.BatchRow) (domain.Batch, error) {
+	b := domain.Batch{ID: r.ID, TenantID: r.TenantID, InputFileID: r.InputFileID, Endpoint: r.Endpoint,
+		CompletionWindow: r.CompletionWindow, Status: domain.BatchStatus(r.Status), Model: r.Model, OutputFileID: r.OutputFileID,
+		ErrorFileID: r.ErrorFileID, Usage: r.Usage, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
+		InProgressAt: r.InProgressAt, FinalizingAt: r.FinalizingAt, CompletedAt: r.CompletedAt, FailedAt: r.FailedAt,
+		ExpiredAt: r.ExpiredAt, CancellingAt: r.CancellingAt, CancelledAt: r.CancelledAt,
+		Counts: domain.Counts{Total: int(r.Total), Completed: int(r.Completed), Failed: int(r.Failed), Pending: int(r.Pending)}}
+	if len(r.Metadata) > 0 {
+		if err := json.Unmarshal(r.Metadata, &b.Metadata); err != nil {
 			return b, fmt.Errorf("metadata: %w", err)
 		}
 	}
-	if len(errs) > 0 {
+	if len(r.Errors) > 0 {
 		// Stored as {"object":"list","data":[...]} by FailBatch.
 		var doc struct {
 			Data []domain.BatchError `json:"data"`
 		}
-		if err := json.Unmarshal(errs, &doc); err == nil && doc.Data != nil {
+		if err := json.Unmarshal(r.Errors, &doc); err == nil && doc.Data != nil {
 			b.Errors = doc.Data
-		} else if err := json.Unmarshal(errs, &b.Errors); err != nil {
+		} else if err := json.Unmarshal(r.Errors, &b.Errors); err != nil {
 			return b, fmt.Errorf("errors: %w", err)
 		}
 	}
@@ -202,30 +200,22 @@ func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq d
 	pattern := LikePattern(rq.Search)
 	for left > 0 {
 		n := min(left, ResultPageSize)
-		rows, err := s.pool.Query(ctx, q("BatchResultsPage"), batchID, tenantID, after, states, pattern, skip, n)
+		page, err := s.q.BatchResultsPage(ctx, pgq.BatchResultsPageParams{BatchID: batchID, TenantID: tenantID, AfterLine: int32(after),
+			States: states, Pattern: pattern, Skip: int32(skip), Max: int32(n)})
 		if err != nil {
 			return fmt.Errorf("batch results %s: %w", batchID, err)
 		}
-		page, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.BatchResult, error) {
-			var x domain.BatchResult
-			var state string
-			err := r.Scan(&x.RequestID, &x.Line, &x.CustomID, &x.Model, &state, &x.Input, &x.StatusCode, &x.Body,
-				&x.UpstreamRequestID, &x.ErrorCode, &x.ErrorMessage)
-			x.State = domain.RequestState(state)
-			return x, err
-		})
-		if err != nil {
-			return fmt.Errorf("batch results %s: %w", batchID, err)
-		}
-		for _, row := range page {
-			if err := fn(row); err != nil {
+		for _, r := range page {
+			if err := fn(domain.BatchResult{Model: r.Model, Input: r.Body, ResultRow: domain.ResultRow{RequestID: r.RID,
+				Line: int(r.Line), CustomID: r.CustomID, State: domain.RequestState(r.State), StatusCode: int(r.ResponseStatus),
+				Body: r.ResponseBody, UpstreamRequestID: r.UpstreamRequestID, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage}}); err != nil {
 				return err
 			}
 		}
 		if len(page) < n {
 			return nil
 		}
-		after, skip, left = page[len(page)-1].Line, 0, left-len(page)
+		after, skip, left = int(page[len(page)-1].Line), 0, left-len(page)
 	}
 	return nil
 }
@@ -238,16 +228,13 @@ func (s *Store) ResultFile(ctx context.Context, tenantID, batchID string, output
 	pattern := LikePattern(rq.Search)
 	for left > 0 {
 		n := min(left, ResultPageSize)
-		rows, err := s.pool.Query(ctx, q("ResultFilePage"), batchID, tenantID, output, pattern, offset, n)
-		if err != nil {
-			return fmt.Errorf("result file %s: %w", batchID, err)
-		}
-		page, err := pgx.CollectRows(rows, scanResultRow)
+		page, err := s.q.ResultFilePage(ctx, pgq.ResultFilePageParams{BatchID: batchID, TenantID: tenantID, Output: output,
+			Pattern: pattern, Skip: int32(offset), Max: int32(n)})
 		if err != nil {
 			return fmt.Errorf("result file %s: %w", batchID, err)
 		}
 		for _, row := range page {
-			if err := fn(row); err != nil {
+			if err := fn(resultRowOf(pgq.ResultPageRow(row))); err != nil {
 				return err
 			}
 		}
@@ -264,14 +251,16 @@ func (s *Store) ResultFile(ctx context.Context, tenantID, batchID string, output
 // ReserveIdempotencyKey claims key on route for objectID. ok is false when the key was already
 // taken; then rec is the existing record.
 func (s *Store) ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (rec domain.IdempotencyRecord, ok bool, err error) {
-	tag, err := s.pool.Exec(ctx, q("ReserveIdempotencyKey"), tenantID, route, key, hash, objectID, now)
+	n, err := s.q.ReserveIdempotencyKey(ctx, pgq.ReserveIdempotencyKeyParams{TenantID: tenantID, Route: route, Key: key,
+		RequestHash: hash, ObjectID: objectID, CreatedAt: now})
 	if err != nil {
 		return rec, false, fmt.Errorf("reserve idempotency key: %w", err)
 	}
-	if tag.RowsAffected() == 1 {
+	if n == 1 {
 		return domain.IdempotencyRecord{RequestHash: hash, ObjectID: objectID, CreatedAt: now}, true, nil
 	}
-	err = s.pool.QueryRow(ctx, q("GetIdempotencyKey"), tenantID, route, key).Scan(&rec.RequestHash, &rec.ObjectID, &rec.CreatedAt)
+	got, err := s.q.GetIdempotencyKey(ctx, pgq.GetIdempotencyKeyParams{TenantID: tenantID, Route: route, Key: key})
+	rec = domain.IdempotencyRecord(got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Released between the two statements: the caller's retry will win it.
 		return rec, false, &domain.Error{Code: domain.EUnavailable, Message: "The Idempotency-Key is being released; retry the request."}
@@ -284,7 +273,8 @@ func (s *Store) ReserveIdempotencyKey(ctx context.Context, tenantID, route, key 
 
 // ReleaseIdempotencyKey frees a key reserved for objectID whose request failed.
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, tenantID, route, key, objectID string) error {
-	if _, err := s.pool.Exec(ctx, q("ReleaseIdempotencyKey"), tenantID, route, key, objectID); err != nil {
+	if err := s.q.ReleaseIdempotencyKey(ctx, pgq.ReleaseIdempotencyKeyParams{TenantID: tenantID, Route: route, Key: key,
+		ObjectID: objectID}); err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)
 	}
 	return nil
@@ -295,7 +285,7 @@ func (s *Store) ReleaseIdempotencyKey(ctx context.Context, tenantID, route, key,
 // DeleteModel removes a model. Requests that name it wait (they are never claimed) until it is
 // configured again. A model that another model escalates to cannot be deleted.
 func (s *Store) DeleteModel(ctx context.Context, name string) error {
-	tag, err := s.pool.Exec(ctx, q("DeleteModel"), name)
+	n, err := s.q.DeleteModel(ctx, name)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
 		return &domain.Error{Code: domain.EConflict, Param: "name",
@@ -304,7 +294,7 @@ func (s *Store) DeleteModel(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("delete model %q: %w", name, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return &domain.Error{Code: domain.ENotFound, Param: "name", Message: fmt.Sprintf("Model %q is not configured.", name)}
 	}
 	return nil
@@ -312,65 +302,69 @@ func (s *Store) DeleteModel(ctx context.Context, name string) error {
 
 // ListTenants returns every tenant, oldest first.
 func (s *Store) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
-	rows, err := s.pool.Query(ctx, q("ListTenants"))
+	rows, err := s.q.ListTenants(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.Tenant])
+	out := make([]domain.Tenant, len(rows))
+	for i, t := range rows {
+		out[i] = domain.Tenant(t)
+	}
+	return out, nil
 }
 
 // CreateTenant creates a tenant and returns it.
 func (s *Store) CreateTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
-	rows, err := s.pool.Query(ctx, q("CreateTenant"), domain.NewTenantID(), name, now)
+	t, err := s.q.CreateTenant(ctx, pgq.CreateTenantParams{ID: domain.NewTenantID(), Name: name, CreatedAt: now})
 	if err != nil {
 		return domain.Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
-	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.Tenant])
+	return domain.Tenant(t), nil
 }
 
 // CreateAPIKey mints a key for an existing tenant and returns it with its description; the key is
 // shown this once (only its SHA-256 hash is stored).
 func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {
-	rows, err := s.pool.Query(ctx, q("GetTenant"), tenantID)
-	if err != nil {
-		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
-	}
-	if _, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.Tenant]); errors.Is(err, pgx.ErrNoRows) {
+	if _, err := s.q.GetTenant(ctx, tenantID); errors.Is(err, pgx.ErrNoRows) {
 		return domain.APIKey{}, "", &domain.Error{Code: domain.ENotFound, Param: "tenant_id", Message: fmt.Sprintf("No tenant found with id '%s'.", tenantID)}
 	} else if err != nil {
 		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}
 	key := domain.NewAPIKey()
 	sum := sha256.Sum256([]byte(key))
-	rows, err = s.pool.Query(ctx, q("CreateAPIKey"), tenantID, sum[:], key[:8], name, admin, now)
+	k, err := s.q.CreateAPIKey(ctx, pgq.CreateAPIKeyParams{TenantID: tenantID, KeyHash: sum[:], Prefix: key[:8], Name: name,
+		IsAdmin: admin, CreatedAt: now})
 	if err != nil {
 		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
 	}
-	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.APIKey])
-	if err != nil {
-		return domain.APIKey{}, "", fmt.Errorf("create api key: %w", err)
-	}
-	return k, key, nil
+	return apiKeyOf(pgq.ListAPIKeysRow(k)), key, nil
 }
 
 // ListAPIKeys describes a tenant's keys, revoked ones included.
 func (s *Store) ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error) {
-	rows, err := s.pool.Query(ctx, q("ListAPIKeys"), tenantID)
+	rows, err := s.q.ListAPIKeys(ctx, tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.APIKey])
+	out := make([]domain.APIKey, len(rows))
+	for i, k := range rows {
+		out[i] = apiKeyOf(k)
+	}
+	return out, nil
+}
+
+// apiKeyOf maps the key row CreateAPIKey, ListAPIKeys and RevokeAPIKey share (never the hash).
+func apiKeyOf(k pgq.ListAPIKeysRow) domain.APIKey {
+	return domain.APIKey{ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, Name: k.Name, Admin: k.IsAdmin, CreatedAt: k.CreatedAt,
+		RevokedAt: k.RevokedAt}
 }
 
 // RevokeAPIKey revokes a key at once; revoking it again is a no-op that returns it.
 func (s *Store) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error) {
-	rows, err := s.pool.Query(ctx, q("RevokeAPIKey"), id, now)
-	if err != nil {
-		return domain.APIKey{}, fmt.Errorf("revoke api key: %w", err)
-	}
-	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[domain.APIKey])
+	r, err := s.q.RevokeAPIKey(ctx, pgq.RevokeAPIKeyParams{ID: id, Now: &now})
+	k := apiKeyOf(pgq.ListAPIKeysRow(r))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return k, &domain.Error{Code: domain.ENotFound, Param: "id", Message: fmt.Sprintf("No API key found with id %d.", id)}
+		return domain.APIKey{}, &domain.Error{Code: domain.ENotFound, Param: "id", Message: fmt.Sprintf("No API key found with id %d.", id)}
 	}
 	if err != nil {
 		return k, fmt.Errorf("revoke api key: %w", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres/internal/pgq"
 )
 
 func notCancellable(status string) error {
@@ -21,9 +22,11 @@ func notCancellable(status string) error {
 func (s *Store) CancelBatch(ctx context.Context, tenantID, batchID string, now time.Time) (domain.BatchStatus, error) {
 	var status string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, q("CancelBatch"), batchID, tenantID, now).Scan(&status)
+		q := pgq.New(tx)
+		var err error
+		status, err = q.CancelBatch(ctx, pgq.CancelBatchParams{ID: batchID, TenantID: tenantID, Now: &now})
 		if errors.Is(err, pgx.ErrNoRows) {
-			if err := tx.QueryRow(ctx, q("BatchStatus"), batchID, tenantID).Scan(&status); errors.Is(err, pgx.ErrNoRows) {
+			if status, err = q.BatchStatus(ctx, pgq.BatchStatusParams{ID: batchID, TenantID: tenantID}); errors.Is(err, pgx.ErrNoRows) {
 				return batchNotFound(batchID)
 			} else if err != nil {
 				return err
@@ -36,10 +39,16 @@ func (s *Store) CancelBatch(ctx context.Context, tenantID, batchID string, now t
 		if err != nil {
 			return fmt.Errorf("cancel batch: %w", err)
 		}
-		_, err = tx.Exec(ctx, q("EndUnstarted"), batchID, now, string(domain.StateCanceled), domain.CodeBatchCancelled)
-		return err
+		return endUnstarted(ctx, q, batchID, now, domain.StateCanceled, domain.CodeBatchCancelled)
 	})
 	return domain.BatchStatus(status), err
+}
+
+// endUnstarted runs EndUnstarted: the unstarted requests of batchID end in state with code, the
+// running ones are marked for abort.
+func endUnstarted(ctx context.Context, q *pgq.Queries, batchID string, now time.Time, state domain.RequestState, code string) error {
+	_, err := q.EndUnstarted(ctx, pgq.EndUnstartedParams{BatchID: batchID, Now: &now, State: string(state), ErrorCode: &code})
+	return err
 }
 
 func batchNotFound(id string) error {
@@ -49,15 +58,15 @@ func batchNotFound(id string) error {
 // CancelRequests cancels individual requests of a tenant's batch. Ids that are not in the batch
 // are absent from the result.
 func (s *Store) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) ([]domain.CancelOutcome, error) {
-	rows, err := s.pool.Query(ctx, q("CancelRequests"), batchID, tenantID, ids, now)
+	rows, err := s.q.CancelRequests(ctx, pgq.CancelRequestsParams{BatchID: batchID, TenantID: tenantID, Ids: ids, Now: &now})
 	if err != nil {
 		return nil, fmt.Errorf("cancel requests: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.CancelOutcome, error) {
-		var o domain.CancelOutcome
-		err := r.Scan(&o.RequestID, &o.Result)
-		return o, err
-	})
+	out := make([]domain.CancelOutcome, len(rows))
+	for i, r := range rows {
+		out[i] = domain.CancelOutcome{RequestID: r.TID, Result: r.Result}
+	}
+	return out, nil
 }
 
 // CancelMarks returns which of the given running requests were asked to stop.
@@ -65,17 +74,15 @@ func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]domain.Abort, 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, q("CancelMarks"), ids)
+	rows, err := s.q.CancelMarks(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("cancel marks: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Abort, error) {
-		var a domain.Abort
-		var state string
-		err := r.Scan(&a.RequestID, &state, &a.Code)
-		a.State = domain.RequestState(state)
-		return a, err
-	})
+	out := make([]domain.Abort, len(rows))
+	for i, r := range rows {
+		out[i] = domain.Abort{RequestID: r.RID, State: domain.RequestState(r.State), Code: r.Code}
+	}
+	return out, nil
 }
 
 // ExpireDue marks up to 100 batches whose completion window has closed and ends their unstarted
@@ -84,22 +91,17 @@ func (s *Store) CancelMarks(ctx context.Context, ids []string) ([]domain.Abort, 
 func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired, error) {
 	var out []domain.Expired
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, q("ExpireDue"), now)
+		q := pgq.New(tx)
+		rows, err := q.ExpireDue(ctx, &now)
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Expired, error) {
-			var e domain.Expired
-			var st string
-			err := r.Scan(&e.BatchID, &st)
-			e.Status = domain.BatchStatus(st)
-			return e, err
-		})
-		if err != nil {
-			return err
+		out = make([]domain.Expired, len(rows))
+		for i, r := range rows {
+			out[i] = domain.Expired{BatchID: r.ID, Status: domain.BatchStatus(r.Status)}
 		}
 		for _, e := range out {
-			if _, err := tx.Exec(ctx, q("EndUnstarted"), e.BatchID, now, string(domain.StateExpired), domain.CodeBatchExpired); err != nil {
+			if err := endUnstarted(ctx, q, e.BatchID, now, domain.StateExpired, domain.CodeBatchExpired); err != nil {
 				return err
 			}
 		}
@@ -116,12 +118,14 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired,
 // deadline cannot be retried: its requests would only expire again.
 func (s *Store) RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (retried int, models []string, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var status string
-		err := tx.QueryRow(ctx, q("ReopenBatch"), batchID, tenantID, now).Scan(&status)
+		q := pgq.New(tx)
+		_, err := q.ReopenBatch(ctx, pgq.ReopenBatchParams{ID: &batchID, TenantID: tenantID, Now: now})
 		if errors.Is(err, pgx.ErrNoRows) {
-			if err := tx.QueryRow(ctx, q("BatchStatus"), batchID, tenantID).Scan(&status); errors.Is(err, pgx.ErrNoRows) {
+			status, err := q.BatchStatus(ctx, pgq.BatchStatusParams{ID: batchID, TenantID: tenantID})
+			if errors.Is(err, pgx.ErrNoRows) {
 				return batchNotFound(batchID)
-			} else if err != nil {
+			}
+			if err != nil {
 				return err
 			}
 			return &domain.Error{Code: domain.EConflict, Message: fmt.Sprintf(
@@ -130,31 +134,20 @@ func (s *Store) RetryFailed(ctx context.Context, tenantID, batchID string, ids [
 		if err != nil {
 			return fmt.Errorf("reopen batch: %w", err)
 		}
-		if _, err := tx.Exec(ctx, q("ReopenFiles"), batchID); err != nil {
+		if err := q.ReopenFiles(ctx, &batchID); err != nil {
 			return err
 		}
-		var arg any
-		if ids != nil {
-			arg = ids
-		}
-		rows, err := tx.Query(ctx, q("RetryFailed"), batchID, arg)
+		rows, err := q.RetryFailed(ctx, pgq.RetryFailedParams{BatchID: batchID, Ids: ids}) // nil ids: NULL, every failed request
 		if err != nil {
 			return err
 		}
 		seen := map[string]bool{}
-		for rows.Next() {
-			var id, model string
-			if err := rows.Scan(&id, &model); err != nil {
-				return err
-			}
+		for _, r := range rows {
 			retried++
-			if !seen[model] {
-				seen[model] = true
-				models = append(models, model)
+			if !seen[r.Model] {
+				seen[r.Model] = true
+				models = append(models, r.Model)
 			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		if retried == 0 {
 			return &domain.Error{Code: domain.EConflict, Message: "There are no failed requests to retry."}
@@ -168,21 +161,21 @@ func (s *Store) RetryFailed(ctx context.Context, tenantID, batchID string, ids [
 // is cancelled, and purge later removes its rows and files.
 func (s *Store) DeleteBatch(ctx context.Context, tenantID, batchID string, now time.Time) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var status string
-		err := tx.QueryRow(ctx, q("DeleteBatch"), batchID, tenantID, now).Scan(&status)
+		q := pgq.New(tx)
+		status, err := q.DeleteBatch(ctx, pgq.DeleteBatchParams{ID: batchID, TenantID: tenantID, Now: &now})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return batchNotFound(batchID)
 		}
 		if err != nil {
 			return fmt.Errorf("delete batch: %w", err)
 		}
-		if _, err := tx.Exec(ctx, q("HideBatchFiles"), batchID, now); err != nil {
+		if err := q.HideBatchFiles(ctx, pgq.HideBatchFilesParams{BatchID: &batchID, Now: &now}); err != nil {
 			return err
 		}
 		if status == string(domain.BatchCancelling) {
-			_, err = tx.Exec(ctx, q("EndUnstarted"), batchID, now, string(domain.StateCanceled), domain.CodeBatchCancelled)
+			return endUnstarted(ctx, q, batchID, now, domain.StateCanceled, domain.CodeBatchCancelled)
 		}
-		return err
+		return nil
 	})
 }
 
@@ -191,8 +184,8 @@ func (s *Store) DeleteBatch(ctx context.Context, tenantID, batchID string, now t
 // batches that became cancelling, which the caller may try to seal at once.
 func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now time.Time) (cancelling []string, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var purpose string
-		err := tx.QueryRow(ctx, q("DeleteFile"), fileID, tenantID, now).Scan(&purpose)
+		q := pgq.New(tx)
+		purpose, err := q.DeleteFile(ctx, pgq.DeleteFileParams{ID: fileID, TenantID: tenantID, Now: &now})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No such File object: %s", fileID), Param: "file_id"}
 		}
@@ -202,23 +195,14 @@ func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now tim
 		if purpose != domain.PurposeBatch {
 			return nil
 		}
-		rows, err := tx.Query(ctx, q("CancelBatchesOfFile"), fileID, now)
-		if err != nil {
-			return err
-		}
-		type b struct{ id, status string }
-		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (b, error) {
-			var x b
-			err := r.Scan(&x.id, &x.status)
-			return x, err
-		})
+		got, err := q.CancelBatchesOfFile(ctx, pgq.CancelBatchesOfFileParams{InputFileID: &fileID, Now: &now})
 		if err != nil {
 			return err
 		}
 		for _, x := range got {
-			if x.status == string(domain.BatchCancelling) {
-				cancelling = append(cancelling, x.id)
-				if _, err := tx.Exec(ctx, q("EndUnstarted"), x.id, now, string(domain.StateCanceled), domain.CodeBatchCancelled); err != nil {
+			if x.Status == string(domain.BatchCancelling) {
+				cancelling = append(cancelling, x.ID)
+				if err := endUnstarted(ctx, q, x.ID, now, domain.StateCanceled, domain.CodeBatchCancelled); err != nil {
 					return err
 				}
 			}
@@ -235,34 +219,31 @@ func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now tim
 
 // PurgeRequests deletes up to chunk requests of batches deleted before graceBefore.
 func (s *Store) PurgeRequests(ctx context.Context, chunk int, graceBefore time.Time) (int, error) {
-	tag, err := s.pool.Exec(ctx, q("PurgeRequests"), chunk, graceBefore)
+	n, err := s.q.PurgeRequests(ctx, pgq.PurgeRequestsParams{Chunk: int32(chunk), GraceBefore: &graceBefore})
 	if err != nil {
 		return 0, fmt.Errorf("purge requests: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }
 
 // PurgeIdempotencyKeys forgets up to chunk idempotency keys recorded before before.
 func (s *Store) PurgeIdempotencyKeys(ctx context.Context, chunk int, before time.Time) (int, error) {
-	tag, err := s.pool.Exec(ctx, q("PurgeIdempotencyKeys"), chunk, before)
+	n, err := s.q.PurgeIdempotencyKeys(ctx, pgq.PurgeIdempotencyKeysParams{Chunk: int32(chunk), Before: before})
 	if err != nil {
 		return 0, fmt.Errorf("purge idempotency keys: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }
 
 // PurgeableBatches lists up to chunk batches deleted before graceBefore whose requests are gone.
 func (s *Store) PurgeableBatches(ctx context.Context, chunk int, graceBefore time.Time) ([]domain.PurgeableBatch, error) {
-	rows, err := s.pool.Query(ctx, q("PurgeableBatches"), chunk, graceBefore)
+	rows, err := s.q.PurgeableBatches(ctx, pgq.PurgeableBatchesParams{Chunk: int32(chunk), GraceBefore: &graceBefore})
 	if err != nil {
 		return nil, fmt.Errorf("purgeable batches: %w", err)
 	}
-	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.PurgeableBatch, error) {
-		var b domain.PurgeableBatch
-		return b, r.Scan(&b.ID, &b.TenantID)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("purgeable batches: %w", err)
+	got := make([]domain.PurgeableBatch, len(rows))
+	for i, r := range rows {
+		got[i] = domain.PurgeableBatch{ID: r.ID, TenantID: r.TenantID}
 	}
 	return got, nil
 }
@@ -273,25 +254,22 @@ func (s *Store) DropBatches(ctx context.Context, ids []string, graceBefore time.
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	tag, err := s.pool.Exec(ctx, q("DropBatches"), ids, graceBefore)
+	n, err := s.q.DropBatches(ctx, pgq.DropBatchesParams{Ids: ids, GraceBefore: &graceBefore})
 	if err != nil {
 		return 0, fmt.Errorf("drop batches: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }
 
 // PurgeableFiles lists up to chunk input files deleted before graceBefore or expired before now.
 func (s *Store) PurgeableFiles(ctx context.Context, chunk int, graceBefore, now time.Time) ([]domain.PurgeableFile, error) {
-	rows, err := s.pool.Query(ctx, q("PurgeableFiles"), chunk, graceBefore, now)
+	rows, err := s.q.PurgeableFiles(ctx, pgq.PurgeableFilesParams{Chunk: int32(chunk), GraceBefore: &graceBefore, Now: &now})
 	if err != nil {
 		return nil, fmt.Errorf("purgeable files: %w", err)
 	}
-	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.PurgeableFile, error) {
-		var f domain.PurgeableFile
-		return f, r.Scan(&f.ID, &f.TenantID, &f.ObjectKey, &f.Deleted)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("purgeable files: %w", err)
+	got := make([]domain.PurgeableFile, len(rows))
+	for i, r := range rows {
+		got[i] = domain.PurgeableFile{ID: r.ID, TenantID: r.TenantID, ObjectKey: r.ObjectKey, Deleted: r.Deleted}
 	}
 	return got, nil
 }
@@ -299,11 +277,11 @@ func (s *Store) PurgeableFiles(ctx context.Context, chunk int, graceBefore, now 
 // ErasePromptsOfFile empties up to chunk request bodies copied from the input file (the right to
 // erasure) and returns how many; requests in flight keep theirs until they finish.
 func (s *Store) ErasePromptsOfFile(ctx context.Context, fileID string, chunk int) (int, error) {
-	tag, err := s.pool.Exec(ctx, q("ErasePromptsOfFile"), fileID, chunk)
+	n, err := s.q.ErasePromptsOfFile(ctx, pgq.ErasePromptsOfFileParams{InputFileID: &fileID, Chunk: int32(chunk)})
 	if err != nil {
 		return 0, fmt.Errorf("erase prompts: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }
 
 // DropFiles deletes the listed input file rows, in one statement, where they are still
@@ -312,11 +290,11 @@ func (s *Store) DropFiles(ctx context.Context, ids []string, graceBefore, now ti
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	tag, err := s.pool.Exec(ctx, q("DropFiles"), ids, graceBefore, now)
+	n, err := s.q.DropFiles(ctx, pgq.DropFilesParams{Ids: ids, GraceBefore: &graceBefore, Now: &now})
 	if err != nil {
 		return 0, fmt.Errorf("drop files: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }
 
 // PendingByModelAndWindow counts unfinished requests per model whose batch deadline falls within
@@ -327,26 +305,19 @@ func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Dura
 	for i, w := range windows {
 		secs[i] = int32(w / time.Second)
 	}
-	rows, err := s.pool.Query(ctx, q("PendingByModelAndWindow"), secs, now)
+	rows, err := s.q.PendingByModelAndWindow(ctx, pgq.PendingByModelAndWindowParams{WindowSecs: secs, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("pending by model: %w", err)
 	}
-	defer rows.Close()
 	out := domain.WindowCounts{}
-	for rows.Next() {
-		var model string
-		var sec int32
-		var n int64
-		if err := rows.Scan(&model, &sec, &n); err != nil {
-			return nil, err
-		}
-		if out[model] == nil {
-			out[model] = map[int]int{}
+	for _, r := range rows {
+		if out[r.Model] == nil {
+			out[r.Model] = map[int]int{}
 			for _, w := range secs {
-				out[model][int(w)] = 0
+				out[r.Model][int(w)] = 0
 			}
 		}
-		out[model][int(sec)] = int(n)
+		out[r.Model][int(r.Secs)] = int(r.Count)
 	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -3,15 +3,13 @@ package postgres
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // ValidatingBatches returns the ids of batches waiting for populate (see the query).
 func (s *Store) ValidatingBatches(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, q("ValidatingBatches"))
+	ids, err := s.q.ValidatingBatches(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("validating batches: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return ids, nil
 }

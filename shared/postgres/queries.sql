@@ -1,20 +1,22 @@
--- Every runtime query of the store, by name. The store loads this file at start-up and refers to
--- queries by the name after "-- name:". State changes are single guarded statements: the WHERE
--- clause names the state (and, for requests, the attempt) the row must be in, and a statement
--- that matches no row is reported as domain.ErrStateConflict by the caller.
+-- Every runtime query of the store, by name. sqlc (sqlc.yaml, `make sqlc`) turns each into a typed
+-- method of shared/postgres/internal/pgq named after "-- name:", checked against the schema the
+-- migrations build; parameters are named (sqlc.arg, sqlc.narg when NULL is meant). State changes
+-- are single guarded statements: the WHERE clause names the state (and, for requests, the
+-- attempt) the row must be in, and a statement that matches no row is reported as
+-- domain.ErrStateConflict by the caller.
 
 -- ─── tenants and keys ──────────────────────────────────────────────────────────────────────────
 
--- name: Authenticate
+-- name: Authenticate :one
 SELECT k.id, k.tenant_id, k.is_admin
 FROM api_keys k
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
+WHERE k.key_hash = sqlc.arg(key_hash) AND k.revoked_at IS NULL;
 
 -- ─── models ────────────────────────────────────────────────────────────────────────────────────
 
--- name: UpsertModel
+-- name: UpsertModel :exec
 INSERT INTO models (name, base_url, credential_ref, concurrency_limit, escalation_model, escalation_threshold_secs)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES (sqlc.arg(name), sqlc.arg(base_url), sqlc.arg(credential_ref), sqlc.arg(concurrency_limit), sqlc.narg(escalation_model), sqlc.arg(escalation_threshold_secs))
 ON CONFLICT (name) DO UPDATE SET
     base_url = EXCLUDED.base_url,
     credential_ref = EXCLUDED.credential_ref,
@@ -23,142 +25,124 @@ ON CONFLICT (name) DO UPDATE SET
     escalation_threshold_secs = EXCLUDED.escalation_threshold_secs,
     updated_at = now();
 
--- name: ListModels
+-- name: ListModels :many
 SELECT name, base_url, credential_ref, concurrency_limit, coalesce(escalation_model, ''), escalation_threshold_secs,
-       (SELECT count(*) FROM requests r WHERE r.model = m.name AND r.state IN ('claimed', 'processing'))
+       (SELECT count(*) FROM requests r WHERE r.model = m.name AND r.state IN ('claimed', 'processing')) AS in_flight
 FROM models m
 ORDER BY name;
 
--- name: GetModel
-SELECT name, base_url, credential_ref, concurrency_limit, coalesce(escalation_model, ''), escalation_threshold_secs, 0
-FROM models WHERE name = $1;
+-- name: GetModel :one
+SELECT name, base_url, credential_ref, concurrency_limit, coalesce(escalation_model, ''), escalation_threshold_secs, 0::bigint AS in_flight
+FROM models WHERE name = sqlc.arg(name);
 
 -- ─── files ─────────────────────────────────────────────────────────────────────────────────────
 
--- name: InsertFile
+-- name: InsertFile :exec
 INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, status_details, object_key, line_count, batch_id, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(filename), sqlc.arg(purpose), sqlc.arg(bytes), sqlc.arg(status), sqlc.narg(status_details), sqlc.narg(object_key), sqlc.arg(line_count), sqlc.narg(batch_id), sqlc.arg(created_at), sqlc.narg(expires_at));
 
--- name: GetFile
+-- name: GetFile :one
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
        line_count, coalesce(batch_id, ''), created_at, expires_at
 FROM files
-WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL;
+WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL;
 
--- name: FileForBatch
+-- name: FileForBatch :one
 -- The input file of a batch, with the tenant check, for populate.
 SELECT f.object_key, f.bytes
 FROM batches b JOIN files f ON f.id = b.input_file_id
-WHERE b.id = $1;
+WHERE b.id = sqlc.arg(batch_id);
 
 -- ─── batches ───────────────────────────────────────────────────────────────────────────────────
 
--- name: InsertBatch
+-- name: InsertBatch :exec
 -- The output and error file ids are reserved at creation so that partial results can be read
 -- while the batch runs; sealing fills in their content (or drops one that stays empty).
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
                      output_file_id, error_file_id)
-VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11);
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id));
 
--- name: SealFile
+-- name: SealFile :exec
 -- Records the sealed content of a batch's output or error file; an empty one is dropped.
 UPDATE files
-SET object_key = $2, bytes = $3, line_count = $4, deleted_at = CASE WHEN $4 = 0 THEN $5::timestamptz END
-WHERE id = $1;
+SET object_key = sqlc.arg(object_key), bytes = sqlc.arg(bytes), line_count = sqlc.arg(line_count), deleted_at = CASE WHEN sqlc.arg(line_count) = 0 THEN sqlc.arg(now)::timestamptz END
+WHERE id = sqlc.arg(id);
 
--- fragment: BatchRow
--- A batch as Store.scanBatch reads it, over batches aliased b: GetBatch and ListBatches both
--- select it, so the single read and the list cannot drift apart. Nullable columns are
--- coalesced (input_file_id is NULL once the purge dropped the input file). Counts are the
--- frozen columns once the batch is sealed, live counts (c) while it runs.
-SELECT b.id, b.tenant_id, coalesce(b.input_file_id, ''), b.endpoint, b.completion_window, b.status, coalesce(b.model, ''),
-       b.metadata, b.errors, coalesce(b.output_file_id, ''), coalesce(b.error_file_id, ''),
-       b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at,
-       b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at,
-       CASE WHEN b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN b.completed ELSE c.completed END,
-       CASE WHEN b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN b.failed ELSE c.failed END,
-       c.pending
-FROM batches b
-CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE r.state = 'completed') AS completed,
-           count(*) FILTER (WHERE r.state IN ('failed', 'canceled', 'expired')) AS failed,
-           count(*) FILTER (WHERE r.state IN ('pending', 'claimed', 'processing')) AS pending
-    FROM requests r
-    WHERE r.batch_id = b.id AND b.status NOT IN ('completed', 'failed', 'expired', 'cancelled')
-) c
+-- name: GetBatch :one
+-- A batch as the API shows it: the batch_rows view (migration 0005), the row shape ListBatches
+-- shares.
+SELECT sqlc.embed(b)
+FROM batch_rows b
+WHERE b.id = sqlc.arg(id) AND b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL;
 
--- name: GetBatch
-{{BatchRow}}
-WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL;
-
--- name: BatchForPopulate
+-- name: BatchForPopulate :one
 -- What populate reads before it opens the input file; InsertRequests then takes the lock below.
-SELECT status, tenant_id, endpoint FROM batches WHERE id = $1;
+SELECT status, tenant_id, endpoint FROM batches WHERE id = sqlc.arg(id);
 
--- name: LockBatchForPopulate
+-- name: LockBatchForPopulate :one
 -- Populate holds this lock for its whole transaction, so a duplicate populate message waits and
 -- then sees the batch is no longer validating.
-SELECT status, tenant_id, endpoint FROM batches WHERE id = $1 FOR UPDATE;
+SELECT status, tenant_id FROM batches WHERE id = sqlc.arg(id) FOR UPDATE;
 
--- name: StartBatch
+-- name: StartBatch :execrows
 UPDATE batches
-SET status = 'in_progress', in_progress_at = $2, total = $3, models = $4, model = $5
-WHERE id = $1 AND status = 'validating';
+SET status = 'in_progress', in_progress_at = sqlc.arg(now), total = sqlc.arg(total), models = sqlc.arg(models), model = sqlc.arg(model)
+WHERE id = sqlc.arg(id) AND status = 'validating';
 
--- name: FailBatch
+-- name: FailBatch :exec
 UPDATE batches
-SET status = 'failed', failed_at = $2, errors = $3
-WHERE id = $1 AND status = 'validating';
+SET status = 'failed', failed_at = sqlc.arg(now), errors = sqlc.arg(errors)
+WHERE id = sqlc.arg(id) AND status = 'validating';
 
--- name: BeginFinalize
+-- name: BeginFinalize :one
 -- The guarded step that elects exactly one finaliser: the batch must be running (or cancelling),
 -- not already being sealed, and have no unfinished request. Called after the commit of a
 -- request's last write, so the caller that committed last is guaranteed to see every other
 -- request finished. A cancelling batch keeps its status while it is sealed. A deleted batch is
 -- never sealed: nothing reads its files again, and a concurrent purge may be dropping its rows.
 UPDATE batches b
-SET finalizing_at = $2, status = CASE WHEN b.status = 'in_progress' THEN 'finalizing' ELSE b.status END
-WHERE b.id = $1 AND b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL AND b.deleted_at IS NULL
+SET finalizing_at = sqlc.arg(now), status = CASE WHEN b.status = 'in_progress' THEN 'finalizing' ELSE b.status END
+WHERE b.id = sqlc.arg(id) AND b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL AND b.deleted_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing'))
 RETURNING b.tenant_id;
 
--- name: BatchCountsForSeal
-SELECT count(*),
-       count(*) FILTER (WHERE state = 'completed'),
-       count(*) FILTER (WHERE state IN ('failed', 'canceled', 'expired'))
-FROM requests WHERE batch_id = $1;
+-- name: BatchCountsForSeal :one
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE state = 'completed') AS completed,
+       count(*) FILTER (WHERE state IN ('failed', 'canceled', 'expired')) AS failed
+FROM requests WHERE batch_id = sqlc.arg(batch_id);
 
--- name: SealBatch
+-- name: SealBatch :one
 -- Ends a batch being sealed with frozen counts: cancelled if it was cancelled, expired if its
 -- window closed, completed otherwise (even when every request failed, as OpenAI does). An output
 -- or error file that stayed empty is unlinked: OpenAI reports a null output_file_id when nothing
 -- succeeded.
 UPDATE batches
 SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
-    completed_at = CASE WHEN cancelling_at IS NULL AND expired_at IS NULL THEN $2::timestamptz END,
-    cancelled_at = CASE WHEN cancelling_at IS NOT NULL THEN $2::timestamptz END,
-    total = $3, completed = $4, failed = $5, usage = $8,
-    output_file_id = CASE WHEN $6 THEN output_file_id END,
-    error_file_id = CASE WHEN $7 THEN error_file_id END
-WHERE id = $1 AND finalizing_at IS NOT NULL AND status IN ('finalizing', 'cancelling')
+    completed_at = CASE WHEN cancelling_at IS NULL AND expired_at IS NULL THEN sqlc.arg(now)::timestamptz END,
+    cancelled_at = CASE WHEN cancelling_at IS NOT NULL THEN sqlc.arg(now)::timestamptz END,
+    total = sqlc.arg(total), completed = sqlc.arg(completed), failed = sqlc.arg(failed), usage = sqlc.narg(usage),
+    output_file_id = CASE WHEN sqlc.arg(keep_output)::bool THEN output_file_id END,
+    error_file_id = CASE WHEN sqlc.arg(keep_error)::bool THEN error_file_id END
+WHERE id = sqlc.arg(id) AND finalizing_at IS NOT NULL AND status IN ('finalizing', 'cancelling')
 RETURNING coalesce(output_file_id, ''), coalesce(error_file_id, '');
 
--- name: BatchFiles
-SELECT coalesce(output_file_id, ''), coalesce(error_file_id, '') FROM batches WHERE id = $1;
+-- name: BatchFiles :one
+SELECT coalesce(output_file_id, ''), coalesce(error_file_id, '') FROM batches WHERE id = sqlc.arg(id);
 
--- name: BatchesToFinalize
+-- name: BatchesToFinalize :many
 -- Safety net for the sweep: running or cancelling batches with no unfinished request that nobody
--- is sealing, and sealings that stalled (started before $1); deleted batches are never sealed.
+-- is sealing, and sealings that stalled (started before stale_before); deleted batches are never sealed.
 SELECT b.id FROM batches b
 WHERE b.deleted_at IS NULL
   AND ((b.status IN ('in_progress', 'cancelling') AND b.finalizing_at IS NULL
         AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id AND r.state IN ('pending', 'claimed', 'processing')))
-    OR (b.status IN ('finalizing', 'cancelling') AND b.finalizing_at < $1))
+    OR (b.status IN ('finalizing', 'cancelling') AND b.finalizing_at < sqlc.arg(stale_before)))
 LIMIT 100;
 
--- name: RestartFinalize
-UPDATE batches SET finalizing_at = $2
-WHERE id = $1 AND status IN ('finalizing', 'cancelling') AND finalizing_at < $3 AND deleted_at IS NULL
+-- name: RestartFinalize :one
+UPDATE batches SET finalizing_at = sqlc.arg(now)
+WHERE id = sqlc.arg(id) AND status IN ('finalizing', 'cancelling') AND finalizing_at < sqlc.arg(stale_before) AND deleted_at IS NULL
 RETURNING tenant_id;
 
 -- ─── requests: ingest ──────────────────────────────────────────────────────────────────────────
@@ -167,13 +151,16 @@ RETURNING tenant_id;
 
 -- ─── requests: claim, execute, finish ──────────────────────────────────────────────────────────
 
--- name: LockModel
+-- name: LockModel :one
 -- Serialises claims for one model. The claim that follows runs as a separate statement so that
 -- its snapshot is taken after this lock is granted and sees every committed claim.
-SELECT concurrency_limit FROM models WHERE name = $1 FOR NO KEY UPDATE;
+SELECT concurrency_limit FROM models WHERE name = sqlc.arg(name) FOR NO KEY UPDATE;
 
--- name: ClaimForModel
--- Claims up to min($2, limit − in-flight) pending requests for model $1 whose back-off is over.
+-- name: ClaimForModel :many
+-- Claims up to min($2, limit − in-flight) pending requests for model $1 whose back-off is over
+-- ($3 is now). Its parameters stay positional — (model text, max int, now timestamptz,
+-- urgency_weight float8) — because the benchmark and the plan tests PREPARE it with that
+-- signature; the Store sends it by hand with LockModel in one round trip (Store.ClaimForModel).
 -- Batches are ranked by the fairness score of fusillade (§4.2): tenants with fewer of this
 -- model's slots in use first, blended with deadline urgency by $4 (urgency_weight, 0..1), then
 -- earliest deadline; within a batch requests go in input line order.
@@ -244,7 +231,7 @@ FROM picked
 WHERE r.id = picked.id
 RETURNING r.id::text, r.attempt;
 
--- name: ModelsWithWork
+-- name: ModelsWithWork :many
 -- Models that have a free slot and a running batch whose requests they serve (directly or as an
 -- escalation target).
 SELECT m.name
@@ -254,31 +241,33 @@ WHERE m.concurrency_limit > (SELECT count(*) FROM requests r WHERE r.model = m.n
               WHERE b.status = 'in_progress' AND (s.name = m.name OR s.escalation_model = m.name))
 ORDER BY m.name;
 
--- name: Unclaim
+-- name: Unclaim :exec
 -- Gives back claims whose messages could not be enqueued (an escalated one to its own model).
 UPDATE requests r
 SET state = 'pending', claimed_at = NULL, model = coalesce(r.escalated_from, r.model), escalated_from = NULL
-FROM unnest($1::uuid[], $2::int[]) AS w(id, attempt)
+FROM ROWS FROM (unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(attempts)::int[])) AS w(id, attempt)
 WHERE r.id = w.id AND r.attempt = w.attempt AND r.state = 'claimed';
 
--- name: StartProcessing
+-- name: StartProcessing :one
 -- claimed → processing, made durable before the upstream call. Zero rows means the delivery is a
 -- duplicate, stale (the row was rescued and re-claimed) or its batch is no longer running or past
--- its deadline ($3 is now, the clock ExpireDue compares with; the sweep then ends the row).
+-- its deadline (now is the clock ExpireDue compares with; the sweep then ends the row).
 UPDATE requests r
-SET state = 'processing', started_at = $3, owner = $4
+SET state = 'processing', started_at = sqlc.arg(now), owner = sqlc.arg(owner)
 FROM batches b
-WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'claimed'
+WHERE r.id = sqlc.arg(id) AND r.attempt = sqlc.arg(attempt) AND r.state = 'claimed'
   AND b.id = r.batch_id AND b.status = 'in_progress' AND b.expired_at IS NULL AND r.cancel_requested_at IS NULL
-  AND b.expires_at > $3
+  AND b.expires_at > sqlc.arg(now)
 RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
           b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata;
 
--- name: FinishMany
+-- name: FinishMany :many
 -- processing → completed | failed | pending (retry) | canceled | expired, for many requests in
 -- one statement. Each row is guarded on (state = processing, attempt); the rows returned are the
 -- ones that won. A retry of a request whose batch was cancelled or expired meanwhile ends the
 -- request instead, so nothing is left pending in a batch that will never be claimed again.
+-- The arrays are parallel, one element per outcome; a not_before equal to no_back_off (the zero
+-- time the Store sends for "no back-off") is stored as NULL.
 UPDATE requests r
 SET state = x.state,
     finished_at = CASE WHEN x.state = 'pending' THEN NULL ELSE x.at END,
@@ -297,7 +286,8 @@ SET state = x.state,
     escalated_from = CASE WHEN x.state = 'pending' THEN NULL ELSE r.escalated_from END,
     owner = NULL
 FROM (
-    SELECT f.id, f.attempt, f.status, f.body, f.upstream_id, f.not_before, f.routed_model, f.at,
+    SELECT f.id, f.attempt, f.status, f.body, f.upstream_id, nullif(f.not_before, sqlc.arg(no_back_off)::timestamptz) AS not_before,
+           f.routed_model, f.at,
            CASE WHEN f.state = 'pending' AND b.cancelling_at IS NOT NULL THEN 'canceled'
                 WHEN f.state = 'pending' AND b.expired_at IS NOT NULL THEN 'expired'
                 ELSE f.state END AS state,
@@ -306,8 +296,17 @@ FROM (
                 ELSE nullif(f.error_code, '') END AS error_code,
            CASE WHEN f.state = 'pending' AND (b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL) THEN NULL
                 ELSE nullif(f.error_message, '') END AS error_message
-    FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::bytea[], $6::text[], $7::text[], $8::text[],
-                $9::timestamptz[], $10::text[], $11::timestamptz[])
+    FROM ROWS FROM (unnest(sqlc.arg(ids)::uuid[]),
+                    unnest(sqlc.arg(attempts)::int[]),
+                    unnest(sqlc.arg(states)::text[]),
+                    unnest(sqlc.arg(statuses)::int[]),
+                    unnest(sqlc.arg(bodies)::bytea[]),
+                    unnest(sqlc.arg(upstream_ids)::text[]),
+                    unnest(sqlc.arg(error_codes)::text[]),
+                    unnest(sqlc.arg(error_messages)::text[]),
+                    unnest(sqlc.arg(not_befores)::timestamptz[]),
+                    unnest(sqlc.arg(routed_models)::text[]),
+                    unnest(sqlc.arg(ats)::timestamptz[]))
          AS f(id, attempt, state, status, body, upstream_id, error_code, error_message, not_before, routed_model, at)
     JOIN requests q ON q.id = f.id
     JOIN batches b ON b.id = q.batch_id
@@ -315,264 +314,267 @@ FROM (
 WHERE r.id = x.id AND r.attempt = x.attempt AND r.state = 'processing'
 RETURNING r.id::text, r.batch_id, r.state;
 
--- name: FinishLanded
--- Which of these outcomes a FinishMany at $4 already wrote (its commit may have gone through with
+-- name: FinishLanded :many
+-- Which of these outcomes a FinishMany at now already wrote (its commit may have gone through with
 -- the acknowledgement lost). The row still has the attempt and what that write left: the finish
--- time $4 for an ended request, or for a retry the back-off $3 it set. A rescue leaves neither
+-- time now for an ended request, or for a retry the back-off (not_befores) it set. A rescue leaves neither
 -- (it keeps the old not_before and ends a row at its own time), and a new claim bumps the attempt.
 SELECT r.id::text, r.batch_id, r.state
-FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) AS f(id, attempt, not_before)
+FROM ROWS FROM (unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(attempts)::int[]), unnest(sqlc.arg(not_befores)::timestamptz[])) AS f(id, attempt, not_before)
 JOIN requests r ON r.id = f.id
 WHERE r.attempt = f.attempt
-  AND (r.finished_at = $4::timestamptz OR (r.state = 'pending' AND r.finished_at IS NULL AND r.not_before = f.not_before));
+  AND (r.finished_at = sqlc.arg(now)::timestamptz
+       OR (r.state = 'pending' AND r.finished_at IS NULL AND r.not_before = nullif(f.not_before, sqlc.arg(no_back_off)::timestamptz)));
 
--- name: Rescue
+-- name: Rescue :many
 -- Returns stuck requests to pending: claimed but never started for longer than the claim
--- timeout ($1 is now − claim timeout), processing for longer than the processing timeout ($2),
--- or processing on a worker that stopped or stopped heart-beating ($3 is now − stale threshold).
+-- timeout (claimed_before is now − claim timeout), processing for longer than the processing
+-- timeout (started_before), or processing on a worker that stopped or stopped heart-beating
+-- (heartbeat_before is now − stale threshold).
 -- The next claim bumps the attempt, so the zombie's late write is fenced out. A stuck request of
--- a cancelled or expired batch is ended instead ($4 is now).
+-- a cancelled or expired batch is ended instead, at now.
 UPDATE requests r
 SET state = CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled' WHEN b.expired_at IS NOT NULL THEN 'expired' ELSE 'pending' END,
     error_code = CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled' WHEN b.expired_at IS NOT NULL THEN 'batch_expired' ELSE r.error_code END,
-    finished_at = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN $4::timestamptz END,
+    finished_at = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN sqlc.arg(now)::timestamptz END,
     -- Back in pending, an escalated request is its own model's again (see ClaimForModel).
     model = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN coalesce(r.escalated_from, r.model) ELSE r.model END,
     escalated_from = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN NULL ELSE r.escalated_from END,
     claimed_at = NULL, started_at = NULL, owner = NULL
 FROM batches b
 WHERE b.id = r.batch_id AND r.state IN ('claimed', 'processing')
-  AND (   (r.state = 'claimed' AND r.claimed_at < $1)
-       OR (r.state = 'processing' AND r.started_at < $2)
+  AND (   (r.state = 'claimed' AND r.claimed_at < sqlc.arg(claimed_before))
+       OR (r.state = 'processing' AND r.started_at < sqlc.arg(started_before))
        OR (r.state = 'processing' AND EXISTS (
-              SELECT 1 FROM workers w WHERE w.id = r.owner AND (w.stopped_at IS NOT NULL OR w.heartbeat_at < $3))))
+              SELECT 1 FROM workers w WHERE w.id = r.owner AND (w.stopped_at IS NOT NULL OR w.heartbeat_at < sqlc.arg(heartbeat_before)))))
 RETURNING r.id::text, r.model, r.batch_id, r.state;
 
 -- ─── results ───────────────────────────────────────────────────────────────────────────────────
 
--- name: ResultPage
--- One page of finished requests of a batch in input order, keyset on line. $3 selects the output
+-- name: ResultPage :many
+-- One page of finished requests of a batch in input order, keyset on line. output selects the output
 -- file (completed rows) or the error file (every other terminal row).
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
 FROM requests r
-WHERE r.batch_id = $1 AND r.line > $2
-  AND CASE WHEN $3::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
+WHERE r.batch_id = sqlc.arg(batch_id) AND r.line > sqlc.arg(after_line)
+  AND CASE WHEN sqlc.arg(output)::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
 ORDER BY r.line
-LIMIT $4;
+LIMIT sqlc.arg(max);
 
 -- ─── workers ───────────────────────────────────────────────────────────────────────────────────
 
--- name: Heartbeat
+-- name: Heartbeat :exec
 INSERT INTO workers (id, function, started_at, heartbeat_at, invocations, processed, failed)
-VALUES ($1, $2, $3, $3, $4, $5, $6)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = $3, stopped_at = NULL,
+VALUES (sqlc.arg(id), sqlc.arg(function), sqlc.arg(now), sqlc.arg(now), sqlc.arg(invocations), sqlc.arg(processed), sqlc.arg(failed))
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = sqlc.arg(now), stopped_at = NULL,
     invocations = EXCLUDED.invocations, processed = EXCLUDED.processed, failed = EXCLUDED.failed;
 
--- name: StopWorker
-UPDATE workers SET stopped_at = $2, heartbeat_at = $2 WHERE id = $1;
+-- name: StopWorker :exec
+UPDATE workers SET stopped_at = sqlc.arg(now), heartbeat_at = sqlc.arg(now) WHERE id = sqlc.arg(id);
 
--- name: ListWorkers
+-- name: ListWorkers :many
 SELECT id, function, started_at, heartbeat_at, stopped_at, invocations, processed, failed
-FROM workers ORDER BY heartbeat_at DESC LIMIT $1;
+FROM workers ORDER BY heartbeat_at DESC LIMIT sqlc.arg(max);
 
 -- ─── cancellation, expiry, retry ───────────────────────────────────────────────────────────────
 
--- name: CancelBatch
+-- name: CancelBatch :one
 -- A validating batch has nothing to run and is cancelled at once; a running one is cancelling
 -- until its in-flight requests are aborted and it is sealed. Anything else is not cancellable.
 UPDATE batches
 SET status = CASE WHEN status = 'validating' THEN 'cancelled' ELSE 'cancelling' END,
-    cancelling_at = $3,
-    cancelled_at = CASE WHEN status = 'validating' THEN $3::timestamptz END
-WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL AND status IN ('validating', 'in_progress')
+    cancelling_at = sqlc.arg(now),
+    cancelled_at = CASE WHEN status = 'validating' THEN sqlc.arg(now)::timestamptz END
+WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL AND status IN ('validating', 'in_progress')
 RETURNING status;
 
--- name: BatchStatus
-SELECT status FROM batches WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL;
+-- name: BatchStatus :one
+SELECT status FROM batches WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL;
 
--- name: EndUnstarted
--- Ends every request of a cancelled or expired batch that has not started ($3 is the final
--- state, $4 its code), and marks the running ones so their workers abort them.
+-- name: EndUnstarted :one
+-- Ends every request of a cancelled or expired batch that has not started (state is the final
+-- state, error_code its code), and marks the running ones so their workers abort them.
 WITH ended AS (
-    UPDATE requests
-    SET state = $3, error_code = $4, finished_at = $2, claimed_at = NULL, owner = NULL
-    WHERE batch_id = $1 AND state IN ('pending', 'claimed')
+    UPDATE requests e
+    SET state = sqlc.arg(state), error_code = sqlc.arg(error_code), finished_at = sqlc.arg(now), claimed_at = NULL, owner = NULL
+    WHERE e.batch_id = sqlc.arg(batch_id) AND e.state IN ('pending', 'claimed')
     RETURNING 1
 ), marked AS (
-    UPDATE requests SET cancel_requested_at = $2
-    WHERE batch_id = $1 AND state = 'processing' AND cancel_requested_at IS NULL
+    UPDATE requests m SET cancel_requested_at = sqlc.arg(now)
+    WHERE m.batch_id = sqlc.arg(batch_id) AND m.state = 'processing' AND m.cancel_requested_at IS NULL
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM ended), (SELECT count(*) FROM marked);
+SELECT (SELECT count(*) FROM ended) AS ended, (SELECT count(*) FROM marked) AS marked;
 
--- name: CancelRequests
+-- name: CancelRequests :many
 -- Cancels individual requests of a tenant's running batch: unstarted ones end at once, running
 -- ones are marked for their worker to abort. Returns what happened to each id found.
 WITH target AS (
     SELECT r.id FROM requests r JOIN batches b ON b.id = r.batch_id
-    WHERE r.batch_id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL AND r.id = ANY ($3::uuid[])
+    WHERE r.batch_id = sqlc.arg(batch_id) AND b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL AND r.id = ANY (sqlc.arg(ids)::uuid[])
     FOR UPDATE OF r
 ), ended AS (
-    UPDATE requests r SET state = 'canceled', error_code = 'request_cancelled', finished_at = $4, claimed_at = NULL, owner = NULL
+    UPDATE requests r SET state = 'canceled', error_code = 'request_cancelled', finished_at = sqlc.arg(now), claimed_at = NULL, owner = NULL
     FROM target WHERE r.id = target.id AND r.state IN ('pending', 'claimed')
     RETURNING r.id
 ), marked AS (
-    UPDATE requests r SET cancel_requested_at = $4
+    UPDATE requests r SET cancel_requested_at = sqlc.arg(now)
     FROM target WHERE r.id = target.id AND r.state = 'processing'
     RETURNING r.id
 )
 SELECT t.id::text,
        CASE WHEN t.id IN (SELECT id FROM ended) THEN 'canceled'
             WHEN t.id IN (SELECT id FROM marked) THEN 'cancelling'
-            ELSE 'not_cancellable' END
+            ELSE 'not_cancellable' END AS result
 FROM target t;
 
--- name: CancelMarks
+-- name: CancelMarks :many
 -- Which of these running requests should be aborted, and why.
 SELECT r.id::text,
        CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled'
             WHEN b.expired_at IS NOT NULL THEN 'expired'
-            ELSE 'canceled' END,
+            ELSE 'canceled' END AS state,
        CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled'
             WHEN b.expired_at IS NOT NULL THEN 'batch_expired'
-            ELSE 'request_cancelled' END
+            ELSE 'request_cancelled' END AS code
 FROM requests r JOIN batches b ON b.id = r.batch_id
-WHERE r.id = ANY ($1::uuid[]) AND r.cancel_requested_at IS NOT NULL;
+WHERE r.id = ANY (sqlc.arg(ids)::uuid[]) AND r.cancel_requested_at IS NOT NULL;
 
--- name: ExpireDue
+-- name: ExpireDue :many
 -- Marks batches whose completion window closed. A validating batch is expired outright; a
 -- running one has its unstarted requests ended by the caller and is sealed as expired.
 UPDATE batches b
-SET expired_at = $1, status = CASE WHEN b.status = 'validating' THEN 'expired' ELSE b.status END
+SET expired_at = sqlc.arg(now), status = CASE WHEN b.status = 'validating' THEN 'expired' ELSE b.status END
 FROM (SELECT id FROM batches
-      WHERE status IN ('validating', 'in_progress') AND expired_at IS NULL AND expires_at <= $1
+      WHERE status IN ('validating', 'in_progress') AND expired_at IS NULL AND expires_at <= sqlc.arg(now)
       ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED) due
 WHERE b.id = due.id
 RETURNING b.id, b.status;
 
--- name: ReopenBatch
+-- name: ReopenBatch :one
 -- Reopens a batch for a retry of its failed requests: a sealed (completed) batch goes back to
 -- in_progress with its counts unfrozen and its output and error files growing again.
-UPDATE batches
+UPDATE batches b
 SET status = 'in_progress', completed_at = NULL, finalizing_at = NULL, completed = 0, failed = 0, usage = NULL,
-    output_file_id = (SELECT id FROM files WHERE batch_id = $1 AND purpose = 'batch_output'),
-    error_file_id = (SELECT id FROM files WHERE batch_id = $1 AND purpose = 'batch_error')
-WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL AND status IN ('in_progress', 'completed') AND expires_at > $3
-RETURNING status;
+    output_file_id = (SELECT f.id FROM files f WHERE f.batch_id = sqlc.arg(id) AND f.purpose = 'batch_output'),
+    error_file_id = (SELECT f.id FROM files f WHERE f.batch_id = sqlc.arg(id) AND f.purpose = 'batch_error')
+WHERE b.id = sqlc.arg(id) AND b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL AND b.status IN ('in_progress', 'completed')
+  AND b.expires_at > sqlc.arg(now)
+RETURNING b.status;
 
--- name: ReopenFiles
+-- name: ReopenFiles :exec
 UPDATE files SET object_key = NULL, bytes = 0, line_count = 0, deleted_at = NULL
-WHERE batch_id = $1 AND purpose IN ('batch_output', 'batch_error');
+WHERE batch_id = sqlc.arg(batch_id) AND purpose IN ('batch_output', 'batch_error');
 
--- name: RetryFailed
--- Failed requests of the batch (all, or those in $2 when it is not null) start a new life, an
+-- name: RetryFailed :many
+-- Failed requests of the batch (all, or those in ids when it is not null) start a new life, an
 -- escalated one under the model it names (see ClaimForModel).
 UPDATE requests
 SET state = 'pending', retries = 0, not_before = NULL, response_status = NULL, response_body = NULL,
     upstream_request_id = NULL, error_code = NULL, error_message = NULL, finished_at = NULL,
     claimed_at = NULL, started_at = NULL, owner = NULL, cancel_requested_at = NULL,
     model = coalesce(escalated_from, model), escalated_from = NULL, routed_model = NULL
-WHERE batch_id = $1 AND state = 'failed' AND ($2::uuid[] IS NULL OR id = ANY ($2::uuid[]))
+WHERE batch_id = sqlc.arg(batch_id) AND state = 'failed' AND (sqlc.narg(ids)::uuid[] IS NULL OR id = ANY (sqlc.narg(ids)::uuid[]))
 RETURNING id::text, model;
 
 -- ─── deletion and purge ────────────────────────────────────────────────────────────────────────
 
--- name: DeleteBatch
+-- name: DeleteBatch :one
 -- Soft delete: hidden at once; a running batch is cancelled in the same statement.
 UPDATE batches
-SET deleted_at = $3,
+SET deleted_at = sqlc.arg(now),
     status = CASE WHEN status = 'validating' THEN 'cancelled' WHEN status = 'in_progress' THEN 'cancelling' ELSE status END,
-    cancelling_at = CASE WHEN status IN ('validating', 'in_progress') THEN $3::timestamptz ELSE cancelling_at END,
-    cancelled_at = CASE WHEN status = 'validating' THEN $3::timestamptz ELSE cancelled_at END
-WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+    cancelling_at = CASE WHEN status IN ('validating', 'in_progress') THEN sqlc.arg(now)::timestamptz ELSE cancelling_at END,
+    cancelled_at = CASE WHEN status = 'validating' THEN sqlc.arg(now)::timestamptz ELSE cancelled_at END
+WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL
 RETURNING status;
 
--- name: HideBatchFiles
-UPDATE files SET deleted_at = $2 WHERE batch_id = $1 AND deleted_at IS NULL;
+-- name: HideBatchFiles :exec
+UPDATE files SET deleted_at = sqlc.arg(now) WHERE batch_id = sqlc.arg(batch_id) AND deleted_at IS NULL;
 
--- name: DeleteFile
-UPDATE files SET deleted_at = $3 WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+-- name: DeleteFile :one
+UPDATE files SET deleted_at = sqlc.arg(now) WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL
 RETURNING purpose;
 
--- name: CancelBatchesOfFile
+-- name: CancelBatchesOfFile :many
 -- Batches made from a deleted input file are cancelled (their results stay readable).
 UPDATE batches
 SET status = CASE WHEN status = 'validating' THEN 'cancelled' ELSE 'cancelling' END,
-    cancelling_at = $2,
-    cancelled_at = CASE WHEN status = 'validating' THEN $2::timestamptz END
-WHERE input_file_id = $1 AND status IN ('validating', 'in_progress')
+    cancelling_at = sqlc.arg(now),
+    cancelled_at = CASE WHEN status = 'validating' THEN sqlc.arg(now)::timestamptz END
+WHERE input_file_id = sqlc.arg(input_file_id) AND status IN ('validating', 'in_progress')
 RETURNING id, status;
 
--- name: PurgeRequests
+-- name: PurgeRequests :execrows
 -- One chunk of requests of deleted batches. SKIP LOCKED lets concurrent purgers share the work.
 DELETE FROM requests WHERE id IN (
     SELECT r.id FROM requests r
-    WHERE r.batch_id IN (SELECT id FROM batches WHERE deleted_at IS NOT NULL AND deleted_at < $2)
-    LIMIT $1 FOR UPDATE SKIP LOCKED);
+    WHERE r.batch_id IN (SELECT id FROM batches WHERE deleted_at IS NOT NULL AND deleted_at < sqlc.arg(grace_before))
+    LIMIT sqlc.arg(chunk) FOR UPDATE SKIP LOCKED);
 
--- name: PurgeableBatches
+-- name: PurgeableBatches :many
 -- Deleted batches whose requests are all gone: their objects, then their rows, can go. No lock:
 -- the engine deletes their objects before DropBatches, outside any transaction.
 SELECT b.id, b.tenant_id FROM batches b
-WHERE b.deleted_at IS NOT NULL AND b.deleted_at < $2
+WHERE b.deleted_at IS NOT NULL AND b.deleted_at < sqlc.arg(grace_before)
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id)
 ORDER BY b.id
-LIMIT $1;
+LIMIT sqlc.arg(chunk);
 
--- name: DropBatches
+-- name: DropBatches :execrows
 -- Set-based: the listed batches that are still purgeable, with their output and error file rows.
 -- SKIP LOCKED leaves a batch another purger is dropping to that purger.
 WITH b AS (
-    SELECT id FROM batches
-    WHERE id = ANY($1::text[]) AND deleted_at IS NOT NULL AND deleted_at < $2
-      AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = batches.id)
+    SELECT d.id FROM batches d
+    WHERE d.id = ANY(sqlc.arg(ids)::text[]) AND d.deleted_at IS NOT NULL AND d.deleted_at < sqlc.arg(grace_before)
+      AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = d.id)
     FOR UPDATE SKIP LOCKED),
 f AS (DELETE FROM files WHERE batch_id IN (SELECT id FROM b))
 DELETE FROM batches WHERE id IN (SELECT id FROM b);
 
--- name: ErasePromptsOfFile
+-- name: ErasePromptsOfFile :execrows
 -- Right to erasure: the prompts copied from a deleted input file into its batches' requests.
 UPDATE requests SET body = ''::bytea WHERE id IN (
     SELECT r.id FROM requests r JOIN batches b ON b.id = r.batch_id
-    WHERE b.input_file_id = $1 AND r.state NOT IN ('claimed', 'processing') AND octet_length(r.body) > 0
-    LIMIT $2 FOR UPDATE OF r SKIP LOCKED);
+    WHERE b.input_file_id = sqlc.arg(input_file_id) AND r.state NOT IN ('claimed', 'processing') AND octet_length(r.body) > 0
+    LIMIT sqlc.arg(chunk) FOR UPDATE OF r SKIP LOCKED);
 
--- name: PurgeableFiles
+-- name: PurgeableFiles :many
 -- Input files that were deleted, or whose expires_after passed. A file still referenced by a
 -- deleted batch waits until that batch is purged, so that dropping the file (ON DELETE SET NULL
 -- writes the batch row) never meets DropBatches on the same batch row.
-SELECT f.id, f.tenant_id, coalesce(f.object_key, ''), f.deleted_at IS NOT NULL
+SELECT f.id, f.tenant_id, coalesce(f.object_key, ''), (f.deleted_at IS NOT NULL)::bool AS deleted
 FROM files f
-WHERE f.purpose = 'batch' AND (f.deleted_at < $2 OR (f.deleted_at IS NULL AND f.expires_at < $3))
+WHERE f.purpose = 'batch' AND (f.deleted_at < sqlc.arg(grace_before) OR (f.deleted_at IS NULL AND f.expires_at < sqlc.arg(now)))
   AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = f.id AND b.deleted_at IS NOT NULL)
 ORDER BY f.id
-LIMIT $1;
+LIMIT sqlc.arg(chunk);
 
--- name: DropFiles
+-- name: DropFiles :execrows
 -- Set-based: the listed input files that are still purgeable; SKIP LOCKED as in DropBatches.
 DELETE FROM files WHERE id IN (
     SELECT f.id FROM files f
-    WHERE f.id = ANY($1::text[]) AND f.purpose = 'batch'
-      AND (f.deleted_at < $2 OR (f.deleted_at IS NULL AND f.expires_at < $3))
+    WHERE f.id = ANY(sqlc.arg(ids)::text[]) AND f.purpose = 'batch'
+      AND (f.deleted_at < sqlc.arg(grace_before) OR (f.deleted_at IS NULL AND f.expires_at < sqlc.arg(now)))
       AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = f.id AND b.deleted_at IS NOT NULL)
     FOR UPDATE OF f SKIP LOCKED);
 
 -- ─── capacity figures ──────────────────────────────────────────────────────────────────────────
 
--- name: PendingByModelAndWindow
+-- name: PendingByModelAndWindow :many
 -- Unfinished requests per model, by whether their batch's deadline falls within each window
--- ($1 seconds each; windows are cumulative, overdue work is in every bucket).
-SELECT r.model, w.secs, count(*)
+-- (window_secs seconds each; windows are cumulative, overdue work is in every bucket).
+SELECT r.model, w.secs::int AS secs, count(*)
 FROM requests r
 JOIN batches b ON b.id = r.batch_id
-CROSS JOIN unnest($1::int[]) AS w(secs)
+CROSS JOIN unnest(sqlc.arg(window_secs)::int[]) AS w(secs)
 WHERE r.state IN ('pending', 'claimed', 'processing') AND b.cancelling_at IS NULL
-  AND b.expires_at <= $2::timestamptz + make_interval(secs => w.secs)
+  AND b.expires_at <= sqlc.arg(now)::timestamptz + make_interval(secs => w.secs)
 GROUP BY r.model, w.secs
 ORDER BY r.model, w.secs;
 
--- name: PurgeIdempotencyKeys
+-- name: PurgeIdempotencyKeys :execrows
 -- Idempotency keys protect client retries, which happen within minutes; a day is ample.
 DELETE FROM idempotency_keys WHERE ctid IN (
-    SELECT ctid FROM idempotency_keys WHERE created_at < $2 LIMIT $1 FOR UPDATE SKIP LOCKED);
+    SELECT k.ctid FROM idempotency_keys k WHERE k.created_at < sqlc.arg(before) LIMIT sqlc.arg(chunk) FOR UPDATE SKIP LOCKED);

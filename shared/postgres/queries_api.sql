@@ -4,148 +4,149 @@
 
 -- ─── files ─────────────────────────────────────────────────────────────────────────────────────
 
--- name: FileCursor
+-- name: FileCursor :one
 -- Resolves a list cursor (an object id) to its sort key. Deleted files still resolve, so a page
 -- boundary that was deleted between two requests keeps working; another tenant's id does not.
-SELECT created_at FROM files WHERE id = $1 AND tenant_id = $2;
+SELECT created_at FROM files WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id);
 
--- name: ListFilesDesc
--- Newest first (OpenAI's default). $3 = '' lists every purpose. Output and error files appear
--- once their batch has sealed them ($4/$5 is the cursor, NULL for the first page).
+-- name: ListFilesDesc :many
+-- Newest first (OpenAI's default). purpose = '' lists every purpose. Output and error files appear
+-- once their batch has sealed them (cursor_at/cursor_id is the cursor, cursor_at NULL for the first page).
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
        line_count, coalesce(batch_id, ''), created_at, expires_at
 FROM files
-WHERE tenant_id = $1 AND deleted_at IS NULL
-  AND ($3::text = '' OR purpose = $3)
+WHERE tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL
+  AND (sqlc.arg(purpose)::text = '' OR purpose = sqlc.arg(purpose))
   AND NOT (batch_id IS NOT NULL AND object_key IS NULL)
-  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::text))
+  AND (sqlc.narg(cursor_at)::timestamptz IS NULL OR (created_at, id) < (sqlc.narg(cursor_at)::timestamptz, sqlc.arg(cursor_id)::text))
 ORDER BY created_at DESC, id DESC
-LIMIT $2;
+LIMIT sqlc.arg(max);
 
--- name: ListFilesAsc
+-- name: ListFilesAsc :many
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
        line_count, coalesce(batch_id, ''), created_at, expires_at
 FROM files
-WHERE tenant_id = $1 AND deleted_at IS NULL
-  AND ($3::text = '' OR purpose = $3)
+WHERE tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL
+  AND (sqlc.arg(purpose)::text = '' OR purpose = sqlc.arg(purpose))
   AND NOT (batch_id IS NOT NULL AND object_key IS NULL)
-  AND ($4::timestamptz IS NULL OR (created_at, id) > ($4::timestamptz, $5::text))
+  AND (sqlc.narg(cursor_at)::timestamptz IS NULL OR (created_at, id) > (sqlc.narg(cursor_at)::timestamptz, sqlc.arg(cursor_id)::text))
 ORDER BY created_at, id
-LIMIT $2;
+LIMIT sqlc.arg(max);
 
--- name: FinishUpload
+-- name: FinishUpload :execrows
 -- An uploaded (pending) input file passed validation: it becomes processed with its real size
--- and the key of the content that was validated ($5).
+-- and the key of the content that was validated (object_key).
 UPDATE files
-SET status = 'processed', bytes = $3, line_count = $4, status_details = NULL, object_key = $5
-WHERE id = $1 AND tenant_id = $2 AND status = 'uploaded' AND deleted_at IS NULL;
+SET status = 'processed', bytes = sqlc.arg(bytes), line_count = sqlc.arg(line_count), status_details = NULL, object_key = sqlc.arg(object_key)
+WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND status = 'uploaded' AND deleted_at IS NULL;
 
--- name: DiscardFile
+-- name: DiscardFile :exec
 -- Removes a file that must not be kept (its content failed validation, or it duplicates an
 -- idempotent replay). The row stays for the audit trail but is invisible to every read.
 UPDATE files
-SET status = 'error', status_details = $3, deleted_at = $4
-WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL;
+SET status = 'error', status_details = sqlc.arg(status_details), deleted_at = sqlc.arg(now)
+WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL;
 
 -- ─── batches ───────────────────────────────────────────────────────────────────────────────────
 
--- name: BatchCursor
-SELECT created_at, status FROM batches WHERE id = $1 AND tenant_id = $2;
+-- name: BatchCursor :one
+SELECT created_at, status FROM batches WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id);
 
--- name: ListBatches
--- One page of a tenant's batches, each as GetBatch reads it (BatchRow). Filters: $2 statuses
--- (empty = all), $3 an ILIKE pattern over id, metadata and input filename ('' = none), $4/$5
--- created_at bounds. With $6 (active_first) unfinished batches come first. The cursor ($7 rank,
--- $8 created_at, $9 id; $8 NULL for the first page) continues after the last item of the
--- previous page in the same order.
-{{BatchRow}}
+-- name: ListBatches :many
+-- One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
+-- statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
+-- ('' = none), created_after/created_before bounds (NULL = none). With active_first unfinished
+-- batches come first. The cursor (cursor_rank, cursor_at, cursor_id; cursor_at NULL for the first
+-- page) continues after the last item of the previous page in the same order.
+SELECT sqlc.embed(b)
+FROM batch_rows b
 LEFT JOIN files f ON f.id = b.input_file_id
 CROSS JOIN LATERAL (
-    SELECT CASE WHEN $6::bool AND b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN 1 ELSE 0 END AS rank
+    SELECT CASE WHEN sqlc.arg(active_first)::bool AND b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN 1 ELSE 0 END AS rank
 ) k
-WHERE b.tenant_id = $1 AND b.deleted_at IS NULL
-  AND (cardinality($2::text[]) = 0 OR b.status = ANY ($2::text[]))
-  AND ($3::text = '' OR b.id ILIKE $3 ESCAPE '\' OR b.metadata::text ILIKE $3 ESCAPE '\'
-       OR coalesce(f.filename, '') ILIKE $3 ESCAPE '\')
-  AND ($4::timestamptz IS NULL OR b.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR b.created_at < $5)
-  AND ($8::timestamptz IS NULL
-       OR k.rank > $7::int
-       OR (k.rank = $7::int AND (b.created_at, b.id) < ($8::timestamptz, $9::text)))
+WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL
+  AND (cardinality(sqlc.arg(statuses)::text[]) = 0 OR b.status = ANY (sqlc.arg(statuses)::text[]))
+  AND (sqlc.arg(pattern)::text = '' OR b.id ILIKE sqlc.arg(pattern) ESCAPE '\' OR b.metadata::text ILIKE sqlc.arg(pattern) ESCAPE '\'
+       OR coalesce(f.filename, '') ILIKE sqlc.arg(pattern) ESCAPE '\')
+  AND (sqlc.narg(created_after)::timestamptz IS NULL OR b.created_at >= sqlc.narg(created_after))
+  AND (sqlc.narg(created_before)::timestamptz IS NULL OR b.created_at < sqlc.narg(created_before))
+  AND (sqlc.narg(cursor_at)::timestamptz IS NULL
+       OR k.rank > sqlc.arg(cursor_rank)::int
+       OR (k.rank = sqlc.arg(cursor_rank)::int AND (b.created_at, b.id) < (sqlc.narg(cursor_at)::timestamptz, sqlc.arg(cursor_id)::text)))
 ORDER BY k.rank, b.created_at DESC, b.id DESC
-LIMIT $10;
+LIMIT sqlc.arg(max);
 
--- name: BatchResultsPage
+-- name: BatchResultsPage :many
 -- The merged view of a batch (GET /batches/{id}/results): input and outcome per line, in input
--- order, after line $3, skipping $6 matching rows. $4 filters states (empty = all), $5 is an
+-- order, after after_line, skipping skip matching rows. states filters (empty = all), pattern is an
 -- ILIKE pattern on custom_id ('' = none).
 SELECT r.id::text, r.line, r.custom_id, r.model, r.state, r.body, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
 FROM requests r
-WHERE r.batch_id = $1 AND r.tenant_id = $2 AND r.line > $3
-  AND (cardinality($4::text[]) = 0 OR r.state = ANY ($4::text[]))
-  AND ($5::text = '' OR r.custom_id ILIKE $5 ESCAPE '\')
+WHERE r.batch_id = sqlc.arg(batch_id) AND r.tenant_id = sqlc.arg(tenant_id) AND r.line > sqlc.arg(after_line)
+  AND (cardinality(sqlc.arg(states)::text[]) = 0 OR r.state = ANY (sqlc.arg(states)::text[]))
+  AND (sqlc.arg(pattern)::text = '' OR r.custom_id ILIKE sqlc.arg(pattern) ESCAPE '\')
 ORDER BY r.line
-OFFSET $6
-LIMIT $7;
+OFFSET sqlc.arg(skip)
+LIMIT sqlc.arg(max);
 
--- name: ResultFilePage
--- A page of a batch's output file ($3 true: completed rows) or error file (other terminal rows)
+-- name: ResultFilePage :many
+-- A page of a batch's output file (output true: completed rows) or error file (other terminal rows)
 -- as it stands, for partial downloads while the batch runs. Rows come in the order they finished
 -- (line breaks ties), so a file read with offset = X-Last-Line only ever grows at the end.
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
 FROM requests r
-WHERE r.batch_id = $1 AND r.tenant_id = $2
-  AND CASE WHEN $3::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
-  AND ($4::text = '' OR r.custom_id ILIKE $4 ESCAPE '\')
+WHERE r.batch_id = sqlc.arg(batch_id) AND r.tenant_id = sqlc.arg(tenant_id)
+  AND CASE WHEN sqlc.arg(output)::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
+  AND (sqlc.arg(pattern)::text = '' OR r.custom_id ILIKE sqlc.arg(pattern) ESCAPE '\')
 ORDER BY r.finished_at NULLS LAST, r.line
-OFFSET $5
-LIMIT $6;
+OFFSET sqlc.arg(skip)
+LIMIT sqlc.arg(max);
 
 -- ─── idempotency keys ──────────────────────────────────────────────────────────────────────────
 
--- name: ReserveIdempotencyKey
+-- name: ReserveIdempotencyKey :execrows
 -- Claims a key for an object id before the object exists; zero rows means the key was taken.
 INSERT INTO idempotency_keys (tenant_id, route, key, request_hash, object_id, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES (sqlc.arg(tenant_id), sqlc.arg(route), sqlc.arg(key), sqlc.arg(request_hash), sqlc.arg(object_id), sqlc.arg(created_at))
 ON CONFLICT (tenant_id, route, key) DO NOTHING;
 
--- name: GetIdempotencyKey
-SELECT request_hash, object_id, created_at FROM idempotency_keys WHERE tenant_id = $1 AND route = $2 AND key = $3;
+-- name: GetIdempotencyKey :one
+SELECT request_hash, object_id, created_at FROM idempotency_keys WHERE tenant_id = sqlc.arg(tenant_id) AND route = sqlc.arg(route) AND key = sqlc.arg(key);
 
--- name: ReleaseIdempotencyKey
+-- name: ReleaseIdempotencyKey :exec
 -- Frees a key whose request failed before creating its object, so that a retry can run.
-DELETE FROM idempotency_keys WHERE tenant_id = $1 AND route = $2 AND key = $3 AND object_id = $4;
+DELETE FROM idempotency_keys WHERE tenant_id = sqlc.arg(tenant_id) AND route = sqlc.arg(route) AND key = sqlc.arg(key) AND object_id = sqlc.arg(object_id);
 
 -- ─── admin ─────────────────────────────────────────────────────────────────────────────────────
 
--- name: DeleteModel
-DELETE FROM models WHERE name = $1;
+-- name: DeleteModel :execrows
+DELETE FROM models WHERE name = sqlc.arg(name);
 
--- name: ListTenants
+-- name: ListTenants :many
 SELECT id, name, created_at FROM tenants ORDER BY created_at, id;
 
--- name: GetTenant
-SELECT id, name, created_at FROM tenants WHERE id = $1;
+-- name: GetTenant :one
+SELECT id, name, created_at FROM tenants WHERE id = sqlc.arg(id);
 
--- name: CreateTenant
-INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) RETURNING id, name, created_at;
+-- name: CreateTenant :one
+INSERT INTO tenants (id, name, created_at) VALUES (sqlc.arg(id), sqlc.arg(name), sqlc.arg(created_at)) RETURNING id, name, created_at;
 
--- name: CreateAPIKey
+-- name: CreateAPIKey :one
 INSERT INTO api_keys (tenant_id, key_hash, prefix, name, is_admin, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES (sqlc.arg(tenant_id), sqlc.arg(key_hash), sqlc.arg(prefix), sqlc.arg(name), sqlc.arg(is_admin), sqlc.arg(created_at))
 RETURNING id, tenant_id, prefix, name, is_admin, created_at, revoked_at;
 
--- name: ListAPIKeys
+-- name: ListAPIKeys :many
 SELECT id, tenant_id, prefix, name, is_admin, created_at, revoked_at
-FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id;
+FROM api_keys WHERE tenant_id = sqlc.arg(tenant_id) ORDER BY created_at, id;
 
--- name: RevokeAPIKey
+-- name: RevokeAPIKey :one
 -- Revocation is immediate: Authenticate only accepts keys whose revoked_at is NULL. Revoking
 -- twice keeps the first time.
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, sqlc.arg(now)) WHERE id = sqlc.arg(id)
 RETURNING id, tenant_id, prefix, name, is_admin, created_at, revoked_at;
 
--- name: SetFileExpiry
-UPDATE files SET expires_at = $3 WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL;
+-- name: SetFileExpiry :exec
+UPDATE files SET expires_at = sqlc.arg(expires_at) WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL;

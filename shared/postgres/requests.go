@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres/internal/pgq"
 )
 
 // ClaimForModel claims up to max pending requests of model, never letting the model's claimed +
@@ -20,9 +21,12 @@ func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgenc
 	if max <= 0 {
 		return nil, nil
 	}
+	// Sent by hand rather than through the generated methods: the two statements must share one
+	// implicit transaction in one round trip. The claim keeps its positional parameters (see the
+	// query).
 	b := &pgx.Batch{}
-	b.Queue(q("LockModel"), model)
-	b.Queue(q("ClaimForModel"), model, max, now, urgencyWeight)
+	b.Queue(pgq.SQL["LockModel"], model)
+	b.Queue(pgq.SQL["ClaimForModel"], model, max, now, urgencyWeight)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	var limit int
@@ -52,11 +56,11 @@ func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgenc
 
 // ModelsWithWork lists models that have a free slot and a running batch that uses them.
 func (s *Store) ModelsWithWork(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, q("ModelsWithWork"))
+	models, err := s.q.ModelsWithWork(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("models with work: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return models, nil
 }
 
 // Unclaim returns claims that could not be enqueued to pending, guarded on their attempt.
@@ -68,7 +72,7 @@ func (s *Store) Unclaim(ctx context.Context, work []domain.Work) error {
 	for i, w := range work {
 		ids[i], attempts[i] = w.RequestID, int32(w.Attempt)
 	}
-	if _, err := s.pool.Exec(ctx, q("Unclaim"), ids, attempts); err != nil {
+	if err := s.q.Unclaim(ctx, pgq.UnclaimParams{Ids: ids, Attempts: attempts}); err != nil {
 		return fmt.Errorf("unclaim: %w", err)
 	}
 	return nil
@@ -79,18 +83,18 @@ func (s *Store) Unclaim(ctx context.Context, work []domain.Work) error {
 // upstream: it is a duplicate, stale, or its batch stopped running or is past its deadline at now.
 func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string, now time.Time) (domain.Job, error) {
 	j := domain.Job{Work: w}
-	var meta []byte
-	err := s.pool.QueryRow(ctx, q("StartProcessing"), w.RequestID, w.Attempt, now, owner).Scan(&j.BatchID, &j.TenantID,
-		&j.CustomID, &j.Model, &j.RoutedModel, &j.Path, &j.Body, &j.Retries, &j.BatchEndpoint, &j.BatchCreatedAt, &j.BatchExpiresAt,
-		&j.CompletionWindow, &meta)
+	r, err := s.q.StartProcessing(ctx, pgq.StartProcessingParams{ID: w.RequestID, Attempt: int32(w.Attempt), Now: &now, Owner: &owner})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return j, domain.ErrStateConflict
 	}
 	if err != nil {
 		return j, fmt.Errorf("start processing %s: %w", w.RequestID, err)
 	}
-	if len(meta) > 0 {
-		_ = json.Unmarshal(meta, &j.Metadata) // written by the API from a map[string]string
+	j.BatchID, j.TenantID, j.CustomID, j.Model, j.RoutedModel = r.BatchID, r.TenantID, r.CustomID, r.Model, r.RoutedModel
+	j.Path, j.Body, j.Retries = r.Path, r.Body, int(r.Retries)
+	j.BatchEndpoint, j.BatchCreatedAt, j.BatchExpiresAt, j.CompletionWindow = r.Endpoint, r.CreatedAt, r.ExpiresAt, r.CompletionWindow
+	if len(r.Metadata) > 0 {
+		_ = json.Unmarshal(r.Metadata, &j.Metadata) // written by the API from a map[string]string
 	}
 	return j, nil
 }
@@ -106,24 +110,22 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 	ids, attempts, states := make([]string, n), make([]int32, n), make([]string, n)
 	statuses, bodies := make([]int32, n), make([][]byte, n)
 	upIDs, codes, msgs, routed := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	notBefore, at := make([]*time.Time, n), make([]time.Time, n)
+	notBefore, at := make([]time.Time, n), make([]time.Time, n) // zero not_before: no back-off (NULL)
 	for i, o := range outs {
 		ids[i], attempts[i], states[i] = o.RequestID, int32(o.Attempt), string(o.State)
 		statuses[i], bodies[i] = int32(o.StatusCode), o.Body
 		upIDs[i], codes[i], msgs[i], routed[i] = o.UpstreamRequestID, o.ErrorCode, o.ErrorMessage, o.RoutedModel
-		if !o.NotBefore.IsZero() {
-			nb := o.NotBefore
-			notBefore[i] = &nb
-		}
-		at[i] = now
+		notBefore[i], at[i] = o.NotBefore, now
 	}
-	rows, err := s.pool.Query(ctx, q("FinishMany"), ids, attempts, states, statuses, bodies, upIDs, codes, msgs, notBefore, routed, at)
+	rows, err := s.q.FinishMany(ctx, pgq.FinishManyParams{Ids: ids, Attempts: attempts, States: states, Statuses: statuses,
+		Bodies: bodies, UpstreamIds: upIDs, ErrorCodes: codes, ErrorMessages: msgs, NotBefores: notBefore, NoBackOff: time.Time{},
+		RoutedModels: routed, Ats: at})
 	if err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
-	won, err := pgx.CollectRows(rows, scanFinished)
-	if err != nil {
-		return nil, fmt.Errorf("finish: %w", err)
+	won := make([]domain.Finished, len(rows))
+	for i, r := range rows {
+		won[i] = finishedOf(pgq.FinishLandedRow(r))
 	}
 	return won, nil
 }
@@ -136,38 +138,34 @@ func (s *Store) FinishLanded(ctx context.Context, outs []domain.Outcome, now tim
 	if n == 0 {
 		return nil, nil
 	}
-	ids, attempts, notBefore := make([]string, n), make([]int32, n), make([]*time.Time, n)
+	ids, attempts, notBefore := make([]string, n), make([]int32, n), make([]time.Time, n)
 	for i, o := range outs {
-		ids[i], attempts[i] = o.RequestID, int32(o.Attempt)
-		if !o.NotBefore.IsZero() {
-			nb := o.NotBefore
-			notBefore[i] = &nb
-		}
+		ids[i], attempts[i], notBefore[i] = o.RequestID, int32(o.Attempt), o.NotBefore
 	}
-	rows, err := s.pool.Query(ctx, q("FinishLanded"), ids, attempts, notBefore, now)
+	rows, err := s.q.FinishLanded(ctx, pgq.FinishLandedParams{Ids: ids, Attempts: attempts, NotBefores: notBefore, Now: now,
+		NoBackOff: time.Time{}})
 	if err != nil {
 		return nil, fmt.Errorf("finish landed: %w", err)
 	}
-	landed, err := pgx.CollectRows(rows, scanFinished)
-	if err != nil {
-		return nil, fmt.Errorf("finish landed: %w", err)
+	landed := make([]domain.Finished, len(rows))
+	for i, r := range rows {
+		landed[i] = finishedOf(r)
 	}
 	return landed, nil
 }
 
 // Rescue returns stuck requests to pending (see the Rescue query for the rules).
 func (s *Store) Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]domain.Rescued, error) {
-	rows, err := s.pool.Query(ctx, q("Rescue"), now.Add(-claimTimeout), now.Add(-processingTimeout), now.Add(-staleWorker), now)
+	rows, err := s.q.Rescue(ctx, pgq.RescueParams{ClaimedBefore: ptr(now.Add(-claimTimeout)), StartedBefore: ptr(now.Add(-processingTimeout)),
+		HeartbeatBefore: now.Add(-staleWorker), Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("rescue: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Rescued, error) {
-		var x domain.Rescued
-		var state string
-		err := r.Scan(&x.RequestID, &x.Model, &x.BatchID, &state)
-		x.State = domain.RequestState(state)
-		return x, err
-	})
+	out := make([]domain.Rescued, len(rows))
+	for i, r := range rows {
+		out[i] = domain.Rescued{RequestID: r.RID, Model: r.Model, BatchID: r.BatchID, State: domain.RequestState(r.State)}
+	}
+	return out, nil
 }
 
 // ─── finalisation ──────────────────────────────────────────────────────────────────────────────
@@ -175,7 +173,7 @@ func (s *Store) Rescue(ctx context.Context, now time.Time, claimTimeout, process
 // BeginFinalize elects the caller as the batch's finaliser when the batch is running and every
 // request is finished; ok is false otherwise (not done yet, or someone else won).
 func (s *Store) BeginFinalize(ctx context.Context, batchID string, now time.Time) (tenantID string, ok bool, err error) {
-	err = s.pool.QueryRow(ctx, q("BeginFinalize"), batchID, now).Scan(&tenantID)
+	tenantID, err = s.q.BeginFinalize(ctx, pgq.BeginFinalizeParams{ID: batchID, Now: &now})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false, nil
 	}
@@ -188,7 +186,7 @@ func (s *Store) BeginFinalize(ctx context.Context, batchID string, now time.Time
 // RestartFinalize takes over a finalisation that has been running since before staleBefore (its
 // finaliser died); ok reports whether this caller now owns it.
 func (s *Store) RestartFinalize(ctx context.Context, batchID string, now, staleBefore time.Time) (tenantID string, ok bool, err error) {
-	err = s.pool.QueryRow(ctx, q("RestartFinalize"), batchID, now, staleBefore).Scan(&tenantID)
+	tenantID, err = s.q.RestartFinalize(ctx, pgq.RestartFinalizeParams{ID: batchID, Now: &now, StaleBefore: &staleBefore})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false, nil
 	}
@@ -202,14 +200,16 @@ func (s *Store) RestartFinalize(ctx context.Context, batchID string, now, staleB
 // and error files (dropping one that is empty) and freezes its counts.
 func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFile domain.Sealed, usage []byte, now time.Time) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var total, completed, failed int64
-		if err := tx.QueryRow(ctx, q("BatchCountsForSeal"), batchID).Scan(&total, &completed, &failed); err != nil {
+		q := pgq.New(tx)
+		counts, err := q.BatchCountsForSeal(ctx, batchID)
+		if err != nil {
 			return fmt.Errorf("seal %s: counts: %w", batchID, err)
 		}
-		var outID, errID string
-		if err := tx.QueryRow(ctx, q("BatchFiles"), batchID).Scan(&outID, &errID); err != nil {
+		files, err := q.BatchFiles(ctx, batchID)
+		if err != nil {
 			return fmt.Errorf("seal %s: files: %w", batchID, err)
 		}
+		outID, errID := files.OutputFileID, files.ErrorFileID
 		for _, f := range []struct {
 			id string
 			s  domain.Sealed
@@ -217,12 +217,13 @@ func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFil
 			if f.id == "" {
 				continue
 			}
-			if _, err := tx.Exec(ctx, q("SealFile"), f.id, f.s.Key, f.s.Bytes, f.s.Lines, now); err != nil {
+			if err := q.SealFile(ctx, pgq.SealFileParams{ID: f.id, ObjectKey: &f.s.Key, Bytes: f.s.Bytes, LineCount: int32(f.s.Lines),
+				Now: now}); err != nil {
 				return fmt.Errorf("seal %s: file %s: %w", batchID, f.id, err)
 			}
 		}
-		var a, b string
-		err := tx.QueryRow(ctx, q("SealBatch"), batchID, now, total, completed, failed, output.Lines > 0, errorsFile.Lines > 0, usage).Scan(&a, &b)
+		_, err = q.SealBatch(ctx, pgq.SealBatchParams{ID: batchID, Now: now, Total: int32(counts.Total), Completed: int32(counts.Completed),
+			Failed: int32(counts.Failed), KeepOutput: output.Lines > 0, KeepError: errorsFile.Lines > 0, Usage: usage})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return domain.ErrStateConflict
 		}
@@ -236,21 +237,19 @@ func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFil
 // BatchesToFinalize lists running batches whose requests are all finished and finalisations
 // stuck since before staleBefore.
 func (s *Store) BatchesToFinalize(ctx context.Context, staleBefore time.Time) ([]string, error) {
-	rows, err := s.pool.Query(ctx, q("BatchesToFinalize"), staleBefore)
+	ids, err := s.q.BatchesToFinalize(ctx, &staleBefore)
 	if err != nil {
 		return nil, fmt.Errorf("batches to finalize: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return ids, nil
 }
 
-// scanResultRow reads the column list shared by every query that feeds output and error lines.
-func scanResultRow(r pgx.CollectableRow) (domain.ResultRow, error) {
-	var x domain.ResultRow
-	var state string
-	err := r.Scan(&x.RequestID, &x.Line, &x.CustomID, &state, &x.StatusCode, &x.Body, &x.UpstreamRequestID,
-		&x.ErrorCode, &x.ErrorMessage)
-	x.State = domain.RequestState(state)
-	return x, err
+// resultRowOf maps the column list shared by every query that feeds output and error lines
+// (ResultPage and ResultFilePage).
+func resultRowOf(r pgq.ResultPageRow) domain.ResultRow {
+	return domain.ResultRow{RequestID: r.RID, Line: int(r.Line), CustomID: r.CustomID, State: domain.RequestState(r.State),
+		StatusCode: int(r.ResponseStatus), Body: r.ResponseBody, UpstreamRequestID: r.UpstreamRequestID, ErrorCode: r.ErrorCode,
+		ErrorMessage: r.ErrorMessage}
 }
 
 // ResultPageSize is how many rows one ResultPage query returns.
@@ -262,23 +261,19 @@ const ResultPageSize = 1000
 func (s *Store) EachResult(ctx context.Context, batchID string, output bool, fn func(domain.ResultRow) error) error {
 	after := 0
 	for {
-		rows, err := s.pool.Query(ctx, q("ResultPage"), batchID, after, output, ResultPageSize)
-		if err != nil {
-			return fmt.Errorf("results %s: %w", batchID, err)
-		}
-		page, err := pgx.CollectRows(rows, scanResultRow)
+		page, err := s.q.ResultPage(ctx, pgq.ResultPageParams{BatchID: batchID, AfterLine: int32(after), Output: output, Max: ResultPageSize})
 		if err != nil {
 			return fmt.Errorf("results %s: %w", batchID, err)
 		}
 		for _, row := range page {
-			if err := fn(row); err != nil {
+			if err := fn(resultRowOf(row)); err != nil {
 				return err
 			}
 		}
 		if len(page) < ResultPageSize {
 			return nil
 		}
-		after = page[len(page)-1].Line
+		after = int(page[len(page)-1].Line)
 	}
 }
 
@@ -286,7 +281,8 @@ func (s *Store) EachResult(ctx context.Context, batchID string, output bool, fn 
 
 // Heartbeat upserts a liveness record.
 func (s *Store) Heartbeat(ctx context.Context, w domain.WorkerRecord, now time.Time) error {
-	if _, err := s.pool.Exec(ctx, q("Heartbeat"), w.ID, w.Function, now, w.Invocations, w.Processed, w.Failed); err != nil {
+	if err := s.q.Heartbeat(ctx, pgq.HeartbeatParams{ID: w.ID, Function: w.Function, Now: now, Invocations: w.Invocations,
+		Processed: w.Processed, Failed: w.Failed}); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	return nil
@@ -294,7 +290,7 @@ func (s *Store) Heartbeat(ctx context.Context, w domain.WorkerRecord, now time.T
 
 // StopWorker marks a worker stopped, which lets rescue take its requests at once.
 func (s *Store) StopWorker(ctx context.Context, id string, now time.Time) error {
-	if _, err := s.pool.Exec(ctx, q("StopWorker"), id, now); err != nil {
+	if err := s.q.StopWorker(ctx, pgq.StopWorkerParams{ID: id, Now: &now}); err != nil {
 		return fmt.Errorf("stop worker: %w", err)
 	}
 	return nil
@@ -302,19 +298,23 @@ func (s *Store) StopWorker(ctx context.Context, id string, now time.Time) error 
 
 // ListWorkers returns the most recently active worker records.
 func (s *Store) ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error) {
-	rows, err := s.pool.Query(ctx, q("ListWorkers"), limit)
+	rows, err := s.q.ListWorkers(ctx, int32(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[domain.WorkerRecord])
+	out := make([]domain.WorkerRecord, len(rows))
+	for i, w := range rows {
+		out[i] = domain.WorkerRecord(w)
+	}
+	return out, nil
 }
 
-// scanFinished reads a (request id, batch id, state) row, the shape FinishMany and FinishLanded
+// finishedOf maps a (request id, batch id, state) row, the shape FinishMany and FinishLanded
 // return.
-func scanFinished(r pgx.CollectableRow) (domain.Finished, error) {
-	var f domain.Finished
-	var state string
-	err := r.Scan(&f.RequestID, &f.BatchID, &state)
-	f.State = domain.RequestState(state)
-	return f, err
+func finishedOf(r pgq.FinishLandedRow) domain.Finished {
+	return domain.Finished{RequestID: r.RID, BatchID: r.BatchID, State: domain.RequestState(r.State)}
 }
+
+// ptr is &v for the generated parameters that are pointers because the column they meet is
+// nullable.
+func ptr[T any](v T) *T { return &v }

@@ -1,6 +1,7 @@
 // Package postgres is fusillade's store: every read and write of tenants, models, files, batches,
-// requests and worker records, on PostgreSQL through pgx. The SQL lives in queries.sql and the
-// schema in migrations/.
+// requests and worker records, on PostgreSQL through pgx. The SQL lives in queries*.sql and the
+// schema in migrations/; the typed Go that runs the queries is generated from both by sqlc into
+// internal/pgq (see sqlc.yaml at the repository root and `make sqlc`).
 package postgres
 
 import (
@@ -18,11 +19,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/postgres/internal/pgq"
 )
 
 // Store is safe for concurrent use.
 type Store struct {
-	pool db // every error is classified once: invalid input, unavailable, or as it is
+	pool db           // every error is classified once: invalid input, unavailable, or as it is
+	q    *pgq.Queries // the generated queries over pool (a transaction uses pgq.New(tx))
 	log  *slog.Logger
 }
 
@@ -64,7 +67,8 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{pool: db{pool}, log: log}
+	d := db{pool}
+	return &Store{pool: d, q: pgq.New(d), log: log}
 }
 
 // Pool exposes the pool for migrations, tests and benchmarks.
@@ -86,8 +90,8 @@ func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, 
 // cannot choose hash prefixes.
 func (s *Store) Authenticate(ctx context.Context, key string) (domain.Principal, error) {
 	sum := sha256.Sum256([]byte(key))
-	var p domain.Principal
-	err := s.pool.QueryRow(ctx, q("Authenticate"), sum[:]).Scan(&p.KeyID, &p.TenantID, &p.Admin)
+	r, err := s.q.Authenticate(ctx, sum[:])
+	p := domain.Principal{TenantID: r.TenantID, KeyID: r.ID, Admin: r.IsAdmin}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, &domain.Error{Code: domain.EUnauthorized, Message: "Incorrect API key provided."}
 	}
@@ -108,7 +112,8 @@ func (s *Store) UpsertModel(ctx context.Context, m domain.Model) error {
 	if m.EscalationThreshold == 0 {
 		m.EscalationThreshold = domain.DefaultEscalationThresholdSecs
 	}
-	_, err := s.pool.Exec(ctx, q("UpsertModel"), m.Name, m.BaseURL, m.CredentialRef, m.ConcurrencyLimit, esc, m.EscalationThreshold)
+	err := s.q.UpsertModel(ctx, pgq.UpsertModelParams{Name: m.Name, BaseUrl: m.BaseURL, CredentialRef: m.CredentialRef,
+		ConcurrencyLimit: int32(m.ConcurrencyLimit), EscalationModel: esc, EscalationThresholdSecs: int32(m.EscalationThreshold)})
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation: no such escalation model
 		return &domain.Error{Code: domain.EInvalid, Param: "escalation_model",
@@ -122,46 +127,43 @@ func (s *Store) UpsertModel(ctx context.Context, m domain.Model) error {
 
 // ListModels returns every model with its current in-flight count.
 func (s *Store) ListModels(ctx context.Context) ([]domain.Model, error) {
-	rows, err := s.pool.Query(ctx, q("ListModels"))
+	rows, err := s.q.ListModels(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list models: %w", err)
 	}
-	return pgx.CollectRows(rows, scanModel)
+	out := make([]domain.Model, len(rows))
+	for i, r := range rows {
+		out[i] = modelOf(pgq.GetModelRow(r))
+	}
+	return out, nil
 }
 
 // GetModel returns one model.
 func (s *Store) GetModel(ctx context.Context, name string) (domain.Model, error) {
-	rows, err := s.pool.Query(ctx, q("GetModel"), name)
+	r, err := s.q.GetModel(ctx, name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return domain.Model{}, domain.Errorf(domain.ENotFound, "model %q is not configured", name)
+	}
 	if err != nil {
 		return domain.Model{}, fmt.Errorf("get model: %w", err)
 	}
-	m, err := pgx.CollectExactlyOneRow(rows, scanModel)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return m, domain.Errorf(domain.ENotFound, "model %q is not configured", name)
-	}
-	return m, err
+	return modelOf(r), nil
 }
 
-func scanModel(row pgx.CollectableRow) (domain.Model, error) {
-	var m domain.Model
-	var inflight int64
-	err := row.Scan(&m.Name, &m.BaseURL, &m.CredentialRef, &m.ConcurrencyLimit, &m.EscalationModel, &m.EscalationThreshold, &inflight)
-	m.InFlight = int(inflight)
-	return m, err
+// modelOf maps the row ListModels and GetModel share (GetModel reads no in-flight count).
+func modelOf(r pgq.GetModelRow) domain.Model {
+	return domain.Model{Name: r.Name, BaseURL: r.BaseUrl, CredentialRef: r.CredentialRef, ConcurrencyLimit: int(r.ConcurrencyLimit),
+		EscalationModel: r.EscalationModel, EscalationThreshold: int(r.EscalationThresholdSecs), InFlight: int(r.InFlight)}
 }
 
 // ─── files ──────────────────────────────────────────────────────────────────────────────────────
 
 // InsertFile records a file whose content is already stored.
 func (s *Store) InsertFile(ctx context.Context, f domain.File) error {
-	return insertFile(ctx, s.pool, f)
+	return insertFile(ctx, s.q, f)
 }
 
-type execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-func insertFile(ctx context.Context, db execer, f domain.File) error {
+func insertFile(ctx context.Context, q *pgq.Queries, f domain.File) error {
 	var details, key, batch *string
 	if f.StatusDetails != "" {
 		details = &f.StatusDetails
@@ -172,8 +174,9 @@ func insertFile(ctx context.Context, db execer, f domain.File) error {
 	if f.BatchID != "" {
 		batch = &f.BatchID
 	}
-	_, err := db.Exec(ctx, q("InsertFile"), f.ID, f.TenantID, f.Filename, f.Purpose, f.Bytes, f.Status, details, key,
-		f.Lines, batch, f.CreatedAt, f.ExpiresAt)
+	err := q.InsertFile(ctx, pgq.InsertFileParams{ID: f.ID, TenantID: f.TenantID, Filename: f.Filename, Purpose: f.Purpose,
+		Bytes: f.Bytes, Status: f.Status, StatusDetails: details, ObjectKey: key, LineCount: int32(f.Lines), BatchID: batch,
+		CreatedAt: f.CreatedAt, ExpiresAt: f.ExpiresAt})
 	if err != nil {
 		return fmt.Errorf("insert file: %w", err)
 	}
@@ -182,9 +185,8 @@ func insertFile(ctx context.Context, db execer, f domain.File) error {
 
 // GetFile returns a tenant's file; another tenant's file is reported exactly like a missing one.
 func (s *Store) GetFile(ctx context.Context, tenantID, id string) (domain.File, error) {
-	var f domain.File
-	err := s.pool.QueryRow(ctx, q("GetFile"), id, tenantID).Scan(&f.ID, &f.TenantID, &f.Filename, &f.Purpose, &f.Bytes,
-		&f.Status, &f.StatusDetails, &f.ObjectKey, &f.Lines, &f.BatchID, &f.CreatedAt, &f.ExpiresAt)
+	r, err := s.q.GetFile(ctx, pgq.GetFileParams{ID: id, TenantID: tenantID})
+	f := fileOf(r)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return f, &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No such File object: %s", id), Param: "id"}
 	}
@@ -192,6 +194,13 @@ func (s *Store) GetFile(ctx context.Context, tenantID, id string) (domain.File, 
 		return f, fmt.Errorf("get file: %w", err)
 	}
 	return f, nil
+}
+
+// fileOf maps the file row GetFile, ListFilesDesc and ListFilesAsc share.
+func fileOf(r pgq.GetFileRow) domain.File {
+	return domain.File{ID: r.ID, TenantID: r.TenantID, Filename: r.Filename, Purpose: r.Purpose, Bytes: r.Bytes, Status: r.Status,
+		StatusDetails: r.StatusDetails, ObjectKey: r.ObjectKey, Lines: int(r.LineCount), BatchID: r.BatchID,
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}
 }
 
 // ─── batches ────────────────────────────────────────────────────────────────────────────────────
@@ -207,17 +216,19 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 		meta = nil
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := pgq.New(tx)
 		for _, f := range []struct{ id, purpose, suffix string }{
 			{b.OutputFileID, domain.PurposeBatchOutput, "_output.jsonl"},
 			{b.ErrorFileID, domain.PurposeBatchError, "_error.jsonl"},
 		} {
-			if err := insertFile(ctx, tx, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
+			if err := insertFile(ctx, q, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
 				Status: domain.FileProcessed, BatchID: b.ID, CreatedAt: b.CreatedAt}); err != nil {
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, q("InsertBatch"), b.ID, b.TenantID, b.InputFileID, b.Endpoint, b.CompletionWindow, meta,
-			b.Counts.Total, b.CreatedAt, b.ExpiresAt, b.OutputFileID, b.ErrorFileID)
+		err = q.InsertBatch(ctx, pgq.InsertBatchParams{ID: b.ID, TenantID: b.TenantID, InputFileID: &b.InputFileID,
+			Endpoint: b.Endpoint, CompletionWindow: b.CompletionWindow, Metadata: meta, Total: int32(b.Counts.Total),
+			CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, OutputFileID: &b.OutputFileID, ErrorFileID: &b.ErrorFileID})
 		if err != nil {
 			return fmt.Errorf("insert batch: %w", err)
 		}
@@ -227,10 +238,14 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 
 // GetBatch returns a tenant's batch with live counts.
 func (s *Store) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
-	b, err := scanBatch(s.pool.QueryRow(ctx, q("GetBatch"), id, tenantID))
+	r, err := s.q.GetBatch(ctx, pgq.GetBatchParams{ID: id, TenantID: tenantID})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return b, batchNotFound(id)
+		return domain.Batch{}, batchNotFound(id)
 	}
+	if err != nil {
+		return domain.Batch{}, fmt.Errorf("get batch: %w", err)
+	}
+	b, err := batchOf(r.BatchRow)
 	if err != nil {
 		return b, fmt.Errorf("get batch: %w", err)
 	}
@@ -243,15 +258,14 @@ func (s *Store) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch
 // endpoint (the validator's rules) and its status, so that a batch that is no longer validating
 // is skipped before its file is opened. A missing batch is ENotFound.
 func (s *Store) BatchForPopulate(ctx context.Context, batchID string) (tenantID, endpoint string, status domain.BatchStatus, err error) {
-	var st string
-	err = s.pool.QueryRow(ctx, q("BatchForPopulate"), batchID).Scan(&st, &tenantID, &endpoint)
+	row, err := s.q.BatchForPopulate(ctx, batchID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", "", domain.Errorf(domain.ENotFound, "batch %s not found", batchID)
 	}
 	if err != nil {
 		return "", "", "", fmt.Errorf("batch %s for populate: %w", batchID, err)
 	}
-	return tenantID, endpoint, domain.BatchStatus(st), nil
+	return row.TenantID, row.Endpoint, domain.BatchStatus(row.Status), nil
 }
 
 // InsertRequests inserts every request of src into a validating batch with COPY and starts the
@@ -262,15 +276,16 @@ func (s *Store) BatchForPopulate(ctx context.Context, batchID string) (tenantID,
 func (s *Store) InsertRequests(ctx context.Context, batchID string, src domain.RequestSource, now time.Time) (domain.PopulateResult, error) {
 	var res domain.PopulateResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var status, tenantID string
-		// The endpoint the lock query also returns was read by BatchForPopulate (nil skips it).
-		if err := tx.QueryRow(ctx, q("LockBatchForPopulate"), batchID).Scan(&status, &tenantID, nil); err != nil {
+		q := pgq.New(tx)
+		locked, err := q.LockBatchForPopulate(ctx, batchID)
+		if err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				res.Skipped = true
 				return nil
 			}
 			return fmt.Errorf("lock batch: %w", err)
 		}
+		status, tenantID := locked.Status, locked.TenantID
 		if status != string(domain.BatchValidating) {
 			res.Skipped = true
 			return nil
@@ -294,11 +309,11 @@ func (s *Store) InsertRequests(ctx context.Context, batchID string, src domain.R
 		if len(cs.order) > 0 {
 			first = cs.order[0]
 		}
-		tag, err := tx.Exec(ctx, q("StartBatch"), batchID, now, n, cs.order, first)
+		started, err := q.StartBatch(ctx, pgq.StartBatchParams{ID: batchID, Now: &now, Total: int32(n), Models: cs.order, Model: &first})
 		if err != nil {
 			return fmt.Errorf("start batch: %w", err)
 		}
-		if tag.RowsAffected() != 1 {
+		if started != 1 {
 			return domain.ErrStateConflict
 		}
 		return nil
@@ -333,7 +348,7 @@ func (s *Store) FailBatch(ctx context.Context, batchID string, now time.Time, er
 	if err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, q("FailBatch"), batchID, now, doc); err != nil {
+	if err := s.q.FailBatch(ctx, pgq.FailBatchParams{ID: batchID, Now: &now, Errors: doc}); err != nil {
 		return fmt.Errorf("fail batch: %w", err)
 	}
 	return nil
@@ -374,9 +389,8 @@ func (c *copySource) Err() error { return c.err }
 
 // InputObjectKey returns the S3 key of a batch's input file.
 func (s *Store) InputObjectKey(ctx context.Context, batchID string) (string, error) {
-	var key *string
-	var size int64
-	err := s.pool.QueryRow(ctx, q("FileForBatch"), batchID).Scan(&key, &size)
+	r, err := s.q.FileForBatch(ctx, batchID)
+	key := r.ObjectKey
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", domain.Errorf(domain.ENotFound, "batch %s not found", batchID)
 	}

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,6 +216,30 @@ func TestEveryQueryParses(t *testing.T) {
 		_, err = conn.Exec(ctx, "DEALLOCATE q")
 		require.NoError(t, err)
 	}
+}
+
+// Every "-- name:" of the .sql files is in Queries (and so prepared by TestEveryQueryParses), and
+// nothing else is: the list in internal/pgq/all.go is kept by hand next to the generated code.
+func TestEveryQueryIsListed(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("queries*.sql")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	header := regexp.MustCompile(`(?m)^-- name: (\w+) :\w+\s*$`)
+	var want []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range header.FindAllStringSubmatch(string(b), -1) {
+			want = append(want, m[1])
+		}
+	}
+	var got []string
+	for name, sql := range postgres.Queries() {
+		got = append(got, name)
+		require.True(t, strings.HasPrefix(sql, "-- name: "+name+" :"), "query %s maps to the SQL of another", name)
+	}
+	require.ElementsMatch(t, want, got)
 }
 
 // The claim ranks batches and then pulls from the winners, so it probes and locks only the rows

@@ -99,8 +99,8 @@ func TestCancelRequestsOfAnotherTenantsBatchTouchesNothing(t *testing.T) {
 func TestRetryDispatchesTheRetriedModelsAndAnswersTheBatch(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name    string
-		ids     []string // nil = every failed request
+		name        string
+		ids         []string // nil = every failed request
 		dispatchErr error    // the schedule covers a failed dispatch: the retry still succeeds
 	}{
 		{"every failed request", nil, nil},

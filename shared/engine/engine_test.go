@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/local/mockupstream"
@@ -239,7 +240,7 @@ func (b *bundle) drain(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	t.Fatal("work kept coming")
+	require.FailNow(t, "work kept coming")
 }
 
 func (b *bundle) object(t *testing.T, batch domain.Batch, output bool) string {
@@ -623,7 +624,7 @@ func TestWorkIsFairAcrossModelsAndNeverExceedsLimitsUnderConcurrentWorkers(t *te
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				require.NoError(t, b.eng.Process(ctx, []domain.Work{x})[0])
+				assert.NoError(t, b.eng.Process(ctx, []domain.Work{x})[0]) // not the test's goroutine
 			}()
 		}
 		wg.Wait()

@@ -13,6 +13,7 @@ import (
 )
 
 func TestLikePatternEscapesWildcards(t *testing.T) {
+	t.Parallel()
 	require.Equal(t, "", postgres.LikePattern(""))
 	require.Equal(t, `%50\%\_a\\b%`, postgres.LikePattern(`50%_a\b`))
 }

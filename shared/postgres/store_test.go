@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/local/pgtest"
@@ -42,7 +43,7 @@ func (s *sliceSource) Next() (domain.NewRequest, error) {
 type failingSource struct{ t *testing.T }
 
 func (s failingSource) Next() (domain.NewRequest, error) {
-	s.t.Error("a second populate must not read the file")
+	assert.Fail(s.t, "a second populate must not read the file")
 	return domain.NewRequest{}, io.EOF
 }
 
@@ -112,7 +113,7 @@ func TestClaimNeverExceedsTheGlobalLimitUnderConcurrentClaimers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c, err := f.store.ClaimForModel(context.Background(), "m", 5, 0, f.now)
-			require.NoError(t, err)
+			assert.NoError(t, err) // not the test's goroutine
 			mu.Lock()
 			total += len(c)
 			mu.Unlock()

@@ -18,6 +18,7 @@ import (
 // A database that cannot be reached is the domain's "unavailable" (the API's 503), through every
 // kind of call; a statement's own failure is not.
 func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()

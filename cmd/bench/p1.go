@@ -175,7 +175,7 @@ func p1Phase1(ctx context.Context, env *benchEnv, res *Result, ph p1Phase, nPerM
 	}
 	defer drop()
 	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: ph.models,
-		Upstream: mockupstream.Config{Latency: ph.latency, Record: true, RecordLimit: total + 1000, Seed: 1}})
+		Upstream: mockupstream.Config{Latency: ph.latency, Record: true, RecordLimit: total + 1000, Seed: 1}, Log: env.log})
 	if err != nil {
 		return err
 	}

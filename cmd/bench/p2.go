@@ -38,7 +38,7 @@ func p2(ctx context.Context, env *benchEnv, res *Result) error {
 	}
 	defer drop()
 	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: models,
-		Env: map[string]string{"MAX_LINES": strconv.Itoa(n)}, Upstream: mockupstream.Config{Seed: 1}})
+		Env: map[string]string{"MAX_LINES": strconv.Itoa(n)}, Upstream: mockupstream.Config{Seed: 1}, Log: env.log})
 	if err != nil {
 		return err
 	}

@@ -41,8 +41,9 @@ func (e *Engine) dispatchModels(ctx context.Context, models ...string) (Dispatch
 		if !e.dispatching.enter(m) {
 			continue // a dispatch of m is running here and will go round again for us
 		}
+		rctx := ctx
 		for {
-			st, err := e.dispatchModel(ctx, m)
+			st, err := e.dispatchModel(rctx, m)
 			total.Claimed += st.Claimed
 			total.Enqueued += st.Enqueued
 			total.Returned += st.Returned
@@ -52,6 +53,11 @@ func (e *Engine) dispatchModels(ctx context.Context, models ...string) (Dispatch
 			if !e.dispatching.again(m) {
 				break
 			}
+			// The next round is owed to callers who asked meanwhile and returned at once, so it
+			// must not end with this caller's context: a worker's follow-up bound runs out a few
+			// seconds after its own request finished, and a round refused for it would leave their
+			// freed slots empty until the scheduled dispatch. Each claim has its own bound.
+			rctx = context.WithoutCancel(ctx)
 		}
 	}
 	return total, errors.Join(errs...)
@@ -109,7 +115,18 @@ func (c *coalescer) again(m string) bool {
 	return false
 }
 
+// claimAndEnqueue claims and sends one batch of work. A caller whose context has ended starts no
+// claim; once started, the claim and its messages are not cut short by the caller's cancellation,
+// only bounded by PersistMargin. The claim commits in the database even when its caller stops
+// waiting for the answer (during a slow commit, say), and rows claimed without a message would hold
+// their slots until rescue: ClaimTimeout plus up to one maintenance period, about two minutes with
+// the defaults. A message cut off mid-send may also have been queued after its claim was given back.
 func (e *Engine) claimAndEnqueue(ctx context.Context, model string) (DispatchStats, error) {
+	if err := ctx.Err(); err != nil {
+		return DispatchStats{}, fmt.Errorf("claim %q: %w", model, err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.PersistMargin)
+	defer cancel()
 	claims, err := e.store.ClaimForModel(ctx, model, e.cfg.MaxClaim, *e.cfg.UrgencyWeight, e.now())
 	if err != nil || len(claims) == 0 {
 		return DispatchStats{}, err

@@ -93,7 +93,9 @@ type Config struct {
 	// meaningful weight; nil means DefaultUrgencyWeight (0.5).
 	UrgencyWeight *float64
 	// PersistMargin is kept free before the invocation's deadline so that the result of an upstream
-	// call can still be written; the call itself is cut off this much earlier. Default 5s.
+	// call can still be written; the call itself is cut off this much earlier. It also bounds each
+	// claim and the sending of its messages, which the caller's cancellation does not cut short
+	// (see claimAndEnqueue). Default 5s.
 	PersistMargin time.Duration
 	// PersistRetry paces the retries of a result write that failed because the database could
 	// not be reached (only Base, Factor, Max and Jitter are used). Default 100ms doubling to 2s,

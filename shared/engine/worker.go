@@ -70,14 +70,6 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 		// worker's heartbeat stops. Ask for redelivery too: the fence makes it a no-op.
 		return fmt.Errorf("persist %s: %w", w.RequestID, err)
 	}
-	// The follow-up work must run even if the invocation is being cut short: detach from ctx's
-	// cancellation but keep a bound, within the invocation (persist may have used most of it).
-	bound := time.Now().Add(e.cfg.PersistMargin)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(bound) {
-		bound = dl
-	}
-	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), bound)
-	defer cancel()
 	if len(won) == 0 {
 		e.log.InfoContext(ctx, "result fenced out: request was rescued meanwhile", "request_id", w.RequestID, "attempt", w.Attempt)
 		return nil
@@ -92,9 +84,14 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 	// The slot is free: refill it now, not at the next scheduled dispatch. Dispatch covers the
 	// model's escalation target too: batches crossing their escalation threshold are claimed by
 	// it, and otherwise nothing would wake it before the next tick.
-	if err := e.Dispatch(pctx, out.Model); err != nil {
+	pctx, cancel := e.followUp(ctx)
+	err = e.Dispatch(pctx, out.Model)
+	cancel()
+	if err != nil {
 		e.log.WarnContext(ctx, "dispatch after completion", "model", out.Model, "err", err)
 	}
+	pctx, cancel = e.followUp(ctx)
+	defer cancel()
 	if won[0].State == domain.StatePending {
 		// A retry with a back-off: make sure someone claims it when the back-off ends.
 		if err := e.queue.SendDispatch(pctx, out.Model, out.NotBefore.Sub(e.now())); err != nil {
@@ -104,6 +101,19 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 	}
 	e.TryFinalize(pctx, won[0].BatchID)
 	return nil
+}
+
+// followUp returns the context of one step of the work that follows a persisted result. That work
+// must run even if the invocation is being cut short, so it is detached from ctx's cancellation,
+// but bounded by PersistMargin from the step's start and by ctx's deadline (the invocation's).
+// Each step gets its own bound: the refill may take all of one (it also serves the refills other
+// requests asked of it meanwhile), and a finalisation left with none would wait for maintenance.
+func (e *Engine) followUp(ctx context.Context) (context.Context, context.CancelFunc) {
+	bound := time.Now().Add(e.cfg.PersistMargin)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(bound) {
+		bound = dl
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), bound)
 }
 
 // persist writes out with the fenced FinishMany and returns the rows that won. The result must be

@@ -22,6 +22,8 @@
 //	P4  ingest: 200 MB / 50,000-line file validated and populated, against a raw COPY
 //	P5  download of a 50,000-line output file through the API
 //	P6  Lambda bootstraps: arm64 binary size and init time under the runtime interface emulator
+//	P7  polling: a 20,000-line batch (limit 64, 200 ms fixed) alone, then with 16 clients polling
+//	    GET /v1/batches/{id} and GET /v1/batches?limit=20; completion rate ratio, polls/s, p99
 package main
 
 import (
@@ -101,6 +103,7 @@ var workloads = []workload{
 	{"P4", one(runP4)},
 	{"P5", one(runP5)},
 	{"P6", one(runP6)},
+	{"P7", one(runP7)},
 }
 
 func one(f func(ctx context.Context, env *benchEnv) *Result) func(ctx context.Context, env *benchEnv) []*Result {
@@ -110,7 +113,7 @@ func one(f func(ctx context.Context, env *benchEnv) *Result) func(ctx context.Co
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small sizes: every workload in about a minute")
-	only := fs.String("only", "", "comma-separated workload ids to run (default all): P1,P2,P3,P4,P5,P6")
+	only := fs.String("only", "", "comma-separated workload ids to run (default all): P1,P2,P3,P4,P5,P6,P7")
 	jsonPath := fs.String("json", "", "write the full report to this file")
 	verbose := fs.Bool("v", false, "log the stack's warnings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process stack) to this file")

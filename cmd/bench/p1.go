@@ -40,6 +40,15 @@ func runBatch(ctx context.Context, h *harness, content []byte, poll time.Duratio
 	if err != nil {
 		return r, err
 	}
+	if r.Completed, err = awaitCompleted(ctx, h, b.ID, poll); err != nil {
+		return r, err
+	}
+	r.Batch, err = c.batch(ctx, b.ID)
+	return r, err
+}
+
+// awaitCompleted waits for batch id to complete and returns its completed_at.
+func awaitCompleted(ctx context.Context, h *harness, id string, poll time.Duration) (time.Time, error) {
 	// The end is read from the database rather than by polling GET /v1/batches/{id}: that route
 	// counts the batch's requests live, which at 100,000 rows and a short interval would be a
 	// load of its own. completed_at is written by the sealing writer with the engine's clock (this
@@ -47,25 +56,22 @@ func runBatch(ctx context.Context, h *harness, content []byte, poll time.Duratio
 	for {
 		var status string
 		var at *time.Time
-		if err := h.App.Store.Pool().QueryRow(ctx, batchEndQuery, b.ID).Scan(&status, &at); err != nil {
-			return r, err
+		if err := h.App.Store.Pool().QueryRow(ctx, batchEndQuery, id).Scan(&status, &at); err != nil {
+			return time.Time{}, err
 		}
 		if domain.BatchStatus(status) == domain.BatchCompleted && at != nil {
-			r.Completed = *at
-			break
+			return *at, nil
 		}
 		switch domain.BatchStatus(status) {
 		case domain.BatchFailed, domain.BatchExpired, domain.BatchCancelled:
-			return r, fmt.Errorf("batch %s ended %s", b.ID, status)
+			return time.Time{}, fmt.Errorf("batch %s ended %s", id, status)
 		}
 		select {
 		case <-ctx.Done():
-			return r, ctx.Err()
+			return time.Time{}, ctx.Err()
 		case <-time.After(poll):
 		}
 	}
-	r.Batch, err = c.batch(ctx, b.ID)
-	return r, err
 }
 
 // upstreamUse is what the mock upstream saw of one model.

@@ -151,3 +151,23 @@ func (c *client) download(ctx context.Context, fileID string, w io.Writer) (int6
 	}
 	return io.Copy(w, resp.Body)
 }
+
+// postJSON sends body to url as the comparators call the mock upstream (the errgroup baseline and
+// River's worker) and returns the status and the whole answer.
+func postJSON(ctx context.Context, hc *http.Client, url string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, answer, nil
+}

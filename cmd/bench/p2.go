@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -194,22 +193,12 @@ func p2Baseline(ctx context.Context, content []byte, upstreamURL string, limit i
 			if err := json.Unmarshal(line, &in); err != nil {
 				return err
 			}
-			req, err := http.NewRequestWithContext(gctx, "POST", upstreamURL+in.URL, bytes.NewReader(in.Body))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := hc.Do(req)
-			if err != nil {
-				return err
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			status, body, err := postJSON(gctx, hc, upstreamURL+in.URL, in.Body)
 			if err != nil {
 				return err
 			}
 			rec, err := json.Marshal(map[string]any{"custom_id": in.CustomID,
-				"response": map[string]any{"status_code": resp.StatusCode, "body": json.RawMessage(body)}})
+				"response": map[string]any{"status_code": status, "body": json.RawMessage(body)}})
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -122,17 +121,7 @@ func (w *benchRequestWorker) Work(ctx context.Context, job *river.Job[benchReque
 }
 
 func (w *benchRequestWorker) work(ctx context.Context, job *river.Job[benchRequestArgs]) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", w.upstream+job.Args.URL, bytes.NewReader(job.Args.Body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := w.http.Do(req)
-	if err != nil {
-		return err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	status, body, err := postJSON(ctx, w.http, w.upstream+job.Args.URL, job.Args.Body)
 	if err != nil {
 		return err
 	}
@@ -141,7 +130,7 @@ func (w *benchRequestWorker) work(ctx context.Context, job *river.Job[benchReque
 		return err
 	}
 	defer func() { _ = tx.Rollback(context.Background()) }()
-	if _, err := tx.Exec(ctx, riverInsertResult, job.ID, job.Args.CustomID, resp.StatusCode, body); err != nil {
+	if _, err := tx.Exec(ctx, riverInsertResult, job.ID, job.Args.CustomID, status, body); err != nil {
 		return fmt.Errorf("insert result: %w", err)
 	}
 	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -80,7 +79,7 @@ func TestCancelRequestsAnswersEveryIdInOrderAndSealsTheBatch(t *testing.T) {
 	sealed := sealer(f)
 	got, err := newService(f).CancelRequests(context.Background(), tenantID, aBatchID, ids)
 	require.NoError(t, err)
-	want := []domain.CancelOutcome{{RequestID: "u1", Result: "canceled"}, {RequestID: "u2", Result: batches.NotFound},
+	want := []domain.CancelOutcome{{RequestID: "u1", Result: "canceled"}, {RequestID: "u2", Result: domain.CancelNotFound},
 		{RequestID: "u3", Result: "not_cancellable"}}
 	assert.Equal(t, want, got, "outcomes")
 	assert.Equal(t, []string{aBatchID}, *sealed, "TryFinalize calls, want one for the batch")

@@ -188,11 +188,8 @@ func (s *Service) Cancel(ctx context.Context, tenantID, batchID string) (domain.
 	return s.store.GetBatch(ctx, tenantID, batchID)
 }
 
-// NotFound is the CancelOutcome result of a request id that is not one of the batch's.
-const NotFound = "not_found"
-
 // CancelRequests cancels some requests (uuids) of a tenant's batch and returns one outcome per
-// id, in their order: canceled, cancelling, not_cancellable or NotFound.
+// id, in their order: canceled, cancelling, not_cancellable or domain.CancelNotFound.
 func (s *Service) CancelRequests(ctx context.Context, tenantID, batchID string, ids []string) ([]domain.CancelOutcome, error) {
 	if _, err := s.store.GetBatch(ctx, tenantID, batchID); err != nil {
 		return nil, err
@@ -209,7 +206,7 @@ func (s *Service) CancelRequests(ctx context.Context, tenantID, batchID string, 
 	for i, id := range ids {
 		res, ok := found[id]
 		if !ok {
-			res = NotFound
+			res = domain.CancelNotFound
 		}
 		out[i] = domain.CancelOutcome{RequestID: id, Result: res}
 	}

@@ -67,8 +67,12 @@ type APIKey struct {
 // CancelOutcome says what happened to one request of CancelRequests.
 type CancelOutcome struct {
 	RequestID string
-	Result    string // canceled | cancelling (its worker will abort it) | not_cancellable (already finished)
+	Result    string // canceled | cancelling (its worker will abort it) | not_cancellable (already finished) | CancelNotFound
 }
+
+// CancelNotFound is the CancelOutcome result of a request id that is not one of the batch's (the
+// store answers only for the ids it found).
+const CancelNotFound = "not_found"
 
 // WindowCounts maps model → window seconds → unfinished requests due within that window.
 type WindowCounts map[string]map[int]int

@@ -58,6 +58,9 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 		specs = append(specs, fromFile...)
 	}
 	specs = append(specs, upstreams...)
+	if len(specs) == 0 {
+		specs = stack.DefaultModels()
+	}
 	lat, err := parseLatency(*latency)
 	if err != nil {
 		return err
@@ -149,9 +152,6 @@ func runExample(ctx context.Context, st *stack.Stack, stdout io.Writer) error {
 
 // describeModels lists the configured models for the start banner.
 func describeModels(specs []stack.ModelSpec) string {
-	if len(specs) == 0 {
-		specs = []stack.ModelSpec{{Name: "mock-chat", Limit: 8}, {Name: "mock-embed", Limit: 4}} // the stack's default
-	}
 	var parts []string
 	for _, m := range specs {
 		where := "mock"
@@ -170,7 +170,7 @@ func hasModel(specs []stack.ModelSpec, name string) bool {
 			return true
 		}
 	}
-	return len(specs) == 0
+	return false
 }
 
 func parseModels(s string) ([]stack.ModelSpec, error) {

@@ -79,7 +79,7 @@ type Options struct {
 	DatabaseURL string
 	// APIAddr is where the API listens; default 127.0.0.1:8080. Use 127.0.0.1:0 for a free port.
 	APIAddr string
-	// Models to configure; default mock-chat (limit 8) and mock-embed (limit 4).
+	// Models to configure; default DefaultModels().
 	Models []ModelSpec
 	// Upstream configures the mock upstream (latency, error rate).
 	Upstream mockupstream.Config
@@ -166,6 +166,12 @@ type Stack struct {
 	closers []func()
 }
 
+// DefaultModels are the models a stack configures when it is given none: mock-chat (limit 8) and
+// mock-embed (limit 4), both served by the mock upstream.
+func DefaultModels() []ModelSpec {
+	return []ModelSpec{{Name: "mock-chat", Limit: 8}, {Name: "mock-embed", Limit: 4}}
+}
+
 // Start brings the stack up and returns once the API answers. A failed start stops whatever it
 // had started, PostgreSQL included, and says why in one line.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
@@ -185,7 +191,7 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		opts.APIAddr = "127.0.0.1:8080"
 	}
 	if len(opts.Models) == 0 {
-		opts.Models = []ModelSpec{{Name: "mock-chat", Limit: 8}, {Name: "mock-embed", Limit: 4}}
+		opts.Models = DefaultModels()
 	}
 	dep, err := deployment()
 	if err != nil {

@@ -70,7 +70,7 @@ func p2(ctx context.Context, env *benchEnv, res *Result) error {
 	}
 	durable := float64(n) / wall.Seconds()
 	bd := breakdown(h.Trace)
-	_, _, reqs := h.Trace.snapshot()
+	_, _, _, reqs := h.Trace.snapshot()
 	var first, last time.Time
 	for _, r := range reqs {
 		if !r.HTTPStart.IsZero() && (first.IsZero() || r.HTTPStart.Before(first)) {

@@ -148,10 +148,10 @@ func p3(ctx context.Context, env *benchEnv, res *Result) error {
 	return nil
 }
 
-// p3Explain captures EXPLAIN (ANALYZE, BUFFERS) of the claim statement exactly as the store
-// sends it, inside a transaction that is rolled back: once for refilling one slot, and once with
-// the model's slots all free (a fill). The statement is prepared, as pgx prepares it; the sixth
-// execution shows the plan PostgreSQL settles on once it may switch to a generic plan.
+// p3Explain captures EXPLAIN (ANALYZE, BUFFERS) of the claim statement as a worker's refill
+// sends it (with an owner: straight to processing), inside a transaction that is rolled back:
+// once for refilling one slot, and once with the model's slots all free (a fill). The statement
+// is prepared, as pgx prepares it; the sixth execution shows the plan PostgreSQL settles on once it may switch to a generic plan.
 func p3Explain(ctx context.Context, store *postgres.Store, model string, finishing domain.Claimed) (map[string]string, error) {
 	conn, err := store.Pool().Acquire(ctx)
 	if err != nil {
@@ -168,11 +168,11 @@ func p3Explain(ctx context.Context, store *postgres.Store, model string, finishi
 		return nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "PREPARE bench_claim (text, int, timestamptz, float8) AS "+strings.TrimSuffix(strings.TrimSpace(sql), ";")); err != nil {
+	if _, err := tx.Exec(ctx, "PREPARE bench_claim (text, int, timestamptz, float8, text) AS "+strings.TrimSuffix(strings.TrimSpace(sql), ";")); err != nil {
 		return nil, err
 	}
 	explain := func() (string, error) {
-		rows, err := tx.Query(ctx, fmt.Sprintf("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim(%s, %d, now(), %g)",
+		rows, err := tx.Query(ctx, fmt.Sprintf("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim(%s, %d, now(), %g, 'bench-worker')",
 			quoteLiteral(model), p3Max, p3Urgency), pgx.QueryExecModeSimpleProtocol)
 		if err != nil {
 			return "", err

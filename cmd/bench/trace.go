@@ -15,10 +15,11 @@ import (
 // tracer collects wall-clock timestamps of every engine call on the request path, per call and
 // per request (keyed by request id; a retried request keeps its last attempt).
 type tracer struct {
-	mu    sync.Mutex
-	calls map[string][]time.Duration
-	rows  []int // rows per claim call that claimed something
-	reqs  map[string]*reqTrace
+	mu     sync.Mutex
+	calls  map[string][]time.Duration
+	rows   []int // rows per claim call that claimed something
+	groups []int // results per FinishAndClaim
+	reqs   map[string]*reqTrace
 }
 
 type reqTrace struct {
@@ -59,7 +60,7 @@ func (t *tracer) each(ids []string, f func(*reqTrace)) {
 	}
 }
 
-func (t *tracer) snapshot() (map[string][]time.Duration, []int, []reqTrace) {
+func (t *tracer) snapshot() (map[string][]time.Duration, []int, []int, []reqTrace) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	calls := make(map[string][]time.Duration, len(t.calls))
@@ -70,7 +71,7 @@ func (t *tracer) snapshot() (map[string][]time.Duration, []int, []reqTrace) {
 	for _, r := range t.reqs {
 		reqs = append(reqs, *r)
 	}
-	return calls, slices.Clone(t.rows), reqs
+	return calls, slices.Clone(t.rows), slices.Clone(t.groups), reqs
 }
 
 // tracedStore times the store calls on the request path; every other method is the store's own.
@@ -106,17 +107,29 @@ func (s tracedStore) StartProcessing(ctx context.Context, w domain.Work, owner s
 	return j, err
 }
 
-func (s tracedStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
+// FinishAndClaim is a worker's result write with the claim of the slots it frees: the group's
+// results are persisted by it, and the requests it claims start processing when it returns.
+func (s tracedStore) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
 	t0 := time.Now()
-	f, err := s.Store.FinishMany(ctx, outs, now)
+	won, jobs, err := s.Store.FinishAndClaim(ctx, outs, refill, now)
 	t1 := time.Now()
-	s.tr.call("persist", t1.Sub(t0))
+	s.tr.call("finish_and_claim", t1.Sub(t0))
+	s.tr.mu.Lock()
+	s.tr.groups = append(s.tr.groups, len(outs))
+	s.tr.mu.Unlock()
 	ids := make([]string, len(outs))
 	for i := range outs {
 		ids[i] = outs[i].RequestID
 	}
 	s.tr.each(ids, func(r *reqTrace) { r.PersistStart, r.PersistEnd = t0, t1 })
-	return f, err
+	ids = ids[:0]
+	for _, j := range jobs {
+		ids = append(ids, j.RequestID)
+	}
+	s.tr.each(ids, func(r *reqTrace) {
+		*r = reqTrace{Model: refill.Model, ClaimStart: t0, ClaimEnd: t1, MarkStart: t1, MarkEnd: t1}
+	})
+	return won, jobs, err
 }
 
 func (s tracedStore) BeginFinalize(ctx context.Context, batchID string, now time.Time) (string, bool, error) {
@@ -188,17 +201,19 @@ func (p tracedProcessor) Process(ctx context.Context, work []domain.Work) []erro
 // crosses the queue, a worker invocation starts and marks it processing, and the upstream call
 // begins. Per-call figures are the database or queue round trips themselves.
 type Breakdown struct {
-	PerCall     map[string]Dist `json:"per_call"`
-	PerRequest  map[string]Dist `json:"per_request"`
-	ClaimRows   Dist            `json:"claim_rows_per_call"` // rows claimed per non-empty claim (as a count, not ms)
-	Invocations Dist            `json:"messages_per_invocation"`
+	PerCall    map[string]Dist `json:"per_call"`
+	PerRequest map[string]Dist `json:"per_request"`
+	ClaimRows  Dist            `json:"claim_rows_per_call"` // rows claimed per non-empty claim (as a count, not ms)
+	// GroupResults is how many results each FinishAndClaim wrote (a count, not ms).
+	GroupResults Dist `json:"results_per_group"`
+	Invocations  Dist `json:"messages_per_invocation"`
 	// RefillPathMeanMs sums the mean of each stage on the path from an upstream response to the
 	// next upstream request on the same slot.
 	RefillPathMeanMs float64 `json:"refill_path_mean_ms"`
 }
 
 func breakdown(t *tracer) Breakdown {
-	calls, rows, reqs := t.snapshot()
+	calls, rows, groups, reqs := t.snapshot()
 	b := Breakdown{PerCall: map[string]Dist{}, PerRequest: map[string]Dist{}}
 	for op, ds := range calls {
 		if op == "invocation_batch" {
@@ -214,6 +229,7 @@ func breakdown(t *tracer) Breakdown {
 		return distOf(ds)
 	}
 	b.ClaimRows = counts(rows)
+	b.GroupResults = counts(groups)
 	inv := make([]int, 0, len(calls["invocation_batch"]))
 	for _, d := range calls["invocation_batch"] {
 		inv = append(inv, int(d))

@@ -49,22 +49,37 @@ func (c *retryClock) StartProcessing(ctx context.Context, w domain.Work, owner s
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if nb, ok := c.notBefore[w.RequestID]; ok {
-		c.lateness = append(c.lateness, now.Sub(nb))
-		delete(c.notBefore, w.RequestID)
-	}
-	c.attempts[w.RequestID]++
-	c.starts[w.RequestID] = append(c.starts[w.RequestID], now)
+	c.started(w.RequestID, now)
 	return job, nil
 }
 
-func (c *retryClock) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
-	won, err := c.Store.FinishMany(ctx, outs, now)
+// FinishAndClaim is a worker's result write, which also starts the requests it claims.
+func (c *retryClock) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
+	won, jobs, err := c.Store.FinishAndClaim(ctx, outs, refill, now)
 	if err != nil {
-		return won, err
+		return won, jobs, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.finished(outs, won, now)
+	for _, j := range jobs {
+		c.started(j.RequestID, now)
+	}
+	return won, jobs, nil
+}
+
+// started records an attempt of id starting at now (c.mu held).
+func (c *retryClock) started(id string, now time.Time) {
+	if nb, ok := c.notBefore[id]; ok {
+		c.lateness = append(c.lateness, now.Sub(nb))
+		delete(c.notBefore, id)
+	}
+	c.attempts[id]++
+	c.starts[id] = append(c.starts[id], now)
+}
+
+// finished records the outcomes that won (c.mu held).
+func (c *retryClock) finished(outs []domain.Outcome, won []domain.Finished, now time.Time) {
 	byID := map[string]domain.Outcome{}
 	for _, o := range outs {
 		byID[o.RequestID] = o
@@ -77,7 +92,6 @@ func (c *retryClock) FinishMany(ctx context.Context, outs []domain.Outcome, now 
 			c.backoffs[f.RequestID] += o.NotBefore.Sub(now)
 		}
 	}
-	return won, nil
 }
 
 // report summarises the lateness of every retry so far and how many are still waiting.

@@ -47,6 +47,8 @@ type Config struct {
 	ProcessingTimeout time.Duration      // PROCESSING_TIMEOUT_MS: default 16m, longer than the worker's 15-minute Lambda limit so a live worker is never robbed
 	StaleWorker       time.Duration      // STALE_WORKER_MS: a worker silent this long is dead and its requests are rescued; default 60s
 	UrgencyWeight     float64            // URGENCY_WEIGHT: 0 = tenant fairness only, 1 = earliest deadline only; default 0.5
+	LoopFor           time.Duration      // WORKER_LOOP_FOR_MS: how long a worker invocation refills its own slots before giving them back to the queue; default 60s
+	RefillReserve     time.Duration      // REFILL_RESERVE_MS: a slot takes no next request once its invocation has less than this left; default 120s
 
 	FirstByteTimeout  time.Duration // UPSTREAM_FIRST_BYTE_TIMEOUT_MS: default 540s
 	BodyTimeout       time.Duration // UPSTREAM_BODY_TIMEOUT_MS: reading the body after headers (for streams, the whole generation); default 300s
@@ -95,6 +97,8 @@ func Load(getenv func(string) string) (Config, error) {
 		ProcessingTimeout: e.ms("PROCESSING_TIMEOUT_MS", engine.DefaultProcessingTimeout),
 		StaleWorker:       e.ms("STALE_WORKER_MS", engine.DefaultStaleWorker),
 		UrgencyWeight:     e.float("URGENCY_WEIGHT", engine.DefaultUrgencyWeight),
+		LoopFor:           e.ms("WORKER_LOOP_FOR_MS", engine.DefaultLoopFor),
+		RefillReserve:     e.ms("REFILL_RESERVE_MS", engine.DefaultRefillReserve),
 		FirstByteTimeout:  e.ms("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", upstream.DefaultFirstByteTimeout),
 		BodyTimeout:       e.ms("UPSTREAM_BODY_TIMEOUT_MS", upstream.DefaultBodyTimeout),
 		MaxResponseBytes:  int64(e.int("UPSTREAM_MAX_RESPONSE_BYTES", upstream.DefaultMaxResponseBytes)),
@@ -126,6 +130,9 @@ func (c Config) validate() error {
 	}
 	if c.Retry.Factor < 1 {
 		errs = append(errs, errors.New("BACKOFF_FACTOR must be at least 1"))
+	}
+	if c.LoopFor <= 0 || c.RefillReserve <= 0 {
+		errs = append(errs, errors.New("WORKER_LOOP_FOR_MS and REFILL_RESERVE_MS must be positive"))
 	}
 	if c.ClaimTimeout <= 0 || c.ProcessingTimeout <= 0 || c.StaleWorker <= 0 {
 		errs = append(errs, errors.New("CLAIM_TIMEOUT_MS, PROCESSING_TIMEOUT_MS and STALE_WORKER_MS must be positive"))

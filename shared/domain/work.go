@@ -12,6 +12,16 @@ type Finished struct {
 	State     RequestState
 }
 
+// Refill asks for the slots freed by a group of outcomes to be claimed again in the same
+// transaction, for the worker instance Owner to run: up to Max requests of Model, ranked with
+// UrgencyWeight as any claim is.
+type Refill struct {
+	Model         string
+	Owner         string
+	Max           int
+	UrgencyWeight float64
+}
+
 // Rescued is a request returned to pending by Rescue (or ended, when its batch was cancelled or
 // expired meanwhile).
 type Rescued struct {

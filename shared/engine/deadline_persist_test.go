@@ -114,7 +114,7 @@ func TestAMessageForAClaimedRequestPastItsBatchDeadlineMakesNoUpstreamCall(t *te
 	require.Equal(t, 2, strings.Count(b.object(t, got, false), `"code":"batch_expired"`))
 }
 
-// flakyStore fails FinishMany with a connection-class error: the first failBefore calls fail
+// flakyStore fails FinishAndClaim (the worker's result write) with a connection-class error: the first failBefore calls fail
 // without writing, and the first failAfter calls after those write and then lose the answer (the
 // commit went through but the connection broke before it was acknowledged).
 type flakyStore struct {
@@ -127,7 +127,7 @@ type flakyStore struct {
 
 var errConnRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 
-func (s *flakyStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
+func (s *flakyStore) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
 	s.finishes.Add(1)
 	s.mu.Lock()
 	before, after := s.failBefore > 0, s.failBefore == 0 && s.failAfter > 0
@@ -138,13 +138,13 @@ func (s *flakyStore) FinishMany(ctx context.Context, outs []domain.Outcome, now 
 	}
 	s.mu.Unlock()
 	if before {
-		return nil, errConnRefused
+		return nil, nil, errConnRefused
 	}
-	won, err := s.Store.FinishMany(ctx, outs, now)
+	won, jobs, err := s.Store.FinishAndClaim(ctx, outs, refill, now)
 	if after && err == nil {
-		return nil, fmt.Errorf("finish: %w", io.ErrUnexpectedEOF)
+		return nil, nil, fmt.Errorf("finish: %w", io.ErrUnexpectedEOF)
 	}
-	return won, err
+	return won, jobs, err
 }
 
 // dispatchAndProcess claims what is pending and processes the messages that sends, requiring
@@ -241,15 +241,15 @@ func TestAFencedOutOrNonConnectionFailureOfAResultWriteIsNotRetried(t *testing.T
 	require.EqualValues(t, 1, bad.finishes.Load(), "an error that is not about the connection is not retried")
 }
 
-// badStore fails every FinishMany with an error the database would not fix by itself.
+// badStore fails every result write with an error the database would not fix by itself.
 type badStore struct {
 	engine.Store
 	finishes atomic.Int64
 }
 
-func (s *badStore) FinishMany(context.Context, []domain.Outcome, time.Time) ([]domain.Finished, error) {
+func (s *badStore) FinishAndClaim(context.Context, []domain.Outcome, domain.Refill, time.Time) ([]domain.Finished, []domain.Job, error) {
 	s.finishes.Add(1)
-	return nil, errors.New("finish: invalid input syntax")
+	return nil, nil, errors.New("finish: invalid input syntax")
 }
 
 //nolint:paralleltest // it measures real time against a one-second invocation deadline with 100 ms to spare, which a loaded machine would eat
@@ -307,21 +307,21 @@ func TestFinishLandedTellsAWriteThatCommittedFromARescue(t *testing.T) {
 	require.Empty(t, again, "every one of them is fenced out now")
 }
 
-// noticeStore reports each failed FinishMany on failed.
+// noticeStore reports each failed result write on failed.
 type noticeStore struct {
 	engine.Store
 	failed chan error
 }
 
-func (s *noticeStore) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
-	won, err := s.Store.FinishMany(ctx, outs, now)
+func (s *noticeStore) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
+	won, jobs, err := s.Store.FinishAndClaim(ctx, outs, refill, now)
 	if err != nil {
 		select {
 		case s.failed <- err:
 		default:
 		}
 	}
-	return won, err
+	return won, jobs, err
 }
 
 func TestAWorkerPersistsItsResultOncePostgreSQLIsBack(t *testing.T) {

@@ -143,7 +143,7 @@ func TestALongRefillDoesNotLeaveTheFinishedBatchToMaintenance(t *testing.T) {
 	b := setup(t, engine.Config{})
 	q := &slowSendQueue{queue: b.queue}
 	// A short bound keeps the test quick; the slow send waits for it to pass.
-	cfg := engine.Config{PersistMargin: 200 * time.Millisecond, CancelPollEvery: 10 * time.Millisecond, HeartbeatEvery: time.Hour}
+	cfg := engine.Config{PersistMargin: 200 * time.Millisecond, CancelPollEvery: 10 * time.Millisecond, HeartbeatEvery: time.Hour, LoopFor: byQueue}
 	done := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
 	_, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)

@@ -26,7 +26,8 @@ type Store interface {
 	ModelsWithWork(ctx context.Context) ([]string, error)
 	Unclaim(ctx context.Context, work []domain.Work) error
 	StartProcessing(ctx context.Context, w domain.Work, owner string, now time.Time) (domain.Job, error)
-	FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error)
+	FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error)
+	AdoptClaims(ctx context.Context, owner, model string, at time.Time) ([]domain.Job, error)
 	FinishLanded(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error)
 	Rescue(ctx context.Context, now time.Time, claimTimeout, processingTimeout, staleWorker time.Duration) ([]domain.Rescued, error)
 	BeginFinalize(ctx context.Context, batchID string, now time.Time) (string, bool, error)
@@ -81,6 +82,8 @@ const (
 	DefaultProcessingTimeout = 16 * time.Minute // the worker Lambda's 15-minute limit + margin, so a live worker is never robbed
 	DefaultStaleWorker       = time.Minute      // a worker silent this long is dead
 	DefaultUrgencyWeight     = 0.5              // halfway between tenant fairness (0) and earliest deadline (1)
+	DefaultLoopFor           = time.Minute      // a worker invocation refills its own slots for this long
+	DefaultRefillReserve     = 2 * time.Minute  // and stops when less than this is left of it
 )
 
 // Config tunes the engine. Zero fields take the defaults named on each.
@@ -121,6 +124,15 @@ type Config struct {
 	PurgeChunk int
 	// MaxClaim caps one claim statement (and so one burst of messages). Default 1000.
 	MaxClaim int
+	// LoopFor is how long a worker invocation goes on refilling its slots itself (each result's
+	// write claims the slot's next request) before it gives them back to the work queue, so that
+	// invocations turn over and the worker's concurrency is shared among models through the queue.
+	// Default DefaultLoopFor (60s).
+	LoopFor time.Duration
+	// RefillReserve: a slot takes no next request once its invocation has less than this left, so
+	// that a call is rarely cut off by the invocation's end (it would be retried). Default
+	// DefaultRefillReserve (2m); calls that may run longer are cut off and retried.
+	RefillReserve time.Duration
 	// Function and Instance name this process in worker records ("worker", "dispatch", …; a
 	// random id per cold start).
 	Function string
@@ -152,6 +164,8 @@ func (c *Config) defaults() {
 	if c.MaxClaim <= 0 {
 		c.MaxClaim = 1000
 	}
+	c.LoopFor = orDuration(c.LoopFor, DefaultLoopFor)
+	c.RefillReserve = orDuration(c.RefillReserve, DefaultRefillReserve)
 	if c.Function == "" {
 		c.Function = "worker"
 	}
@@ -193,6 +207,9 @@ type Engine struct {
 
 	models      *modelCache
 	dispatching coalescer
+	// commits holds each model's committer (see commit.go), created on first use.
+	commitMu sync.Mutex
+	commits  map[string]*committer
 	// lastBeat is when this instance last wrote its liveness record (unix nanoseconds).
 	lastBeat atomic.Int64
 
@@ -218,6 +235,7 @@ func New(cfg Config, d Deps) *Engine {
 	e := &Engine{cfg: cfg, store: d.Store, queue: d.Queue, up: d.Upstream, blobs: d.Blobs, creds: d.Credentials,
 		log: d.Logger.With("instance", cfg.Instance), now: d.Now, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	e.models = &modelCache{store: d.Store, ttl: 5 * time.Second, now: d.Now}
+	e.commits = map[string]*committer{}
 	return e
 }
 

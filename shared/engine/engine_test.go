@@ -151,6 +151,11 @@ type bundle struct {
 	tenant string
 }
 
+// byQueue as LoopFor makes every invocation give each freed slot back to the work queue (a
+// dispatch) instead of running the slot's next request itself, as one past its LoopFor does: the
+// tests that follow the work message by message use it.
+const byQueue = time.Nanosecond
+
 func setup(t *testing.T, cfg engine.Config) *bundle {
 	t.Helper()
 	b := &bundle{store: pgtest.Store(t), queue: &queue{}, blobs: &blobs{objects: map[string][]byte{}},
@@ -321,7 +326,7 @@ func TestZombieCompletionAfterRescueIsFencedOutAndTheFirstResultStands(t *testin
 
 func TestLimitLoweredAndRaisedAtRuntime(t *testing.T) {
 	t.Parallel()
-	b := setup(t, engine.Config{})
+	b := setup(t, engine.Config{LoopFor: byQueue})
 	ctx := context.Background()
 	b.batch(t, b.tenant, "m", 20, 24*time.Hour)
 	_, err := b.eng.DispatchAll(ctx)
@@ -356,7 +361,7 @@ func mustModel(t *testing.T, b *bundle) domain.Model {
 
 func TestCancelMidFlightAbortsRunningCallsAndDispatchesNothingAfterTheCommit(t *testing.T) {
 	t.Parallel()
-	b := setup(t, engine.Config{})
+	b := setup(t, engine.Config{LoopFor: byQueue})
 	ctx := context.Background()
 	id := b.batch(t, b.tenant, "m", 10, 24*time.Hour, `"mock_block":"c"`, `"mock_block":"c"`)
 	_, err := b.eng.DispatchAll(ctx)
@@ -419,7 +424,7 @@ func TestIndividualRequestCancelAbortsItsCall(t *testing.T) {
 
 func TestExpiryWithMixedStatesKeepsFinishedWorkAndExpiresTheRest(t *testing.T) {
 	t.Parallel()
-	b := setup(t, engine.Config{})
+	b := setup(t, engine.Config{LoopFor: byQueue})
 	ctx := context.Background()
 	// Limit 2: lines 1 (ok) and 2 (400) run first; their refills are lines 3 and 4, which hang
 	// until the window closes; lines 5 and 6 never start.

@@ -20,34 +20,70 @@ import (
 // upstream. An error means the message should come back (for example the database was
 // unreachable before the request started); the fenced writes make the redelivery harmless.
 //
+// Each delivered request occupies a slot of its model, and a slot does not end with its request:
+// the statement that records a result also claims the next request for the slot (see
+// Engine.finish), which then runs in this invocation, until the slot finds no work, the
+// invocation has run for LoopFor or has less than RefillReserve left. Only then is the slot given
+// back to the work queue (a dispatch), so the queue is the kick-off, the safety net and the fan-out,
+// not the path of every request.
+//
 // While requests run, a watcher polls every CancelPollEvery for requests that were cancelled (one
 // by one, or with their batch) or whose batch expired, and aborts their upstream calls.
 func (e *Engine) Process(ctx context.Context, work []domain.Work) []error {
 	errs := make([]error, len(work))
 	stop := e.beat(ctx)
 	defer stop()
-	w := newWatcher()
+	inv := &invocation{ctx: ctx, started: time.Now(), watch: newWatcher()}
 	wctx, cancelWatch := context.WithCancel(ctx)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		e.watch(wctx, w)
+		e.watch(wctx, inv.watch)
 	}()
-	var wg sync.WaitGroup
 	for i, item := range work {
-		wg.Add(1)
+		inv.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			errs[i] = e.processOne(ctx, item, w)
+			defer inv.wg.Done()
+			errs[i] = e.processOne(ctx, item, inv)
 		}()
 	}
-	wg.Wait()
+	inv.wg.Wait()
 	cancelWatch()
 	<-watchDone
 	return errs
 }
 
-func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) error {
+// invocation is what the slots of one Process call share: its context, its start, the watcher
+// that aborts their calls, and the wait group Process waits on (slots, and the follow-up work of
+// the groups their results were written in).
+type invocation struct {
+	ctx     context.Context
+	started time.Time
+	watch   *watcher
+	wg      sync.WaitGroup
+}
+
+// go runs f as part of the invocation: Process does not return before it ends.
+func (inv *invocation) spawn(f func()) {
+	inv.wg.Add(1)
+	go func() {
+		defer inv.wg.Done()
+		f()
+	}()
+}
+
+// refills reports whether a slot of inv that frees now takes the next request: the invocation is
+// live, has run for less than LoopFor, and has at least RefillReserve left (a call started later
+// might be cut off by the invocation's end). Real time, as contexts' deadlines are.
+func (e *Engine) refills(inv *invocation) bool {
+	if inv.ctx.Err() != nil || time.Since(inv.started) >= e.cfg.LoopFor {
+		return false
+	}
+	dl, ok := inv.ctx.Deadline()
+	return !ok || time.Until(dl) >= e.cfg.RefillReserve
+}
+
+func (e *Engine) processOne(ctx context.Context, w domain.Work, inv *invocation) error {
 	job, err := e.store.StartProcessing(ctx, w, e.cfg.Instance, e.now())
 	if errors.Is(err, domain.ErrStateConflict) {
 		e.log.DebugContext(ctx, "dropping duplicate or stale delivery", "request_id", w.RequestID, "attempt", w.Attempt)
@@ -56,51 +92,47 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, watch *watcher) 
 	if err != nil {
 		return err
 	}
-	callCtx, abort := watch.add(ctx, w.RequestID)
+	return e.runSlot(ctx, job, inv)
+}
+
+// runSlot runs job, then every request the slot is refilled with. Only the delivered request's
+// failure to persist is returned (its message comes back; the fence makes that a no-op): a
+// refilled request has no message, and rescue returns its row.
+func (e *Engine) runSlot(ctx context.Context, job domain.Job, inv *invocation) error {
+	for first := true; ; first = false {
+		out := e.run(ctx, job, inv.watch)
+		res := e.finish(ctx, out, inv)
+		if res.err != nil {
+			// The row stays processing; rescue returns it after the processing timeout or once this
+			// worker's heartbeat stops.
+			err := fmt.Errorf("persist %s: %w", job.RequestID, res.err)
+			if first {
+				return err
+			}
+			e.log.WarnContext(ctx, "result left to rescue", "err", err)
+			return nil
+		}
+		if !res.won {
+			e.log.InfoContext(ctx, "result fenced out: request was rescued meanwhile", "request_id", job.RequestID, "attempt", job.Attempt)
+		}
+		if res.next == nil {
+			return nil
+		}
+		job = *res.next
+	}
+}
+
+// run executes job, turning an abort by the watcher into the outcome it asked for.
+func (e *Engine) run(ctx context.Context, job domain.Job, watch *watcher) domain.Outcome {
+	callCtx, abort := watch.add(ctx, job.RequestID)
+	defer abort()
 	out := e.execute(callCtx, job)
-	if a, aborted := watch.remove(w.RequestID); aborted && out.State != domain.StateCompleted {
+	if a, aborted := watch.remove(job.RequestID); aborted && out.State != domain.StateCompleted {
 		// Stopped on purpose. A response that arrived before the abort is kept (completed wins).
 		out = domain.Outcome{Work: job.Work, Model: out.Model, State: a.State, ErrorCode: a.Code,
 			ErrorMessage: abortMessage(a.Code), RoutedModel: out.RoutedModel}
 	}
-	abort()
-	won, err := e.persist(ctx, out)
-	if err != nil {
-		// The row stays processing; rescue returns it after the processing timeout or once this
-		// worker's heartbeat stops. Ask for redelivery too: the fence makes it a no-op.
-		return fmt.Errorf("persist %s: %w", w.RequestID, err)
-	}
-	if len(won) == 0 {
-		e.log.InfoContext(ctx, "result fenced out: request was rescued meanwhile", "request_id", w.RequestID, "attempt", w.Attempt)
-		return nil
-	}
-	switch won[0].State {
-	case domain.StateCompleted:
-		e.processed.Add(1)
-	case domain.StatePending:
-	default:
-		e.failed.Add(1)
-	}
-	// The slot is free: refill it now, not at the next scheduled dispatch. Dispatch covers the
-	// model's escalation target too: batches crossing their escalation threshold are claimed by
-	// it, and otherwise nothing would wake it before the next tick.
-	pctx, cancel := e.followUp(ctx)
-	err = e.Dispatch(pctx, out.Model)
-	cancel()
-	if err != nil {
-		e.log.WarnContext(ctx, "dispatch after completion", "model", out.Model, "err", err)
-	}
-	pctx, cancel = e.followUp(ctx)
-	defer cancel()
-	if won[0].State == domain.StatePending {
-		// A retry with a back-off: make sure someone claims it when the back-off ends.
-		if err := e.queue.SendDispatch(pctx, out.Model, out.NotBefore.Sub(e.now())); err != nil {
-			e.log.WarnContext(ctx, "schedule dispatch after back-off", "model", out.Model, "err", err)
-		}
-		return nil
-	}
-	e.TryFinalize(pctx, won[0].BatchID)
-	return nil
+	return out
 }
 
 // followUp returns the context of one step of the work that follows a persisted result. That work
@@ -116,21 +148,18 @@ func (e *Engine) followUp(ctx context.Context) (context.Context, context.CancelF
 	return context.WithDeadline(context.WithoutCancel(ctx), bound)
 }
 
-// persist writes out with the fenced FinishMany and returns the rows that won. The result must be
-// written even if the invocation is being cut short, so ctx's cancellation is ignored; each try is
-// bounded by PersistMargin. A write that failed because the database could not be reached is tried
-// again with back-off (PersistRetry) until PersistSafety before ctx's deadline (real time, as the
-// deadline is; with no deadline for ProcessingTimeout, after which rescue has the row anyway), and
+// persist writes a group of outcomes of refill.Model's slots with the fenced FinishAndClaim,
+// claiming refill.Max replacements in the same transaction, and returns the outcomes that won and
+// the claimed requests. The result must be written even if the invocation is being cut short, so
+// ctx's cancellation is ignored; each try is bounded by PersistMargin. A write that failed because
+// the database could not be reached is tried again with back-off (PersistRetry) until until, and
 // only then left to rescue. A fenced-out write (no row won) is final.
 //
-// Every try writes the same finish time: a try whose commit went through unacknowledged fences
-// out the next one, and FinishLanded recognises the row as this write's rather than a rescue's.
-func (e *Engine) persist(ctx context.Context, out domain.Outcome) ([]domain.Finished, error) {
-	outs, now := []domain.Outcome{out}, e.now()
-	until := time.Now().Add(e.cfg.ProcessingTimeout)
-	if dl, ok := ctx.Deadline(); ok {
-		until = dl.Add(-e.cfg.PersistSafety)
-	}
+// Every try writes the same time: a try whose commit went through unacknowledged fences out the
+// next one's finishes, which FinishLanded then recognises as this group's rather than a rescue's,
+// and its claims, which AdoptClaims finds by that time and owner.
+func (e *Engine) persist(ctx context.Context, outs []domain.Outcome, refill domain.Refill, until time.Time) ([]domain.Finished, []domain.Job, error) {
+	now := e.now()
 	base := context.WithoutCancel(ctx)
 	uncertain := false // an earlier try failed on the connection and may have committed
 	for try := 0; ; try++ {
@@ -139,25 +168,36 @@ func (e *Engine) persist(ctx context.Context, out domain.Outcome) ([]domain.Fini
 			bound = until
 		}
 		tctx, cancel := context.WithDeadline(base, bound)
-		won, err := e.store.FinishMany(tctx, outs, now)
-		if err == nil && len(won) == 0 && uncertain {
-			won, err = e.store.FinishLanded(tctx, outs, now)
+		won, jobs, err := e.store.FinishAndClaim(tctx, outs, refill, now)
+		if err == nil && uncertain {
+			won, jobs, err = e.landed(tctx, outs, refill, now)
 		}
 		cancel()
 		if err == nil || !e.store.Transient(err) {
-			return won, err
+			return won, jobs, err
 		}
 		uncertain = true
 		e.rndMu.Lock()
 		delay := e.cfg.PersistRetry.Backoff(try, 0, e.rnd)
 		e.rndMu.Unlock()
 		if !time.Now().Add(delay).Before(until) {
-			return nil, fmt.Errorf("database unreachable for %d tries: %w", try+1, err)
+			return nil, nil, fmt.Errorf("database unreachable for %d tries: %w", try+1, err)
 		}
-		e.log.WarnContext(ctx, "persist result: database unreachable, retrying", "request_id", out.RequestID,
-			"attempt", out.Attempt, "try", try+1, "retry_in", delay, "err", err)
+		e.log.WarnContext(ctx, "persist results: database unreachable, retrying", "model", refill.Model, "results", len(outs),
+			"try", try+1, "retry_in", delay, "err", err)
 		time.Sleep(delay)
 	}
+}
+
+// landed reads back what the tries of one group at now wrote, after one of them may have committed
+// unacknowledged: the outcomes that landed and the requests claimed for the group's slots.
+func (e *Engine) landed(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
+	won, err := e.store.FinishLanded(ctx, outs, now)
+	if err != nil || refill.Max <= 0 {
+		return won, nil, err
+	}
+	jobs, err := e.store.AdoptClaims(ctx, refill.Owner, refill.Model, now)
+	return won, jobs, err
 }
 
 // rewriteModel replaces the top-level "model" of a JSON object body, keeping everything else.

@@ -13,20 +13,20 @@ import (
 	"github.com/fusillade/fusillade/shared/postgres/internal/pgq"
 )
 
-// ClaimForModel claims up to max pending requests of model, never letting the model's claimed +
-// processing total exceed its limit, however many callers race. It runs two statements in one
-// implicit transaction (a pgx batch, one round trip): the first locks the model row, the second
-// counts slots and claims with a snapshot taken after the lock was granted.
+// ClaimForModel claims up to max pending requests of model for the work queue, never letting the
+// model's claimed + processing total exceed its limit, however many callers race. It runs two
+// statements in one implicit transaction (a pgx batch, one round trip): the first locks the model
+// row, the second counts slots and claims with a snapshot taken after the lock was granted.
 func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgencyWeight float64, now time.Time) ([]domain.Claimed, error) {
 	if max <= 0 {
 		return nil, nil
 	}
 	// Sent by hand rather than through the generated methods: the two statements must share one
 	// implicit transaction in one round trip. The claim keeps its positional parameters (see the
-	// query).
+	// query); the empty owner makes its rows claimed, for a worker to start.
 	b := &pgx.Batch{}
 	b.Queue(pgq.SQL["LockModel"], model)
-	b.Queue(pgq.SQL["ClaimForModel"], model, max, now, urgencyWeight)
+	b.Queue(pgq.SQL["ClaimForModel"], model, max, now, urgencyWeight, "")
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	var limit int
@@ -40,18 +40,94 @@ func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgenc
 	if err != nil {
 		return nil, fmt.Errorf("claim %q: %w", model, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Claimed, error) {
-		c := domain.Claimed{Model: model}
-		err := r.Scan(&c.RequestID, &c.Attempt)
-		return c, err
-	})
+	jobs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pgq.ClaimForModelRow])
 	if err != nil {
 		return nil, fmt.Errorf("claim %q: %w", model, err)
 	}
 	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("claim %q: commit: %w", model, err)
 	}
+	out := make([]domain.Claimed, len(jobs))
+	for i, j := range jobs {
+		out[i] = domain.Claimed{Work: domain.Work{RequestID: j.RID, Attempt: int(j.Attempt)}, Model: model}
+	}
 	return out, nil
+}
+
+// FinishAndClaim persists outs and claims the slots they free in one transaction: the fenced
+// FinishMany, then, when refill.Max > 0, the model lock and a claim of up to refill.Max requests
+// straight into processing for refill.Owner (ClaimForModel with an owner). It returns the outcomes
+// that won, as FinishMany does, and the claimed requests ready to run. A freed slot is so refilled
+// by the statement that records its result, and one commit serves the whole group.
+//
+// The claim sees the group's own finishes (a later statement of the same transaction), so the
+// slots they free count as free; the limit stays exact because the claim still counts under the
+// model lock. Every outcome belongs to refill.Model's slots when a refill is asked.
+func (s *Store) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
+	if refill.Max <= 0 {
+		won, err := s.FinishMany(ctx, outs, now)
+		return won, nil, err
+	}
+	var won []domain.Finished
+	var jobs []domain.Job
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := pgq.New(tx)
+		if len(outs) > 0 {
+			rows, err := q.FinishMany(ctx, finishParams(outs, now))
+			if err != nil {
+				return fmt.Errorf("finish: %w", err)
+			}
+			won = make([]domain.Finished, len(rows))
+			for i, r := range rows {
+				won[i] = finishedOf(pgq.FinishLandedRow(r))
+			}
+		}
+		if _, err := q.LockModel(ctx, refill.Model); errors.Is(err, pgx.ErrNoRows) {
+			return nil // model no longer configured: nothing to claim
+		} else if err != nil {
+			return fmt.Errorf("claim %q: lock model: %w", refill.Model, err)
+		}
+		rows, err := q.ClaimForModel(ctx, pgq.ClaimForModelParams{Model: refill.Model, Column2: int32(refill.Max),
+			ClaimedAt: &now, Column4: refill.UrgencyWeight, Column5: refill.Owner})
+		if err != nil {
+			return fmt.Errorf("claim %q: %w", refill.Model, err)
+		}
+		jobs = make([]domain.Job, len(rows))
+		for i, r := range rows {
+			jobs[i] = jobOf(pgq.AdoptClaimsRow(r), refill.Model)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return won, jobs, nil
+}
+
+// AdoptClaims returns the requests owner claimed into processing for model at at: what an earlier
+// FinishAndClaim at at claimed, when its commit may have gone through with the acknowledgement
+// lost. Retries of one group share its time, so the adopted rows are exactly that group's claims.
+func (s *Store) AdoptClaims(ctx context.Context, owner, model string, at time.Time) ([]domain.Job, error) {
+	rows, err := s.q.AdoptClaims(ctx, pgq.AdoptClaimsParams{Owner: &owner, Model: model, At: &at})
+	if err != nil {
+		return nil, fmt.Errorf("adopt claims of %q: %w", model, err)
+	}
+	jobs := make([]domain.Job, len(rows))
+	for i, r := range rows {
+		jobs[i] = jobOf(r, model)
+	}
+	return jobs, nil
+}
+
+// jobOf maps a claimed row to the job a worker runs; model is the one the slot is charged to.
+func jobOf(r pgq.AdoptClaimsRow, model string) domain.Job {
+	j := domain.Job{Work: domain.Work{RequestID: r.RID, Attempt: int(r.Attempt)}, BatchID: r.BatchID, TenantID: r.TenantID,
+		CustomID: r.CustomID, Model: model, RoutedModel: r.RoutedModel, Path: r.Path, Body: r.Body, Retries: int(r.Retries),
+		BatchEndpoint: r.Endpoint, BatchCreatedAt: r.CreatedAt, BatchExpiresAt: r.ExpiresAt, CompletionWindow: r.CompletionWindow}
+	if len(r.Metadata) > 0 {
+		_ = json.Unmarshal(r.Metadata, &j.Metadata) // written by the API from a map[string]string
+	}
+	return j
 }
 
 // ModelsWithWork lists models that have a free slot and a running batch that uses them.
@@ -106,6 +182,19 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 	if len(outs) == 0 {
 		return nil, nil
 	}
+	rows, err := s.q.FinishMany(ctx, finishParams(outs, now))
+	if err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	won := make([]domain.Finished, len(rows))
+	for i, r := range rows {
+		won[i] = finishedOf(pgq.FinishLandedRow(r))
+	}
+	return won, nil
+}
+
+// finishParams lays outs out as FinishMany's parallel arrays, each finished at now.
+func finishParams(outs []domain.Outcome, now time.Time) pgq.FinishManyParams {
 	n := len(outs)
 	ids, attempts, states := make([]string, n), make([]int32, n), make([]string, n)
 	statuses, bodies := make([]int32, n), make([][]byte, n)
@@ -117,17 +206,9 @@ func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.
 		upIDs[i], codes[i], msgs[i], routed[i] = o.UpstreamRequestID, o.ErrorCode, o.ErrorMessage, o.RoutedModel
 		notBefore[i], at[i] = o.NotBefore, now
 	}
-	rows, err := s.q.FinishMany(ctx, pgq.FinishManyParams{Ids: ids, Attempts: attempts, States: states, Statuses: statuses,
+	return pgq.FinishManyParams{Ids: ids, Attempts: attempts, States: states, Statuses: statuses,
 		Bodies: bodies, UpstreamIds: upIDs, ErrorCodes: codes, ErrorMessages: msgs, NotBefores: notBefore, NoBackOff: time.Time{},
-		RoutedModels: routed, Ats: at})
-	if err != nil {
-		return nil, fmt.Errorf("finish: %w", err)
-	}
-	won := make([]domain.Finished, len(rows))
-	for i, r := range rows {
-		won[i] = finishedOf(pgq.FinishLandedRow(r))
-	}
-	return won, nil
+		RoutedModels: routed, Ats: at}
 }
 
 // FinishLanded reports which of outs a FinishMany at now already wrote. A caller whose FinishMany

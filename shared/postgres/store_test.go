@@ -263,7 +263,7 @@ func TestClaimProbesOnlyTheWinningBatches(t *testing.T) {
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck
 	var plan []byte
-	require.NoError(t, tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+postgres.Queries()["ClaimForModel"], "m", 64, f.now, 0.5).Scan(&plan))
+	require.NoError(t, tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+postgres.Queries()["ClaimForModel"], "m", 64, f.now, 0.5, "worker-1").Scan(&plan))
 	var doc []struct {
 		Plan map[string]any `json:"Plan"`
 	}

@@ -143,6 +143,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		ClaimTimeout:      cfg.ClaimTimeout,
 		ProcessingTimeout: cfg.ProcessingTimeout,
 		StaleWorker:       cfg.StaleWorker,
+		LoopFor:           cfg.LoopFor,
+		RefillReserve:     cfg.RefillReserve,
 		UrgencyWeight:     &cfg.UrgencyWeight,
 		MetadataHeaders:   cfg.MetadataHeaders,
 		Function:          opts.Function,

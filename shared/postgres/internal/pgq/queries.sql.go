@@ -11,6 +11,75 @@ import (
 	"time"
 )
 
+const adoptClaims = `-- name: AdoptClaims :many
+SELECT r.id::text, r.attempt, r.batch_id, r.tenant_id, r.custom_id, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
+       b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata
+FROM requests r JOIN batches b ON b.id = r.batch_id
+WHERE r.owner = $1 AND r.model = $2 AND r.state = 'processing' AND r.started_at = $3
+`
+
+type AdoptClaimsParams struct {
+	Owner *string
+	Model string
+	At    *time.Time
+}
+
+type AdoptClaimsRow struct {
+	RID              string
+	Attempt          int32
+	BatchID          string
+	TenantID         string
+	CustomID         string
+	RoutedModel      string
+	Path             string
+	Body             []byte
+	Retries          int32
+	Endpoint         string
+	CreatedAt        time.Time
+	ExpiresAt        time.Time
+	CompletionWindow string
+	Metadata         json.RawMessage
+}
+
+// The requests owner claimed for model at at (its FinishAndClaim's time): after a FinishAndClaim
+// failed on the connection, its commit may have gone through unacknowledged, leaving rows in
+// processing under this owner that nobody runs. The retry adopts them by the claim time, which
+// every try of one group shares.
+func (q *Queries) AdoptClaims(ctx context.Context, arg AdoptClaimsParams) ([]AdoptClaimsRow, error) {
+	rows, err := q.db.Query(ctx, adoptClaims, arg.Owner, arg.Model, arg.At)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AdoptClaimsRow
+	for rows.Next() {
+		var i AdoptClaimsRow
+		if err := rows.Scan(
+			&i.RID,
+			&i.Attempt,
+			&i.BatchID,
+			&i.TenantID,
+			&i.CustomID,
+			&i.RoutedModel,
+			&i.Path,
+			&i.Body,
+			&i.Retries,
+			&i.Endpoint,
+			&i.CreatedAt,
+			&i.ExpiresAt,
+			&i.CompletionWindow,
+			&i.Metadata,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const authenticate = `-- name: Authenticate :one
 
 
@@ -380,13 +449,18 @@ picked AS (
     LIMIT (SELECT n FROM cap)
 )
 UPDATE requests r
-SET state = 'claimed', attempt = r.attempt + 1, claimed_at = $3, started_at = NULL, owner = NULL,
+SET state = CASE WHEN $5::text = '' THEN 'claimed' ELSE 'processing' END,
+    attempt = r.attempt + 1, claimed_at = $3,
+    started_at = CASE WHEN $5::text <> '' THEN $3::timestamptz END,
+    owner = nullif($5::text, ''),
     routed_model = CASE WHEN r.model <> $1 THEN $1 END,
     escalated_from = CASE WHEN r.model <> $1 THEN r.model END,
     model = $1
-FROM picked
-WHERE r.id = picked.id
-RETURNING r.id::text, r.attempt
+FROM picked, batches b
+WHERE r.id = picked.id AND b.id = r.batch_id
+RETURNING r.id::text, r.attempt, r.batch_id, r.tenant_id, r.custom_id, coalesce(r.routed_model, ''), r.path,
+          (CASE WHEN $5::text <> '' THEN r.body END)::bytea AS body, r.retries,
+          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata
 `
 
 type ClaimForModelParams struct {
@@ -394,17 +468,37 @@ type ClaimForModelParams struct {
 	Column2   int32
 	ClaimedAt *time.Time
 	Column4   float64
+	Column5   string
 }
 
 type ClaimForModelRow struct {
-	RID     string
-	Attempt int32
+	RID              string
+	Attempt          int32
+	BatchID          string
+	TenantID         string
+	CustomID         string
+	RoutedModel      string
+	Path             string
+	Body             []byte
+	Retries          int32
+	Endpoint         string
+	CreatedAt        time.Time
+	ExpiresAt        time.Time
+	CompletionWindow string
+	Metadata         json.RawMessage
 }
 
 // Claims up to min($2, limit − in-flight) pending requests for model $1 whose back-off is over
 // ($3 is now). Its parameters stay positional — (model text, max int, now timestamptz,
-// urgency_weight float8) — because the benchmark and the plan tests PREPARE it with that
-// signature; the Store sends it by hand with LockModel in one round trip (Store.ClaimForModel).
+// urgency_weight float8, owner text) — because the benchmark and the plan tests PREPARE it with
+// that signature; the Store sends it by hand after LockModel in one round trip (Store.ClaimForModel,
+// Store.FinishAndClaim).
+//
+// $5, the owner, says who runs the claims. Empty: a dispatcher claims them for the work queue
+// (claimed; StartProcessing makes them processing when a worker receives the message). A worker
+// instance: it runs them itself, so they go straight to processing under its name and the row
+// comes back with what the call needs (the body and the batch's fields); a dispatcher's claims
+// leave the body out, since only their ids go in the messages.
 // Batches are ranked by the fairness score of fusillade (§4.2): tenants with fewer of this
 // model's slots in use first, blended with deadline urgency by $4 (urgency_weight, 0..1), then
 // earliest deadline; within a batch requests go in input line order.
@@ -424,6 +518,7 @@ func (q *Queries) ClaimForModel(ctx context.Context, arg ClaimForModelParams) ([
 		arg.Column2,
 		arg.ClaimedAt,
 		arg.Column4,
+		arg.Column5,
 	)
 	if err != nil {
 		return nil, err
@@ -432,7 +527,22 @@ func (q *Queries) ClaimForModel(ctx context.Context, arg ClaimForModelParams) ([
 	var items []ClaimForModelRow
 	for rows.Next() {
 		var i ClaimForModelRow
-		if err := rows.Scan(&i.RID, &i.Attempt); err != nil {
+		if err := rows.Scan(
+			&i.RID,
+			&i.Attempt,
+			&i.BatchID,
+			&i.TenantID,
+			&i.CustomID,
+			&i.RoutedModel,
+			&i.Path,
+			&i.Body,
+			&i.Retries,
+			&i.Endpoint,
+			&i.CreatedAt,
+			&i.ExpiresAt,
+			&i.CompletionWindow,
+			&i.Metadata,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -746,11 +856,13 @@ FROM (
            f.routed_model, f.at,
            CASE WHEN f.state = 'pending' AND b.cancelling_at IS NOT NULL THEN 'canceled'
                 WHEN f.state = 'pending' AND b.expired_at IS NOT NULL THEN 'expired'
+                WHEN f.state = 'pending' AND q.cancel_requested_at IS NOT NULL THEN 'canceled'
                 ELSE f.state END AS state,
            CASE WHEN f.state = 'pending' AND b.cancelling_at IS NOT NULL THEN 'batch_cancelled'
                 WHEN f.state = 'pending' AND b.expired_at IS NOT NULL THEN 'batch_expired'
+                WHEN f.state = 'pending' AND q.cancel_requested_at IS NOT NULL THEN 'request_cancelled'
                 ELSE nullif(f.error_code, '') END AS error_code,
-           CASE WHEN f.state = 'pending' AND (b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL) THEN NULL
+           CASE WHEN f.state = 'pending' AND (b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL OR q.cancel_requested_at IS NOT NULL) THEN NULL
                 ELSE nullif(f.error_message, '') END AS error_message
     FROM ROWS FROM (unnest($2::uuid[]),
                     unnest($3::int[]),
@@ -795,7 +907,9 @@ type FinishManyRow struct {
 // processing → completed | failed | pending (retry) | canceled | expired, for many requests in
 // one statement. Each row is guarded on (state = processing, attempt); the rows returned are the
 // ones that won. A retry of a request whose batch was cancelled or expired meanwhile ends the
-// request instead, so nothing is left pending in a batch that will never be claimed again.
+// request instead, so nothing is left pending in a batch that will never be claimed again; so
+// does a retry of a request whose own cancellation was asked while its call ran (a claim would
+// otherwise run it again).
 // The arrays are parallel, one element per outcome; a not_before equal to no_back_off (the zero
 // time the Store sends for "no back-off") is stored as NULL.
 func (q *Queries) FinishMany(ctx context.Context, arg FinishManyParams) ([]FinishManyRow, error) {

@@ -1,0 +1,194 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fusillade/fusillade/shared/domain"
+)
+
+// A model's results are written in groups. While one group's statement is in flight, the results
+// that arrive queue; the next statement takes them all. No timer is involved, so a lone result is
+// written at once, and under load one commit (the fsync every durable write waits for) serves as
+// many results as arrived during the previous one. The same transaction claims the next request
+// for every slot in the group that takes one (Store.FinishAndClaim): a freed slot is refilled by
+// the statement that records its result.
+
+// committer queues the results of one model's slots in this process.
+type committer struct {
+	mu      sync.Mutex
+	writing bool // a group of this model is being written; arrivals queue for the next
+	queue   []*member
+}
+
+// member is one result waiting for its group's write.
+type member struct {
+	out    domain.Outcome
+	inv    *invocation
+	refill bool // the slot takes the next request
+	done   chan groupResult
+}
+
+// groupResult is what the write of its group told one member.
+type groupResult struct {
+	won  bool        // the outcome was written (false: fenced out, a rescue took the request)
+	next *domain.Job // the request the slot runs next, nil when it ends
+	err  error
+}
+
+// committerOf returns the committer of model's slots.
+func (e *Engine) committerOf(model string) *committer {
+	e.commitMu.Lock()
+	defer e.commitMu.Unlock()
+	c, ok := e.commits[model]
+	if !ok {
+		c = &committer{}
+		e.commits[model] = c
+	}
+	return c
+}
+
+// finish writes out in the next group of its model and reports what became of it. The caller whose
+// result finds no group being written writes the groups itself until the queue is empty; the others
+// wait for their group.
+func (e *Engine) finish(ctx context.Context, out domain.Outcome, inv *invocation) groupResult {
+	m := &member{out: out, inv: inv, refill: e.refills(inv), done: make(chan groupResult, 1)}
+	c := e.committerOf(out.Model)
+	c.mu.Lock()
+	c.queue = append(c.queue, m)
+	if c.writing {
+		c.mu.Unlock()
+		return <-m.done
+	}
+	c.writing = true
+	for len(c.queue) > 0 {
+		group := c.queue
+		c.queue = nil
+		c.mu.Unlock()
+		e.writeGroup(ctx, out.Model, group)
+		c.mu.Lock()
+	}
+	c.writing = false
+	c.mu.Unlock()
+	return <-m.done
+}
+
+// writeGroup persists a group of model's results with the replacement claims, answers each member,
+// and leaves the follow-up work (retry wake-ups, dispatch, finalisation) to run beside the slots.
+func (e *Engine) writeGroup(ctx context.Context, model string, group []*member) {
+	outs := make([]domain.Outcome, len(group))
+	refill := domain.Refill{Model: model, Owner: e.cfg.Instance, UrgencyWeight: *e.cfg.UrgencyWeight}
+	until := time.Time{}
+	for i, m := range group {
+		outs[i] = m.out
+		if m.refill {
+			refill.Max++
+		}
+		// The write is tried for as long as the member with the most time left has: each of them
+		// waits for it.
+		u := time.Now().Add(e.cfg.ProcessingTimeout)
+		if dl, ok := m.inv.ctx.Deadline(); ok {
+			u = dl.Add(-e.cfg.PersistSafety)
+		}
+		if u.After(until) {
+			until = u
+		}
+	}
+	won, jobs, err := e.persist(ctx, outs, refill, until)
+	if err != nil {
+		for _, m := range group {
+			m.done <- groupResult{err: err}
+		}
+		return
+	}
+	byID := make(map[string]bool, len(won))
+	for _, f := range won {
+		byID[f.RequestID] = true
+	}
+	next := jobs
+	var owner *invocation // where requests claimed beyond the group's slots run (after an adopted retry)
+	for _, m := range group {
+		r := groupResult{won: byID[m.out.RequestID]}
+		if m.refill && len(next) > 0 {
+			r.next, next = &next[0], next[1:]
+			owner = m.inv
+		}
+		m.done <- r
+	}
+	for _, j := range next {
+		if owner == nil {
+			break // no slot asked for a request: none was claimed
+		}
+		owner.spawn(func() { _ = e.runSlot(owner.ctx, j, owner) })
+	}
+	group[0].inv.spawn(func() { e.afterGroup(ctx, model, group, won, jobs) })
+}
+
+// afterGroup does what a written group's results call for, beside the slots that go on running:
+// a wake-up when each retry's back-off ends, a dispatch for the slots given back to the queue,
+// and the finaliser election for the batches that may have just finished.
+func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, won []domain.Finished, jobs []domain.Job) {
+	gaveBack := false // a slot freed without a replacement for an invocation winding down
+	for _, m := range group {
+		gaveBack = gaveBack || !m.refill
+	}
+	state := make(map[string]domain.RequestState, len(won))
+	for _, f := range won {
+		state[f.RequestID] = f.State
+		switch f.State {
+		case domain.StateCompleted:
+			e.processed.Add(1)
+		case domain.StatePending:
+		default:
+			e.failed.Add(1)
+		}
+	}
+	// A retry with a back-off: make sure someone claims it when the back-off ends (one message
+	// per distinct end).
+	var due []time.Time
+	for _, m := range group {
+		if state[m.out.RequestID] == domain.StatePending && !slices.ContainsFunc(due, m.out.NotBefore.Equal) {
+			due = append(due, m.out.NotBefore)
+		}
+	}
+	for _, nb := range due {
+		pctx, cancel := e.followUp(ctx)
+		if err := e.queue.SendDispatch(pctx, model, nb.Sub(e.now())); err != nil {
+			e.log.WarnContext(ctx, "schedule dispatch after back-off", "model", model, "err", err)
+		}
+		cancel()
+	}
+	// Slots given back go to the queue. A model with an escalation target also wakes the target:
+	// batches crossing their escalation threshold are claimed by it, and nothing else would wake
+	// it before the next scheduled dispatch.
+	if gaveBack || e.escalates(ctx, model) {
+		pctx, cancel := e.followUp(ctx)
+		if err := e.Dispatch(pctx, model); err != nil {
+			e.log.WarnContext(ctx, "dispatch after completion", "model", model, "err", err)
+		}
+		cancel()
+	}
+	// A batch can only have finished if the group ended one of its requests and claimed none of
+	// its requests: one election per such batch, after the commit, so that the write that
+	// committed last sees every other request finished.
+	var batches []string
+	for _, f := range won {
+		if f.State != domain.StatePending && !slices.Contains(batches, f.BatchID) &&
+			!slices.ContainsFunc(jobs, func(j domain.Job) bool { return j.BatchID == f.BatchID }) {
+			batches = append(batches, f.BatchID)
+		}
+	}
+	for _, b := range batches {
+		pctx, cancel := e.followUp(ctx)
+		e.TryFinalize(pctx, b)
+		cancel()
+	}
+}
+
+// escalates reports whether model hands requests near their deadline to another model.
+func (e *Engine) escalates(ctx context.Context, model string) bool {
+	m, err := e.models.get(ctx, model)
+	return err == nil && m != nil && m.EscalationModel != ""
+}

@@ -158,6 +158,9 @@ type SQSCost struct {
 	Billed        int64                           `json:"billed_requests"`
 	EmptyReceives int64                           `json:"empty_receives"`
 	RequestCost
+	// WithoutEmpty leaves the empty receives out: they are the local pollers' idle long polls
+	// (2 s each, one poller per invocation slot), which AWS's pollers make far fewer of.
+	WithoutEmpty RequestCost `json:"without_empty_receives"`
 }
 
 // RequestCost is a count of billed requests scaled to a million batch requests, and its price.
@@ -210,6 +213,8 @@ func costs(in costInput, p awsPrices) (CostReport, error) {
 	}
 	rep.SQS.PerMillion = float64(rep.SQS.Billed) * perMillion
 	rep.SQS.DollarsPerMillion = rep.SQS.PerMillion * p.SQSPerMillionRequests / 1e6
+	rep.SQS.WithoutEmpty.PerMillion = float64(rep.SQS.Billed-rep.SQS.EmptyReceives) * perMillion
+	rep.SQS.WithoutEmpty.DollarsPerMillion = rep.SQS.WithoutEmpty.PerMillion * p.SQSPerMillionRequests / 1e6
 	api := in.Functions[apiFunction].Invocations
 	rep.APIGateway.PerMillion = float64(api) * perMillion
 	rep.APIGateway.DollarsPerMillion = rep.APIGateway.PerMillion * p.APIGatewayPerMillion / 1e6
@@ -236,6 +241,8 @@ func (r CostReport) rounded() CostReport {
 		out.Functions[i] = f
 	}
 	out.SQS.PerMillion, out.SQS.DollarsPerMillion = round3(r.SQS.PerMillion), r6(r.SQS.DollarsPerMillion)
+	out.SQS.WithoutEmpty.PerMillion = round3(r.SQS.WithoutEmpty.PerMillion)
+	out.SQS.WithoutEmpty.DollarsPerMillion = r6(r.SQS.WithoutEmpty.DollarsPerMillion)
 	out.APIGateway.PerMillion, out.APIGateway.DollarsPerMillion = round3(r.APIGateway.PerMillion), r6(r.APIGateway.DollarsPerMillion)
 	out.LambdaPerMillion, out.TotalPerMillion = r6(r.LambdaPerMillion), r6(r.TotalPerMillion)
 	out.InvocationsPerRequest, out.WorkerGBsPerRequest = r6(r.InvocationsPerRequest), r6(r.WorkerGBsPerRequest)
@@ -251,8 +258,9 @@ func (r CostReport) print(w io.Writer, id string) {
 		fmt.Fprintf(w, "%-18s %7d %12d %10d %12.3f %12.4f\n", f.Function, f.MemoryMB, f.Invocations, f.Records, f.GBs, f.DollarsPerMillion)
 	}
 	fmt.Fprintf(w, "%-18s %7s %12s %10s %12s %12.4f\n", "Lambda", "", "", "", "", r.LambdaPerMillion)
-	fmt.Fprintf(w, "%-18s %d billed requests (%d empty receives), %.0f per million: $%.4f/M\n", "SQS", r.SQS.Billed,
-		r.SQS.EmptyReceives, r.SQS.PerMillion, r.SQS.DollarsPerMillion)
+	fmt.Fprintf(w, "%-18s %d billed requests, %.0f per million: $%.4f/M; without the %d empty receives of the local pollers %.0f per million: $%.4f/M\n",
+		"SQS", r.SQS.Billed, r.SQS.PerMillion, r.SQS.DollarsPerMillion, r.SQS.EmptyReceives, r.SQS.WithoutEmpty.PerMillion,
+		r.SQS.WithoutEmpty.DollarsPerMillion)
 	for _, op := range slices.Sorted(maps.Keys(r.SQS.ByAction)) {
 		c := r.SQS.ByAction[op]
 		fmt.Fprintf(w, "%-18s   %-28s %8d calls %8d billed %8d empty\n", "", op, c.Calls, c.Billed, c.Empty)

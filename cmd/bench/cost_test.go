@@ -20,6 +20,7 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 		worker                        float64 // the worker's $/M
 		invPerReq, workerGBs          float64
 		sqsPerMillion, floorGBs, over float64
+		sqsWithoutEmpty               float64 // $/M
 	}
 	for name, c := range map[string]struct {
 		in     costInput
@@ -42,7 +43,7 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 				}},
 			prices: round,
 			want: want{lambda: 2.63212, worker: 2.6, sqs: 1.703, api: 0.008, total: 4.34312, invPerReq: 0.107,
-				workerGBs: 0.25, sqsPerMillion: 1_703_000, floorGBs: 250, over: 1},
+				workerGBs: 0.25, sqsPerMillion: 1_703_000, floorGBs: 250, over: 1, sqsWithoutEmpty: 0.703},
 		},
 		"list prices, a million one-second requests one per invocation": {
 			in: costInput{Requests: 1_000_000, MemoryMB: map[string]int{apiFunction: 1769, populateFunction: 1024,
@@ -53,7 +54,7 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 			// 1,000,000 GB-s × $0.0000133334 + 1,000,000 invocations × $0.20/M; 1,000,000 SQS
 			// requests × $0.40/M; the floor is a tenth of the GB-s.
 			want: want{lambda: 13.5334, worker: 13.5334, sqs: 0.40, total: 13.9334, invPerReq: 1, workerGBs: 1,
-				sqsPerMillion: 1_000_000, floorGBs: 100_000, over: 10},
+				sqsPerMillion: 1_000_000, floorGBs: 100_000, over: 10, sqsWithoutEmpty: 0.40},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -65,6 +66,7 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 			require.Equal(t, workerFunction, got.Functions[3].Function)
 			require.InDelta(t, c.want.sqs, got.SQS.DollarsPerMillion, eps, "SQS $/M")
 			require.InDelta(t, c.want.sqsPerMillion, got.SQS.PerMillion, eps, "SQS requests per million")
+			require.InDelta(t, c.want.sqsWithoutEmpty, got.SQS.WithoutEmpty.DollarsPerMillion, eps, "SQS $/M without empty receives")
 			require.InDelta(t, c.want.api, got.APIGateway.DollarsPerMillion, eps, "API Gateway $/M")
 			require.InDelta(t, c.want.total, got.TotalPerMillion, eps, "total $/M")
 			require.InDelta(t, c.want.invPerReq, got.InvocationsPerRequest, eps, "invocations per request")

@@ -120,9 +120,11 @@ type costInput struct {
 	MemoryMB  map[string]int                  // template.yaml MemorySize, by logical id
 	SQS       map[string]fakesqs.RequestCount // by action, as the emulator saw them
 	// The physical floor of the worker: every invocation holding SlotsPerInvocation requests of
-	// Latency each, all the time.
+	// Latency each, all the time. LimitSlots is the model's concurrency limit: the floor of a
+	// design whose one invocation could hold every slot of the model (0: not computed).
 	Latency            time.Duration
 	SlotsPerInvocation int
+	LimitSlots         int
 }
 
 // CostReport is a run's AWS cost per million batch requests, from its own counters.
@@ -138,6 +140,8 @@ type CostReport struct {
 	InvocationsPerRequest float64     `json:"lambda_invocations_per_request"`
 	WorkerGBsPerRequest   float64     `json:"worker_gb_s_per_request"`
 	Floor                 WorkerFloor `json:"worker_floor"`
+	// FloorAtLimit is the same floor with the model's whole limit in one invocation.
+	FloorAtLimit *WorkerFloor `json:"worker_floor_at_limit,omitempty"`
 }
 
 // FunctionCost is one function's share.
@@ -223,10 +227,19 @@ func costs(in costInput, p awsPrices) (CostReport, error) {
 	if in.SlotsPerInvocation <= 0 {
 		return CostReport{}, fmt.Errorf("worker floor with %d slots per invocation", in.SlotsPerInvocation)
 	}
-	rep.Floor = WorkerFloor{SlotsPerInvocation: in.SlotsPerInvocation, LatencyS: in.Latency.Seconds(),
-		GBs: float64(in.Requests) * in.Latency.Seconds() / float64(in.SlotsPerInvocation) * gb(in.MemoryMB[workerFunction])}
-	if rep.Floor.GBs > 0 {
-		rep.Floor.Ratio = rep.Functions[slices.Index(pricedFunctions, workerFunction)].GBs / rep.Floor.GBs
+	workerGBs := rep.Functions[slices.Index(pricedFunctions, workerFunction)].GBs
+	floor := func(slots int) WorkerFloor {
+		f := WorkerFloor{SlotsPerInvocation: slots, LatencyS: in.Latency.Seconds(),
+			GBs: float64(in.Requests) * in.Latency.Seconds() / float64(slots) * gb(in.MemoryMB[workerFunction])}
+		if f.GBs > 0 {
+			f.Ratio = workerGBs / f.GBs
+		}
+		return f
+	}
+	rep.Floor = floor(in.SlotsPerInvocation)
+	if in.LimitSlots > 0 {
+		f := floor(in.LimitSlots)
+		rep.FloorAtLimit = &f
 	}
 	return rep, nil
 }
@@ -247,6 +260,11 @@ func (r CostReport) rounded() CostReport {
 	out.LambdaPerMillion, out.TotalPerMillion = r6(r.LambdaPerMillion), r6(r.TotalPerMillion)
 	out.InvocationsPerRequest, out.WorkerGBsPerRequest = r6(r.InvocationsPerRequest), r6(r.WorkerGBsPerRequest)
 	out.Floor.GBs, out.Floor.Ratio = round3(r.Floor.GBs), round3(r.Floor.Ratio)
+	if r.FloorAtLimit != nil {
+		f := *r.FloorAtLimit
+		f.GBs, f.Ratio = round3(f.GBs), round3(f.Ratio)
+		out.FloorAtLimit = &f
+	}
 	return out
 }
 
@@ -271,6 +289,10 @@ func (r CostReport) print(w io.Writer, id string) {
 	worker := r.Functions[slices.Index(pricedFunctions, workerFunction)]
 	fmt.Fprintf(w, "worker floor (N × %.0fs ÷ %d slots per invocation × %.3f GB): %.3f GB-s; measured %.3f GB-s = %.2f× the floor\n",
 		r.Floor.LatencyS, r.Floor.SlotsPerInvocation, gb(worker.MemoryMB), r.Floor.GBs, worker.GBs, r.Floor.Ratio)
+	if f := r.FloorAtLimit; f != nil {
+		fmt.Fprintf(w, "worker floor with the model's whole limit in one invocation (%d slots): %.3f GB-s; measured = %.2f× it\n",
+			f.SlotsPerInvocation, f.GBs, f.Ratio)
+	}
 }
 
 // printCosts prints the cost table of every workload that priced itself.

@@ -21,6 +21,7 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 		invPerReq, workerGBs          float64
 		sqsPerMillion, floorGBs, over float64
 		sqsWithoutEmpty               float64 // $/M
+		limitFloorGBs, overLimit      float64
 	}
 	for name, c := range map[string]struct {
 		in     costInput
@@ -28,7 +29,7 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 		want   want
 	}{
 		"every function, round prices": {
-			in: costInput{Requests: 1000, MemoryMB: mem, Latency: 5 * time.Second, SlotsPerInvocation: 10,
+			in: costInput{Requests: 1000, MemoryMB: mem, Latency: 5 * time.Second, SlotsPerInvocation: 10, LimitSlots: 64,
 				Functions: map[string]fnCounters{
 					workerFunction:   {Invocations: 100, Records: 1000, BilledMs: 500_000}, // 250 GB-s: $0.0025 + $0.0001
 					apiFunction:      {Invocations: 4, BilledMs: 512},                      // 0.512 GB-s: $0.00000512 + $0.000004
@@ -43,7 +44,8 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 				}},
 			prices: round,
 			want: want{lambda: 2.63212, worker: 2.6, sqs: 1.703, api: 0.008, total: 4.34312, invPerReq: 0.107,
-				workerGBs: 0.25, sqsPerMillion: 1_703_000, floorGBs: 250, over: 1, sqsWithoutEmpty: 0.703},
+				workerGBs: 0.25, sqsPerMillion: 1_703_000, floorGBs: 250, over: 1, sqsWithoutEmpty: 0.703,
+				limitFloorGBs: 39.0625, overLimit: 6.4}, // 1000 × 5 s ÷ 64 × 0.5 GB
 		},
 		"list prices, a million one-second requests one per invocation": {
 			in: costInput{Requests: 1_000_000, MemoryMB: map[string]int{apiFunction: 1769, populateFunction: 1024,
@@ -73,6 +75,12 @@ func TestCostsPriceTheCountersPerMillionRequests(t *testing.T) {
 			require.InDelta(t, c.want.workerGBs, got.WorkerGBsPerRequest, eps, "worker GB-s per request")
 			require.InDelta(t, c.want.floorGBs, got.Floor.GBs, eps, "floor GB-s")
 			require.InDelta(t, c.want.over, got.Floor.Ratio, eps, "measured ÷ floor")
+			if c.want.limitFloorGBs == 0 {
+				require.Nil(t, got.FloorAtLimit)
+				return
+			}
+			require.InDelta(t, c.want.limitFloorGBs, got.FloorAtLimit.GBs, eps, "floor at the model's limit")
+			require.InDelta(t, c.want.overLimit, got.FloorAtLimit.Ratio, eps, "measured ÷ floor at the limit")
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fusillade/fusillade/local/fakesqs"
 	"github.com/fusillade/fusillade/local/mockupstream"
 	"github.com/fusillade/fusillade/local/stack"
 	"github.com/fusillade/fusillade/shared/engine"
@@ -37,8 +38,10 @@ type harnessOptions struct {
 	// DispatchEvery is the scheduled dispatch; default 60s, as on AWS (slots are refilled by
 	// workers; the schedule is only the safety net).
 	DispatchEvery time.Duration
-	Env           map[string]string
-	Log           *slog.Logger
+	// Invoked is told of every function invocation (stack.Options.Invoked); nil counts nothing.
+	Invoked func(stack.Invocation)
+	Env     map[string]string
+	Log     *slog.Logger
 }
 
 type harness struct {
@@ -51,6 +54,7 @@ type harness struct {
 	Engine      *engine.Engine
 	Trace       *tracer
 	Env         map[string]string // the functions' environment (for bootstraps run outside)
+	SQS         *fakesqs.Server   // the SQS emulator (its request counters)
 	Knobs       map[string]any
 
 	stack *stack.Stack
@@ -95,6 +99,7 @@ func startHarness(ctx context.Context, o harnessOptions) (h *harness, err error)
 			return d
 		},
 		WrapWorker: func(p lambdafn.Processor) lambdafn.Processor { return tracedProcessor{p, tr} },
+		Invoked:    o.Invoked,
 	})
 	if err != nil {
 		_ = os.RemoveAll(h.dir)
@@ -103,6 +108,7 @@ func startHarness(ctx context.Context, o harnessOptions) (h *harness, err error)
 	h.stack = st
 	h.APIURL, h.APIKey, h.TenantID = st.APIURL, st.APIKey, st.TenantID
 	h.Upstream, h.UpstreamURL, h.App, h.Engine, h.Env = st.Upstream, st.UpstreamURL, st.App, st.App.Engine, st.Env
+	h.SQS = st.SQSEmulator
 	cfg := st.App.Config
 	h.Knobs = map[string]any{
 		"worker_max_concurrency":     o.WorkerConcurrency,

@@ -24,6 +24,9 @@
 //	P6  Lambda bootstraps: arm64 binary size and init time under the runtime interface emulator
 //	P7  polling: a 20,000-line batch (limit 64, 200 ms fixed) alone, then with 16 clients polling
 //	    GET /v1/batches/{id} and GET /v1/batches?limit=20; completion rate ratio, polls/s, p99
+//	P8  AWS cost: a 5,000-line batch (limit 64, upstream 5 s fixed); every function invocation,
+//	    its billed duration and every SQS call counted, priced at AWS list prices per million
+//	    requests, beside the worker's physical floor
 package main
 
 import (
@@ -104,6 +107,7 @@ var workloads = []workload{
 	{"P5", one(runP5)},
 	{"P6", one(runP6)},
 	{"P7", one(runP7)},
+	{"P8", one(runP8)},
 }
 
 func one(f func(ctx context.Context, env *benchEnv) *Result) func(ctx context.Context, env *benchEnv) []*Result {
@@ -113,7 +117,7 @@ func one(f func(ctx context.Context, env *benchEnv) *Result) func(ctx context.Co
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small sizes: every workload in about a minute")
-	only := fs.String("only", "", "comma-separated workload ids to run (default all): P1,P2,P3,P4,P5,P6,P7")
+	only := fs.String("only", "", "comma-separated workload ids to run (default all): P1,P2,P3,P4,P5,P6,P7,P8")
 	jsonPath := fs.String("json", "", "write the full report to this file")
 	verbose := fs.Bool("v", false, "log the stack's warnings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process stack) to this file")
@@ -185,6 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 	printComparison(stdout, rep)
+	printCosts(stdout, rep)
 	if *jsonPath != "" {
 		if err := writeJSON(*jsonPath, rep); err != nil {
 			return err

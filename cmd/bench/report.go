@@ -49,7 +49,9 @@ type Result struct {
 	Targets []Target       `json:"targets"`
 	// Compare holds the same-run comparison with River and the errgroup fan-out (P1, P2).
 	Compare *Comparison `json:"comparison,omitempty"`
-	Error   string      `json:"error,omitempty"`
+	// Cost is the run's AWS cost per million requests, from its own counters (P8).
+	Cost  *CostReport `json:"cost,omitempty"`
+	Error string      `json:"error,omitempty"`
 }
 
 // Comparison is one workload's headline figure for each system, measured in the same run one

@@ -230,3 +230,28 @@ func parseRate(expr string) (time.Duration, error) {
 	}
 	return time.Duration(n) * unit, nil
 }
+
+// DefaultMemoryMB is Lambda's MemorySize when neither the function nor Globals sets one.
+const DefaultMemoryMB = 128
+
+// MemorySizes reads every function's MemorySize in MB, by logical id: its own, else Globals',
+// else Lambda's DefaultMemoryMB. Lambda bills duration by it (GB-s), which is why the benchmark
+// reads it here instead of keeping a copy. A value that does not resolve to a number is an error.
+func MemorySizes(tpl map[string]any) (map[string]int, error) {
+	out := map[string]int{}
+	var errs []error
+	for _, id := range sortedKeys(functions(tpl)) {
+		v := fnProp(tpl, id, "MemorySize")
+		if v == nil {
+			out[id] = DefaultMemoryMB
+			continue
+		}
+		n, ok := intValue(tpl, v)
+		if !ok || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s: MemorySize %v is not a number of MB", id, v))
+			continue
+		}
+		out[id] = n
+	}
+	return out, errors.Join(errs...)
+}

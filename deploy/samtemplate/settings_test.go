@@ -138,3 +138,41 @@ Resources:
 		})
 	}
 }
+
+// The benchmark's cost figures multiply billed duration by these; they are the template's.
+func TestMemorySizesAreTheTemplatesPerFunction(t *testing.T) {
+	t.Parallel()
+	tpl, err := Parse(fusillade.Template)
+	require.NoError(t, err)
+	got, err := MemorySizes(tpl)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"ApiFunction": 1769, "PopulateFunction": 1024, "WorkerFunction": 512,
+		"DispatchFunction": 256, "PurgeFunction": 256, "MigrateFunction": 256}, got)
+}
+
+func TestMemorySizesFallBackToGlobalsThenLambdasDefault(t *testing.T) {
+	t.Parallel()
+	tpl, err := Parse([]byte(`
+Parameters:
+  Mem: {Type: Number, Default: 640}
+Globals:
+  Function: {MemorySize: 300}
+Resources:
+  Own: {Type: AWS::Serverless::Function, Properties: {MemorySize: !Ref Mem}}
+  Global: {Type: AWS::Serverless::Function, Properties: {}}
+`))
+	require.NoError(t, err)
+	got, err := MemorySizes(tpl)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"Own": 640, "Global": 300}, got)
+
+	tpl, err = Parse([]byte(`
+Resources:
+  Bare: {Type: AWS::Serverless::Function, Properties: {}}
+  Bad: {Type: AWS::Serverless::Function, Properties: {MemorySize: !GetAtt X.Y}}
+`))
+	require.NoError(t, err)
+	got, err = MemorySizes(tpl)
+	require.ErrorContains(t, err, "Bad: MemorySize")
+	require.Equal(t, map[string]int{"Bare": DefaultMemoryMB}, got)
+}

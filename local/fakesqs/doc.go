@@ -45,6 +45,9 @@
 //     maxReceiveCount times is moved to the dead-letter queue by the next
 //     receive instead of being delivered. It keeps its id, body, attributes,
 //     send time and receive count, and gains DeadLetterQueueSourceArn.
+//   - Requests counts every call by action, also in SQS billing units (one
+//     per started 64 KiB of request) and, for ReceiveMessage, how many came
+//     back empty, so that a benchmark can price a run's SQS traffic.
 //   - Errors use the AWS shapes (__type plus x-amzn-query-error), so the SDK
 //     returns its typed errors such as *types.QueueDoesNotExist.
 //

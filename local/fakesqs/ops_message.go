@@ -301,6 +301,9 @@ func (s *Server) receiveMessage(r *http.Request, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(got) == 0 {
+		s.countEmptyReceive()
+	}
 
 	sysNames := append(append([]string(nil), in.AttributeNames...), in.MessageSystemAttributeNames...)
 	out := struct {

@@ -55,6 +55,8 @@ type Server struct {
 
 	mu     sync.RWMutex
 	queues map[string]*queue // keyed by queue name
+
+	requests map[string]*opCounter // by action, for Requests
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -115,6 +117,7 @@ func New(opts ...Option) *Server {
 		recheck:   realClockRecheck,
 		log:       slog.New(slog.DiscardHandler),
 		queues:    make(map[string]*queue),
+		requests:  newCounters(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -175,6 +178,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		var body []byte
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+		s.count(op, len(body))
 		if err == nil {
 			resp, err = h(s, r, body)
 		} else {

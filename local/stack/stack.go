@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -102,7 +103,23 @@ type Options struct {
 	// benchmark's timing probes); nil leaves them as they are.
 	Decorate   func(engine.Deps) engine.Deps
 	WrapWorker func(lambdafn.Processor) lambdafn.Processor
-	Logger     *slog.Logger
+	// Invoked, when set, is told of every function invocation the stack makes, once it has
+	// returned: each handler call of the SQS event sources, each scheduled run, and each API
+	// request (API Gateway invokes the API function once per request). It is called
+	// concurrently. The benchmark's cost figures are counted from it.
+	Invoked func(Invocation)
+	Logger  *slog.Logger
+}
+
+// Invocation is one function invocation the stack made.
+type Invocation struct {
+	// Function is the function's logical id in template.yaml: ApiFunction, PopulateFunction,
+	// WorkerFunction, DispatchFunction or PurgeFunction.
+	Function string
+	// Records is the number of SQS messages handed to it; 0 for schedules and the API.
+	Records int
+	// Duration is the invocation's wall time, what Lambda bills (before rounding up to 1 ms).
+	Duration time.Duration
 }
 
 // DefaultWorkerConcurrency is Options.WorkerConcurrency's default.
@@ -154,7 +171,10 @@ type Stack struct {
 	// Cluster is the PostgreSQL server the stack started; nil with Options.DatabaseURL.
 	Cluster *pgcluster.Cluster
 	SQS     *sqs.Client
-	Queues  map[string]string // name → URL (populate, populate-dlq, work, work-dlq)
+	// SQSEmulator is the SQS server the functions talk to (its Requests are the SQS calls the
+	// stack made).
+	SQSEmulator *fakesqs.Server
+	Queues      map[string]string // name → URL (populate, populate-dlq, work, work-dlq)
 	// UpstreamURL is the mock upstream's base URL; Env is the functions' environment (what a
 	// bootstrap run outside this process needs to join the stack).
 	UpstreamURL string
@@ -259,7 +279,8 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	sqsURL, err := st.serve(fakesqs.New(fakesqs.WithLogger(log)))
+	st.SQSEmulator = fakesqs.New(fakesqs.WithLogger(log))
+	sqsURL, err := st.serve(st.SQSEmulator)
 	if err != nil {
 		return err
 	}
@@ -354,30 +375,32 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		worker = opts.WrapWorker(worker)
 	}
 	for _, src := range []struct {
+		fn          string
 		ev          samtemplate.SQSEvent
 		handler     lambdafn.SQSHandler
 		concurrency int
 	}{
-		{populateEv, lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, log), eventConcurrency(populateEv)},
-		{workerEv, lambdafn.Worker(worker, sqsqueue.ParseMessage, log), opts.WorkerConcurrency},
+		{populateFn, populateEv, lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, log), eventConcurrency(populateEv)},
+		{workerFn, workerEv, lambdafn.Worker(worker, sqsqueue.ParseMessage, log), opts.WorkerConcurrency},
 	} {
 		s := &esm.SQSSource{Client: st.SQS, QueueURL: st.Queues[queueName(src.ev.Queue)], QueueARN: arns[src.ev.Queue],
-			Handler: esm.Handler(src.handler), BatchSize: src.ev.BatchSize, BatchingWindow: src.ev.MaximumBatchingWindow,
+			Handler: observeSQS(src.fn, esm.Handler(src.handler), opts.Invoked), BatchSize: src.ev.BatchSize, BatchingWindow: src.ev.MaximumBatchingWindow,
 			MaxConcurrency: src.concurrency, ReportBatchItemFailures: src.ev.ReportBatchItemFailures,
 			RetryFailedAfter: localOverrides.RetryFailedAfter, Timeout: src.ev.Timeout, Logger: log}
 		st.goRun(func() { s.Run(runCtx) })
 	}
 	for _, sch := range []struct {
 		name    string
+		fn      string
 		every   time.Duration
 		timeout time.Duration
 		run     func(ctx context.Context) error
 	}{
-		{"dispatch", opts.DispatchEvery, dispatchSch.Timeout, func(ctx context.Context) error {
+		{"dispatch", dispatchFn, opts.DispatchEvery, dispatchSch.Timeout, func(ctx context.Context) error {
 			_, err := app.Engine.DispatchAll(ctx)
 			return err
 		}},
-		{"purge", opts.PurgeEvery, purgeSch.Timeout, func(ctx context.Context) error {
+		{"purge", purgeFn, opts.PurgeEvery, purgeSch.Timeout, func(ctx context.Context) error {
 			_, err := app.Engine.Maintain(ctx)
 			return err
 		}},
@@ -387,12 +410,13 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 				// Bounded by the function's Timeout, as Lambda bounds the invocation.
 				ctx, cancel := context.WithTimeout(ctx, sch.timeout)
 				defer cancel()
+				defer observe(opts.Invoked, sch.fn, 0, time.Now())
 				return sch.run(ctx)
 			})
 		})
 	}
 
-	srv := &http.Server{Handler: app.API(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: observeHTTP(apiFn, app.API(), opts.Invoked), ReadHeaderTimeout: 10 * time.Second}
 	st.goRun(func() { _ = srv.Serve(ln) })
 	st.closers = append(st.closers, func() {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
@@ -484,11 +508,42 @@ func (st *Stack) Stop() {
 
 // The template's functions the stack runs, by logical id.
 const (
+	apiFn      = "ApiFunction"
 	populateFn = "PopulateFunction"
 	workerFn   = "WorkerFunction"
 	dispatchFn = "DispatchFunction"
 	purgeFn    = "PurgeFunction"
 )
+
+// observe reports an invocation of fn that started at t0 to invoked, if set; deferred, it
+// reports a panicking one too.
+func observe(invoked func(Invocation), fn string, records int, t0 time.Time) {
+	if invoked != nil {
+		invoked(Invocation{Function: fn, Records: records, Duration: time.Since(t0)})
+	}
+}
+
+// observeSQS reports every call of an SQS-triggered handler.
+func observeSQS(fn string, h esm.Handler, invoked func(Invocation)) esm.Handler {
+	if invoked == nil {
+		return h
+	}
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		defer observe(invoked, fn, len(ev.Records), time.Now())
+		return h(ctx, ev)
+	}
+}
+
+// observeHTTP reports every request to the API as an invocation of fn.
+func observeHTTP(fn string, h http.Handler, invoked func(Invocation)) http.Handler {
+	if invoked == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer observe(invoked, fn, 0, time.Now())
+		h.ServeHTTP(w, r)
+	})
+}
 
 // ranLocally checks that the template's event sources and schedules are the ones the stack runs:
 // a new one would otherwise be silently left out locally.

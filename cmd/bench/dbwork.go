@@ -33,10 +33,14 @@ type DBWork struct {
 	Unavailable string `json:"statements_unavailable,omitempty"`
 }
 
-// StatementCalls is one normalised statement and how often it ran.
+// StatementCalls is one normalised statement, how often it ran and the server time it took
+// (pg_stat_statements' total_exec_time: execution in the server, not the round trip or the commit's
+// WAL flush wait, which the commit statement carries).
 type StatementCalls struct {
-	Calls int64  `json:"calls"`
-	Query string `json:"query"`
+	Calls   int64   `json:"calls"`
+	Query   string  `json:"query"`
+	TotalMs float64 `json:"total_ms"`
+	MeanMs  float64 `json:"mean_ms"`
 }
 
 // String renders the per-request figures for a summary line.
@@ -100,7 +104,7 @@ func (m *dbWorkMeter) stop(ctx context.Context, n int) (DBWork, error) {
 	// x1 itself was assigned by this call.
 	w.WriteTx = x1 - m.x0 - 1
 	if m.noStat == "" {
-		rows, err := m.admin.Query(ctx, `SELECT sum(s.calls)::bigint, s.query FROM pg_stat_statements s
+		rows, err := m.admin.Query(ctx, `SELECT sum(s.calls)::bigint, s.query, sum(s.total_exec_time)::float8, 0::float8 FROM pg_stat_statements s
 			JOIN pg_database d ON d.oid = s.dbid
 			WHERE d.datname = $1 AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
 			  AND NOT (s.query LIKE ANY($2))
@@ -120,7 +124,8 @@ func (m *dbWorkMeter) stop(ctx context.Context, n int) (DBWork, error) {
 				w.TxControl += s.Calls
 			}
 			if i < 12 {
-				w.Top = append(w.Top, StatementCalls{Calls: s.Calls, Query: oneLine(s.Query, 160)})
+				w.Top = append(w.Top, StatementCalls{Calls: s.Calls, Query: oneLine(s.Query, 160), TotalMs: round3(s.TotalMs),
+					MeanMs: round3(s.TotalMs / float64(max(s.Calls, 1)))})
 			}
 		}
 	}

@@ -14,7 +14,7 @@ type Finished struct {
 
 // Refill asks for the slots freed by a group of outcomes to be claimed again in the same
 // transaction, for the worker instance Owner to run: up to Max requests of Model, ranked with
-// UrgencyWeight as any claim is.
+// UrgencyWeight as any claim is. An empty Owner claims for the work queue (a dispatch).
 type Refill struct {
 	Model         string
 	Owner         string

@@ -9,17 +9,23 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 )
 
-// A model's results are written in groups. While one group's statement is in flight, the results
-// that arrive queue; the next statement takes them all. No timer is involved, so a lone result is
+// A model's results are written in groups. While writersPerModel groups are in flight, the results
+// that arrive queue; the next write takes them all. No timer is involved, so a lone result is
 // written at once, and under load one commit (the fsync every durable write waits for) serves as
 // many results as arrived during the previous one. The same transaction claims the next request
 // for every slot in the group that takes one (Store.FinishAndClaim): a freed slot is refilled by
 // the statement that records its result.
 
+// writersPerModel is how many writes of one model's results may be in flight at once. Two
+// overlap one write's commit (its WAL flush) with the next one's statements; the claims within
+// them still serialise on the model lock, so the limit stays exact. More would only split the
+// groups: the second write's claim waits for the first's commit anyway.
+const writersPerModel = 2
+
 // committer queues the results of one model's slots in this process.
 type committer struct {
 	mu      sync.Mutex
-	writing bool // a group of this model is being written; arrivals queue for the next
+	writers int // writes of this model in flight; at writersPerModel, arrivals queue for the next
 	queue   []*member
 }
 
@@ -50,19 +56,19 @@ func (e *Engine) committerOf(model string) *committer {
 	return c
 }
 
-// finish writes out in the next group of its model and reports what became of it. The caller whose
-// result finds no group being written writes the groups itself until the queue is empty; the others
-// wait for their group.
+// finish writes out in the next group of its model and reports what became of it. A caller whose
+// result finds fewer than writersPerModel writes in flight writes the groups itself until the
+// queue is empty; the others wait for their group.
 func (e *Engine) finish(ctx context.Context, out domain.Outcome, inv *invocation) groupResult {
 	m := &member{out: out, inv: inv, refill: e.refills(inv), done: make(chan groupResult, 1)}
 	c := e.committerOf(out.Model)
 	c.mu.Lock()
 	c.queue = append(c.queue, m)
-	if c.writing {
+	if c.writers >= writersPerModel {
 		c.mu.Unlock()
 		return <-m.done
 	}
-	c.writing = true
+	c.writers++
 	for len(c.queue) > 0 {
 		group := c.queue
 		c.queue = nil
@@ -70,7 +76,7 @@ func (e *Engine) finish(ctx context.Context, out domain.Outcome, inv *invocation
 		e.writeGroup(ctx, out.Model, group)
 		c.mu.Lock()
 	}
-	c.writing = false
+	c.writers--
 	c.mu.Unlock()
 	return <-m.done
 }

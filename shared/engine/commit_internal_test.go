@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,13 +12,14 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 )
 
-// gateStore holds its first result write until release is closed and reports every write's
-// results and refill on writes. Each write wins every result and claims what the refill asks, all
+// gateStore holds its first writersPerModel result writes until release is closed and reports
+// every write's results and refill on writes. Each write wins every result and claims what the refill asks, all
 // from batch "b".
 type gateStore struct {
 	Store
 	release chan struct{}
 	writes  chan write
+	mu      sync.Mutex
 	n       int
 }
 
@@ -27,8 +29,12 @@ type write struct {
 }
 
 func (s *gateStore) FinishAndClaim(_ context.Context, outs []domain.Outcome, refill domain.Refill, _ time.Time) ([]domain.Finished, []domain.Job, error) {
+	s.mu.Lock()
+	s.n++
+	n := s.n
+	s.mu.Unlock()
 	s.writes <- write{outs, refill}
-	if s.n++; s.n == 1 {
+	if n <= writersPerModel {
 		<-s.release
 	}
 	won := make([]domain.Finished, len(outs))
@@ -37,7 +43,7 @@ func (s *gateStore) FinishAndClaim(_ context.Context, outs []domain.Outcome, ref
 	}
 	jobs := make([]domain.Job, refill.Max)
 	for i := range jobs {
-		jobs[i] = domain.Job{Work: domain.Work{RequestID: fmt.Sprintf("next-%d-%d", s.n, i), Attempt: 1}, BatchID: "b", Model: refill.Model}
+		jobs[i] = domain.Job{Work: domain.Work{RequestID: fmt.Sprintf("next-%d-%d", n, i), Attempt: 1}, BatchID: "b", Model: refill.Model}
 	}
 	return won, jobs, nil
 }
@@ -48,8 +54,8 @@ func (s *gateStore) ListModels(context.Context) ([]domain.Model, error) {
 
 func (s *gateStore) Transient(error) bool { return false }
 
-// While one write of a model's results is in flight, the results that arrive wait and then go in
-// one write together, which claims one next request for each of their slots.
+// While writersPerModel writes of a model's results are in flight, the results that arrive wait
+// and then go in one write together, which claims one next request for each of their slots.
 func TestResultsArrivingDuringAWriteAreWrittenTogetherAndEachSlotGetsItsNextRequest(t *testing.T) {
 	t.Parallel()
 	st := &gateStore{release: make(chan struct{}), writes: make(chan write, 8)}
@@ -59,12 +65,15 @@ func TestResultsArrivingDuringAWriteAreWrittenTogetherAndEachSlotGetsItsNextRequ
 	out := func(i int) domain.Outcome {
 		return domain.Outcome{Work: domain.Work{RequestID: fmt.Sprint(i), Attempt: 1}, Model: "m", State: domain.StateCompleted}
 	}
-	results := make(chan groupResult, 4)
-	go func() { results <- e.finish(ctx, out(0), inv) }()
-	first := <-st.writes
-	require.Len(t, first.outs, 1, "a lone result is written at once")
-	require.Equal(t, 1, first.refill.Max)
-	for i := 1; i <= 3; i++ {
+	total := writersPerModel + 3
+	results := make(chan groupResult, total)
+	for i := range writersPerModel {
+		go func() { results <- e.finish(ctx, out(i), inv) }()
+		w := <-st.writes
+		require.Len(t, w.outs, 1, "a lone result is written at once")
+		require.Equal(t, 1, w.refill.Max)
+	}
+	for i := writersPerModel; i < total; i++ {
 		go func() { results <- e.finish(ctx, out(i), inv) }()
 	}
 	c := e.committerOf("m")
@@ -72,20 +81,20 @@ func TestResultsArrivingDuringAWriteAreWrittenTogetherAndEachSlotGetsItsNextRequ
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.queue) == 3
-	}, 10*time.Second, time.Millisecond, "the three later results wait for the write in flight")
+	}, 10*time.Second, time.Millisecond, "the three later results wait for a write in flight")
 	close(st.release)
-	second := <-st.writes
-	require.Len(t, second.outs, 3, "the results that waited go in one write")
-	require.Equal(t, domain.Refill{Model: "m", Owner: "w", Max: 3, UrgencyWeight: DefaultUrgencyWeight}, second.refill)
-	next := map[string]bool{}
-	for range 4 {
+	next := <-st.writes
+	require.Len(t, next.outs, 3, "the results that waited go in one write")
+	require.Equal(t, domain.Refill{Model: "m", Owner: "w", Max: 3, UrgencyWeight: DefaultUrgencyWeight}, next.refill)
+	jobs := map[string]bool{}
+	for range total {
 		r := <-results
 		require.NoError(t, r.err)
 		require.True(t, r.won)
 		require.NotNil(t, r.next, "every slot got its next request")
-		next[r.next.RequestID] = true
+		jobs[r.next.RequestID] = true
 	}
-	require.Len(t, next, 4, "no request handed to two slots")
+	require.Len(t, jobs, total, "no request handed to two slots")
 	inv.wg.Wait()
-	require.Empty(t, st.writes, "two writes for four results")
+	require.Empty(t, st.writes, "one write more for the three results")
 }

@@ -14,48 +14,27 @@ import (
 )
 
 // ClaimForModel claims up to max pending requests of model for the work queue, never letting the
-// model's claimed + processing total exceed its limit, however many callers race. It runs two
-// statements in one implicit transaction (a pgx batch, one round trip): the first locks the model
-// row, the second counts slots and claims with a snapshot taken after the lock was granted.
+// model's claimed + processing total exceed its limit, however many callers race: FinishAndClaim
+// with nothing to finish and no owner, so the rows stay claimed for a worker to start. The lock
+// and the claim run in one implicit transaction (one round trip); the claim's snapshot is taken
+// after the lock was granted.
 func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgencyWeight float64, now time.Time) ([]domain.Claimed, error) {
 	if max <= 0 {
 		return nil, nil
 	}
-	// Sent by hand rather than through the generated methods: the two statements must share one
-	// implicit transaction in one round trip. The claim keeps its positional parameters (see the
-	// query); the empty owner makes its rows claimed, for a worker to start.
-	b := &pgx.Batch{}
-	b.Queue(pgq.SQL["LockModel"], model)
-	b.Queue(pgq.SQL["ClaimForModel"], model, max, now, urgencyWeight, "")
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Close()
-	var limit int
-	if err := br.QueryRow().Scan(&limit); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil // model not configured: its requests wait until it is
-		}
-		return nil, fmt.Errorf("claim %q: lock model: %w", model, err)
-	}
-	rows, err := br.Query()
+	_, jobs, err := s.FinishAndClaim(ctx, nil, domain.Refill{Model: model, Max: max, UrgencyWeight: urgencyWeight}, now)
 	if err != nil {
-		return nil, fmt.Errorf("claim %q: %w", model, err)
-	}
-	jobs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pgq.ClaimForModelRow])
-	if err != nil {
-		return nil, fmt.Errorf("claim %q: %w", model, err)
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("claim %q: commit: %w", model, err)
+		return nil, err
 	}
 	out := make([]domain.Claimed, len(jobs))
 	for i, j := range jobs {
-		out[i] = domain.Claimed{Work: domain.Work{RequestID: j.RID, Attempt: int(j.Attempt)}, Model: model}
+		out[i] = domain.Claimed{Work: j.Work, Model: model}
 	}
 	return out, nil
 }
 
-// FinishAndClaim persists outs and claims the slots they free in one transaction: the fenced
-// FinishMany, then, when refill.Max > 0, the model lock and a claim of up to refill.Max requests
+// FinishAndClaim persists outs and claims the slots they free in one transaction and one round
+// trip: the fenced FinishMany, then, when refill.Max > 0, the model lock and a claim of up to refill.Max requests
 // straight into processing for refill.Owner (ClaimForModel with an owner). It returns the outcomes
 // that won, as FinishMany does, and the claimed requests ready to run. A freed slot is so refilled
 // by the statement that records its result, and one commit serves the whole group.
@@ -68,38 +47,55 @@ func (s *Store) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refil
 		won, err := s.FinishMany(ctx, outs, now)
 		return won, nil, err
 	}
-	var won []domain.Finished
-	var jobs []domain.Job
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := pgq.New(tx)
-		if len(outs) > 0 {
-			rows, err := q.FinishMany(ctx, finishParams(outs, now))
-			if err != nil {
-				return fmt.Errorf("finish: %w", err)
-			}
-			won = make([]domain.Finished, len(rows))
-			for i, r := range rows {
-				won[i] = finishedOf(pgq.FinishLandedRow(r))
-			}
-		}
-		if _, err := q.LockModel(ctx, refill.Model); errors.Is(err, pgx.ErrNoRows) {
-			return nil // model no longer configured: nothing to claim
-		} else if err != nil {
-			return fmt.Errorf("claim %q: lock model: %w", refill.Model, err)
-		}
-		rows, err := q.ClaimForModel(ctx, pgq.ClaimForModelParams{Model: refill.Model, Column2: int32(refill.Max),
+	// One round trip: the finish, the model lock and the claim share one implicit transaction,
+	// so the lock is held only from its statement to the commit, not across round trips.
+	var p pipeline
+	if len(outs) > 0 {
+		p.queue(func(q *pgq.Queries) error { _, err := q.FinishMany(ctx, finishParams(outs, now)); return err })
+	}
+	p.queue(func(q *pgq.Queries) error { _, err := q.LockModel(ctx, refill.Model); return err })
+	p.queue(func(q *pgq.Queries) error {
+		_, err := q.ClaimForModel(ctx, pgq.ClaimForModelParams{Model: refill.Model, Column2: int32(refill.Max),
 			ClaimedAt: &now, Column4: refill.UrgencyWeight, Column5: refill.Owner})
-		if err != nil {
-			return fmt.Errorf("claim %q: %w", refill.Model, err)
-		}
-		jobs = make([]domain.Job, len(rows))
-		for i, r := range rows {
-			jobs[i] = jobOf(pgq.AdoptClaimsRow(r), refill.Model)
-		}
-		return nil
+		return err
 	})
+	br := s.pool.SendBatch(ctx, &p.b)
+	defer br.Close()
+	var won []domain.Finished
+	if len(outs) > 0 {
+		rows, err := br.Query()
+		if err == nil {
+			var fin []pgq.FinishManyRow
+			fin, err = pgx.CollectRows(rows, pgx.RowToStructByPos[pgq.FinishManyRow])
+			for _, r := range fin {
+				won = append(won, finishedOf(pgq.FinishLandedRow(r)))
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("finish: %w", err)
+		}
+	}
+	var limit int32
+	if err := br.QueryRow().Scan(&limit); errors.Is(err, pgx.ErrNoRows) {
+		// Model no longer configured: nothing to claim. The claim statement still runs (and finds
+		// no model row); the finish commits.
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("claim %q: lock model: %w", refill.Model, err)
+	}
+	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("claim %q: %w", refill.Model, err)
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pgq.ClaimForModelRow])
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %q: %w", refill.Model, err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, fmt.Errorf("finish and claim %q: commit: %w", refill.Model, err)
+	}
+	jobs := make([]domain.Job, len(claimed))
+	for i, r := range claimed {
+		jobs[i] = jobOf(pgq.AdoptClaimsRow(r), refill.Model)
 	}
 	return won, jobs, nil
 }

@@ -49,6 +49,13 @@ type Batch struct {
 	DeletedAt        *time.Time
 }
 
+type BatchCounter struct {
+	BatchID   string
+	Total     int64
+	Completed int64
+	Failed    int64
+}
+
 type BatchRow struct {
 	ID               string
 	TenantID         string

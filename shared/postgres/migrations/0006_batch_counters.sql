@@ -6,31 +6,43 @@
 -- every path that changes a request's state (populate's COPY, finish, rescue, cancel, expiry,
 -- retry of failed requests, and any added later) keeps them without having to remember.
 --
--- The counters are a row per batch, not columns of batches, on purpose: a cancel holds the batch
--- row while it ends the batch's requests, and a worker finishing a request of that batch would
--- then wait for the batch row while holding its request row (a deadlock). Counter rows are only
--- written by the triggers, after the request rows of the statement are locked.
+-- The counters are rows of their own, not columns of batches, on purpose: a cancel holds the
+-- batch row while it ends the batch's requests, and a worker finishing a request of that batch
+-- would then wait for the batch row while holding its request row (a deadlock). Counter rows are
+-- only written by the triggers, after the request rows of the statement are locked.
 --
--- pending (unfinished: pending, claimed, processing) is total − completed − failed, so a claim
--- (pending → claimed → processing) and a retry back to pending from processing change no counter
--- and write nothing. Rows are removed with their batch (ON DELETE CASCADE). The purge deleting
--- the requests of a deleted batch does not touch them: a deleted batch is never shown, and a
--- sealed one shows the counts frozen on batches.
+-- pending (unfinished: pending, claimed, processing) is total − completed − failed. Rows are
+-- removed with their batch (ON DELETE CASCADE). The purge deleting the requests of a deleted
+-- batch does not touch them: a deleted batch is never shown, and a sealed one shows the counts
+-- frozen on batches.
 CREATE TABLE batch_counters (
-    batch_id    text PRIMARY KEY REFERENCES batches (id) ON DELETE CASCADE,
+    batch_id    text NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    slot        smallint NOT NULL,
     total       bigint NOT NULL DEFAULT 0,
     completed   bigint NOT NULL DEFAULT 0,
-    failed      bigint NOT NULL DEFAULT 0   -- failed, canceled and expired, as OpenAI counts them
-) WITH (fillfactor = 50); -- room for HOT updates: a running batch's row is rewritten by every finish
+    failed      bigint NOT NULL DEFAULT 0,  -- failed, canceled and expired, as OpenAI counts them
+    PRIMARY KEY (batch_id, slot)
+) WITH (fillfactor = 50); -- room for HOT updates: a running batch's rows are rewritten by every finish
+
+-- A batch's counts are spread over up to 16 rows (slots), each written by the sessions whose
+-- backend pid falls in it, and summed when read. With one row per batch every transaction that
+-- finishes a request of the batch would hold that row until its commit is flushed, so the
+-- finishes of a batch (one transaction each) would commit one flush at a time instead of sharing
+-- flushes; with slots, finishes on different connections rarely meet. A slot row's counts may be
+-- negative (a retry of failed requests in another session's slot); only the sum means anything.
+CREATE FUNCTION batch_counter_slot() RETURNS smallint LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT (pg_backend_pid() % 16)::smallint $$;
 
 -- One function for both triggers. Deltas are summed per batch over the statement's transition
 -- tables (new rows count +1 in their state, old rows −1), so a statement updating many rows of
--- many batches writes each counter row once, and a batch whose net delta is zero is not written
--- (no row lock, no dead tuple). Counter rows are written in batch_id order, so two statements
--- never lock two counter rows in opposite orders.
+-- many batches writes each batch's slot row once, and a batch whose net delta is zero is not
+-- written (no row lock, no dead tuple): a claim (pending → claimed → processing) or a retry back
+-- to pending writes nothing. Rows are written in batch_id order (one slot per statement), so two
+-- statements never lock two counter rows in opposite orders.
 CREATE FUNCTION batch_counters_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     d record;
+    s smallint := batch_counter_slot();
 BEGIN
     IF TG_OP = 'INSERT' THEN
         FOR d IN
@@ -39,9 +51,9 @@ BEGIN
                    count(*) FILTER (WHERE n.state IN ('failed', 'canceled', 'expired')) AS failed
             FROM new_rows n GROUP BY n.batch_id ORDER BY n.batch_id
         LOOP
-            INSERT INTO batch_counters AS c (batch_id, total, completed, failed)
-            VALUES (d.batch_id, d.total, d.completed, d.failed)
-            ON CONFLICT (batch_id) DO UPDATE
+            INSERT INTO batch_counters AS c (batch_id, slot, total, completed, failed)
+            VALUES (d.batch_id, s, d.total, d.completed, d.failed)
+            ON CONFLICT (batch_id, slot) DO UPDATE
             SET total = c.total + EXCLUDED.total, completed = c.completed + EXCLUDED.completed, failed = c.failed + EXCLUDED.failed;
         END LOOP;
     ELSE
@@ -57,8 +69,10 @@ BEGIN
             HAVING sum(t.completed) <> 0 OR sum(t.failed) <> 0
             ORDER BY t.batch_id
         LOOP
-            UPDATE batch_counters c SET completed = c.completed + d.completed, failed = c.failed + d.failed
-            WHERE c.batch_id = d.batch_id;
+            INSERT INTO batch_counters AS c (batch_id, slot, completed, failed)
+            VALUES (d.batch_id, s, d.completed, d.failed)
+            ON CONFLICT (batch_id, slot) DO UPDATE
+            SET completed = c.completed + EXCLUDED.completed, failed = c.failed + EXCLUDED.failed;
         END LOOP;
     END IF;
     RETURN NULL;
@@ -72,17 +86,18 @@ CREATE TRIGGER requests_count_inserts AFTER INSERT ON requests
 CREATE TRIGGER requests_count_updates AFTER UPDATE ON requests
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION batch_counters_apply();
 
-INSERT INTO batch_counters (batch_id, total, completed, failed)
-SELECT r.batch_id, count(*),
+INSERT INTO batch_counters (batch_id, slot, total, completed, failed)
+SELECT r.batch_id, 0, count(*),
        count(*) FILTER (WHERE r.state = 'completed'),
        count(*) FILTER (WHERE r.state IN ('failed', 'canceled', 'expired'))
 FROM requests r
 GROUP BY r.batch_id;
 
 -- batch_rows as 0005 defined it (same columns, same types), reading a running batch's counts
--- from batch_counters instead of counting its requests. A batch with no counter row has no
--- request yet (validating, or failed validation): every count is 0. A sealed batch still shows
--- its frozen columns, and nothing pending.
+-- from its batch_counters rows (at most 16, however many requests it has) instead of counting
+-- its requests. A batch with no counter row has no request yet (validating, or failed
+-- validation): every count is 0. A sealed batch still shows its frozen columns, and nothing
+-- pending.
 CREATE OR REPLACE VIEW batch_rows AS
 SELECT b.id, b.tenant_id, coalesce(b.input_file_id, '') AS input_file_id, b.endpoint, b.completion_window, b.status,
        coalesce(b.model, '') AS model, b.metadata, b.errors, coalesce(b.output_file_id, '') AS output_file_id,
@@ -94,4 +109,7 @@ SELECT b.id, b.tenant_id, coalesce(b.input_file_id, '') AS input_file_id, b.endp
              ELSE coalesce(c.total - c.completed - c.failed, 0) END)::bigint AS pending,
        b.deleted_at
 FROM batches b
-LEFT JOIN batch_counters c ON c.batch_id = b.id;
+CROSS JOIN LATERAL (
+    SELECT sum(x.total)::bigint AS total, sum(x.completed)::bigint AS completed, sum(x.failed)::bigint AS failed
+    FROM batch_counters x WHERE x.batch_id = b.id
+) c;

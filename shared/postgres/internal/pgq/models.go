@@ -51,6 +51,7 @@ type Batch struct {
 
 type BatchCounter struct {
 	BatchID   string
+	Slot      int16
 	Total     int64
 	Completed int64
 	Failed    int64

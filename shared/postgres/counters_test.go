@@ -225,6 +225,11 @@ func TestASealedBatchShowsItsFrozenCountsWithoutItsRequests(t *testing.T) {
 	b, err := f.store.GetBatch(ctx, f.tenant, id)
 	require.NoError(t, err)
 	require.Equal(t, domain.Counts{Total: 2, Completed: 1, Failed: 1}, b.Counts)
+
+	// Nor does the read of a sealed batch look at its counter rows.
+	var plan []byte
+	require.NoError(t, f.store.Pool().QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+postgres.Queries()["GetBatch"], id, f.tenant).Scan(&plan))
+	require.Equal(t, []float64{0}, loopsOf(t, plan, "batch_counters"), "batch_counters is never scanned: %s", plan)
 }
 
 // Two transactions finishing requests of the same batch on different connections neither wait
@@ -362,15 +367,35 @@ func TestGetBatchAndListBatchesReadNoRequestRows(t *testing.T) {
 // relations lists the tables an EXPLAIN (FORMAT JSON) plan reads.
 func relations(t *testing.T, plan []byte) []string {
 	t.Helper()
+	var out []string
+	eachScan(t, plan, func(rel string, _ map[string]any) { out = append(out, rel) })
+	return out
+}
+
+// loopsOf lists the Actual Loops of each scan of rel in an EXPLAIN (ANALYZE, FORMAT JSON) plan.
+func loopsOf(t *testing.T, plan []byte, rel string) []float64 {
+	t.Helper()
+	var out []float64
+	eachScan(t, plan, func(r string, n map[string]any) {
+		if r == rel {
+			loops, _ := n["Actual Loops"].(float64)
+			out = append(out, loops)
+		}
+	})
+	return out
+}
+
+// eachScan calls fn for every node of a FORMAT JSON plan that reads a table.
+func eachScan(t *testing.T, plan []byte, fn func(rel string, node map[string]any)) {
+	t.Helper()
 	var doc []struct {
 		Plan map[string]any `json:"Plan"`
 	}
 	require.NoError(t, json.Unmarshal(plan, &doc))
-	var out []string
 	var walk func(n map[string]any)
 	walk = func(n map[string]any) {
 		if r, ok := n["Relation Name"].(string); ok {
-			out = append(out, r)
+			fn(r, n)
 		}
 		if kids, ok := n["Plans"].([]any); ok {
 			for _, k := range kids {
@@ -379,7 +404,6 @@ func relations(t *testing.T, plan []byte) []string {
 		}
 	}
 	walk(doc[0].Plan)
-	return out
 }
 
 // Migrating a database with running batches fills their counters from their request rows.

@@ -97,7 +97,8 @@ GROUP BY r.batch_id;
 -- from its batch_counters rows (at most 16, however many requests it has) instead of counting
 -- its requests. A batch with no counter row has no request yet (validating, or failed
 -- validation): every count is 0. A sealed batch still shows its frozen columns, and nothing
--- pending.
+-- pending; its counter rows are not read (the status test is a one-time filter of the subquery),
+-- so a list of many sealed batches reads none.
 CREATE OR REPLACE VIEW batch_rows AS
 SELECT b.id, b.tenant_id, coalesce(b.input_file_id, '') AS input_file_id, b.endpoint, b.completion_window, b.status,
        coalesce(b.model, '') AS model, b.metadata, b.errors, coalesce(b.output_file_id, '') AS output_file_id,
@@ -111,5 +112,6 @@ SELECT b.id, b.tenant_id, coalesce(b.input_file_id, '') AS input_file_id, b.endp
 FROM batches b
 CROSS JOIN LATERAL (
     SELECT sum(x.total)::bigint AS total, sum(x.completed)::bigint AS completed, sum(x.failed)::bigint AS failed
-    FROM batch_counters x WHERE x.batch_id = b.id
+    FROM batch_counters x
+    WHERE x.batch_id = b.id AND b.status NOT IN ('completed', 'failed', 'expired', 'cancelled')
 ) c;

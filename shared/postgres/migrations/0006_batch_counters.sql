@@ -37,8 +37,8 @@ CREATE FUNCTION batch_counter_slot() RETURNS smallint LANGUAGE sql STABLE PARALL
 -- tables (new rows count +1 in their state, old rows −1), so a statement updating many rows of
 -- many batches writes each batch's slot row once, and a batch whose net delta is zero is not
 -- written (no row lock, no dead tuple): a claim (pending → claimed → processing) or a retry with
--- back-off (processing → pending) writes nothing. Rows are written in batch_id order (one slot per statement), so two
--- statements never lock two counter rows in opposite orders.
+-- back-off (processing → pending) writes nothing. Rows are written in batch_id order (one slot
+-- per statement), so two statements never lock two counter rows in opposite orders.
 CREATE FUNCTION batch_counters_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     d record;

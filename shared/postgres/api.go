@@ -159,8 +159,8 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 	return batches, more, nil
 }
 
-// batchOf maps a row of the batch_rows view (migration 0005), the row shape GetBatch and
-// ListBatches share.
+// batchOf maps a row of the batch_rows view (migration 0005; counts from batch_counters since
+// 0006), the row shape GetBatch and ListBatches share.
 func batchOf(r pgq.BatchRow) (domain.Batch, error) {
 	b := domain.Batch{ID: r.ID, TenantID: r.TenantID, InputFileID: r.InputFileID, Endpoint: r.Endpoint,
 		CompletionWindow: r.CompletionWindow, Status: domain.BatchStatus(r.Status), Model: r.Model, OutputFileID: r.OutputFileID,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +50,19 @@ func (s *Store) CancelBatch(ctx context.Context, tenantID, batchID string, now t
 func endUnstarted(ctx context.Context, q *pgq.Queries, batchID string, now time.Time, state domain.RequestState, code string) error {
 	_, err := q.EndUnstarted(ctx, pgq.EndUnstartedParams{BatchID: batchID, Now: &now, State: string(state), ErrorCode: &code})
 	return err
+}
+
+// endUnstartedInOrder runs endUnstarted for several batches in one transaction, in batch id
+// order: each ends requests and so writes the batch's counter row (migration 0006), and the
+// counter triggers write rows in batch id order too, so two transactions never hold two counter
+// rows in opposite orders. batchIDs is not modified.
+func endUnstartedInOrder(ctx context.Context, q *pgq.Queries, batchIDs []string, now time.Time, state domain.RequestState, code string) error {
+	for _, id := range slices.Sorted(slices.Values(batchIDs)) {
+		if err := endUnstarted(ctx, q, id, now, state, code); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func batchNotFound(id string) error {
@@ -97,15 +111,12 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired,
 			return err
 		}
 		out = make([]domain.Expired, len(rows))
+		ids := make([]string, len(rows))
 		for i, r := range rows {
 			out[i] = domain.Expired{BatchID: r.ID, Status: domain.BatchStatus(r.Status)}
+			ids[i] = r.ID
 		}
-		for _, e := range out {
-			if err := endUnstarted(ctx, q, e.BatchID, now, domain.StateExpired, domain.CodeBatchExpired); err != nil {
-				return err
-			}
-		}
-		return nil
+		return endUnstartedInOrder(ctx, q, ids, now, domain.StateExpired, domain.CodeBatchExpired)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("expire batches: %w", err)
@@ -202,12 +213,9 @@ func (s *Store) DeleteFile(ctx context.Context, tenantID, fileID string, now tim
 		for _, x := range got {
 			if x.Status == string(domain.BatchCancelling) {
 				cancelling = append(cancelling, x.ID)
-				if err := endUnstarted(ctx, q, x.ID, now, domain.StateCanceled, domain.CodeBatchCancelled); err != nil {
-					return err
-				}
 			}
 		}
-		return nil
+		return endUnstartedInOrder(ctx, q, cancelling, now, domain.StateCanceled, domain.CodeBatchCancelled)
 	})
 	return cancelling, err
 }

@@ -70,7 +70,8 @@ WHERE id = sqlc.arg(id);
 
 -- name: GetBatch :one
 -- A batch as the API shows it: the batch_rows view (migration 0005), the row shape ListBatches
--- shares.
+-- shares. A running batch's counts come from its batch_counters row (migration 0006), so the
+-- read costs the same however many requests the batch has.
 SELECT sqlc.embed(b)
 FROM batch_rows b
 WHERE b.id = sqlc.arg(id) AND b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL;

@@ -49,6 +49,14 @@ type Batch struct {
 	DeletedAt        *time.Time
 }
 
+type BatchCounter struct {
+	BatchID   string
+	Slot      int16
+	Total     int64
+	Completed int64
+	Failed    int64
+}
+
 type BatchRow struct {
 	ID               string
 	TenantID         string

@@ -961,7 +961,8 @@ type GetBatchRow struct {
 }
 
 // A batch as the API shows it: the batch_rows view (migration 0005), the row shape ListBatches
-// shares.
+// shares. A running batch's counts come from its batch_counters row (migration 0006), so the
+// read costs the same however many requests the batch has.
 func (q *Queries) GetBatch(ctx context.Context, arg GetBatchParams) (GetBatchRow, error) {
 	row := q.db.QueryRow(ctx, getBatch, arg.ID, arg.TenantID)
 	var i GetBatchRow

@@ -115,14 +115,16 @@ func (e *Engine) writeGroup(ctx context.Context, model string, group []*member) 
 	}
 	next := jobs
 	var owner *invocation // where requests claimed beyond the group's slots run (after an adopted retry)
-	for _, m := range group {
-		r := groupResult{won: byID[m.out.RequestID]}
+	results := make([]groupResult, len(group))
+	for i, m := range group {
+		results[i] = groupResult{won: byID[m.out.RequestID]}
 		if m.refill && len(next) > 0 {
-			r.next, next = &next[0], next[1:]
+			results[i].next, next = &next[0], next[1:]
 			owner = m.inv
 		}
-		m.done <- r
 	}
+	// Started before the members are answered: until then each member's invocation is waiting for
+	// its slot, so Process cannot have returned.
 	for _, j := range next {
 		if owner == nil {
 			break // no slot asked for a request: none was claimed
@@ -130,6 +132,9 @@ func (e *Engine) writeGroup(ctx context.Context, model string, group []*member) 
 		owner.spawn(func() { _ = e.runSlot(owner.ctx, j, owner) })
 	}
 	group[0].inv.spawn(func() { e.afterGroup(ctx, model, group, won, jobs) })
+	for i, m := range group {
+		m.done <- results[i]
+	}
 }
 
 // afterGroup does what a written group's results call for, beside the slots that go on running:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/local/pgtest"
@@ -299,23 +300,13 @@ func TestConcurrentFinishesOfOneBatchAreAllCounted(t *testing.T) {
 					state = domain.StateFailed
 				}
 				won, err := f.store.FinishMany(ctx, []domain.Outcome{{Work: w[i], State: state, StatusCode: 200, Body: []byte(`{}`)}}, f.now)
-				if !assertNoError(t, err) || len(won) != 1 {
-					t.Errorf("finish %d: won %d", i, len(won))
-				}
+				assert.NoError(t, err) // not the test's goroutine
+				assert.Len(t, won, 1, "finish %d", i)
 			}
 		}()
 	}
 	wg.Wait()
 	f.requireCounts(t, id, shown{2 + 67, 33, 0}, "every concurrent finish counted")
-}
-
-func assertNoError(t *testing.T, err error) bool {
-	t.Helper()
-	if err != nil {
-		t.Error(err)
-		return false
-	}
-	return true
 }
 
 // A claim (pending → claimed → processing), a give-back (Unclaim) and a retry back to pending

@@ -186,10 +186,7 @@ func TestRetryingFailedRequestsReopensTheBatchWithExactCounts(t *testing.T) {
 		domain.Outcome{Work: w[0], State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{}`)},
 		domain.Outcome{Work: w[1], State: domain.StateFailed, StatusCode: 500, Body: []byte(`{}`)},
 		domain.Outcome{Work: w[2], State: domain.StateFailed, StatusCode: 500, Body: []byte(`{}`)})
-	_, ok, err := f.store.BeginFinalize(ctx, id, f.now)
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.NoError(t, f.store.SealBatch(ctx, id, domain.Sealed{Key: "o", Lines: 1}, domain.Sealed{Key: "e", Lines: 2}, nil, f.now))
+	f.seal(t, id, 1, 2)
 	b, err := f.store.GetBatch(ctx, f.tenant, id)
 	require.NoError(t, err)
 	require.Equal(t, domain.BatchCompleted, b.Status)
@@ -217,11 +214,8 @@ func TestASealedBatchShowsItsFrozenCountsWithoutItsRequests(t *testing.T) {
 	f.finish(t,
 		domain.Outcome{Work: w[0], State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{}`)},
 		domain.Outcome{Work: w[1], State: domain.StateFailed, StatusCode: 500, Body: []byte(`{}`)})
-	_, ok, err := f.store.BeginFinalize(ctx, id, f.now)
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.NoError(t, f.store.SealBatch(ctx, id, domain.Sealed{Key: "o", Lines: 1}, domain.Sealed{Key: "e", Lines: 1}, nil, f.now))
-	_, err = f.store.Pool().Exec(ctx, `DELETE FROM requests WHERE batch_id = $1`, id)
+	f.seal(t, id, 1, 1)
+	_, err := f.store.Pool().Exec(ctx, `DELETE FROM requests WHERE batch_id = $1`, id)
 	require.NoError(t, err)
 	b, err := f.store.GetBatch(ctx, f.tenant, id)
 	require.NoError(t, err)
@@ -432,4 +426,15 @@ func TestMigrationBackfillsTheCountersOfExistingBatches(t *testing.T) {
 	b, err := s.GetBatch(ctx, "t", "batch_b")
 	require.NoError(t, err)
 	require.Equal(t, domain.Counts{}, b.Counts, "a batch without requests counts nothing")
+}
+
+// seal elects the finaliser of batch id and seals it with output and error files of the given
+// line counts.
+func (f *fixture) seal(t *testing.T, id string, outLines, errLines int) {
+	t.Helper()
+	ctx := context.Background()
+	_, ok, err := f.store.BeginFinalize(ctx, id, f.now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, f.store.SealBatch(ctx, id, domain.Sealed{Key: "o", Lines: outLines}, domain.Sealed{Key: "e", Lines: errLines}, nil, f.now))
 }

@@ -334,3 +334,16 @@ func TestCreateReportsThatAnUnqueuedBatchCouldNotBeFailed(t *testing.T) {
 	require.Equal(t, domain.EUnavailable, domain.ErrorCode(err), "error %v, want EUnavailable (503, retried)", err)
 	assert.ErrorIs(t, err, failErr, "the error does not carry FailBatch's")
 }
+
+func TestCreateRecordsTheCreatingKeyOnTheBatch(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	stored := batchStore(f)
+	f.SendPopulateFn = func(context.Context, string) error { return nil }
+	c := validCreate()
+	c.CreatedByKey = 42
+	got, err := newService(f).Create(context.Background(), c)
+	require.NoError(t, err)
+	require.EqualValues(t, 42, stored[got.Batch.ID].CreatedByKey, "the store is asked to record the key")
+	require.EqualValues(t, 42, got.Batch.CreatedByKey)
+}

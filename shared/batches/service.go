@@ -87,6 +87,7 @@ const MaxReportedErrors = jsonl.DefaultMaxErrors
 // completion window on the allow-list, metadata limits).
 type Create struct {
 	TenantID         string
+	CreatedByKey     int64 // id of the API key creating the batch, recorded on it and its output/error files; 0 = unknown
 	InputFileID      string
 	Endpoint         string
 	CompletionWindow string
@@ -136,7 +137,7 @@ func (s *Service) Create(ctx context.Context, c Create) (Created, error) {
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: c.TenantID, InputFileID: f.ID, Endpoint: c.Endpoint,
 		CompletionWindow: c.CompletionWindow, Status: domain.BatchValidating, Metadata: c.Metadata,
 		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: c.CreatedByKey}
 	res, err := idempotency.Reserve(ctx, s.store, s.log, c.Idempotency, b.ID, now)
 	if err != nil {
 		return Created{}, err

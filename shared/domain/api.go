@@ -10,6 +10,8 @@ type FileListParams struct {
 	After   string // object id of the last file of the previous page; "" = first page
 	Limit   int    // page size
 	Asc     bool   // oldest first; default newest first
+	// CreatedByKeys keeps the files created by any of these API key ids; empty = any creator.
+	CreatedByKeys []int64
 }
 
 // BatchListParams selects a page of a tenant's batches. Zero values mean "no filter".
@@ -20,7 +22,8 @@ type BatchListParams struct {
 	Search        string // substring of the id, the metadata or the input filename, case-insensitive
 	CreatedAfter  *time.Time
 	CreatedBefore *time.Time
-	ActiveFirst   bool // unfinished batches first, then the rest, each newest first
+	ActiveFirst   bool    // unfinished batches first, then the rest, each newest first
+	CreatedByKeys []int64 // API key ids that created the batch; empty = any creator
 }
 
 // BatchResult is one line of a batch as the results view shows it: the input and, once the line

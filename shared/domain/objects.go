@@ -68,6 +68,7 @@ type File struct {
 	BatchID       string // owning batch of an output or error file
 	CreatedAt     time.Time
 	ExpiresAt     *time.Time
+	CreatedByKey  int64 // id of the API key that created it (a batch's for its output/error files); 0 = unknown
 }
 
 // BatchError is one entry of a batch's errors list (OpenAI shape).
@@ -102,6 +103,7 @@ type Batch struct {
 	ExpiredAt        *time.Time
 	CancellingAt     *time.Time
 	CancelledAt      *time.Time
+	CreatedByKey     int64 // id of the API key that created it; 0 = unknown
 }
 
 // Sealed reports whether the batch's output and error files are final: it ended through

@@ -69,7 +69,7 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	got, err := s.batches.Create(r.Context(), batches.Create{TenantID: principal(r).TenantID, InputFileID: req.InputFileID,
+	got, err := s.batches.Create(r.Context(), batches.Create{TenantID: principal(r).TenantID, CreatedByKey: principal(r).KeyID, InputFileID: req.InputFileID,
 		Endpoint: req.Endpoint, CompletionWindow: req.CompletionWindow, Metadata: req.Metadata, ValidateOnly: req.ValidateOnly,
 		Idempotency: idempotencyKey(r, idempotency.RouteCreateBatch, canonicalJSON(req))})
 	switch {
@@ -102,12 +102,14 @@ var batchStatuses = func() []string {
 
 // listBatches is GET /v1/batches: after (a batch id) and limit (1..100, default 20) as OpenAI
 // defines them, newest first, plus filters: status (comma-separated), search (a substring of the
-// id, the metadata or the input filename), created_after and created_before (unix seconds), and
-// active_first (unfinished batches first).
+// id, the metadata or the input filename), created_after and created_before (unix seconds),
+// active_first (unfinished batches first) and created_by_key (API key ids, repeated or
+// comma-separated: batches created by any of them).
 func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
 	p := domain.BatchListParams{After: q.str("after"), Limit: q.int("limit", 20, 1, 100), Search: q.str("search"),
-		CreatedAfter: q.unix("created_after"), CreatedBefore: q.unix("created_before"), ActiveFirst: q.bool("active_first")}
+		CreatedAfter: q.unix("created_after"), CreatedBefore: q.unix("created_before"), ActiveFirst: q.bool("active_first"),
+		CreatedByKeys: q.keyIDs("created_by_key")}
 	if v := q.str("status"); v != "" {
 		for _, st := range strings.Split(v, ",") {
 			st = strings.TrimSpace(st)

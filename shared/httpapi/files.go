@@ -122,7 +122,7 @@ func (s *server) createDirectFile(w http.ResponseWriter, r *http.Request) {
 			}
 			fileSum = sha256.New()
 			f, err := s.ingester.Store(r.Context(), ingest.Upload{TenantID: p.TenantID, Filename: filename, Purpose: domain.PurposeBatch,
-				ExpiresAt: &exp, Body: io.TeeReader(part, fileSum)})
+				ExpiresAt: &exp, Body: io.TeeReader(part, fileSum), CreatedByKey: p.KeyID})
 			if err != nil {
 				fail(err)
 				return
@@ -280,7 +280,8 @@ func (s *server) createPresignedFile(w http.ResponseWriter, r *http.Request) {
 	}
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
-		Status: domain.FileUploaded, ObjectKey: domain.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
+		Status: domain.FileUploaded, ObjectKey: domain.StagingKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp,
+		CreatedByKey: p.KeyID}
 	res, err := s.reserve(r, idempotency.RouteCreateFile, canonicalJSON(req), id)
 	if err != nil {
 		s.error(w, r, err)
@@ -393,11 +394,12 @@ func newList[T any](data []T, more bool, id func(T) string) listObject[T] {
 }
 
 // listFiles is GET /v1/files: after (a file id), limit (1..10,000, default 10,000), order (asc
-// or desc by creation, default desc) and purpose, as OpenAI defines them.
+// or desc by creation, default desc) and purpose, as OpenAI defines them, plus created_by_key
+// (API key ids, repeated or comma-separated: files created by any of them).
 func (s *server) listFiles(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
 	p := domain.FileListParams{After: q.str("after"), Limit: q.int("limit", 10000, 1, 10000),
-		Asc: q.oneOf("order", "desc", "asc", "desc") == "asc", Purpose: q.str("purpose")}
+		Asc: q.oneOf("order", "desc", "asc", "desc") == "asc", Purpose: q.str("purpose"), CreatedByKeys: q.keyIDs("created_by_key")}
 	if q.err != nil {
 		s.error(w, r, q.err)
 		return

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
@@ -19,11 +20,14 @@ type fileObject struct {
 	Purpose       string  `json:"purpose"`
 	Status        string  `json:"status"`
 	StatusDetails *string `json:"status_details"`
+	// CreatedByKey extends OpenAI's object: the id of the API key that created the file (a batch's
+	// output and error files: the batch's creator) as a string; null when unknown.
+	CreatedByKey *string `json:"created_by_key"`
 }
 
 func toFileObject(f domain.File) fileObject {
 	o := fileObject{ID: f.ID, Object: "file", Bytes: f.Bytes, CreatedAt: f.CreatedAt.Unix(), ExpiresAt: unixPtr(f.ExpiresAt),
-		Filename: f.Filename, Purpose: f.Purpose, Status: f.Status}
+		Filename: f.Filename, Purpose: f.Purpose, Status: f.Status, CreatedByKey: keyIDString(f.CreatedByKey)}
 	if f.StatusDetails != "" {
 		d := f.StatusDetails
 		o.StatusDetails = &d
@@ -72,6 +76,8 @@ type batchObject struct {
 
 	PartialOutputFileID *string `json:"partial_output_file_id"`
 	PartialErrorFileID  *string `json:"partial_error_file_id"`
+	// CreatedByKey: the id of the API key that created the batch, as a string; null when unknown.
+	CreatedByKey *string `json:"created_by_key"`
 }
 
 func toBatchObject(b domain.Batch) batchObject {
@@ -84,6 +90,7 @@ func toBatchObject(b domain.Batch) batchObject {
 		RequestCounts:       requestCounts{Total: b.Counts.Total, Completed: b.Counts.Completed, Failed: b.Counts.Failed},
 		Usage:               b.Usage,
 		PartialOutputFileID: strPtr(b.OutputFileID), PartialErrorFileID: strPtr(b.ErrorFileID),
+		CreatedByKey: keyIDString(b.CreatedByKey),
 	}
 	if b.Sealed() {
 		o.OutputFileID, o.ErrorFileID = strPtr(b.OutputFileID), strPtr(b.ErrorFileID)
@@ -103,6 +110,15 @@ func unixPtr(t *time.Time) *int64 {
 	}
 	u := t.Unix()
 	return &u
+}
+
+// keyIDString renders an API key id as the objects' created_by_key: nil (null) for 0, unknown.
+func keyIDString(id int64) *string {
+	if id == 0 {
+		return nil
+	}
+	s := strconv.FormatInt(id, 10)
+	return &s
 }
 
 func strPtr(s string) *string {

@@ -242,6 +242,37 @@ func (q *query) unix(name string) *time.Time {
 	return &t
 }
 
+// maxKeyIDs bounds how many API key ids one created_by_key filter may name (default 100): enough
+// for every key of a team, small enough to keep the list query's array cheap.
+const maxKeyIDs = 100
+
+// keyIDs reads a filter of API key ids (positive integers), repeated and/or comma-separated:
+// created_by_key=3&created_by_key=7 and created_by_key=3,7 are the same filter; nil when absent.
+// A present but empty or non-numeric value fails, naming the parameter.
+func (q *query) keyIDs(name string) []int64 {
+	vals, ok := q.v[name]
+	if !ok {
+		return nil
+	}
+	var ids []int64
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n <= 0 {
+				q.fail(name, "Invalid '%s': expected API key ids (positive integers, comma-separated or repeated), got %q.", name, s)
+				return nil
+			}
+			ids = append(ids, n)
+		}
+	}
+	if len(ids) > maxKeyIDs {
+		q.fail(name, "Invalid '%s': at most %d API key ids, got %d.", name, maxKeyIDs, len(ids))
+		return nil
+	}
+	return ids
+}
+
 // oneOf reads a value that must be in allowed; def when absent.
 func (q *query) oneOf(name, def string, allowed ...string) string {
 	s := q.v.Get(name)

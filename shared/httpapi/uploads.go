@@ -99,7 +99,8 @@ func (s *server) createUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	id := domain.NewFileID()
 	f := domain.File{ID: id, TenantID: p.TenantID, Filename: req.Filename, Purpose: domain.PurposeBatch, Bytes: req.Bytes,
-		Status: domain.FileUploaded, ObjectKey: domain.InputFileKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp}
+		Status: domain.FileUploaded, ObjectKey: domain.InputFileKey(p.TenantID, id), CreatedAt: s.now(), ExpiresAt: &exp,
+		CreatedByKey: p.KeyID}
 	if err := s.store.InsertFile(r.Context(), f); err != nil {
 		s.error(w, r, err)
 		return

@@ -117,6 +117,8 @@ type Upload struct {
 	Purpose   string
 	ExpiresAt *time.Time
 	Body      io.Reader
+	// CreatedByKey is the id of the API key uploading it; 0 = unknown.
+	CreatedByKey int64
 }
 
 // Store validates u.Body line by line while streaming it to S3, and records the file only if
@@ -124,7 +126,7 @@ type Upload struct {
 // line and lists every one (see validate). Nothing partial is kept.
 func (in *Ingester) Store(ctx context.Context, u Upload) (domain.File, error) {
 	f := domain.File{ID: u.FileID, TenantID: u.TenantID, Filename: u.Filename, Purpose: u.Purpose,
-		Status: domain.FileProcessed, CreatedAt: in.now(), ExpiresAt: u.ExpiresAt}
+		Status: domain.FileProcessed, CreatedAt: in.now(), ExpiresAt: u.ExpiresAt, CreatedByKey: u.CreatedByKey}
 	if f.ID == "" {
 		f.ID = domain.NewFileID()
 	}

@@ -55,7 +55,8 @@ func (s *Store) ListFiles(ctx context.Context, tenantID string, p domain.FileLis
 		cursorAt = &at
 	}
 	// Two queries rather than a parameter for the direction: each keeps its ORDER BY on the index.
-	args := pgq.ListFilesDescParams{TenantID: tenantID, Max: int32(p.Limit + 1), Purpose: p.Purpose, CursorAt: cursorAt, CursorID: p.After}
+	args := pgq.ListFilesDescParams{TenantID: tenantID, Max: int32(p.Limit + 1), Purpose: p.Purpose,
+		CreatedByKeys: nonNil(p.CreatedByKeys), CursorAt: cursorAt, CursorID: p.After}
 	var rows []pgq.ListFilesDescRow
 	var err error
 	if p.Asc {
@@ -141,7 +142,8 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 		statuses = []string{}
 	}
 	rows, err := s.q.ListBatches(ctx, pgq.ListBatchesParams{TenantID: tenantID, Statuses: statuses, Pattern: LikePattern(p.Search),
-		CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore, ActiveFirst: p.ActiveFirst, CursorRank: int32(cursorRank),
+		CreatedByKeys: nonNil(p.CreatedByKeys), CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore,
+		ActiveFirst: p.ActiveFirst, CursorRank: int32(cursorRank),
 		CursorAt: cursorAt, CursorID: p.After, Max: int32(p.Limit + 1)})
 	if err != nil {
 		return nil, false, fmt.Errorf("list batches: %w", err)
@@ -159,6 +161,15 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 	return batches, more, nil
 }
 
+// nonNil makes an absent filter an empty array: a NULL array has no cardinality, so the queries'
+// "empty = any" test would not match.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 // batchOf maps a row of the batch_rows view (migration 0005; counts from batch_counters since
 // 0006), the row shape GetBatch and ListBatches share.
 func batchOf(r pgq.BatchRow) (domain.Batch, error) {
@@ -166,7 +177,7 @@ func batchOf(r pgq.BatchRow) (domain.Batch, error) {
 		CompletionWindow: r.CompletionWindow, Status: domain.BatchStatus(r.Status), Model: r.Model, OutputFileID: r.OutputFileID,
 		ErrorFileID: r.ErrorFileID, Usage: r.Usage, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
 		InProgressAt: r.InProgressAt, FinalizingAt: r.FinalizingAt, CompletedAt: r.CompletedAt, FailedAt: r.FailedAt,
-		ExpiredAt: r.ExpiredAt, CancellingAt: r.CancellingAt, CancelledAt: r.CancelledAt,
+		ExpiredAt: r.ExpiredAt, CancellingAt: r.CancellingAt, CancelledAt: r.CancelledAt, CreatedByKey: keyID(r.CreatedByKey),
 		Counts: domain.Counts{Total: int(r.Total), Completed: int(r.Completed), Failed: int(r.Failed), Pending: int(r.Pending)}}
 	if len(r.Metadata) > 0 {
 		if err := json.Unmarshal(r.Metadata, &b.Metadata); err != nil {

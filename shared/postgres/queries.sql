@@ -38,12 +38,12 @@ FROM models WHERE name = sqlc.arg(name);
 -- ─── files ─────────────────────────────────────────────────────────────────────────────────────
 
 -- name: InsertFile :exec
-INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, status_details, object_key, line_count, batch_id, created_at, expires_at)
-VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(filename), sqlc.arg(purpose), sqlc.arg(bytes), sqlc.arg(status), sqlc.narg(status_details), sqlc.narg(object_key), sqlc.arg(line_count), sqlc.narg(batch_id), sqlc.arg(created_at), sqlc.narg(expires_at));
+INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, status_details, object_key, line_count, batch_id, created_at, expires_at, created_by_key)
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(filename), sqlc.arg(purpose), sqlc.arg(bytes), sqlc.arg(status), sqlc.narg(status_details), sqlc.narg(object_key), sqlc.arg(line_count), sqlc.narg(batch_id), sqlc.arg(created_at), sqlc.narg(expires_at), sqlc.narg(created_by_key));
 
 -- name: GetFile :one
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
-       line_count, coalesce(batch_id, ''), created_at, expires_at
+       line_count, coalesce(batch_id, ''), created_at, expires_at, created_by_key
 FROM files
 WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL;
 
@@ -59,8 +59,8 @@ WHERE b.id = sqlc.arg(batch_id);
 -- The output and error file ids are reserved at creation so that partial results can be read
 -- while the batch runs; sealing fills in their content (or drops one that stays empty).
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id)
-VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id));
+                     output_file_id, error_file_id, created_by_key)
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key));
 
 -- name: SealFile :exec
 -- Records the sealed content of a batch's output or error file; an empty one is dropped.

@@ -10,25 +10,28 @@
 SELECT created_at FROM files WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id);
 
 -- name: ListFilesDesc :many
--- Newest first (OpenAI's default). purpose = '' lists every purpose. Output and error files appear
+-- Newest first (OpenAI's default). purpose = '' lists every purpose, created_by_keys empty every
+-- creator (a file with no recorded creator matches only then). Output and error files appear
 -- once their batch has sealed them (cursor_at/cursor_id is the cursor, cursor_at NULL for the first page).
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
-       line_count, coalesce(batch_id, ''), created_at, expires_at
+       line_count, coalesce(batch_id, ''), created_at, expires_at, created_by_key
 FROM files
 WHERE tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL
   AND (sqlc.arg(purpose)::text = '' OR purpose = sqlc.arg(purpose))
   AND NOT (batch_id IS NOT NULL AND object_key IS NULL)
+  AND (cardinality(sqlc.arg(created_by_keys)::bigint[]) = 0 OR created_by_key = ANY (sqlc.arg(created_by_keys)::bigint[]))
   AND (sqlc.narg(cursor_at)::timestamptz IS NULL OR (created_at, id) < (sqlc.narg(cursor_at)::timestamptz, sqlc.arg(cursor_id)::text))
 ORDER BY created_at DESC, id DESC
 LIMIT sqlc.arg(max);
 
 -- name: ListFilesAsc :many
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
-       line_count, coalesce(batch_id, ''), created_at, expires_at
+       line_count, coalesce(batch_id, ''), created_at, expires_at, created_by_key
 FROM files
 WHERE tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL
   AND (sqlc.arg(purpose)::text = '' OR purpose = sqlc.arg(purpose))
   AND NOT (batch_id IS NOT NULL AND object_key IS NULL)
+  AND (cardinality(sqlc.arg(created_by_keys)::bigint[]) = 0 OR created_by_key = ANY (sqlc.arg(created_by_keys)::bigint[]))
   AND (sqlc.narg(cursor_at)::timestamptz IS NULL OR (created_at, id) > (sqlc.narg(cursor_at)::timestamptz, sqlc.arg(cursor_id)::text))
 ORDER BY created_at, id
 LIMIT sqlc.arg(max);
@@ -55,7 +58,7 @@ SELECT created_at, status FROM batches WHERE id = sqlc.arg(id) AND tenant_id = s
 -- name: ListBatches :many
 -- One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
 -- statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
--- ('' = none), created_after/created_before bounds (NULL = none). With active_first unfinished
+-- ('' = none), created_by_keys the creating API key ids (empty = any creator), created_after/created_before bounds (NULL = none). With active_first unfinished
 -- batches come first. The cursor (cursor_rank, cursor_at, cursor_id; cursor_at NULL for the first
 -- page) continues after the last item of the previous page in the same order.
 SELECT sqlc.embed(b)
@@ -68,6 +71,7 @@ WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL
   AND (cardinality(sqlc.arg(statuses)::text[]) = 0 OR b.status = ANY (sqlc.arg(statuses)::text[]))
   AND (sqlc.arg(pattern)::text = '' OR b.id ILIKE sqlc.arg(pattern) ESCAPE '\' OR b.metadata::text ILIKE sqlc.arg(pattern) ESCAPE '\'
        OR coalesce(f.filename, '') ILIKE sqlc.arg(pattern) ESCAPE '\')
+  AND (cardinality(sqlc.arg(created_by_keys)::bigint[]) = 0 OR b.created_by_key = ANY (sqlc.arg(created_by_keys)::bigint[]))
   AND (sqlc.narg(created_after)::timestamptz IS NULL OR b.created_at >= sqlc.narg(created_after))
   AND (sqlc.narg(created_before)::timestamptz IS NULL OR b.created_at < sqlc.narg(created_before))
   AND (sqlc.narg(cursor_at)::timestamptz IS NULL

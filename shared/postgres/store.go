@@ -176,7 +176,7 @@ func insertFile(ctx context.Context, q *pgq.Queries, f domain.File) error {
 	}
 	err := q.InsertFile(ctx, pgq.InsertFileParams{ID: f.ID, TenantID: f.TenantID, Filename: f.Filename, Purpose: f.Purpose,
 		Bytes: f.Bytes, Status: f.Status, StatusDetails: details, ObjectKey: key, LineCount: int32(f.Lines), BatchID: batch,
-		CreatedAt: f.CreatedAt, ExpiresAt: f.ExpiresAt})
+		CreatedAt: f.CreatedAt, ExpiresAt: f.ExpiresAt, CreatedByKey: keyRef(f.CreatedByKey)})
 	if err != nil {
 		return fmt.Errorf("insert file: %w", err)
 	}
@@ -200,7 +200,22 @@ func (s *Store) GetFile(ctx context.Context, tenantID, id string) (domain.File, 
 func fileOf(r pgq.GetFileRow) domain.File {
 	return domain.File{ID: r.ID, TenantID: r.TenantID, Filename: r.Filename, Purpose: r.Purpose, Bytes: r.Bytes, Status: r.Status,
 		StatusDetails: r.StatusDetails, ObjectKey: r.ObjectKey, Lines: int(r.LineCount), BatchID: r.BatchID,
-		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, CreatedByKey: keyID(r.CreatedByKey)}
+}
+
+// keyRef and keyID map a creator's API key id to its nullable column and back: 0 (unknown) is NULL.
+func keyRef(id int64) *int64 {
+	if id == 0 {
+		return nil
+	}
+	return &id
+}
+
+func keyID(ref *int64) int64 {
+	if ref == nil {
+		return 0
+	}
+	return *ref
 }
 
 // ─── batches ────────────────────────────────────────────────────────────────────────────────────
@@ -222,13 +237,14 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 			{b.ErrorFileID, domain.PurposeBatchError, "_error.jsonl"},
 		} {
 			if err := insertFile(ctx, q, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
-				Status: domain.FileProcessed, BatchID: b.ID, CreatedAt: b.CreatedAt}); err != nil {
+				Status: domain.FileProcessed, BatchID: b.ID, CreatedAt: b.CreatedAt, CreatedByKey: b.CreatedByKey}); err != nil {
 				return err
 			}
 		}
 		err = q.InsertBatch(ctx, pgq.InsertBatchParams{ID: b.ID, TenantID: b.TenantID, InputFileID: &b.InputFileID,
 			Endpoint: b.Endpoint, CompletionWindow: b.CompletionWindow, Metadata: meta, Total: int32(b.Counts.Total),
-			CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, OutputFileID: &b.OutputFileID, ErrorFileID: &b.ErrorFileID})
+			CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, OutputFileID: &b.OutputFileID, ErrorFileID: &b.ErrorFileID,
+			CreatedByKey: keyRef(b.CreatedByKey)})
 		if err != nil {
 			return fmt.Errorf("insert batch: %w", err)
 		}

@@ -47,6 +47,7 @@ type Batch struct {
 	CancellingAt     *time.Time
 	CancelledAt      *time.Time
 	DeletedAt        *time.Time
+	CreatedByKey     *int64
 }
 
 type BatchCounter struct {
@@ -84,6 +85,7 @@ type BatchRow struct {
 	Failed           int64
 	Pending          int64
 	DeletedAt        *time.Time
+	CreatedByKey     *int64
 }
 
 type File struct {
@@ -100,6 +102,7 @@ type File struct {
 	CreatedAt     time.Time
 	ExpiresAt     *time.Time
 	DeletedAt     *time.Time
+	CreatedByKey  *int64
 }
 
 type IdempotencyKey struct {

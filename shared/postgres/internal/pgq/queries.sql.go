@@ -946,7 +946,7 @@ func (q *Queries) FinishMany(ctx context.Context, arg FinishManyParams) ([]Finis
 }
 
 const getBatch = `-- name: GetBatch :one
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key
 FROM batch_rows b
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL
 `
@@ -993,13 +993,14 @@ func (q *Queries) GetBatch(ctx context.Context, arg GetBatchParams) (GetBatchRow
 		&i.BatchRow.Failed,
 		&i.BatchRow.Pending,
 		&i.BatchRow.DeletedAt,
+		&i.BatchRow.CreatedByKey,
 	)
 	return i, err
 }
 
 const getFile = `-- name: GetFile :one
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
-       line_count, coalesce(batch_id, ''), created_at, expires_at
+       line_count, coalesce(batch_id, ''), created_at, expires_at, created_by_key
 FROM files
 WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
 `
@@ -1022,6 +1023,7 @@ type GetFileRow struct {
 	BatchID       string
 	CreatedAt     time.Time
 	ExpiresAt     *time.Time
+	CreatedByKey  *int64
 }
 
 func (q *Queries) GetFile(ctx context.Context, arg GetFileParams) (GetFileRow, error) {
@@ -1040,6 +1042,7 @@ func (q *Queries) GetFile(ctx context.Context, arg GetFileParams) (GetFileRow, e
 		&i.BatchID,
 		&i.CreatedAt,
 		&i.ExpiresAt,
+		&i.CreatedByKey,
 	)
 	return i, err
 }
@@ -1121,8 +1124,8 @@ func (q *Queries) HideBatchFiles(ctx context.Context, arg HideBatchFilesParams) 
 const insertBatch = `-- name: InsertBatch :exec
 
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id)
-VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11)
+                     output_file_id, error_file_id, created_by_key)
+VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11, $12)
 `
 
 type InsertBatchParams struct {
@@ -1137,6 +1140,7 @@ type InsertBatchParams struct {
 	ExpiresAt        time.Time
 	OutputFileID     *string
 	ErrorFileID      *string
+	CreatedByKey     *int64
 }
 
 // ─── batches ───────────────────────────────────────────────────────────────────────────────────
@@ -1155,14 +1159,15 @@ func (q *Queries) InsertBatch(ctx context.Context, arg InsertBatchParams) error 
 		arg.ExpiresAt,
 		arg.OutputFileID,
 		arg.ErrorFileID,
+		arg.CreatedByKey,
 	)
 	return err
 }
 
 const insertFile = `-- name: InsertFile :exec
 
-INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, status_details, object_key, line_count, batch_id, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+INSERT INTO files (id, tenant_id, filename, purpose, bytes, status, status_details, object_key, line_count, batch_id, created_at, expires_at, created_by_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 `
 
 type InsertFileParams struct {
@@ -1178,6 +1183,7 @@ type InsertFileParams struct {
 	BatchID       *string
 	CreatedAt     time.Time
 	ExpiresAt     *time.Time
+	CreatedByKey  *int64
 }
 
 // ─── files ─────────────────────────────────────────────────────────────────────────────────────
@@ -1195,6 +1201,7 @@ func (q *Queries) InsertFile(ctx context.Context, arg InsertFileParams) error {
 		arg.BatchID,
 		arg.CreatedAt,
 		arg.ExpiresAt,
+		arg.CreatedByKey,
 	)
 	return err
 }

@@ -347,7 +347,7 @@ func (q *Queries) ListAPIKeys(ctx context.Context, tenantID string) ([]ListAPIKe
 }
 
 const listBatches = `-- name: ListBatches :many
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key
 FROM batch_rows b
 LEFT JOIN files f ON f.id = b.input_file_id
 CROSS JOIN LATERAL (
@@ -357,13 +357,14 @@ WHERE b.tenant_id = $2 AND b.deleted_at IS NULL
   AND (cardinality($3::text[]) = 0 OR b.status = ANY ($3::text[]))
   AND ($4::text = '' OR b.id ILIKE $4 ESCAPE '\' OR b.metadata::text ILIKE $4 ESCAPE '\'
        OR coalesce(f.filename, '') ILIKE $4 ESCAPE '\')
-  AND ($5::timestamptz IS NULL OR b.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR b.created_at < $6)
-  AND ($7::timestamptz IS NULL
-       OR k.rank > $8::int
-       OR (k.rank = $8::int AND (b.created_at, b.id) < ($7::timestamptz, $9::text)))
+  AND (cardinality($5::bigint[]) = 0 OR b.created_by_key = ANY ($5::bigint[]))
+  AND ($6::timestamptz IS NULL OR b.created_at >= $6)
+  AND ($7::timestamptz IS NULL OR b.created_at < $7)
+  AND ($8::timestamptz IS NULL
+       OR k.rank > $9::int
+       OR (k.rank = $9::int AND (b.created_at, b.id) < ($8::timestamptz, $10::text)))
 ORDER BY k.rank, b.created_at DESC, b.id DESC
-LIMIT $10
+LIMIT $11
 `
 
 type ListBatchesParams struct {
@@ -371,6 +372,7 @@ type ListBatchesParams struct {
 	TenantID      string
 	Statuses      []string
 	Pattern       string
+	CreatedByKeys []int64
 	CreatedAfter  *time.Time
 	CreatedBefore *time.Time
 	CursorAt      *time.Time
@@ -385,7 +387,7 @@ type ListBatchesRow struct {
 
 // One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
 // statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
-// (” = none), created_after/created_before bounds (NULL = none). With active_first unfinished
+// (” = none), created_by_keys the creating API key ids (empty = any creator), created_after/created_before bounds (NULL = none). With active_first unfinished
 // batches come first. The cursor (cursor_rank, cursor_at, cursor_id; cursor_at NULL for the first
 // page) continues after the last item of the previous page in the same order.
 func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]ListBatchesRow, error) {
@@ -394,6 +396,7 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 		arg.TenantID,
 		arg.Statuses,
 		arg.Pattern,
+		arg.CreatedByKeys,
 		arg.CreatedAfter,
 		arg.CreatedBefore,
 		arg.CursorAt,
@@ -435,6 +438,7 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 			&i.BatchRow.Failed,
 			&i.BatchRow.Pending,
 			&i.BatchRow.DeletedAt,
+			&i.BatchRow.CreatedByKey,
 		); err != nil {
 			return nil, err
 		}
@@ -448,22 +452,24 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 
 const listFilesAsc = `-- name: ListFilesAsc :many
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
-       line_count, coalesce(batch_id, ''), created_at, expires_at
+       line_count, coalesce(batch_id, ''), created_at, expires_at, created_by_key
 FROM files
 WHERE tenant_id = $1 AND deleted_at IS NULL
   AND ($2::text = '' OR purpose = $2)
   AND NOT (batch_id IS NOT NULL AND object_key IS NULL)
-  AND ($3::timestamptz IS NULL OR (created_at, id) > ($3::timestamptz, $4::text))
+  AND (cardinality($3::bigint[]) = 0 OR created_by_key = ANY ($3::bigint[]))
+  AND ($4::timestamptz IS NULL OR (created_at, id) > ($4::timestamptz, $5::text))
 ORDER BY created_at, id
-LIMIT $5
+LIMIT $6
 `
 
 type ListFilesAscParams struct {
-	TenantID string
-	Purpose  string
-	CursorAt *time.Time
-	CursorID string
-	Max      int32
+	TenantID      string
+	Purpose       string
+	CreatedByKeys []int64
+	CursorAt      *time.Time
+	CursorID      string
+	Max           int32
 }
 
 type ListFilesAscRow struct {
@@ -479,12 +485,14 @@ type ListFilesAscRow struct {
 	BatchID       string
 	CreatedAt     time.Time
 	ExpiresAt     *time.Time
+	CreatedByKey  *int64
 }
 
 func (q *Queries) ListFilesAsc(ctx context.Context, arg ListFilesAscParams) ([]ListFilesAscRow, error) {
 	rows, err := q.db.Query(ctx, listFilesAsc,
 		arg.TenantID,
 		arg.Purpose,
+		arg.CreatedByKeys,
 		arg.CursorAt,
 		arg.CursorID,
 		arg.Max,
@@ -509,6 +517,7 @@ func (q *Queries) ListFilesAsc(ctx context.Context, arg ListFilesAscParams) ([]L
 			&i.BatchID,
 			&i.CreatedAt,
 			&i.ExpiresAt,
+			&i.CreatedByKey,
 		); err != nil {
 			return nil, err
 		}
@@ -522,22 +531,24 @@ func (q *Queries) ListFilesAsc(ctx context.Context, arg ListFilesAscParams) ([]L
 
 const listFilesDesc = `-- name: ListFilesDesc :many
 SELECT id, tenant_id, filename, purpose, bytes, status, coalesce(status_details, ''), coalesce(object_key, ''),
-       line_count, coalesce(batch_id, ''), created_at, expires_at
+       line_count, coalesce(batch_id, ''), created_at, expires_at, created_by_key
 FROM files
 WHERE tenant_id = $1 AND deleted_at IS NULL
   AND ($2::text = '' OR purpose = $2)
   AND NOT (batch_id IS NOT NULL AND object_key IS NULL)
-  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::text))
+  AND (cardinality($3::bigint[]) = 0 OR created_by_key = ANY ($3::bigint[]))
+  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::text))
 ORDER BY created_at DESC, id DESC
-LIMIT $5
+LIMIT $6
 `
 
 type ListFilesDescParams struct {
-	TenantID string
-	Purpose  string
-	CursorAt *time.Time
-	CursorID string
-	Max      int32
+	TenantID      string
+	Purpose       string
+	CreatedByKeys []int64
+	CursorAt      *time.Time
+	CursorID      string
+	Max           int32
 }
 
 type ListFilesDescRow struct {
@@ -553,14 +564,17 @@ type ListFilesDescRow struct {
 	BatchID       string
 	CreatedAt     time.Time
 	ExpiresAt     *time.Time
+	CreatedByKey  *int64
 }
 
-// Newest first (OpenAI's default). purpose = ” lists every purpose. Output and error files appear
+// Newest first (OpenAI's default). purpose = ” lists every purpose, created_by_keys empty every
+// creator (a file with no recorded creator matches only then). Output and error files appear
 // once their batch has sealed them (cursor_at/cursor_id is the cursor, cursor_at NULL for the first page).
 func (q *Queries) ListFilesDesc(ctx context.Context, arg ListFilesDescParams) ([]ListFilesDescRow, error) {
 	rows, err := q.db.Query(ctx, listFilesDesc,
 		arg.TenantID,
 		arg.Purpose,
+		arg.CreatedByKeys,
 		arg.CursorAt,
 		arg.CursorID,
 		arg.Max,
@@ -585,6 +599,7 @@ func (q *Queries) ListFilesDesc(ctx context.Context, arg ListFilesDescParams) ([
 			&i.BatchID,
 			&i.CreatedAt,
 			&i.ExpiresAt,
+			&i.CreatedByKey,
 		); err != nil {
 			return nil, err
 		}

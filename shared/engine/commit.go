@@ -174,11 +174,19 @@ func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, 
 	}
 	// Slots given back go to the queue. A model with an escalation target also wakes the target:
 	// batches crossing their escalation threshold are claimed by it, and nothing else would wake
-	// it before the next scheduled dispatch.
-	if gaveBack || e.escalates(ctx, model) {
+	// it before the next scheduled dispatch. The model itself is dispatched only when it gave
+	// slots back: otherwise the group's own claim has just filled them.
+	var wake []string
+	if gaveBack {
+		wake = append(wake, model)
+	}
+	if fb := e.fallbackOf(ctx, model); fb != "" {
+		wake = append(wake, fb)
+	}
+	if len(wake) > 0 {
 		pctx, cancel := e.followUp(ctx)
-		if err := e.Dispatch(pctx, model); err != nil {
-			e.log.WarnContext(ctx, "dispatch after completion", "model", model, "err", err)
+		if _, err := e.dispatchModels(pctx, wake...); err != nil {
+			e.log.WarnContext(ctx, "dispatch after completion", "models", wake, "err", err)
 		}
 		cancel()
 	}
@@ -197,10 +205,4 @@ func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, 
 		e.TryFinalize(pctx, b)
 		cancel()
 	}
-}
-
-// escalates reports whether model hands requests near their deadline to another model.
-func (e *Engine) escalates(ctx context.Context, model string) bool {
-	m, err := e.models.get(ctx, model)
-	return err == nil && m != nil && m.EscalationModel != ""
 }

@@ -168,10 +168,19 @@ func (e *Engine) Dispatch(ctx context.Context, models ...string) error {
 func (e *Engine) withFallbacks(ctx context.Context, models []string) []string {
 	out := append([]string(nil), models...)
 	for _, name := range models {
-		m, err := e.models.get(ctx, name)
-		if err == nil && m != nil && m.EscalationModel != "" && !slices.Contains(out, m.EscalationModel) {
-			out = append(out, m.EscalationModel)
+		if fb := e.fallbackOf(ctx, name); fb != "" && !slices.Contains(out, fb) {
+			out = append(out, fb)
 		}
 	}
 	return out
+}
+
+// fallbackOf returns the model that name hands its requests near their deadline to, "" when it
+// has none or its configuration cannot be read.
+func (e *Engine) fallbackOf(ctx context.Context, name string) string {
+	m, err := e.models.get(ctx, name)
+	if err != nil || m == nil {
+		return ""
+	}
+	return m.EscalationModel
 }

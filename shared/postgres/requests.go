@@ -36,9 +36,9 @@ func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgenc
 // FinishAndClaim persists outs and claims the slots they free in one transaction and one round
 // trip: the fenced FinishMany, then, when refill.Max > 0, the model lock and a claim of up to
 // refill.Max requests straight into processing for refill.Owner (ClaimForModel with an owner), or
-// as claimed for the work queue when Owner is empty. It returns the outcomes
-// that won, as FinishMany does, and the claimed requests ready to run. A freed slot is so refilled
-// by the statement that records its result, and one commit serves the whole group.
+// as claimed for the work queue when Owner is empty. It returns the outcomes that won, as
+// FinishMany does, and the claimed requests ready to run. A freed slot is so refilled by the
+// statement that records its result, and one commit serves the whole group.
 //
 // The claim sees the group's own finishes (a later statement of the same transaction), so the
 // slots they free count as free; the limit stays exact because the claim still counts under the

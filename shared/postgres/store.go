@@ -94,6 +94,9 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
 // Pool exposes the pool for migrations, tests and benchmarks.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool.Pool }
 
+// ReplicaPool exposes the read replica's pool for tests; nil without a replica.
+func (s *Store) ReplicaPool() *pgxpool.Pool { return s.replica.Pool }
+
 // Ping checks that the database answers (readiness). It asks the primary alone: a replica that
 // does not answer only sends its reads to the primary.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }

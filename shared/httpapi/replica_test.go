@@ -33,8 +33,12 @@ func TestGetsShowTheViewAndWritesDecideOnTheNewestState(t *testing.T) {
 		return domain.File{ID: aFileID, TenantID: tenantID, Filename: name, Purpose: domain.PurposeBatch, Status: status,
 			ObjectKey: "k", Bytes: 3, Lines: 1, CreatedAt: testNow}
 	}
-	f.ViewFileFn = func(context.Context, string, string) (domain.File, error) { return file("view.jsonl", domain.FileUploaded), nil }
-	f.GetFileFn = func(context.Context, string, string) (domain.File, error) { return file("newest.jsonl", domain.FileProcessed), nil }
+	f.ViewFileFn = func(context.Context, string, string) (domain.File, error) {
+		return file("view.jsonl", domain.FileUploaded), nil
+	}
+	f.GetFileFn = func(context.Context, string, string) (domain.File, error) {
+		return file("newest.jsonl", domain.FileProcessed), nil
+	}
 	f.ViewBatchFn = func(_ context.Context, _, id string) (domain.Batch, error) {
 		return domain.Batch{ID: id, TenantID: tenantID, Status: domain.BatchValidating, CreatedAt: testNow, ExpiresAt: testNow.Add(time.Hour)}, nil
 	}

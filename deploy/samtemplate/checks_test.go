@@ -949,6 +949,73 @@ func checkParameters(tpl map[string]any) []error {
 	return errs
 }
 
+// replicaReader is the one function that reads from the read replica (shared/postgres's
+// replica.go: the API's GET reads); the others read and write the primary only.
+const replicaReader = "ApiFunction"
+
+// checkReplica: the read replica is optional (its secret parameter defaults to empty, which
+// shared/config reads as "no replica"), and only the function that reads from it is given its
+// secret, in its environment and in IAM, where the grant exists only when a secret is named (an
+// empty Resource would fail the deployment).
+func checkReplica(tpl map[string]any) []error {
+	var errs []error
+	const param, env, cond = "DatabaseReplicaSecretArn", "DATABASE_REPLICA_SECRET_ARN", "HasDatabaseReplica"
+	p := asMap(dig(tpl, "Parameters", param))
+	if p == nil {
+		return []error{fmt.Errorf("parameter %s is missing", param)}
+	}
+	if d, ok := p["Default"]; !ok || d != "" {
+		errs = append(errs, fmt.Errorf("parameter %s: Default = %v, want \"\" (optional: no replica)", param, p["Default"]))
+	}
+	if pat, _ := p["AllowedPattern"].(string); !strings.HasPrefix(pat, "^$|") {
+		errs = append(errs, fmt.Errorf("parameter %s: AllowedPattern = %q, want one that admits the empty default (^$|...)", param, pat))
+	}
+	wantCond := map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": param}, ""}}}}
+	if c := dig(tpl, "Conditions", cond); !reflect.DeepEqual(c, wantCond) {
+		errs = append(errs, fmt.Errorf("condition %s = %v, want !Not [!Equals [!Ref %s, \"\"]]", cond, c, param))
+	}
+	fns := functions(tpl)
+	for _, id := range sortedKeys(fns) {
+		v, set := fnEnv(tpl, id)[env]
+		n, _ := refName(v)
+		switch {
+		case id == replicaReader && n != param:
+			errs = append(errs, fmt.Errorf("%s: %s = %v, want !Ref %s", id, env, v, param))
+		case id != replicaReader && set:
+			errs = append(errs, fmt.Errorf("%s: %s is set, but only %s reads from the replica", id, env, replicaReader))
+		}
+		conditional := false
+		for _, pol := range asList(dig(fns[id], "Properties", "Policies")) {
+			l, isIf := asMap(pol)["Fn::If"].([]any)
+			granted := false
+			stmts, _, _ := policies(map[string]any{"Properties": map[string]any{"Policies": []any{pol}}})
+			for _, st := range stmts {
+				for _, r := range st.resources {
+					if rn, _ := refName(r); rn == param && slices.Contains(st.actions, "secretsmanager:GetSecretValue") {
+						granted = true
+					}
+				}
+			}
+			if !granted {
+				continue
+			}
+			if id != replicaReader {
+				errs = append(errs, fmt.Errorf("%s: may read the replica's secret, but only %s reads from the replica", id, replicaReader))
+				continue
+			}
+			if !isIf || len(l) != 3 || l[0] != cond {
+				errs = append(errs, fmt.Errorf("%s: the grant on %s must be under !If [%s, ..., !Ref AWS::NoValue]", id, param, cond))
+				continue
+			}
+			conditional = true
+		}
+		if id == replicaReader && !conditional {
+			errs = append(errs, fmt.Errorf("%s: no secretsmanager:GetSecretValue on %s under !If %s", id, param, cond))
+		}
+	}
+	return errs
+}
+
 func checkOutputs(tpl map[string]any) []error {
 	var errs []error
 	outs := asMap(tpl["Outputs"])

@@ -45,6 +45,7 @@ func TestTemplate(t *testing.T) {
 		{"s3 grants", checkS3Grants},
 		{"bucket", checkBucket},
 		{"parameters", checkParameters},
+		{"replica", checkReplica},
 		{"outputs", checkOutputs},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -371,6 +372,52 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"worker's credential-ref prefix not the one it is granted", checkParameters,
 			func(tpl map[string]any) { globalEnv(tpl)["UPSTREAM_SECRET_ARN_PREFIX"] = "" },
 			"WorkerFunction: UPSTREAM_SECRET_ARN_PREFIX",
+		},
+		{
+			"replica secret required", checkReplica,
+			func(tpl map[string]any) { delete(asMap(dig(tpl, "Parameters", "DatabaseReplicaSecretArn")), "Default") },
+			"parameter DatabaseReplicaSecretArn: Default",
+		},
+		{
+			"replica secret given to the worker", checkReplica,
+			func(tpl map[string]any) {
+				props(tpl, "WorkerFunction")["Environment"] = map[string]any{"Variables": map[string]any{
+					"DATABASE_REPLICA_SECRET_ARN": map[string]any{"Ref": "DatabaseReplicaSecretArn"}}}
+			},
+			"WorkerFunction: DATABASE_REPLICA_SECRET_ARN is set",
+		},
+		{
+			"replica secret in every function's environment", checkReplica,
+			func(tpl map[string]any) {
+				globalEnv(tpl)["DATABASE_REPLICA_SECRET_ARN"] = map[string]any{"Ref": "DatabaseReplicaSecretArn"}
+			},
+			"PurgeFunction: DATABASE_REPLICA_SECRET_ARN is set",
+		},
+		{
+			"API without the replica setting", checkReplica,
+			func(tpl map[string]any) { delete(props(tpl, "ApiFunction"), "Environment") },
+			"ApiFunction: DATABASE_REPLICA_SECRET_ARN",
+		},
+		{
+			"replica secret granted without its condition", checkReplica,
+			func(tpl map[string]any) {
+				pols := asList(props(tpl, "ApiFunction")["Policies"])
+				for i, p := range pols {
+					if l, ok := asMap(p)["Fn::If"].([]any); ok && l[0] == "HasDatabaseReplica" {
+						pols[i] = l[1]
+					}
+				}
+			},
+			"ApiFunction: the grant on DatabaseReplicaSecretArn must be under !If",
+		},
+		{
+			"replica secret readable by dispatch", checkReplica,
+			func(tpl map[string]any) {
+				props(tpl, "DispatchFunction")["Policies"] = append(asList(props(tpl, "DispatchFunction")["Policies"]),
+					map[string]any{"Statement": []any{map[string]any{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+						"Resource": map[string]any{"Ref": "DatabaseReplicaSecretArn"}}}})
+			},
+			"DispatchFunction: may read the replica's secret",
 		},
 		{
 			"a DLQ output missing", checkOutputs,

@@ -100,8 +100,17 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.stopLeftover(ctx); err != nil {
 		return nil, err
 	}
-	c.settings = []string{
-		"-p " + strconv.Itoa(c.port),
+	c.settings = serverSettings(c.port, dir, opts)
+	if err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// serverSettings are the options pg_ctl start gives the server of cluster directory dir.
+func serverSettings(port int, dir string, opts Options) []string {
+	settings := []string{
+		"-p " + strconv.Itoa(port),
 		"-k " + dir,
 		"-c listen_addresses=127.0.0.1",
 		"-c max_connections=400",
@@ -112,11 +121,66 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		"-c autovacuum_naptime=10s",
 	}
 	if !opts.Durable {
-		c.settings = append(c.settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
 	}
 	for _, s := range opts.Settings {
-		c.settings = append(c.settings, "-c "+s)
+		settings = append(settings, "-c "+s)
 	}
+	return settings
+}
+
+// StartReplica makes a new cluster in opts.Dir a streaming replica (a hot standby) of primary
+// and starts it, returning once it accepts read-only connections. pg_basebackup copies the
+// primary's data directory over a replication connection and, with -R, writes standby.signal
+// and the primary_conninfo that streams the primary's WAL from then on. The primary needs
+// nothing initdb does not already give it: wal_level replica and max_wal_senders 10 are the
+// defaults, and initdb's pg_hba.conf admits replication connections from 127.0.0.1 with the
+// method it was given (trust). An existing replica in opts.Dir is reused.
+//
+// A replica replicates the whole cluster: every database created on the primary appears on it.
+// Its Options.Settings should leave max_connections at or above the primary's, which a hot
+// standby requires; Durable applies to the replica alone.
+func StartReplica(ctx context.Context, primary *Cluster, opts Options) (*Cluster, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("pgcluster: Options.Dir is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir, bin: primary.bin, log: log, port: opts.Port, asUser: primary.asUser}
+	if c.port == 0 {
+		if c.port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.prepareDir(); err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		start := time.Now()
+		// -X stream: the WAL written while the copy runs comes along over a second connection, so
+		// the copy is consistent on its own. -c fast: start at once with an immediate checkpoint
+		// rather than waiting for the next scheduled one.
+		args := []string{"-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres",
+			"-R", "-X", "stream", "-c", "fast", "--no-password"}
+		if !opts.Durable {
+			args = append(args, "--no-sync")
+		}
+		if out, err := c.run(ctx, "pg_basebackup", args...); err != nil {
+			return nil, fmt.Errorf("pgcluster: pg_basebackup: %w: %s", err, strings.Join(strings.Fields(string(out)), " "))
+		}
+		log.Info("postgres replica copied", "dir", dir, "primary", primary.URL("postgres"), "took", time.Since(start).Round(time.Millisecond))
+	}
+	if err := c.stopLeftover(ctx); err != nil {
+		return nil, err
+	}
+	c.settings = serverSettings(c.port, dir, opts)
 	if err := c.Start(ctx); err != nil {
 		return nil, err
 	}

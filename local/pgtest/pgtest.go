@@ -52,6 +52,7 @@ func Main(m *testing.M) {
 		_ = cluster.Stop()
 		_ = os.RemoveAll(clusterD)
 	}
+	stopPair()
 	os.Exit(code)
 }
 

@@ -78,6 +78,10 @@ type Options struct {
 	Ephemeral bool
 	// DatabaseURL uses an existing database instead of starting a cluster.
 	DatabaseURL string
+	// ReplicaURL names a read replica of the database, which serves the API's GET reads
+	// (DATABASE_REPLICA_URL; docs/api.md, Read replicas). Default none: every read goes to the
+	// primary.
+	ReplicaURL string
 	// APIAddr is where the API listens; default 127.0.0.1:8080. Use 127.0.0.1:0 for a free port.
 	APIAddr string
 	// Models to configure; default DefaultModels().
@@ -305,11 +309,12 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 
 	// The stack's wiring: what the functions need to find this stack's emulators.
 	wiring := map[string]string{
-		"DATABASE_URL":  dbURL,
-		"BUCKET":        "fusillade",
-		"S3_ENDPOINT":   s3URL,
-		"S3_PATH_STYLE": "true",
-		"SQS_ENDPOINT":  sqsURL,
+		"DATABASE_URL":         dbURL,
+		"DATABASE_REPLICA_URL": opts.ReplicaURL,
+		"BUCKET":               "fusillade",
+		"S3_ENDPOINT":          s3URL,
+		"S3_PATH_STYLE":        "true",
+		"SQS_ENDPOINT":         sqsURL,
 	}
 	for name, id := range dep.QueueURLVars {
 		wiring[name] = st.Queues[queueName(id)]

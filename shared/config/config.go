@@ -32,6 +32,15 @@ type Config struct {
 	DatabaseSecretARN string
 	DBMaxConns        int
 
+	// Read replica, optional: DATABASE_REPLICA_URL (local and tests) or
+	// DATABASE_REPLICA_SECRET_ARN, a secret in the same RDS format naming the replica (or an
+	// Aurora reader endpoint). The API serves its list, get, content and results reads from it
+	// (postgres.Options.ReplicaURL says which, and what a lagging replica means for them); every
+	// write, and every read that decides one, stays on the primary. Default none: both empty, and
+	// every read goes to the primary. Its pool has DB_MAX_CONNS connections of its own.
+	DatabaseReplicaURL       string
+	DatabaseReplicaSecretARN string
+
 	Region         string // AWS_REGION; default us-east-1
 	Bucket         string // BUCKET: holds input, output and error files
 	S3Endpoint     string // S3_ENDPOINT: local emulator only; empty on AWS
@@ -76,15 +85,18 @@ func Load(getenv func(string) string) (Config, error) {
 		DatabaseURL:       e.str("DATABASE_URL", ""),
 		DatabaseSecretARN: e.str("DATABASE_SECRET_ARN", ""),
 		DBMaxConns:        e.int("DB_MAX_CONNS", postgres.DefaultMaxConns),
-		Region:            e.str("AWS_REGION", "us-east-1"),
-		Bucket:            e.str("BUCKET", ""),
-		S3Endpoint:        e.str("S3_ENDPOINT", ""),
-		S3PathStyle:       e.bool("S3_PATH_STYLE", false),
-		SQSEndpoint:       e.str("SQS_ENDPOINT", ""),
-		PopulateQueue:     e.str("POPULATE_QUEUE_URL", ""),
-		WorkQueue:         e.str("WORK_QUEUE_URL", ""),
-		FunctionName:      e.str("AWS_LAMBDA_FUNCTION_NAME", "local"),
-		CompletionWins:    e.list("COMPLETION_WINDOWS", domain.DefaultCompletionWindow),
+		// No replica unless one is named.
+		DatabaseReplicaURL:       e.str("DATABASE_REPLICA_URL", ""),
+		DatabaseReplicaSecretARN: e.str("DATABASE_REPLICA_SECRET_ARN", ""),
+		Region:                   e.str("AWS_REGION", "us-east-1"),
+		Bucket:                   e.str("BUCKET", ""),
+		S3Endpoint:               e.str("S3_ENDPOINT", ""),
+		S3PathStyle:              e.bool("S3_PATH_STYLE", false),
+		SQSEndpoint:              e.str("SQS_ENDPOINT", ""),
+		PopulateQueue:            e.str("POPULATE_QUEUE_URL", ""),
+		WorkQueue:                e.str("WORK_QUEUE_URL", ""),
+		FunctionName:             e.str("AWS_LAMBDA_FUNCTION_NAME", "local"),
+		CompletionWins:           e.list("COMPLETION_WINDOWS", domain.DefaultCompletionWindow),
 		Retry: domain.RetryPolicy{
 			MaxRetries:         e.int("MAX_RETRIES", retry.MaxRetries),
 			Base:               e.ms("BACKOFF_BASE_MS", retry.Base),
@@ -148,6 +160,8 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("UPSTREAM_SECRET_ARN_PREFIX=%q: want a Secrets Manager ARN prefix naming a path, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:fusillade/upstream/*", p+"*"))
 		case c.DatabaseSecretARN != "" && strings.HasPrefix(c.DatabaseSecretARN, p):
 			errs = append(errs, errors.New("UPSTREAM_SECRET_ARN_PREFIX covers DATABASE_SECRET_ARN: a model's credential_ref could name the database secret"))
+		case c.DatabaseReplicaSecretARN != "" && strings.HasPrefix(c.DatabaseReplicaSecretARN, p):
+			errs = append(errs, errors.New("UPSTREAM_SECRET_ARN_PREFIX covers DATABASE_REPLICA_SECRET_ARN: a model's credential_ref could name the replica's secret"))
 		}
 	}
 	return errors.Join(errs...)
@@ -177,7 +191,7 @@ func (c Config) Require(names ...string) error {
 
 // LocalOnly lists the variables that exist for the local emulators (or are set by Lambda
 // itself) and are therefore absent from template.yaml on purpose.
-var LocalOnly = []string{"DATABASE_URL", "S3_ENDPOINT", "S3_PATH_STYLE", "SQS_ENDPOINT", "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"}
+var LocalOnly = []string{"DATABASE_URL", "DATABASE_REPLICA_URL", "S3_ENDPOINT", "S3_PATH_STYLE", "SQS_ENDPOINT", "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"}
 
 type env struct {
 	getenv func(string) string

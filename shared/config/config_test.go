@@ -104,9 +104,22 @@ func TestUpstreamSecretARNPrefixIsTheTemplatesPatternWithoutItsWildcard(t *testi
 		{map[string]string{"DATABASE_URL": "x", "UPSTREAM_SECRET_ARN_PREFIX": "arn:aws:secretsmanager:*:123456789012:secret:x/*"}, "UPSTREAM_SECRET_ARN_PREFIX"},
 		{map[string]string{"DATABASE_URL": "x", "UPSTREAM_SECRET_ARN_PREFIX": prefix + "**"}, "UPSTREAM_SECRET_ARN_PREFIX"},
 		{map[string]string{"DATABASE_SECRET_ARN": prefix + "db-AbCdEf", "UPSTREAM_SECRET_ARN_PREFIX": prefix + "*"}, "covers DATABASE_SECRET_ARN"},
+		{map[string]string{"DATABASE_URL": "x", "DATABASE_REPLICA_SECRET_ARN": prefix + "replica-AbCdEf", "UPSTREAM_SECRET_ARN_PREFIX": prefix + "*"},
+			"covers DATABASE_REPLICA_SECRET_ARN"},
 	} {
 		_, err := config.Load(env(tc.env))
 		require.Error(t, err, "%v", tc.env)
 		require.Contains(t, err.Error(), tc.want)
 	}
+}
+
+func TestWithoutAReplicaSettingThereIsNoReplica(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"DATABASE_URL": "postgres://x"}))
+	require.NoError(t, err)
+	require.Empty(t, c.DatabaseReplicaURL)
+	require.Empty(t, c.DatabaseReplicaSecretARN)
+	c, err = config.Load(env(map[string]string{"DATABASE_URL": "postgres://x", "DATABASE_REPLICA_URL": " postgres://r "}))
+	require.NoError(t, err)
+	require.Equal(t, "postgres://r", c.DatabaseReplicaURL)
 }

@@ -83,7 +83,7 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
-	b, err := s.store.GetBatch(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	b, err := s.store.ViewBatch(r.Context(), principal(r).TenantID, r.PathValue("id"))
 	if err != nil {
 		s.error(w, r, err)
 		return

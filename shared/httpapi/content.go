@@ -95,7 +95,12 @@ func (s *server) fileContent(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, q.err)
 		return
 	}
-	f, err := s.store.GetFile(r.Context(), p.TenantID, r.PathValue("id"))
+	f, err := s.store.ViewFile(r.Context(), p.TenantID, r.PathValue("id"))
+	if err == nil && f.Status == domain.FileUploaded {
+		// A replica's copy may predate the upload's completion: "not ready" is the newest
+		// state's answer, not an older copy's.
+		f, err = s.store.GetFile(r.Context(), p.TenantID, f.ID)
+	}
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -121,7 +126,7 @@ func (s *server) fileContent(w http.ResponseWriter, r *http.Request) {
 	if running {
 		// Sealing happens after the last request ends; a batch that stopped without being sealed
 		// (failed at validation) has no more lines to come.
-		if b, err := s.store.GetBatch(r.Context(), p.TenantID, f.BatchID); err == nil {
+		if b, err := s.store.ViewBatch(r.Context(), p.TenantID, f.BatchID); err == nil {
 			running = !b.Status.Terminal()
 		}
 	}
@@ -264,7 +269,7 @@ func (s *server) batchResults(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, q.err)
 		return
 	}
-	b, err := s.store.GetBatch(r.Context(), p.TenantID, r.PathValue("id"))
+	b, err := s.store.ViewBatch(r.Context(), p.TenantID, r.PathValue("id"))
 	if err != nil {
 		s.error(w, r, err)
 		return

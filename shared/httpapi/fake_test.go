@@ -26,10 +26,12 @@ type fake struct {
 	PingFn                    func(ctx context.Context) error
 	InsertFileFn              func(ctx context.Context, f domain.File) error
 	GetFileFn                 func(ctx context.Context, tenantID, id string) (domain.File, error)
+	ViewFileFn                func(ctx context.Context, tenantID, id string) (domain.File, error)
 	ListFilesFn               func(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
 	DiscardFileFn             func(ctx context.Context, tenantID, id, reason string, now time.Time) error
 	SetFileExpiryFn           func(ctx context.Context, tenantID, id string, at time.Time) error
 	GetBatchFn                func(ctx context.Context, tenantID, id string) (domain.Batch, error)
+	ViewBatchFn               func(ctx context.Context, tenantID, id string) (domain.Batch, error)
 	ListBatchesFn             func(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
 	BatchResultsFn            func(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
 	ResultFileFn              func(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
@@ -95,6 +97,14 @@ func (f *fake) GetFile(ctx context.Context, tenantID, id string) (domain.File, e
 	return f.GetFileFn(ctx, tenantID, id)
 }
 
+// ViewFile is GetFile unless the test tells the two apart (a replica's older copy).
+func (f *fake) ViewFile(ctx context.Context, tenantID, id string) (domain.File, error) {
+	if f.ViewFileFn == nil {
+		return f.GetFile(ctx, tenantID, id)
+	}
+	return f.ViewFileFn(ctx, tenantID, id)
+}
+
 func (f *fake) ListFiles(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error) {
 	if f.ListFilesFn == nil {
 		return nil, false, f.unexpected("ListFiles")
@@ -121,6 +131,14 @@ func (f *fake) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch,
 		return domain.Batch{}, f.unexpected("GetBatch")
 	}
 	return f.GetBatchFn(ctx, tenantID, id)
+}
+
+// ViewBatch is GetBatch unless the test tells the two apart (a replica's older copy).
+func (f *fake) ViewBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
+	if f.ViewBatchFn == nil {
+		return f.GetBatch(ctx, tenantID, id)
+	}
+	return f.ViewBatchFn(ctx, tenantID, id)
 }
 
 func (f *fake) ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error) {

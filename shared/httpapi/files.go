@@ -365,7 +365,7 @@ func (s *server) completeFile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getFile(w http.ResponseWriter, r *http.Request) {
-	f, err := s.store.GetFile(r.Context(), principal(r).TenantID, r.PathValue("id"))
+	f, err := s.store.ViewFile(r.Context(), principal(r).TenantID, r.PathValue("id"))
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -416,7 +416,8 @@ func (s *server) listFiles(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newList(out, more, func(f fileObject) string { return f.ID }))
 }
 
-// inputFile fetches a tenant's input file that is ready to be read.
+// inputFile fetches a tenant's input file that is ready to be read. It reads the newest state
+// (GetFile): a replica's older copy of an upload completed a moment ago would answer "not ready".
 func (s *server) inputFile(r *http.Request) (domain.File, error) {
 	f, err := s.store.GetFile(r.Context(), principal(r).TenantID, r.PathValue("id"))
 	if err != nil {

@@ -21,11 +21,17 @@ type Store interface {
 	// Ping checks that the database answers (GET /readyz).
 	Ping(ctx context.Context) error
 	InsertFile(ctx context.Context, f domain.File) error
+	// GetFile and GetBatch read the newest state: what a write is decided on (completing an
+	// upload, a replay) reads them. ViewFile and ViewBatch, and the lists, results and pending
+	// counts, only show objects and may be served by a read replica: a little behind the newest
+	// state, but never "not found" for an object that exists (docs/api.md, Read replicas).
 	GetFile(ctx context.Context, tenantID, id string) (domain.File, error)
+	ViewFile(ctx context.Context, tenantID, id string) (domain.File, error)
 	ListFiles(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
 	DiscardFile(ctx context.Context, tenantID, id, reason string, now time.Time) error
 	SetFileExpiry(ctx context.Context, tenantID, id string, at time.Time) error
 	GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error)
+	ViewBatch(ctx context.Context, tenantID, id string) (domain.Batch, error)
 	ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
 	BatchResults(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
 	ResultFile(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error

@@ -38,35 +38,40 @@ func LikePattern(s string) string {
 
 // ─── files ──────────────────────────────────────────────────────────────────────────────────────
 
-// ListFiles returns one page of a tenant's files and whether more follow.
+// ListFiles returns one page of a tenant's files and whether more follow. A replica serves it
+// (replica.go); an `after` it does not know yet lists from the primary.
 func (s *Store) ListFiles(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error) {
-	var cursorAt *time.Time
 	if p.After != "" && !domain.IsFileID(p.After) {
 		return nil, false, errBadCursor(p.After)
 	}
-	if p.After != "" {
-		at, err := s.q.FileCursor(ctx, pgq.FileCursorParams{ID: p.After, TenantID: tenantID})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, false, errBadCursor(p.After)
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("list files: cursor: %w", err)
-		}
-		cursorAt = &at
-	}
-	// Two queries rather than a parameter for the direction: each keeps its ORDER BY on the index.
-	args := pgq.ListFilesDescParams{TenantID: tenantID, Max: int32(p.Limit + 1), Purpose: p.Purpose,
-		CreatedByKeys: nonNil(p.CreatedByKeys), CursorAt: cursorAt, CursorID: p.After}
 	var rows []pgq.ListFilesDescRow
-	var err error
-	if p.Asc {
-		var asc []pgq.ListFilesAscRow
-		asc, err = s.q.ListFilesAsc(ctx, pgq.ListFilesAscParams(args))
-		for _, r := range asc {
-			rows = append(rows, pgq.ListFilesDescRow(r))
+	err := s.read(ctx, func(q *pgq.Queries) error {
+		var cursorAt *time.Time
+		if p.After != "" {
+			at, err := q.FileCursor(ctx, pgq.FileCursorParams{ID: p.After, TenantID: tenantID})
+			if err != nil {
+				return fmt.Errorf("cursor: %w", err)
+			}
+			cursorAt = &at
 		}
-	} else {
-		rows, err = s.q.ListFilesDesc(ctx, args)
+		// Two queries rather than a parameter for the direction: each keeps its ORDER BY on the index.
+		args := pgq.ListFilesDescParams{TenantID: tenantID, Max: int32(p.Limit + 1), Purpose: p.Purpose,
+			CreatedByKeys: nonNil(p.CreatedByKeys), CursorAt: cursorAt, CursorID: p.After}
+		var err error
+		rows = nil
+		if p.Asc {
+			var asc []pgq.ListFilesAscRow
+			asc, err = q.ListFilesAsc(ctx, pgq.ListFilesAscParams(args))
+			for _, r := range asc {
+				rows = append(rows, pgq.ListFilesDescRow(r))
+			}
+		} else {
+			rows, err = q.ListFilesDesc(ctx, args)
+		}
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, errBadCursor(p.After)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("list files: %w", err)
@@ -115,36 +120,42 @@ func (s *Store) SetFileExpiry(ctx context.Context, tenantID, id string, at time.
 
 // ─── batches ────────────────────────────────────────────────────────────────────────────────────
 
-// ListBatches returns one page of a tenant's batches (live counts) and whether more follow.
+// ListBatches returns one page of a tenant's batches (live counts) and whether more follow. A
+// replica serves it (replica.go); an `after` it does not know yet lists from the primary.
 func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error) {
-	var (
-		cursorAt   *time.Time
-		cursorRank int
-	)
 	if p.After != "" && !domain.IsBatchID(p.After) {
 		return nil, false, errBadCursor(p.After)
-	}
-	if p.After != "" {
-		c, err := s.q.BatchCursor(ctx, pgq.BatchCursorParams{ID: p.After, TenantID: tenantID})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, false, errBadCursor(p.After)
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("list batches: cursor: %w", err)
-		}
-		cursorAt = &c.CreatedAt
-		if p.ActiveFirst && domain.BatchStatus(c.Status).Terminal() {
-			cursorRank = 1
-		}
 	}
 	statuses := p.Statuses
 	if statuses == nil {
 		statuses = []string{}
 	}
-	rows, err := s.q.ListBatches(ctx, pgq.ListBatchesParams{TenantID: tenantID, Statuses: statuses, Pattern: LikePattern(p.Search),
-		CreatedByKeys: nonNil(p.CreatedByKeys), CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore,
-		ActiveFirst: p.ActiveFirst, CursorRank: int32(cursorRank),
-		CursorAt: cursorAt, CursorID: p.After, Max: int32(p.Limit + 1)})
+	var rows []pgq.ListBatchesRow
+	err := s.read(ctx, func(q *pgq.Queries) error {
+		var (
+			cursorAt   *time.Time
+			cursorRank int
+		)
+		if p.After != "" {
+			c, err := q.BatchCursor(ctx, pgq.BatchCursorParams{ID: p.After, TenantID: tenantID})
+			if err != nil {
+				return fmt.Errorf("cursor: %w", err)
+			}
+			cursorAt = &c.CreatedAt
+			if p.ActiveFirst && domain.BatchStatus(c.Status).Terminal() {
+				cursorRank = 1
+			}
+		}
+		var err error
+		rows, err = q.ListBatches(ctx, pgq.ListBatchesParams{TenantID: tenantID, Statuses: statuses, Pattern: LikePattern(p.Search),
+			CreatedByKeys: nonNil(p.CreatedByKeys), CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore,
+			ActiveFirst: p.ActiveFirst, CursorRank: int32(cursorRank),
+			CursorAt: cursorAt, CursorID: p.After, Max: int32(p.Limit + 1)})
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, errBadCursor(p.After)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("list batches: %w", err)
 	}
@@ -201,7 +212,8 @@ func batchOf(r pgq.BatchRow) (domain.Batch, error) {
 // ─── results ────────────────────────────────────────────────────────────────────────────────────
 
 // BatchResults calls fn for the rows of the results view of a tenant's batch, in input order,
-// fetching at most ResultPageSize rows per query.
+// fetching at most ResultPageSize rows per query. A replica serves it; a first page the replica
+// has no rows for is read from the primary, and so is the rest (replica.go).
 func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq domain.ResultQuery, fn func(domain.BatchResult) error) error {
 	after, skip, left := 0, rq.Offset, rq.Limit
 	states := rq.States
@@ -209,10 +221,16 @@ func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq d
 		states = []string{}
 	}
 	pattern := LikePattern(rq.Search)
+	q, first := s.rq, true
 	for left > 0 {
 		n := min(left, ResultPageSize)
-		page, err := s.q.BatchResultsPage(ctx, pgq.BatchResultsPageParams{BatchID: batchID, TenantID: tenantID, AfterLine: int32(after),
+		page, err := q.BatchResultsPage(ctx, pgq.BatchResultsPageParams{BatchID: batchID, TenantID: tenantID, AfterLine: int32(after),
 			States: states, Pattern: pattern, Skip: int32(skip), Max: int32(n)})
+		if first && s.rereadOnPrimary(ctx, q, len(page), err) {
+			q, first = s.q, false
+			continue
+		}
+		first = false
 		if err != nil {
 			return fmt.Errorf("batch results %s: %w", batchID, err)
 		}
@@ -233,14 +251,21 @@ func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq d
 
 // ResultFile calls fn for the current rows of a batch's output file (output true) or error file,
 // in the order they finished, skipping rq.Offset and returning at most rq.Limit; rq.States is
-// ignored. It reads pages of ResultPageSize rows.
+// ignored. It reads pages of ResultPageSize rows. A replica serves it; a first page the replica
+// has no rows for is read from the primary, and so is the rest (replica.go).
 func (s *Store) ResultFile(ctx context.Context, tenantID, batchID string, output bool, rq domain.ResultQuery, fn func(domain.ResultRow) error) error {
 	offset, left := rq.Offset, rq.Limit
 	pattern := LikePattern(rq.Search)
+	q, first := s.rq, true
 	for left > 0 {
 		n := min(left, ResultPageSize)
-		page, err := s.q.ResultFilePage(ctx, pgq.ResultFilePageParams{BatchID: batchID, TenantID: tenantID, Output: output,
+		page, err := q.ResultFilePage(ctx, pgq.ResultFilePageParams{BatchID: batchID, TenantID: tenantID, Output: output,
 			Pattern: pattern, Skip: int32(offset), Max: int32(n)})
+		if first && s.rereadOnPrimary(ctx, q, len(page), err) {
+			q, first = s.q, false
+			continue
+		}
+		first = false
 		if err != nil {
 			return fmt.Errorf("result file %s: %w", batchID, err)
 		}

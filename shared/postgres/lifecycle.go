@@ -306,14 +306,19 @@ func (s *Store) DropFiles(ctx context.Context, ids []string, graceBefore, now ti
 }
 
 // PendingByModelAndWindow counts unfinished requests per model whose batch deadline falls within
-// each window from now (cumulative; overdue work counts in every window). For capacity planning
-// and admission.
+// each window from now (cumulative; overdue work counts in every window). For capacity
+// planning: a replica serves it, so the counts may be as old as its lag (replica.go); nothing
+// that must be exact (a claim, an admission decision) may rely on them.
 func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
 	secs := make([]int32, len(windows))
 	for i, w := range windows {
 		secs[i] = int32(w / time.Second)
 	}
-	rows, err := s.q.PendingByModelAndWindow(ctx, pgq.PendingByModelAndWindowParams{WindowSecs: secs, Now: now})
+	var rows []pgq.PendingByModelAndWindowRow
+	err := s.read(ctx, func(q *pgq.Queries) (err error) {
+		rows, err = q.PendingByModelAndWindow(ctx, pgq.PendingByModelAndWindowParams{WindowSecs: secs, Now: now})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pending by model: %w", err)
 	}

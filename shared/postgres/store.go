@@ -26,15 +26,24 @@ import (
 type Store struct {
 	pool db           // every error is classified once: invalid input, unavailable, or as it is
 	q    *pgq.Queries // the generated queries over pool (a transaction uses pgq.New(tx))
-	log  *slog.Logger
+	// replica is the read replica's pool (a nil Pool without one) and rq the queries over it;
+	// without a replica rq is q. Only the reads listed in replica.go use rq.
+	replica db
+	rq      *pgq.Queries
+	log     *slog.Logger
 }
 
 // Options configures Open.
 type Options struct {
-	// MaxConns caps the pool. Default DefaultMaxConns (10): a Lambda instance serves one invocation at a time, but a
-	// worker runs the requests of one SQS batch concurrently and each may touch the database.
+	// MaxConns caps the pool, and the replica's pool on its own. Default DefaultMaxConns (10): a
+	// Lambda instance serves one invocation at a time, but a worker runs the requests of one SQS
+	// batch concurrently and each may touch the database.
 	MaxConns int32
-	Logger   *slog.Logger
+	// ReplicaURL names a read replica of the database (a streaming standby, an Aurora reader
+	// endpoint), which serves the API's list, get, content and results reads and the pending
+	// counts (replica.go). Default "": no replica, every read goes to the primary.
+	ReplicaURL string
+	Logger     *slog.Logger
 }
 
 // DefaultMaxConns is the pool cap when Options.MaxConns is unset; config.Load's DB_MAX_CONNS
@@ -59,7 +68,17 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: ping: %w", err)
 	}
-	return New(pool, opts.Logger), nil
+	s := New(pool, opts.Logger)
+	if opts.ReplicaURL != "" {
+		replica, err := openReplica(ctx, opts.ReplicaURL, cfg.MaxConns, s.log)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		s.replica = db{replica}
+		s.rq = pgq.New(s.replica)
+	}
+	return s, nil
 }
 
 // New wraps an existing pool.
@@ -68,17 +87,27 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := db{pool}
-	return &Store{pool: d, q: pgq.New(d), log: log}
+	q := pgq.New(d)
+	return &Store{pool: d, q: q, rq: q, log: log}
 }
 
 // Pool exposes the pool for migrations, tests and benchmarks.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool.Pool }
 
-// Ping checks that the database answers (readiness).
+// ReplicaPool exposes the read replica's pool for tests; nil without a replica.
+func (s *Store) ReplicaPool() *pgxpool.Pool { return s.replica.Pool }
+
+// Ping checks that the database answers (readiness). It asks the primary alone: a replica that
+// does not answer only sends its reads to the primary.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-// Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pool and the replica's.
+func (s *Store) Close() {
+	s.pool.Close()
+	if s.replica.Pool != nil {
+		s.replica.Close()
+	}
+}
 
 // Migrate applies pending migrations.
 func (s *Store) Migrate(ctx context.Context) (int, error) { return Migrate(ctx, s.pool.Pool) }
@@ -183,9 +212,25 @@ func insertFile(ctx context.Context, q *pgq.Queries, f domain.File) error {
 	return nil
 }
 
-// GetFile returns a tenant's file; another tenant's file is reported exactly like a missing one.
+// GetFile returns a tenant's file from the primary; another tenant's file is reported exactly
+// like a missing one. What a write is decided on reads it so, never ViewFile.
 func (s *Store) GetFile(ctx context.Context, tenantID, id string) (domain.File, error) {
-	r, err := s.q.GetFile(ctx, pgq.GetFileParams{ID: id, TenantID: tenantID})
+	return getFile(ctx, s.q, tenantID, id)
+}
+
+// ViewFile is GetFile for answers that only show the file: a replica may serve it, a little
+// behind the primary but never missing a file the primary has (replica.go).
+func (s *Store) ViewFile(ctx context.Context, tenantID, id string) (domain.File, error) {
+	var f domain.File
+	err := s.read(ctx, func(q *pgq.Queries) (err error) {
+		f, err = getFile(ctx, q, tenantID, id)
+		return err
+	})
+	return f, err
+}
+
+func getFile(ctx context.Context, q *pgq.Queries, tenantID, id string) (domain.File, error) {
+	r, err := q.GetFile(ctx, pgq.GetFileParams{ID: id, TenantID: tenantID})
 	f := fileOf(r)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return f, &domain.Error{Code: domain.ENotFound, Message: fmt.Sprintf("No such File object: %s", id), Param: "id"}
@@ -252,9 +297,25 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 	})
 }
 
-// GetBatch returns a tenant's batch with live counts.
+// GetBatch returns a tenant's batch with live counts, from the primary. What a write is decided
+// on, and what a create, cancel or retry answers, reads it so, never ViewBatch.
 func (s *Store) GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
-	r, err := s.q.GetBatch(ctx, pgq.GetBatchParams{ID: id, TenantID: tenantID})
+	return getBatch(ctx, s.q, tenantID, id)
+}
+
+// ViewBatch is GetBatch for answers that only show the batch: a replica may serve it, a little
+// behind the primary but never missing a batch the primary has (replica.go).
+func (s *Store) ViewBatch(ctx context.Context, tenantID, id string) (domain.Batch, error) {
+	var b domain.Batch
+	err := s.read(ctx, func(q *pgq.Queries) (err error) {
+		b, err = getBatch(ctx, q, tenantID, id)
+		return err
+	})
+	return b, err
+}
+
+func getBatch(ctx context.Context, q *pgq.Queries, tenantID, id string) (domain.Batch, error) {
+	r, err := q.GetBatch(ctx, pgq.GetBatchParams{ID: id, TenantID: tenantID})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return domain.Batch{}, batchNotFound(id)
 	}

@@ -90,7 +90,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		}
 	}
 	var sm secrets.Fetcher
-	if cfg.DatabaseSecretARN != "" || opts.AWS == nil {
+	if cfg.DatabaseSecretARN != "" || cfg.DatabaseReplicaSecretARN != "" || opts.AWS == nil {
 		sm = secretsmanager.NewFromConfig(awsCfg)
 	}
 	res := secrets.NewResolver(opts.Getenv, sm, domain.CredentialPolicy{ARNPrefix: cfg.UpstreamSecretARNPrefix})
@@ -101,7 +101,16 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 			return nil, err
 		}
 	}
-	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), Logger: log})
+	// The read replica is optional (only the API's environment names one on AWS); without one
+	// every read goes to the primary.
+	replicaURL := cfg.DatabaseReplicaURL
+	if replicaURL == "" && cfg.DatabaseReplicaSecretARN != "" {
+		var err error
+		if replicaURL, err = res.DatabaseURL(ctx, cfg.DatabaseReplicaSecretARN); err != nil {
+			return nil, fmt.Errorf("replica: %w", err)
+		}
+	}
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), ReplicaURL: replicaURL, Logger: log})
 	if err != nil {
 		return nil, err
 	}

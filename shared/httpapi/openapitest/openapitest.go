@@ -267,9 +267,9 @@ func keys(m map[string]any) []string {
 // Exchange is one recorded response.
 type Exchange struct {
 	Method, Host, Path string
-	Status       int
-	Header       http.Header
-	Body         []byte
+	Status             int
+	Header             http.Header
+	Body               []byte
 }
 
 // Recorder is an http.RoundTripper that records every response it carries, body included, and

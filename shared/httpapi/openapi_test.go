@@ -172,3 +172,23 @@ func TestAResponseFailsASchemaThatDisagreesWithIt(t *testing.T) {
 	_, err = good.Check("GET", "/v1/files/"+aFileID, w.Code, http.Header{"Content-Type": {"text/plain"}}, w.Body.Bytes())
 	assert.Error(t, err, "a File as text/plain")
 }
+
+// An admin list with nothing in it answers "data": [], as OpenAI's lists do, not null.
+func TestEmptyAdminListsAreEmptyArrays(t *testing.T) {
+	t.Parallel()
+	spec, err := openapitest.Load()
+	require.NoError(t, err)
+	f := withKeys(newFake(t))
+	f.ListModelsFn = func(context.Context) ([]domain.Model, error) { return nil, nil }
+	f.ListTenantsFn = func(context.Context) ([]domain.Tenant, error) { return nil, nil }
+	f.ListWorkersFn = func(context.Context, int) ([]domain.WorkerRecord, error) { return nil, nil }
+	f.ListAPIKeysFn = func(context.Context, string) ([]domain.APIKey, error) { return nil, nil }
+	h := newAPI(f)
+	for _, path := range []string{"/v1/admin/models", "/v1/admin/tenants", "/v1/admin/workers", "/v1/admin/tenants/" + tenantID + "/keys"} {
+		w := call(t, h, "GET", path, adminKey, "")
+		require.Equal(t, http.StatusOK, w.Code, "%s: %s", path, w.Body)
+		_, err := spec.Check("GET", path, w.Code, w.Header(), w.Body.Bytes())
+		assert.NoError(t, err, path)
+		assert.JSONEq(t, `{"object":"list","data":[]}`, w.Body.String(), path)
+	}
+}

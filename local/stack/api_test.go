@@ -54,6 +54,12 @@ var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 
 func call(t *testing.T, st *stack.Stack, key, method, path string, body io.Reader, contentType string, hdr ...string) apiResp {
 	t.Helper()
+	return callVia(t, noRedirect, st, key, method, path, body, contentType, hdr...)
+}
+
+// callVia is call through hc.
+func callVia(t *testing.T, hc *http.Client, st *stack.Stack, key, method, path string, body io.Reader, contentType string, hdr ...string) apiResp {
+	t.Helper()
 	req, err := http.NewRequest(method, st.APIURL+path, body)
 	require.NoError(t, err)
 	if key != "" {
@@ -65,7 +71,7 @@ func call(t *testing.T, st *stack.Stack, key, method, path string, body io.Reade
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := noRedirect.Do(req)
+	resp, err := hc.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

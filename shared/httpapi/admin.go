@@ -22,7 +22,15 @@ func (s *server) listModels(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, modelList{Object: "list", Data: ms})
+	writeJSON(w, http.StatusOK, modelList{Object: "list", Data: orEmpty(ms)})
+}
+
+// orEmpty makes an empty list encode as [] rather than null: a list's data is always an array.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 type putModelRequest struct {
@@ -86,7 +94,7 @@ func (s *server) listWorkers(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ws})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": orEmpty(ws)})
 }
 
 // deleteModel removes a model. Requests that name it stay pending until it is configured again;
@@ -106,7 +114,7 @@ func (s *server) listTenants(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ts})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": orEmpty(ts)})
 }
 
 type createTenantRequest struct {
@@ -137,10 +145,7 @@ func (s *server) listKeys(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if ks == nil {
-		ks = []domain.APIKey{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ks})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": orEmpty(ks)})
 }
 
 type createKeyRequest struct {

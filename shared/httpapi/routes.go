@@ -22,6 +22,7 @@ func (s *server) routes() []route {
 	return []route{
 		{"GET", "/healthz", accessPublic, http.HandlerFunc(s.health)},
 		{"GET", "/readyz", accessPublic, http.HandlerFunc(s.ready)},
+		{"GET", "/v1/openapi.json", accessPublic, http.HandlerFunc(s.openAPI)},
 
 		{"POST", "/v1/files", accessTenant, http.HandlerFunc(s.createFile)},
 		{"GET", "/v1/files", accessTenant, http.HandlerFunc(s.listFiles)},

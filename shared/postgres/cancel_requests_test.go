@@ -22,7 +22,7 @@ func TestCancelRequestsAnswersEveryOutcomeByState(t *testing.T) {
 	f.model(t, "m", 10)
 	id := f.batch(t, 5, "m")
 	other := f.batchDue(t, f.tenant, 48*time.Hour, 1, "m") // due later: the claims below take id's lines
-	w := f.running(t, "m", 3) // lines 1–3 of id
+	w := f.running(t, "m", 3)                              // lines 1–3 of id
 	f.finish(t, domain.Outcome{Work: w[0], State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{}`)},
 		domain.Outcome{Work: w[1], State: domain.StateFailed, StatusCode: 400, Body: []byte(`{}`)})
 	claimed := f.claim(t, "m", 1, 1)[0] // line 4

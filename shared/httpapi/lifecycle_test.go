@@ -65,18 +65,23 @@ func TestCancellingAFinishedBatchIsA400(t *testing.T) {
 }
 
 // Request ids arrive as output lines show them (or as uuids), reach the service as uuids, and
-// come back in the output-line form with the service's outcome, in order.
+// come back in the output-line form with the service's outcome, in order: each of the four.
 func TestCancelRequestsAnswersTheServicesOutcomePerId(t *testing.T) {
 	t.Parallel()
-	u1, u2 := uuid.NewString(), uuid.NewString()
+	u := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	results := []string{"canceled", "cancelling", "not_cancellable", domain.CancelNotFound}
 	f := withKeys(newFake(t))
 	f.CancelRequestsFn = func(_ context.Context, tenant, id string, ids []string) ([]domain.CancelOutcome, error) {
 		assert.Equal(t, tenantID, tenant)
 		assert.Equal(t, aBatchID, id)
-		assert.Equal(t, []string{u1, u2}, ids)
-		return []domain.CancelOutcome{{RequestID: u1, Result: "canceled"}, {RequestID: u2, Result: "not_found"}}, nil
+		assert.Equal(t, u, ids)
+		out := make([]domain.CancelOutcome, len(ids))
+		for i, x := range ids {
+			out[i] = domain.CancelOutcome{RequestID: x, Result: results[i]}
+		}
+		return out, nil
 	}
-	body := fmt.Sprintf(`{"request_ids":[%q,%q]}`, domain.OutputLineID(u1), u2)
+	body := fmt.Sprintf(`{"request_ids":[%q,%q,%q,%q]}`, domain.OutputLineID(u[0]), u[1], domain.OutputLineID(u[2]), domain.OutputLineID(u[3]))
 	w := call(t, newAPI(f), "POST", "/v1/batches/"+aBatchID+"/requests/cancel", tenantKey, body)
 	require.Equal(t, 200, w.Code, "body %s", w.Body)
 	var got struct {
@@ -85,8 +90,11 @@ func TestCancelRequestsAnswersTheServicesOutcomePerId(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
 	assert.Equal(t, "list", got.Object, "answered %s", w.Body)
-	assert.Equal(t, []struct{ ID, Status string }{{domain.OutputLineID(u1), "canceled"}, {domain.OutputLineID(u2), "not_found"}},
-		got.Data, "answered %s", w.Body)
+	want := make([]struct{ ID, Status string }, len(u))
+	for i := range u {
+		want[i].ID, want[i].Status = domain.OutputLineID(u[i]), results[i]
+	}
+	assert.Equal(t, want, got.Data, "answered %s", w.Body)
 }
 
 func TestRequestIDsAreCheckedBeforeTheServiceIsAsked(t *testing.T) {

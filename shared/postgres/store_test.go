@@ -63,16 +63,23 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{store: s, tenant: tenant.ID, now: now}
 }
 
-// batch creates a running batch of n requests alternating over models.
+// batch creates a running batch of f.tenant, due in 24h, of n requests alternating over models.
 func (f *fixture) batch(t *testing.T, n int, models ...string) string {
+	t.Helper()
+	return f.batchDue(t, f.tenant, 24*time.Hour, n, models...)
+}
+
+// batchDue creates a running batch of tenant due dueIn after f.now, of n requests alternating
+// over models.
+func (f *fixture) batchDue(t *testing.T, tenant string, dueIn time.Duration, n int, models ...string) string {
 	t.Helper()
 	ctx := context.Background()
 	fileID := domain.NewFileID()
-	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: f.tenant, Filename: "in.jsonl",
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: tenant, Filename: "in.jsonl",
 		Purpose: domain.PurposeBatch, Status: "processed", CreatedAt: f.now}))
 	id := domain.NewBatchID()
-	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: f.tenant, InputFileID: fileID,
-		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour),
+	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: tenant, InputFileID: fileID,
+		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(dueIn),
 		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
 	reqs := make([]domain.NewRequest, n)
 	for i := range reqs {

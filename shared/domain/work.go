@@ -69,12 +69,33 @@ type PurgeStats struct {
 
 // WorkerRecord is a liveness record of one worker or dispatcher instance.
 type WorkerRecord struct {
-	ID          string     `json:"id"`
-	Function    string     `json:"function"`
-	StartedAt   time.Time  `json:"started_at"`
-	HeartbeatAt time.Time  `json:"heartbeat_at"`
-	StoppedAt   *time.Time `json:"stopped_at"`
-	Invocations int64      `json:"invocations"`
-	Processed   int64      `json:"processed"`
-	Failed      int64      `json:"failed"`
+	ID          string       `json:"id"`
+	Function    string       `json:"function"`
+	Status      WorkerStatus `json:"status"` // as of the read; see WorkerStatus
+	StartedAt   time.Time    `json:"started_at"`
+	HeartbeatAt time.Time    `json:"heartbeat_at"`
+	StoppedAt   *time.Time   `json:"stopped_at"`
+	Invocations int64        `json:"invocations"`
+	Processed   int64        `json:"processed"`
+	Failed      int64        `json:"failed"`
 }
+
+// WorkerStatus is what a worker record says of its instance at a given moment. It is derived
+// from the record, never stored: an instance that stops heart-beating writes nothing.
+type WorkerStatus string
+
+// The worker statuses. Stale is the rescue's test: an instance silent for longer than the stale
+// threshold (STALE_WORKER_MS) loses its processing requests to the next rescue. A Lambda
+// instance is also silent between invocations, so stale does not mean the instance is gone.
+const (
+	WorkerRunning WorkerStatus = "running" // heart-beat within the stale threshold
+	WorkerStale   WorkerStatus = "stale"   // silent for longer than the stale threshold, never stopped
+	WorkerStopped WorkerStatus = "stopped" // shut down cleanly; its requests are rescued at once
+)
+
+// DefaultStaleWorker is the stale threshold's default: the rescue (engine.Config.StaleWorker)
+// and the admin API's worker status read the same setting.
+const DefaultStaleWorker = time.Minute
+
+// WorkerStatuses lists every WorkerStatus.
+var WorkerStatuses = []WorkerStatus{WorkerRunning, WorkerStale, WorkerStopped}

@@ -78,12 +78,12 @@ type Credentials interface {
 
 // Defaults of the engine's knobs that the deployment can set; config.Load reads them from here.
 const (
-	DefaultClaimTimeout      = time.Minute      // a claim not started within this is rescued
-	DefaultProcessingTimeout = 16 * time.Minute // the worker Lambda's 15-minute limit + margin, so a live worker is never robbed
-	DefaultStaleWorker       = time.Minute      // a worker silent this long is dead
-	DefaultUrgencyWeight     = 0.5              // halfway between tenant fairness (0) and earliest deadline (1)
-	DefaultLoopFor           = time.Minute      // a worker invocation refills its own slots for this long
-	DefaultRefillReserve     = 2 * time.Minute  // and stops when less than this is left of it
+	DefaultClaimTimeout      = time.Minute               // a claim not started within this is rescued
+	DefaultProcessingTimeout = 16 * time.Minute          // the worker Lambda's 15-minute limit + margin, so a live worker is never robbed
+	DefaultStaleWorker       = domain.DefaultStaleWorker // a worker silent this long is dead
+	DefaultUrgencyWeight     = 0.5                       // halfway between tenant fairness (0) and earliest deadline (1)
+	DefaultLoopFor           = time.Minute               // a worker invocation refills its own slots for this long
+	DefaultRefillReserve     = 2 * time.Minute           // and stops when less than this is left of it
 )
 
 // Config tunes the engine. Zero fields take the defaults named on each.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,8 +89,19 @@ func (s *server) putModel(w http.ResponseWriter, r *http.Request) {
 	s.error(w, r, fmt.Errorf("model %q vanished after upsert", m.Name))
 }
 
+// listWorkers is GET /v1/admin/workers: the 100 most recently active worker records, newest
+// heart-beat first, each with its status as of now; ?status= keeps one status.
 func (s *server) listWorkers(w http.ResponseWriter, r *http.Request) {
-	ws, err := s.store.ListWorkers(r.Context(), 100)
+	q := newQuery(r)
+	status := domain.WorkerStatus(q.str("status"))
+	if status != "" && !slices.Contains(domain.WorkerStatuses, status) {
+		q.fail("status", "Invalid 'status' %q: expected running, stale or stopped.", string(status))
+	}
+	if q.err != nil {
+		s.error(w, r, q.err)
+		return
+	}
+	ws, err := s.store.ListWorkers(r.Context(), status, s.now(), s.cfg.StaleWorker, 100)
 	if err != nil {
 		s.error(w, r, err)
 		return

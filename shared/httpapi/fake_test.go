@@ -40,7 +40,7 @@ type fake struct {
 	ListModelsFn              func(ctx context.Context) ([]domain.Model, error)
 	UpsertModelFn             func(ctx context.Context, m domain.Model) error
 	DeleteModelFn             func(ctx context.Context, name string) error
-	ListWorkersFn             func(ctx context.Context, limit int) ([]domain.WorkerRecord, error)
+	ListWorkersFn             func(ctx context.Context, status domain.WorkerStatus, now time.Time, stale time.Duration, limit int) ([]domain.WorkerRecord, error)
 	ListTenantsFn             func(ctx context.Context) ([]domain.Tenant, error)
 	CreateTenantFn            func(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
 	CreateAPIKeyFn            func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
@@ -197,11 +197,11 @@ func (f *fake) DeleteModel(ctx context.Context, name string) error {
 	return f.DeleteModelFn(ctx, name)
 }
 
-func (f *fake) ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error) {
+func (f *fake) ListWorkers(ctx context.Context, status domain.WorkerStatus, now time.Time, stale time.Duration, limit int) ([]domain.WorkerRecord, error) {
 	if f.ListWorkersFn == nil {
 		return nil, f.unexpected("ListWorkers")
 	}
-	return f.ListWorkersFn(ctx, limit)
+	return f.ListWorkersFn(ctx, status, now, stale, limit)
 }
 
 func (f *fake) ListTenants(ctx context.Context) ([]domain.Tenant, error) {

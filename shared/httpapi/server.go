@@ -40,7 +40,7 @@ type Store interface {
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	UpsertModel(ctx context.Context, m domain.Model) error
 	DeleteModel(ctx context.Context, name string) error
-	ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error)
+	ListWorkers(ctx context.Context, status domain.WorkerStatus, now time.Time, stale time.Duration, limit int) ([]domain.WorkerRecord, error)
 	ListTenants(ctx context.Context) ([]domain.Tenant, error)
 	CreateTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
 	CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
@@ -113,6 +113,9 @@ type Config struct {
 	// CredentialRefs is the credential_ref forms a model may be stored with (the worker's resolver
 	// applies the same policy); the zero value allows env: references only.
 	CredentialRefs domain.CredentialPolicy
+	// StaleWorker is the silence after which GET /v1/admin/workers calls a worker stale, the
+	// rescue's threshold (STALE_WORKER_MS); default domain.DefaultStaleWorker (60s).
+	StaleWorker time.Duration
 }
 
 // Deps are the API's collaborators.
@@ -154,6 +157,9 @@ func New(cfg Config, d Deps) http.Handler {
 	}
 	if cfg.PresignTTL <= 0 {
 		cfg.PresignTTL = 15 * time.Minute
+	}
+	if cfg.StaleWorker <= 0 {
+		cfg.StaleWorker = domain.DefaultStaleWorker
 	}
 	if cfg.UploadTTL <= 0 {
 		cfg.UploadTTL = time.Hour

@@ -391,8 +391,19 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = sqlc.arg(now), stopped_at = NULL,
 UPDATE workers SET stopped_at = sqlc.arg(now), heartbeat_at = sqlc.arg(now) WHERE id = sqlc.arg(id);
 
 -- name: ListWorkers :many
-SELECT id, function, started_at, heartbeat_at, stopped_at, invocations, processed, failed
-FROM workers ORDER BY heartbeat_at DESC LIMIT sqlc.arg(max);
+-- The most recently active records with their status as of now: stopped, stale when the last
+-- heart-beat is older than stale_before (now − the stale threshold, Rescue's heartbeat_before),
+-- else running. status filters on it ('' = all). The status is computed once, in the lateral.
+SELECT w.id, w.function, s.worker_status::text AS worker_status, w.started_at, w.heartbeat_at, w.stopped_at, w.invocations, w.processed, w.failed
+FROM workers w
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN w.stopped_at IS NOT NULL THEN 'stopped'
+                WHEN w.heartbeat_at < sqlc.arg(stale_before) THEN 'stale'
+                ELSE 'running' END AS worker_status
+) s
+WHERE sqlc.arg(status)::text = '' OR s.worker_status = sqlc.arg(status)::text
+ORDER BY w.heartbeat_at DESC, w.id
+LIMIT sqlc.arg(max);
 
 -- ─── cancellation, expiry, retry ───────────────────────────────────────────────────────────────
 

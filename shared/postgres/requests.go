@@ -374,15 +374,17 @@ func (s *Store) StopWorker(ctx context.Context, id string, now time.Time) error 
 	return nil
 }
 
-// ListWorkers returns the most recently active worker records.
-func (s *Store) ListWorkers(ctx context.Context, limit int) ([]domain.WorkerRecord, error) {
-	rows, err := s.q.ListWorkers(ctx, int32(limit))
+// ListWorkers returns up to limit of the most recently active worker records with their status
+// as of now, where a record silent for longer than stale is stale; status "" lists every status.
+func (s *Store) ListWorkers(ctx context.Context, status domain.WorkerStatus, now time.Time, stale time.Duration, limit int) ([]domain.WorkerRecord, error) {
+	rows, err := s.q.ListWorkers(ctx, pgq.ListWorkersParams{StaleBefore: now.Add(-stale), Status: string(status), Max: int32(limit)})
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
 	out := make([]domain.WorkerRecord, len(rows))
 	for i, w := range rows {
-		out[i] = domain.WorkerRecord(w)
+		out[i] = domain.WorkerRecord{ID: w.ID, Function: w.Function, Status: domain.WorkerStatus(w.WorkerStatus), StartedAt: w.StartedAt,
+			HeartbeatAt: w.HeartbeatAt, StoppedAt: w.StoppedAt, Invocations: w.Invocations, Processed: w.Processed, Failed: w.Failed}
 	}
 	return out, nil
 }

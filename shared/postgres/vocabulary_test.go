@@ -78,8 +78,8 @@ func names[S ~string](vs []S) []string {
 }
 
 // SQL cannot import the domain's constants, so this keeps its literals from drifting: every
-// request state and batch or file status the queries and migrations name is one the domain
-// declares, and the tables' CHECK constraints allow exactly the domain's values.
+// request state, batch or file status and worker status the queries and migrations name is one
+// the domain declares, and the tables' CHECK constraints allow exactly the domain's values.
 func TestEveryStatusLiteralInTheSQLIsADomainValue(t *testing.T) {
 	t.Parallel()
 	states := names(domain.RequestStates)
@@ -96,6 +96,14 @@ func TestEveryStatusLiteralInTheSQLIsADomainValue(t *testing.T) {
 		}
 	}
 	require.Greater(t, checked, 50, "the patterns still find the SQL's literals")
+	workers := 0
+	for file, sql := range sqlFiles(t) {
+		for _, l := range literalsOf(sql, "worker_status") {
+			require.Contains(t, names(domain.WorkerStatuses), l, "%s: worker status %q is not a domain.WorkerStatus", file, l)
+			workers++
+		}
+	}
+	require.Equal(t, len(domain.WorkerStatuses), workers, "ListWorkers names every worker status once")
 
 	check := regexp.MustCompile(`(?i)CHECK\s*\(\s*(state|status)\s+IN\s*\(([^)]*)\)\s*\)`)
 	var constraints [][]string

@@ -165,7 +165,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
 	svc := batches.New(batches.Deps{Store: a.Store, Checker: a.Ingester, Populate: a.Populate, Engine: a.Engine, Logger: a.Log})
-	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy()},
+	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy(),
+		StaleWorker: a.Config.StaleWorker},
 		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Logger: a.Log})
 }
 

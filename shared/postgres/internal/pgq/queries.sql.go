@@ -1252,22 +1252,52 @@ func (q *Queries) ListModels(ctx context.Context) ([]ListModelsRow, error) {
 }
 
 const listWorkers = `-- name: ListWorkers :many
-SELECT id, function, started_at, heartbeat_at, stopped_at, invocations, processed, failed
-FROM workers ORDER BY heartbeat_at DESC LIMIT $1
+SELECT w.id, w.function, s.worker_status::text AS worker_status, w.started_at, w.heartbeat_at, w.stopped_at, w.invocations, w.processed, w.failed
+FROM workers w
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN w.stopped_at IS NOT NULL THEN 'stopped'
+                WHEN w.heartbeat_at < $1 THEN 'stale'
+                ELSE 'running' END AS worker_status
+) s
+WHERE $2::text = '' OR s.worker_status = $2::text
+ORDER BY w.heartbeat_at DESC, w.id
+LIMIT $3
 `
 
-func (q *Queries) ListWorkers(ctx context.Context, max int32) ([]Worker, error) {
-	rows, err := q.db.Query(ctx, listWorkers, max)
+type ListWorkersParams struct {
+	StaleBefore time.Time
+	Status      string
+	Max         int32
+}
+
+type ListWorkersRow struct {
+	ID           string
+	Function     string
+	WorkerStatus string
+	StartedAt    time.Time
+	HeartbeatAt  time.Time
+	StoppedAt    *time.Time
+	Invocations  int64
+	Processed    int64
+	Failed       int64
+}
+
+// The most recently active records with their status as of now: stopped, stale when the last
+// heart-beat is older than stale_before (now − the stale threshold, Rescue's heartbeat_before),
+// else running. status filters on it (” = all). The status is computed once, in the lateral.
+func (q *Queries) ListWorkers(ctx context.Context, arg ListWorkersParams) ([]ListWorkersRow, error) {
+	rows, err := q.db.Query(ctx, listWorkers, arg.StaleBefore, arg.Status, arg.Max)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []Worker
+	var items []ListWorkersRow
 	for rows.Next() {
-		var i Worker
+		var i ListWorkersRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.Function,
+			&i.WorkerStatus,
 			&i.StartedAt,
 			&i.HeartbeatAt,
 			&i.StoppedAt,

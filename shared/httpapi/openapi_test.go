@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -181,7 +182,9 @@ func TestEmptyAdminListsAreEmptyArrays(t *testing.T) {
 	f := withKeys(newFake(t))
 	f.ListModelsFn = func(context.Context) ([]domain.Model, error) { return nil, nil }
 	f.ListTenantsFn = func(context.Context) ([]domain.Tenant, error) { return nil, nil }
-	f.ListWorkersFn = func(context.Context, int) ([]domain.WorkerRecord, error) { return nil, nil }
+	f.ListWorkersFn = func(context.Context, domain.WorkerStatus, time.Time, time.Duration, int) ([]domain.WorkerRecord, error) {
+		return nil, nil
+	}
 	f.ListAPIKeysFn = func(context.Context, string) ([]domain.APIKey, error) { return nil, nil }
 	h := newAPI(f)
 	for _, path := range []string{"/v1/admin/models", "/v1/admin/tenants", "/v1/admin/workers", "/v1/admin/tenants/" + tenantID + "/keys"} {

@@ -61,7 +61,8 @@ func (s *Store) RerunBatch(ctx context.Context, tenantID, sourceID string, rerun
 		if err := insertBatch(ctx, q, rerun); err != nil {
 			return err
 		}
-		if _, err := q.MarkRerun(ctx, pgq.MarkRerunParams{ID: rerun.ID, RerunOf: &sourceID}); err != nil {
+		marked, err := q.MarkRerun(ctx, pgq.MarkRerunParams{ID: rerun.ID, RerunOf: &sourceID})
+		if err != nil {
 			return fmt.Errorf("mark rerun: %w", err)
 		}
 		copied, err := q.CopyUnfinishedRequests(ctx, pgq.CopyUnfinishedRequestsParams{NewBatchID: rerun.ID, SourceID: sourceID})
@@ -80,7 +81,7 @@ func (s *Store) RerunBatch(ctx context.Context, tenantID, sourceID string, rerun
 		if err != nil {
 			return fmt.Errorf("link rerun: %w", err)
 		}
-		if started != 1 || linked != 1 {
+		if marked != 1 || started != 1 || linked != 1 {
 			return domain.ErrStateConflict
 		}
 		out = domain.Rerun{BatchID: rerun.ID, Models: copied.Models}

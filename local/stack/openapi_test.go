@@ -26,7 +26,8 @@ import (
 // is valid against the schema of its route and status, and every operation of the document was
 // answered with a success at least once.
 func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
-	st := startStack(t, stack.Options{Models: append(stack.DefaultModels(), stack.ModelSpec{Name: "parked", Limit: 0})})
+	st := startStack(t, stack.Options{Models: append(stack.DefaultModels(), stack.ModelSpec{Name: "parked", Limit: 0}),
+		Env: map[string]string{"COMPLETION_WINDOWS": "24h,48h"}})
 	ctx := context.Background()
 	rec := &openapitest.Recorder{}
 	hc := &http.Client{Transport: rec, CheckRedirect: noRedirect.CheckRedirect}
@@ -109,8 +110,15 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	require.Equal(t, 200, do(tenant, "GET", "/v1/files/"+running["partial_output_file_id"].(string)+"/content", nil).Status)
 	r = do(tenant, "POST", "/v1/batches/"+pb.ID+"/requests/cancel", map[string]any{"request_ids": []string{id, "batch_req_00000000000000000000000000000000"}})
 	require.Equal(t, 200, r.Status, string(r.Body))
+	r = do(tenant, "POST", "/v1/batches/"+pb.ID+"/extend", map[string]any{"completion_window": "48h"})
+	require.Equal(t, 200, r.Status, string(r.Body))
+	require.Equal(t, 400, do(tenant, "POST", "/v1/batches/"+pb.ID+"/rerun", nil).Status, "still running")
 	_, err = c.Batches.Cancel(ctx, pb.ID)
 	require.NoError(t, err)
+	pb = waitBatch(t, c, pb.ID, time.Minute)
+	r = do(tenant, "POST", "/v1/batches/"+pb.ID+"/rerun", nil)
+	require.Equal(t, 200, r.Status, string(r.Body))
+	require.Equal(t, 400, do(tenant, "POST", "/v1/batches/"+pb.ID+"/extend", map[string]any{"completion_window": "48h"}).Status, "ended")
 	require.Equal(t, 200, do(tenant, "DELETE", "/v1/batches/"+pb.ID, nil).Status)
 
 	// The Uploads API through the SDK.

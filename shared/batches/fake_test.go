@@ -35,6 +35,8 @@ type fake struct {
 	SendPopulateFn          func(ctx context.Context, batchID string) error
 	TryFinalizeFn           func(ctx context.Context, batchID string)
 	DispatchFn              func(ctx context.Context, models ...string) error
+	ExtendBatchFn           func(ctx context.Context, tenantID, batchID, window string, expiresAt, now time.Time) error
+	RerunBatchFn            func(ctx context.Context, tenantID, sourceID string, rerun domain.Batch, now time.Time) (domain.Rerun, error)
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }
@@ -149,4 +151,18 @@ func (f *fake) Dispatch(ctx context.Context, models ...string) error {
 		return f.unexpected("Dispatch")
 	}
 	return f.DispatchFn(ctx, models...)
+}
+
+func (f *fake) ExtendBatch(ctx context.Context, tenantID, batchID, window string, expiresAt, now time.Time) error {
+	if f.ExtendBatchFn == nil {
+		return f.unexpected("ExtendBatch")
+	}
+	return f.ExtendBatchFn(ctx, tenantID, batchID, window, expiresAt, now)
+}
+
+func (f *fake) RerunBatch(ctx context.Context, tenantID, sourceID string, rerun domain.Batch, now time.Time) (domain.Rerun, error) {
+	if f.RerunBatchFn == nil {
+		return domain.Rerun{}, f.unexpected("RerunBatch")
+	}
+	return f.RerunBatchFn(ctx, tenantID, sourceID, rerun, now)
 }

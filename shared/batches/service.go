@@ -29,6 +29,8 @@ type Store interface {
 	RetryFailed(ctx context.Context, tenantID, batchID string, ids []string, now time.Time) (int, []string, error)
 	DeleteBatch(ctx context.Context, tenantID, batchID string, now time.Time) error
 	DeleteFile(ctx context.Context, tenantID, fileID string, now time.Time) ([]string, error)
+	ExtendBatch(ctx context.Context, tenantID, batchID, window string, expiresAt, now time.Time) error
+	RerunBatch(ctx context.Context, tenantID, sourceID string, rerun domain.Batch, now time.Time) (domain.Rerun, error)
 }
 
 // Checker validates a stored input file against an endpoint and the models configured now.
@@ -250,4 +252,102 @@ func (s *Service) DeleteFile(ctx context.Context, tenantID, fileID string) error
 		s.engine.TryFinalize(ctx, b)
 	}
 	return nil
+}
+
+// Extend moves a running batch's deadline to its creation time plus window, a completion window
+// the caller checked against the allow-list, and returns the batch. The new deadline must be
+// later than the current one. Requests already claimed keep the deadline they were claimed
+// with for their retry decisions; every later claim sees the new one.
+func (s *Service) Extend(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error) {
+	d, err := domain.ParseWindow(window)
+	if err != nil {
+		return domain.Batch{}, &domain.Error{Code: domain.EInvalid, Param: "completion_window", Message: err.Error()}
+	}
+	b, err := s.store.GetBatch(ctx, tenantID, batchID)
+	if err != nil {
+		return domain.Batch{}, err
+	}
+	now := s.now()
+	expiresAt := b.CreatedAt.Add(d)
+	if running := b.Status == domain.BatchValidating || b.Status == domain.BatchInProgress; !running || b.ExpiredAt != nil || !b.ExpiresAt.After(now) {
+		return domain.Batch{}, notExtendable(b)
+	}
+	if !expiresAt.After(b.ExpiresAt) {
+		return domain.Batch{}, &domain.Error{Code: domain.EInvalid, Param: "completion_window",
+			Message: fmt.Sprintf("completion_window %q ends the batch at %s, not after its current deadline %s: choose a longer window.",
+				window, expiresAt.UTC().Format(time.RFC3339), b.ExpiresAt.UTC().Format(time.RFC3339))}
+	}
+	if !expiresAt.After(now) {
+		return domain.Batch{}, notExtendable(b)
+	}
+	if err := s.store.ExtendBatch(ctx, tenantID, batchID, window, expiresAt, now); err != nil {
+		if errors.Is(err, domain.ErrStateConflict) {
+			// It ended, or was extended further, between the read and the write.
+			if now, err := s.store.GetBatch(ctx, tenantID, batchID); err == nil {
+				b = now
+			}
+			return domain.Batch{}, notExtendable(b)
+		}
+		return domain.Batch{}, err
+	}
+	return s.store.GetBatch(ctx, tenantID, batchID)
+}
+
+func notExtendable(b domain.Batch) error {
+	if b.Status == domain.BatchValidating || b.Status == domain.BatchInProgress {
+		return domain.Errorf(domain.EConflict, "Batch %s reached its deadline (%s): it can no longer be extended; rerun its unfinished lines once it has ended (POST /v1/batches/%s/rerun).",
+			b.ID, b.ExpiresAt.UTC().Format(time.RFC3339), b.ID)
+	}
+	return domain.Errorf(domain.EConflict, "Batch %s is %s: only a running batch's deadline can be extended; rerun its unfinished lines instead (POST /v1/batches/%s/rerun).",
+		b.ID, b.Status, b.ID)
+}
+
+// Rerun is a request to run the unfinished lines of an ended batch again as a new batch.
+type Rerun struct {
+	TenantID     string
+	CreatedByKey int64  // the caller's API key id, recorded on the new batch; 0 = unknown
+	BatchID      string // the ended batch
+	// CompletionWindow is the new batch's window (checked by the caller against the allow-list);
+	// "" keeps the source batch's.
+	CompletionWindow string
+	// Metadata replaces the source batch's metadata on the new batch; nil keeps it.
+	Metadata map[string]string
+}
+
+// Rerun creates a batch from exactly the lines of an ended batch that did not complete (failed,
+// cancelled or expired), with the same input file, endpoint, custom_ids and line numbers, starts
+// it at once and dispatches its models. The two batches name each other (rerun_of,
+// rerun_batch_id). A batch that was rerun before answers that same rerun, so a repeated call
+// never runs the lines twice; rerun the rerun to go again.
+func (s *Service) Rerun(ctx context.Context, r Rerun) (domain.Batch, error) {
+	src, err := s.store.GetBatch(ctx, r.TenantID, r.BatchID)
+	if err != nil {
+		return domain.Batch{}, err
+	}
+	window := r.CompletionWindow
+	if window == "" {
+		window = src.CompletionWindow
+	}
+	d, err := domain.ParseWindow(window)
+	if err != nil {
+		return domain.Batch{}, &domain.Error{Code: domain.EInvalid, Param: "completion_window", Message: err.Error()}
+	}
+	meta := r.Metadata
+	if meta == nil {
+		meta = src.Metadata
+	}
+	now := s.now()
+	b := domain.Batch{ID: domain.NewBatchID(), TenantID: r.TenantID, InputFileID: src.InputFileID, Endpoint: src.Endpoint,
+		CompletionWindow: window, Status: domain.BatchValidating, Metadata: meta, CreatedAt: now, ExpiresAt: now.Add(d),
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: r.CreatedByKey}
+	res, err := s.store.RerunBatch(ctx, r.TenantID, r.BatchID, b, now)
+	if err != nil {
+		return domain.Batch{}, err
+	}
+	if !res.Existing {
+		if err := s.engine.Dispatch(ctx, res.Models...); err != nil {
+			s.log.WarnContext(ctx, "dispatch after rerun", "batch_id", res.BatchID, "err", err)
+		}
+	}
+	return s.store.GetBatch(ctx, r.TenantID, res.BatchID)
 }

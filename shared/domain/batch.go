@@ -90,3 +90,12 @@ type Counts struct {
 
 // Done reports whether every request is terminal.
 func (c Counts) Done() bool { return c.Total > 0 && c.Pending == 0 }
+
+// Rerun is what rerunning an ended batch did: BatchID is the new batch (in_progress) that runs
+// its unfinished lines again, Models the models those lines name (to dispatch), Existing that
+// the batch had been rerun before and BatchID is that earlier rerun (nothing new was created).
+type Rerun struct {
+	BatchID  string
+	Models   []string
+	Existing bool
+}

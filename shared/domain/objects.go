@@ -103,7 +103,9 @@ type Batch struct {
 	ExpiredAt        *time.Time
 	CancellingAt     *time.Time
 	CancelledAt      *time.Time
-	CreatedByKey     int64 // id of the API key that created it; 0 = unknown
+	CreatedByKey     int64  // id of the API key that created it; 0 = unknown
+	RerunOf          string // the ended batch whose unfinished lines this batch runs again; "" = none
+	RerunBatchID     string // the batch that runs this one's unfinished lines again; "" = none yet
 }
 
 // Sealed reports whether the batch's output and error files are final: it ended through

@@ -39,14 +39,29 @@ func (s *server) validateBatchRequest(req createBatchRequest) error {
 		return errBadEndpoint(req.Endpoint)
 	case req.CompletionWindow == "":
 		return &domain.Error{Code: domain.EInvalid, Message: "Missing required parameter: 'completion_window'.", Param: "completion_window"}
-	case !slices.Contains(s.cfg.CompletionWindows, req.CompletionWindow):
-		return &domain.Error{Code: domain.EInvalid, Param: "completion_window",
-			Message: fmt.Sprintf("Invalid completion_window %q: must be one of %s.", req.CompletionWindow, strings.Join(s.cfg.CompletionWindows, ", "))}
 	}
-	if len(req.Metadata) > 16 {
+	if err := s.checkWindow(req.CompletionWindow); err != nil {
+		return err
+	}
+	return checkMetadata(req.Metadata)
+}
+
+// checkWindow checks a completion window against the allow-list (COMPLETION_WINDOWS).
+func (s *server) checkWindow(window string) error {
+	if !slices.Contains(s.cfg.CompletionWindows, window) {
+		return &domain.Error{Code: domain.EInvalid, Param: "completion_window",
+			Message: fmt.Sprintf("Invalid completion_window %q: must be one of %s.", window, strings.Join(s.cfg.CompletionWindows, ", "))}
+	}
+	return nil
+}
+
+// checkMetadata applies OpenAI's metadata limits: at most 16 keys, keys up to 64 characters,
+// values up to 512.
+func checkMetadata(m map[string]string) error {
+	if len(m) > 16 {
 		return &domain.Error{Code: domain.EInvalid, Message: "metadata may have at most 16 keys.", Param: "metadata"}
 	}
-	for k, v := range req.Metadata {
+	for k, v := range m {
 		if utf8.RuneCountInString(k) > 64 {
 			return &domain.Error{Code: domain.EInvalid, Message: fmt.Sprintf("metadata key %q is longer than 64 characters.", k), Param: "metadata"}
 		}
@@ -134,4 +149,54 @@ func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
 		out[i] = toBatchObject(b)
 	}
 	writeJSON(w, http.StatusOK, newList(out, more, func(b batchObject) string { return b.ID }))
+}
+
+// extendBatch is POST /v1/batches/{id}/extend {"completion_window": "48h"}: a running batch's
+// deadline moves to its creation time plus the new window, one of COMPLETION_WINDOWS and later
+// than the current deadline.
+func (s *server) extendBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		CompletionWindow string `json:"completion_window"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if req.CompletionWindow == "" {
+		s.error(w, r, &domain.Error{Code: domain.EInvalid, Message: "Missing required parameter: 'completion_window'.", Param: "completion_window"})
+		return
+	}
+	if err := s.checkWindow(req.CompletionWindow); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	b, err := s.batches.Extend(r.Context(), principal(r).TenantID, r.PathValue("id"), req.CompletionWindow)
+	s.writeBatch(w, r, b, err)
+}
+
+// rerunBatch is POST /v1/batches/{id}/rerun with an optional body {"completion_window": …,
+// "metadata": {…}}: a new batch runs the lines of the ended batch that did not complete, and is
+// answered; a batch rerun before answers that rerun.
+func (s *server) rerunBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		CompletionWindow string            `json:"completion_window"`
+		Metadata         map[string]string `json:"metadata"`
+	}
+	if err := decodeOptionalJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if req.CompletionWindow != "" {
+		if err := s.checkWindow(req.CompletionWindow); err != nil {
+			s.error(w, r, err)
+			return
+		}
+	}
+	if err := checkMetadata(req.Metadata); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	b, err := s.batches.Rerun(r.Context(), batches.Rerun{TenantID: principal(r).TenantID, CreatedByKey: principal(r).KeyID,
+		BatchID: r.PathValue("id"), CompletionWindow: req.CompletionWindow, Metadata: req.Metadata})
+	s.writeBatch(w, r, b, err)
 }

@@ -59,6 +59,8 @@ type fake struct {
 	RetryFn                   func(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error)
 	DeleteFn                  func(ctx context.Context, tenantID, batchID string) error
 	DeleteFileFn              func(ctx context.Context, tenantID, fileID string) error
+	ExtendFn                  func(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error)
+	RerunFn                   func(ctx context.Context, r batches.Rerun) (domain.Batch, error)
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }
@@ -329,4 +331,18 @@ func (f *fake) DeleteFile(ctx context.Context, tenantID, fileID string) error {
 		return f.unexpected("DeleteFile")
 	}
 	return f.DeleteFileFn(ctx, tenantID, fileID)
+}
+
+func (f *fake) Extend(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error) {
+	if f.ExtendFn == nil {
+		return domain.Batch{}, f.unexpected("Extend")
+	}
+	return f.ExtendFn(ctx, tenantID, batchID, window)
+}
+
+func (f *fake) Rerun(ctx context.Context, r batches.Rerun) (domain.Batch, error) {
+	if f.RerunFn == nil {
+		return domain.Batch{}, f.unexpected("Rerun")
+	}
+	return f.RerunFn(ctx, r)
 }

@@ -78,6 +78,10 @@ type batchObject struct {
 	PartialErrorFileID  *string `json:"partial_error_file_id"`
 	// CreatedByKey: the id of the API key that created the batch, as a string; null when unknown.
 	CreatedByKey *string `json:"created_by_key"`
+	// RerunOf and RerunBatchID link a rerun (POST /v1/batches/{id}/rerun) and the batch it runs
+	// the unfinished lines of again; null when there is none.
+	RerunOf      *string `json:"rerun_of"`
+	RerunBatchID *string `json:"rerun_batch_id"`
 }
 
 func toBatchObject(b domain.Batch) batchObject {
@@ -90,7 +94,7 @@ func toBatchObject(b domain.Batch) batchObject {
 		RequestCounts:       requestCounts{Total: b.Counts.Total, Completed: b.Counts.Completed, Failed: b.Counts.Failed},
 		Usage:               b.Usage,
 		PartialOutputFileID: strPtr(b.OutputFileID), PartialErrorFileID: strPtr(b.ErrorFileID),
-		CreatedByKey: keyIDString(b.CreatedByKey),
+		CreatedByKey: keyIDString(b.CreatedByKey), RerunOf: strPtr(b.RerunOf), RerunBatchID: strPtr(b.RerunBatchID),
 	}
 	if b.Sealed() {
 		o.OutputFileID, o.ErrorFileID = strPtr(b.OutputFileID), strPtr(b.ErrorFileID)

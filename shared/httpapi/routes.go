@@ -45,6 +45,8 @@ func (s *server) routes() []route {
 		{"POST", "/v1/batches/{id}/requests/cancel", accessTenant, http.HandlerFunc(s.cancelRequests)},
 		{"POST", "/v1/batches/{id}/retry", accessTenant, http.HandlerFunc(s.retryBatch)},
 		{"POST", "/v1/batches/{id}/retry-requests", accessTenant, http.HandlerFunc(s.retryRequests)},
+		{"POST", "/v1/batches/{id}/extend", accessTenant, http.HandlerFunc(s.extendBatch)},
+		{"POST", "/v1/batches/{id}/rerun", accessTenant, http.HandlerFunc(s.rerunBatch)},
 		{"DELETE", "/v1/batches/{id}", accessTenant, http.HandlerFunc(s.deleteBatch)},
 		{"DELETE", "/v1/files/{id}", accessTenant, http.HandlerFunc(s.deleteFile)},
 

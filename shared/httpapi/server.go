@@ -58,6 +58,8 @@ type Batches interface {
 	Retry(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error)
 	Delete(ctx context.Context, tenantID, batchID string) error
 	DeleteFile(ctx context.Context, tenantID, fileID string) error
+	Extend(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error)
+	Rerun(ctx context.Context, r batches.Rerun) (domain.Batch, error)
 }
 
 // Dispatcher starts dispatching a model's work at once (the engine): after an admin raised its

@@ -132,15 +132,15 @@ func (s *Store) RetryFailed(ctx context.Context, tenantID, batchID string, ids [
 		q := pgq.New(tx)
 		_, err := q.ReopenBatch(ctx, pgq.ReopenBatchParams{ID: &batchID, TenantID: tenantID, Now: now})
 		if errors.Is(err, pgx.ErrNoRows) {
-			status, err := q.BatchStatus(ctx, pgq.BatchStatusParams{ID: batchID, TenantID: tenantID})
-			if errors.Is(err, pgx.ErrNoRows) {
-				return batchNotFound(batchID)
-			}
+			b, err := getBatch(ctx, q, tenantID, batchID)
 			if err != nil {
 				return err
 			}
+			if b.RerunBatchID != "" {
+				return domain.Errorf(domain.EConflict, "Batch %s was rerun as batch %s, which runs its failed lines: retry them there.", batchID, b.RerunBatchID)
+			}
 			return &domain.Error{Code: domain.EConflict, Message: fmt.Sprintf(
-				"Cannot retry requests of a batch with status '%s' (only running or completed batches within their completion window can be retried).", status)}
+				"Cannot retry requests of a batch with status '%s' (only running or completed batches within their completion window can be retried).", b.Status)}
 		}
 		if err != nil {
 			return fmt.Errorf("reopen batch: %w", err)

@@ -482,13 +482,15 @@ RETURNING b.id, b.status;
 
 -- name: ReopenBatch :one
 -- Reopens a batch for a retry of its failed requests: a sealed (completed) batch goes back to
--- in_progress with its counts unfrozen and its output and error files growing again.
+-- in_progress with its counts unfrozen and its output and error files growing again. A batch
+-- that was rerun (migration 0008) is not: its failed lines belong to the rerun now, and running
+-- them in both would send them twice.
 UPDATE batches b
 SET status = 'in_progress', completed_at = NULL, finalizing_at = NULL, completed = 0, failed = 0, usage = NULL,
     output_file_id = (SELECT f.id FROM files f WHERE f.batch_id = sqlc.arg(id) AND f.purpose = 'batch_output'),
     error_file_id = (SELECT f.id FROM files f WHERE f.batch_id = sqlc.arg(id) AND f.purpose = 'batch_error')
 WHERE b.id = sqlc.arg(id) AND b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL AND b.status IN ('in_progress', 'completed')
-  AND b.expires_at > sqlc.arg(now)
+  AND b.expires_at > sqlc.arg(now) AND b.rerun_batch_id IS NULL
 RETURNING b.status;
 
 -- name: ReopenFiles :exec

@@ -268,6 +268,12 @@ func keyID(ref *int64) int64 {
 // InsertBatch records a new batch in status validating together with its (still empty) output
 // and error files, whose ids must be set in b.
 func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return insertBatch(ctx, pgq.New(tx), b) })
+}
+
+// insertBatch writes a validating batch and its reserved output and error files with q, inside
+// the caller's transaction.
+func insertBatch(ctx context.Context, q *pgq.Queries, b domain.Batch) error {
 	meta, err := json.Marshal(b.Metadata)
 	if err != nil {
 		return err
@@ -275,26 +281,23 @@ func (s *Store) InsertBatch(ctx context.Context, b domain.Batch) error {
 	if b.Metadata == nil {
 		meta = nil
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := pgq.New(tx)
-		for _, f := range []struct{ id, purpose, suffix string }{
-			{b.OutputFileID, domain.PurposeBatchOutput, "_output.jsonl"},
-			{b.ErrorFileID, domain.PurposeBatchError, "_error.jsonl"},
-		} {
-			if err := insertFile(ctx, q, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
-				Status: domain.FileProcessed, BatchID: b.ID, CreatedAt: b.CreatedAt, CreatedByKey: b.CreatedByKey}); err != nil {
-				return err
-			}
+	for _, f := range []struct{ id, purpose, suffix string }{
+		{b.OutputFileID, domain.PurposeBatchOutput, "_output.jsonl"},
+		{b.ErrorFileID, domain.PurposeBatchError, "_error.jsonl"},
+	} {
+		if err := insertFile(ctx, q, domain.File{ID: f.id, TenantID: b.TenantID, Filename: b.ID + f.suffix, Purpose: f.purpose,
+			Status: domain.FileProcessed, BatchID: b.ID, CreatedAt: b.CreatedAt, CreatedByKey: b.CreatedByKey}); err != nil {
+			return err
 		}
-		err = q.InsertBatch(ctx, pgq.InsertBatchParams{ID: b.ID, TenantID: b.TenantID, InputFileID: &b.InputFileID,
-			Endpoint: b.Endpoint, CompletionWindow: b.CompletionWindow, Metadata: meta, Total: int32(b.Counts.Total),
-			CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, OutputFileID: &b.OutputFileID, ErrorFileID: &b.ErrorFileID,
-			CreatedByKey: keyRef(b.CreatedByKey)})
-		if err != nil {
-			return fmt.Errorf("insert batch: %w", err)
-		}
-		return nil
-	})
+	}
+	err = q.InsertBatch(ctx, pgq.InsertBatchParams{ID: b.ID, TenantID: b.TenantID, InputFileID: &b.InputFileID,
+		Endpoint: b.Endpoint, CompletionWindow: b.CompletionWindow, Metadata: meta, Total: int32(b.Counts.Total),
+		CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, OutputFileID: &b.OutputFileID, ErrorFileID: &b.ErrorFileID,
+		CreatedByKey: keyRef(b.CreatedByKey)})
+	if err != nil {
+		return fmt.Errorf("insert batch: %w", err)
+	}
+	return nil
 }
 
 // GetBatch returns a tenant's batch with live counts, from the primary. What a write is decided

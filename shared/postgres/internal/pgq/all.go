@@ -82,4 +82,10 @@ var SQL = map[string]string{
 	"Unclaim":                 unclaim,
 	"UpsertModel":             upsertModel,
 	"ValidatingBatches":       validatingBatches,
+	// queries_rescue.sql
+	"CopyUnfinishedRequests": copyUnfinishedRequests,
+	"ExtendBatch":            extendBatch,
+	"LinkRerun":              linkRerun,
+	"LockRerunSource":        lockRerunSource,
+	"MarkRerun":              markRerun,
 }

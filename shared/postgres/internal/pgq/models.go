@@ -48,6 +48,8 @@ type Batch struct {
 	CancelledAt      *time.Time
 	DeletedAt        *time.Time
 	CreatedByKey     *int64
+	RerunOf          *string
+	RerunBatchID     *string
 }
 
 type BatchCounter struct {
@@ -86,6 +88,8 @@ type BatchRow struct {
 	Pending          int64
 	DeletedAt        *time.Time
 	CreatedByKey     *int64
+	RerunOf          string
+	RerunBatchID     string
 }
 
 type File struct {

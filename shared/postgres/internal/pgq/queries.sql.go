@@ -946,7 +946,7 @@ func (q *Queries) FinishMany(ctx context.Context, arg FinishManyParams) ([]Finis
 }
 
 const getBatch = `-- name: GetBatch :one
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id
 FROM batch_rows b
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL
 `
@@ -994,6 +994,8 @@ func (q *Queries) GetBatch(ctx context.Context, arg GetBatchParams) (GetBatchRow
 		&i.BatchRow.Pending,
 		&i.BatchRow.DeletedAt,
 		&i.BatchRow.CreatedByKey,
+		&i.BatchRow.RerunOf,
+		&i.BatchRow.RerunBatchID,
 	)
 	return i, err
 }
@@ -1565,7 +1567,7 @@ SET status = 'in_progress', completed_at = NULL, finalizing_at = NULL, completed
     output_file_id = (SELECT f.id FROM files f WHERE f.batch_id = $1 AND f.purpose = 'batch_output'),
     error_file_id = (SELECT f.id FROM files f WHERE f.batch_id = $1 AND f.purpose = 'batch_error')
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL AND b.status IN ('in_progress', 'completed')
-  AND b.expires_at > $3
+  AND b.expires_at > $3 AND b.rerun_batch_id IS NULL
 RETURNING b.status
 `
 
@@ -1576,7 +1578,9 @@ type ReopenBatchParams struct {
 }
 
 // Reopens a batch for a retry of its failed requests: a sealed (completed) batch goes back to
-// in_progress with its counts unfrozen and its output and error files growing again.
+// in_progress with its counts unfrozen and its output and error files growing again. A batch
+// that was rerun (migration 0008) is not: its failed lines belong to the rerun now, and running
+// them in both would send them twice.
 func (q *Queries) ReopenBatch(ctx context.Context, arg ReopenBatchParams) (string, error) {
 	row := q.db.QueryRow(ctx, reopenBatch, arg.ID, arg.TenantID, arg.Now)
 	var status string

@@ -50,6 +50,9 @@ type Batch struct {
 	CreatedByKey     *int64
 	RerunOf          *string
 	RerunBatchID     *string
+	FailFastAfter    int32
+	FailFastDecided  bool
+	FailFastAt       *time.Time
 }
 
 type BatchCounter struct {
@@ -90,6 +93,7 @@ type BatchRow struct {
 	CreatedByKey     *int64
 	RerunOf          string
 	RerunBatchID     string
+	FailFastAfter    int32
 }
 
 type File struct {

@@ -1,4 +1,4 @@
--- The fail-fast breaker (migration 0009).
+-- The fail-fast breaker (migration 0010).
 
 -- name: DecideFailFast :one
 -- Called after a request of the batch failed with an upstream 4xx status. While the breaker has

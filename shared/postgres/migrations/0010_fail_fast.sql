@@ -7,7 +7,7 @@ ALTER TABLE batches ADD COLUMN fail_fast_after integer NOT NULL DEFAULT 0 CHECK 
 ALTER TABLE batches ADD COLUMN fail_fast_decided boolean NOT NULL DEFAULT false;
 ALTER TABLE batches ADD COLUMN fail_fast_at timestamptz;
 
--- batch_rows as 0008 defined it, plus fail_fast_after at the end (CREATE OR REPLACE VIEW may only
+-- batch_rows as 0008 defined it (0009 left it), plus fail_fast_after at the end (CREATE OR REPLACE VIEW may only
 -- append columns).
 CREATE OR REPLACE VIEW batch_rows AS
 SELECT b.id, b.tenant_id, coalesce(b.input_file_id, '') AS input_file_id, b.endpoint, b.completion_window, b.status,

@@ -177,6 +177,8 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	require.Equal(t, 200, do(admin, "DELETE", fmt.Sprintf("/v1/admin/keys/%d", int64(k.json(t)["id"].(float64))), nil).Status)
 	require.Equal(t, 200, do(admin, "GET", "/v1/admin/workers", nil).Status)
 	require.Equal(t, 200, do(admin, "GET", "/v1/admin/pending?windows=1h,7d", nil).Status)
+	require.Equal(t, 200, do(admin, "GET", "/v1/admin/pending?windows=1h&state=pending,claimed&model=mock-chat", nil).Status)
+	require.Equal(t, 400, do(admin, "GET", "/v1/admin/pending?state=completed", nil).Status)
 	require.Equal(t, 400, do(admin, "GET", "/v1/admin/pending?windows=forever", nil).Status)
 
 	// Check what was recorded.

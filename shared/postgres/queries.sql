@@ -592,12 +592,17 @@ DELETE FROM files WHERE id IN (
 
 -- name: PendingByModelAndWindow :many
 -- Unfinished requests per model, by whether their batch's deadline falls within each window
--- (window_secs seconds each; windows are cumulative, overdue work is in every bucket).
+-- (window_secs seconds each; windows are cumulative, overdue work is in every bucket), of the
+-- given states and models (an empty models array: every model). The literal state list stays
+-- beside the parameter so the planner can still use the partial indexes on unfinished states.
+-- A cancelling batch's work is about to end and is not counted (fusillade does the same).
 SELECT r.model, w.secs::int AS secs, count(*)
 FROM requests r
 JOIN batches b ON b.id = r.batch_id
 CROSS JOIN unnest(sqlc.arg(window_secs)::int[]) AS w(secs)
-WHERE r.state IN ('pending', 'claimed', 'processing') AND b.cancelling_at IS NULL
+WHERE r.state IN ('pending', 'claimed', 'processing') AND r.state = ANY(sqlc.arg(states)::text[])
+  AND (cardinality(sqlc.arg(models)::text[]) = 0 OR r.model = ANY(sqlc.arg(models)::text[]))
+  AND b.cancelling_at IS NULL
   AND b.expires_at <= sqlc.arg(now)::timestamptz + make_interval(secs => w.secs)
 GROUP BY r.model, w.secs
 ORDER BY r.model, w.secs;

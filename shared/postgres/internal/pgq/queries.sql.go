@@ -1389,14 +1389,18 @@ SELECT r.model, w.secs::int AS secs, count(*)
 FROM requests r
 JOIN batches b ON b.id = r.batch_id
 CROSS JOIN unnest($1::int[]) AS w(secs)
-WHERE r.state IN ('pending', 'claimed', 'processing') AND b.cancelling_at IS NULL
-  AND b.expires_at <= $2::timestamptz + make_interval(secs => w.secs)
+WHERE r.state IN ('pending', 'claimed', 'processing') AND r.state = ANY($2::text[])
+  AND (cardinality($3::text[]) = 0 OR r.model = ANY($3::text[]))
+  AND b.cancelling_at IS NULL
+  AND b.expires_at <= $4::timestamptz + make_interval(secs => w.secs)
 GROUP BY r.model, w.secs
 ORDER BY r.model, w.secs
 `
 
 type PendingByModelAndWindowParams struct {
 	WindowSecs []int32
+	States     []string
+	Models     []string
 	Now        time.Time
 }
 
@@ -1408,9 +1412,17 @@ type PendingByModelAndWindowRow struct {
 
 // ─── capacity figures ──────────────────────────────────────────────────────────────────────────
 // Unfinished requests per model, by whether their batch's deadline falls within each window
-// (window_secs seconds each; windows are cumulative, overdue work is in every bucket).
+// (window_secs seconds each; windows are cumulative, overdue work is in every bucket), of the
+// given states and models (an empty models array: every model). The literal state list stays
+// beside the parameter so the planner can still use the partial indexes on unfinished states.
+// A cancelling batch's work is about to end and is not counted (fusillade does the same).
 func (q *Queries) PendingByModelAndWindow(ctx context.Context, arg PendingByModelAndWindowParams) ([]PendingByModelAndWindowRow, error) {
-	rows, err := q.db.Query(ctx, pendingByModelAndWindow, arg.WindowSecs, arg.Now)
+	rows, err := q.db.Query(ctx, pendingByModelAndWindow,
+		arg.WindowSecs,
+		arg.States,
+		arg.Models,
+		arg.Now,
+	)
 	if err != nil {
 		return nil, err
 	}

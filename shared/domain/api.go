@@ -24,6 +24,7 @@ type BatchListParams struct {
 	CreatedBefore *time.Time
 	ActiveFirst   bool    // unfinished batches first, then the rest, each newest first
 	CreatedByKeys []int64 // API key ids that created the batch; empty = any creator
+	InputFileID   string  // only the batches made from this input file; "" = any
 }
 
 // BatchResult is one line of a batch as the results view shows it: the input and, once the line

@@ -58,7 +58,8 @@ SELECT created_at, status FROM batches WHERE id = sqlc.arg(id) AND tenant_id = s
 -- name: ListBatches :many
 -- One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
 -- statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
--- ('' = none), created_by_keys the creating API key ids (empty = any creator), created_after/created_before bounds (NULL = none). With active_first unfinished
+-- ('' = none), created_by_keys the creating API key ids (empty = any creator), input_file_id the
+-- input file ('' = any: a file's batches), created_after/created_before bounds (NULL = none). With active_first unfinished
 -- batches come first. The cursor (cursor_rank, cursor_at, cursor_id; cursor_at NULL for the first
 -- page) continues after the last item of the previous page in the same order.
 SELECT sqlc.embed(b)
@@ -72,6 +73,7 @@ WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL
   AND (sqlc.arg(pattern)::text = '' OR b.id ILIKE sqlc.arg(pattern) ESCAPE '\' OR b.metadata::text ILIKE sqlc.arg(pattern) ESCAPE '\'
        OR coalesce(f.filename, '') ILIKE sqlc.arg(pattern) ESCAPE '\')
   AND (cardinality(sqlc.arg(created_by_keys)::bigint[]) = 0 OR b.created_by_key = ANY (sqlc.arg(created_by_keys)::bigint[]))
+  AND (sqlc.arg(input_file_id)::text = '' OR b.input_file_id = sqlc.arg(input_file_id)::text)
   AND (sqlc.narg(created_after)::timestamptz IS NULL OR b.created_at >= sqlc.narg(created_after))
   AND (sqlc.narg(created_before)::timestamptz IS NULL OR b.created_at < sqlc.narg(created_before))
   AND (sqlc.narg(cursor_at)::timestamptz IS NULL

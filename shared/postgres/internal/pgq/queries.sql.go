@@ -345,7 +345,8 @@ WITH target AS (
     WHERE r.batch_id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL AND r.id = ANY ($3::uuid[])
     FOR UPDATE OF r
 ), ended AS (
-    UPDATE requests r SET state = 'canceled', error_code = 'request_cancelled', finished_at = $4, claimed_at = NULL, owner = NULL
+    UPDATE requests r SET state = 'canceled', error_code = 'request_cancelled', finished_at = $4, finished_xid = pg_current_xact_id(),
+        claimed_at = NULL, owner = NULL
     FROM target WHERE r.id = target.id AND r.state IN ('pending', 'claimed')
     RETURNING r.id
 ), marked AS (
@@ -649,7 +650,8 @@ func (q *Queries) DropFiles(ctx context.Context, arg DropFilesParams) (int64, er
 const endUnstarted = `-- name: EndUnstarted :one
 WITH ended AS (
     UPDATE requests e
-    SET state = $1, error_code = $2, finished_at = $3, claimed_at = NULL, owner = NULL
+    SET state = $1, error_code = $2, finished_at = $3, finished_xid = pg_current_xact_id(),
+        claimed_at = NULL, owner = NULL
     WHERE e.batch_id = $4 AND e.state IN ('pending', 'claimed')
     RETURNING 1
 ), marked AS (
@@ -837,6 +839,7 @@ const finishMany = `-- name: FinishMany :many
 UPDATE requests r
 SET state = x.state,
     finished_at = CASE WHEN x.state = 'pending' THEN NULL ELSE x.at END,
+    finished_xid = CASE WHEN x.state = 'pending' THEN NULL ELSE pg_current_xact_id() END,
     response_status = nullif(x.status, 0),
     response_body = x.body,
     upstream_request_id = nullif(x.upstream_id, ''),
@@ -1611,6 +1614,7 @@ UPDATE requests r
 SET state = CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled' WHEN b.expired_at IS NOT NULL THEN 'expired' ELSE 'pending' END,
     error_code = CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled' WHEN b.expired_at IS NOT NULL THEN 'batch_expired' ELSE r.error_code END,
     finished_at = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN $1::timestamptz END,
+    finished_xid = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN pg_current_xact_id() END,
     -- Back in pending, an escalated request is its own model's again (see ClaimForModel).
     model = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN coalesce(r.escalated_from, r.model) ELSE r.model END,
     escalated_from = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN NULL ELSE r.escalated_from END,
@@ -1764,7 +1768,7 @@ func (q *Queries) ResultPage(ctx context.Context, arg ResultPageParams) ([]Resul
 const retryFailed = `-- name: RetryFailed :many
 UPDATE requests
 SET state = 'pending', retries = 0, not_before = NULL, response_status = NULL, response_body = NULL,
-    upstream_request_id = NULL, error_code = NULL, error_message = NULL, finished_at = NULL,
+    upstream_request_id = NULL, error_code = NULL, error_message = NULL, finished_at = NULL, finished_xid = NULL,
     claimed_at = NULL, started_at = NULL, owner = NULL, cancel_requested_at = NULL,
     model = coalesce(escalated_from, model), escalated_from = NULL, routed_model = NULL
 WHERE batch_id = $1 AND state = 'failed' AND ($2::uuid[] IS NULL OR id = ANY ($2::uuid[]))

@@ -698,10 +698,13 @@ const resultFilePage = `-- name: ResultFilePage :many
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
 FROM requests r
+JOIN batches b ON b.id = r.batch_id
 WHERE r.batch_id = $1 AND r.tenant_id = $2
   AND CASE WHEN $3::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
   AND ($4::text = '' OR r.custom_id ILIKE $4 ESCAPE '\')
-ORDER BY r.finished_at NULLS LAST, r.line
+  AND (b.status IN ('completed', 'failed', 'expired', 'cancelled') OR r.finished_xid IS NULL
+       OR r.finished_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())))
+ORDER BY r.finished_xid NULLS FIRST, r.finished_at NULLS LAST, r.line
 OFFSET $5
 LIMIT $6
 `
@@ -728,8 +731,13 @@ type ResultFilePageRow struct {
 }
 
 // A page of a batch's output file (output true: completed rows) or error file (other terminal rows)
-// as it stands, for partial downloads while the batch runs. Rows come in the order they finished
-// (line breaks ties), so a file read with offset = X-Last-Line only ever grows at the end.
+// as it stands, for partial downloads while the batch runs, so that a file read with offset =
+// X-Last-Line only ever grows at the end. Rows come in the order of the transactions that ended
+// them (finished_xid; rows ended before it existed first, by finish time; line breaks ties). While
+// the batch is not sealed, a row shows only once its transaction is older than every transaction
+// still running in the cluster (below the snapshot's xmin): a row that commits later has an xid
+// at least that xmin, so it sorts after every row shown, even when its finished_at is earlier
+// (migration 0008). Rows so wait at most as long as the oldest running write transaction.
 func (q *Queries) ResultFilePage(ctx context.Context, arg ResultFilePageParams) ([]ResultFilePageRow, error) {
 	rows, err := q.db.Query(ctx, resultFilePage,
 		arg.BatchID,

@@ -296,6 +296,16 @@ func (e *Engine) watch(ctx context.Context, w *watcher) {
 	}
 }
 
+// Batch fields go upstream as batchHeaderPrefix + the field name with hyphens for underscores, as
+// fusillade's batch_metadata_fields do (its default set: id, endpoint, created-at,
+// completion-window); proxies in front of the upstream key billing and analytics on them.
+const (
+	batchHeaderPrefix = "x-fusillade-batch-"
+	// batchHeaderTimeLayout is fusillade's header timestamp: UTC, microseconds, a literal Z
+	// (YYYY-MM-DDTHH:MM:SS.ffffffZ), always six digits so the values sort as text.
+	batchHeaderTimeLayout = "2006-01-02T15:04:05.000000Z"
+)
+
 // execute calls the upstream and turns the result into the outcome to persist.
 func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 	out := domain.Outcome{Work: job.Work, Model: job.Model}
@@ -337,17 +347,17 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 		RequestID: job.RequestID,
 		CustomID:  job.CustomID,
 		Headers: map[string]string{
-			"x-fusillade-batch-id":                job.BatchID,
-			"x-fusillade-batch-endpoint":          job.BatchEndpoint,
-			"x-fusillade-batch-created-at":        job.BatchCreatedAt.UTC().Format("2006-01-02T15:04:05.000000Z"),
-			"x-fusillade-batch-completion-window": job.CompletionWindow,
+			batchHeaderPrefix + "id":                job.BatchID,
+			batchHeaderPrefix + "endpoint":          job.BatchEndpoint,
+			batchHeaderPrefix + "created-at":        job.BatchCreatedAt.UTC().Format(batchHeaderTimeLayout),
+			batchHeaderPrefix + "completion-window": job.CompletionWindow,
 		},
 	}
 	for _, k := range e.cfg.MetadataHeaders {
 		// Forwarded for upstream routing and analytics; a value that is not header-safe is
 		// dropped by the client rather than failing the request.
 		if v, ok := job.Metadata[k]; ok {
-			call.Headers["x-fusillade-batch-"+strings.ReplaceAll(k, "_", "-")] = v
+			call.Headers[batchHeaderPrefix+strings.ReplaceAll(k, "_", "-")] = v
 		}
 	}
 	if dl, ok := ctx.Deadline(); ok {

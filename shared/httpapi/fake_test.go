@@ -46,7 +46,7 @@ type fake struct {
 	CreateAPIKeyFn            func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeysFn             func(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKeyFn            func(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
-	PendingByModelAndWindowFn func(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
+	PendingByModelAndWindowFn func(ctx context.Context, windows []time.Duration, f domain.PendingFilter, now time.Time) (domain.WindowCounts, error)
 	StoreFn                   func(ctx context.Context, u ingest.Upload) (domain.File, error)
 	FillFn                    func(ctx context.Context, f domain.File, body io.Reader) (domain.File, error)
 	CompleteFn                func(ctx context.Context, f domain.File) (domain.File, error)
@@ -241,11 +241,11 @@ func (f *fake) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domai
 	return f.RevokeAPIKeyFn(ctx, id, now)
 }
 
-func (f *fake) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
+func (f *fake) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, pf domain.PendingFilter, now time.Time) (domain.WindowCounts, error) {
 	if f.PendingByModelAndWindowFn == nil {
 		return nil, f.unexpected("PendingByModelAndWindow")
 	}
-	return f.PendingByModelAndWindowFn(ctx, windows, now)
+	return f.PendingByModelAndWindowFn(ctx, windows, pf, now)
 }
 
 func (f *fake) Store(ctx context.Context, u ingest.Upload) (domain.File, error) {

@@ -46,7 +46,7 @@ type Store interface {
 	CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
-	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
+	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, f domain.PendingFilter, now time.Time) (domain.WindowCounts, error)
 }
 
 // Batches runs the batch use cases (package batches); the handlers decode a request into one

@@ -7,6 +7,8 @@ package pgq
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type ApiKey struct {
@@ -155,6 +157,7 @@ type Request struct {
 	RoutedModel       *string
 	CancelRequestedAt *time.Time
 	EscalatedFrom     *string
+	FinishedXid       pgtype.Uint64
 }
 
 type Tenant struct {

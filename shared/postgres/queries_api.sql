@@ -104,7 +104,7 @@ LIMIT sqlc.arg(max);
 -- the batch is not sealed, a row shows only once its transaction is older than every transaction
 -- still running in the cluster (below the snapshot's xmin): a row that commits later has an xid
 -- at least that xmin, so it sorts after every row shown, even when its finished_at is earlier
--- (migration 0008). Rows so wait at most as long as the oldest running write transaction.
+-- (migration 0009). Rows so wait at most as long as the oldest running write transaction.
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
 FROM requests r

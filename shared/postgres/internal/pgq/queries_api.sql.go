@@ -739,7 +739,7 @@ type ResultFilePageRow struct {
 // the batch is not sealed, a row shows only once its transaction is older than every transaction
 // still running in the cluster (below the snapshot's xmin): a row that commits later has an xid
 // at least that xmin, so it sorts after every row shown, even when its finished_at is earlier
-// (migration 0008). Rows so wait at most as long as the oldest running write transaction.
+// (migration 0009). Rows so wait at most as long as the oldest running write transaction.
 func (q *Queries) ResultFilePage(ctx context.Context, arg ResultFilePageParams) ([]ResultFilePageRow, error) {
 	rows, err := q.db.Query(ctx, resultFilePage,
 		arg.BatchID,

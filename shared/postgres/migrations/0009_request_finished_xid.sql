@@ -1,4 +1,4 @@
--- 0008: the transaction that finished a request, for paging a running batch's result files.
+-- 0009: the transaction that finished a request, for paging a running batch's result files.
 -- The output and error files of a running batch are read in pages that continue at the previous
 -- page's end (offset = X-Last-Line), so a row must never appear before rows already shown.
 -- finished_at cannot promise that: it is the worker's clock, and a result write may commit well

@@ -26,6 +26,7 @@ var adapters = []string{
 	module + "shared/s3blob",
 	module + "shared/sqsqueue",
 	module + "shared/secrets",
+	module + "shared/emf",
 	"github.com/jackc/pgx",
 	"github.com/aws/aws-sdk-go-v2/service/",
 }

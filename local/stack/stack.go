@@ -386,7 +386,7 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		concurrency int
 	}{
 		{populateFn, populateEv, lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, log), eventConcurrency(populateEv)},
-		{workerFn, workerEv, lambdafn.Worker(worker, sqsqueue.ParseMessage, log), opts.WorkerConcurrency},
+		{workerFn, workerEv, lambdafn.Worker(worker, sqsqueue.ParseMessage, log, nil), opts.WorkerConcurrency},
 	} {
 		s := &esm.SQSSource{Client: st.SQS, QueueURL: st.Queues[queueName(src.ev.Queue)], QueueARN: arns[src.ev.Queue],
 			Handler: observeSQS(src.fn, esm.Handler(src.handler), opts.Invoked), BatchSize: src.ev.BatchSize, BatchingWindow: src.ev.MaximumBatchingWindow,

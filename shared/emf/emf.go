@@ -50,8 +50,9 @@ type Recorder struct {
 	w         io.Writer
 	now       func() time.Time
 
-	mu  sync.Mutex
-	agg aggregate
+	mu       sync.Mutex
+	agg      aggregate
+	inFlight map[string]int // the count now, by model; outlives windows
 
 	wmu sync.Mutex // serialises flushes' writes; never taken on the recording path
 }
@@ -65,11 +66,11 @@ type aggregate struct {
 }
 
 type modelFigures struct {
-	claims   int64
-	inFlight int // peak
-	seen     bool
-	latency  []float64
-	gap      []float64
+	claims  int64
+	peak    int // of the in-flight count during the window
+	seen    bool
+	latency []float64
+	gap     []float64
 }
 
 type outcomeKey struct {
@@ -142,11 +143,16 @@ func (r *Recorder) UpstreamLatency(model string, d time.Duration) {
 }
 
 // InFlight implements engine.Metrics: the record carries the peak of the window.
-func (r *Recorder) InFlight(model string, n int) {
+func (r *Recorder) InFlight(model string, delta int) {
 	r.mu.Lock()
+	if r.inFlight == nil {
+		r.inFlight = map[string]int{}
+	}
+	n := r.inFlight[model] + delta
+	r.inFlight[model] = n
 	m := r.model(model)
 	m.seen = true
-	m.inFlight = max(m.inFlight, n)
+	m.peak = max(m.peak, n)
 	r.mu.Unlock()
 }
 
@@ -282,7 +288,7 @@ func (r *Recorder) records(agg aggregate) []map[string]any {
 			rec.add(MetricClaims, UnitCount, m.claims)
 		}
 		if m.seen {
-			rec.add(MetricInFlight, UnitCount, m.inFlight)
+			rec.add(MetricInFlight, UnitCount, m.peak)
 		}
 		for _, x := range r.lists(rec, dims, keys, []series{{MetricUpstreamLatency, m.latency}, {MetricRefillGap, m.gap}}) {
 			if len(x.defs) > 0 {

@@ -101,8 +101,11 @@ func TestRecordsCarryTheAggregatedFiguresInEMF(t *testing.T) {
 			r.Claimed("chat", 3)
 			r.InFlight("chat", 1)
 			r.Claimed("chat", 2)
-			r.InFlight("chat", 4)
-			r.InFlight("chat", 2)
+			for range 3 {
+				r.InFlight("chat", 1)
+			}
+			r.InFlight("chat", -1)
+			r.InFlight("chat", -1)
 			r.Claimed("embed", 1)
 		}, func(t *testing.T, recs []decoded) {
 			require.Len(t, recs, 2)
@@ -231,10 +234,11 @@ func BenchmarkRecordOneRequest(b *testing.B) {
 		for pb.Next() {
 			m := models[i%2]
 			i++
-			r.InFlight(m, 3)
+			r.InFlight(m, 1)
 			r.UpstreamLatency(m, 120*time.Millisecond)
 			r.Outcome(m, engine.OutcomeCompleted, "")
 			r.Claimed(m, 1)
+			r.InFlight(m, -1)
 			r.RefillGap(m, 2*time.Millisecond)
 			r.LinesDone("batch_a", 1)
 			if i%10000 == 0 {

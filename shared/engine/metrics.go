@@ -15,14 +15,16 @@ type Metrics interface {
 	// worker's refill (straight into processing).
 	Claimed(model string, n int)
 	// Outcome counts one written result of model: class is completed, retried or failed (see
-	// OutcomeClass), code the error code of a retry or failure ("" for completed, and for a
-	// failure that is an upstream HTTP status, whose code is http_<status>).
+	// OutcomeClass), code the error code of a retry or failure: http_<status> for an upstream
+	// HTTP status (429, 500, 422, …), the error line's code otherwise (timeout, network_error,
+	// batch_cancelled, …); "" for completed.
 	Outcome(model string, class OutcomeClass, code string)
 	// UpstreamLatency is how long one upstream call of model took.
 	UpstreamLatency(model string, d time.Duration)
-	// InFlight is the number of model's upstream calls running in this process, reported each
-	// time it changes.
-	InFlight(model string, n int)
+	// InFlight is told delta +1 as an upstream call of model starts in this process and -1 as
+	// it ends: the recorder keeps the count (and its peak). Deltas rather than counts, so that
+	// reports that race each other still sum to the exact figure.
+	InFlight(model string, delta int)
 	// RefillGap is the time between a slot's upstream call ending and the next request of the
 	// slot starting (the result write and the claim that refilled it are most of it).
 	RefillGap(model string, d time.Duration)
@@ -55,19 +57,16 @@ func classOf(s domain.RequestState) OutcomeClass {
 	return OutcomeFailed
 }
 
-// codeOf is the code an outcome is counted under: its error code, or http_<status> for an
-// upstream HTTP failure, which carries a status and no code.
+// codeOf is the code an outcome is counted under: http_<status> for an upstream HTTP answer
+// (whose error code, http_status or none, does not say which), its error code otherwise.
 func codeOf(out domain.Outcome, class OutcomeClass) string {
 	if class == OutcomeCompleted {
 		return ""
 	}
-	if out.ErrorCode != "" {
-		return out.ErrorCode
-	}
-	if out.StatusCode != 0 {
+	if out.StatusCode != 0 && (out.ErrorCode == "" || out.ErrorCode == domain.CodeHTTPStatus) {
 		return httpCode(out.StatusCode)
 	}
-	return ""
+	return out.ErrorCode
 }
 
 // httpCode spells http_<status> without fmt (it runs once per failed result).

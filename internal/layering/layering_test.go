@@ -27,7 +27,9 @@ var adapters = []string{
 	module + "shared/sqsqueue",
 	module + "shared/secrets",
 	module + "shared/emf",
+	module + "shared/prometheus",
 	"github.com/jackc/pgx",
+	"github.com/prometheus/",
 	"github.com/aws/aws-sdk-go-v2/service/",
 }
 

@@ -180,9 +180,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
 	svc := batches.New(batches.Deps{Store: a.Store, Checker: a.Ingester, Populate: a.Populate, Engine: a.Engine, Logger: a.Log})
+	// GET /readyz checks the work queue (the one the API sends retries to) when one is configured.
+	var queue httpapi.QueueChecker
+	if a.Config.WorkQueue != "" {
+		queue = a.Work
+	}
 	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy(),
 		StaleWorker: a.Config.StaleWorker},
-		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Logger: a.Log})
+		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Queue: queue, Logger: a.Log})
 }
 
 // Close releases the database pool.

@@ -433,7 +433,7 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		})
 	}
 
-	var handler http.Handler = observeHTTP(apiFn, app.API(), opts.Invoked)
+	handler := observeHTTP(apiFn, app.API(), opts.Invoked)
 	if st.Metrics != nil {
 		// Beside the API rather than in it: a scrape is no API invocation, needs no key, and
 		// the deployed API has no /metrics (CloudWatch has the figures).

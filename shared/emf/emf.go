@@ -314,9 +314,7 @@ func (r *Recorder) records(agg aggregate) []map[string]any {
 	}
 	if len(agg.queueAge) > 0 {
 		dims := [][]string{{"Function"}}
-		for _, x := range r.lists(r.newRecord(dims, nil), dims, nil, []series{{MetricQueueAge, agg.queueAge}}) {
-			recs = append(recs, x)
-		}
+		recs = append(recs, r.lists(r.newRecord(dims, nil), dims, nil, []series{{MetricQueueAge, agg.queueAge}})...)
 	}
 	for _, b := range slices.Sorted(maps.Keys(agg.lines)) {
 		rec := r.newRecord([][]string{{"Function", "BatchId"}}, map[string]string{"BatchId": b})

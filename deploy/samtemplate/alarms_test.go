@@ -158,3 +158,33 @@ func checkAlarms(tpl map[string]any) []error {
 	}
 	return errs
 }
+
+// checkReadiness: GET /readyz reads the work queue's attributes (sqsqueue.Queue.Reachable), so
+// the API may call sqs:GetQueueAttributes on that queue, and on no other resource.
+func checkReadiness(tpl map[string]any) []error {
+	const fn = "ApiFunction"
+	stmts, _, _ := policies(asMap(asMap(tpl["Resources"])[fn]))
+	granted := false
+	var errs []error
+	for _, st := range stmts {
+		if st.effect != "Allow" {
+			continue
+		}
+		for _, a := range st.actions {
+			if !strings.EqualFold(a, "sqs:GetQueueAttributes") {
+				continue
+			}
+			for _, r := range st.resources {
+				if q, attr, ok := getAtt(r); ok && q == "WorkQueue" && attr == "Arn" {
+					granted = true
+				} else {
+					errs = append(errs, fmt.Errorf("%s: sqs:GetQueueAttributes on %v, but GET /readyz reads only the work queue", fn, r))
+				}
+			}
+		}
+	}
+	if !granted {
+		errs = append(errs, fmt.Errorf("%s: no sqs:GetQueueAttributes on !GetAtt WorkQueue.Arn: GET /readyz would answer work_queue_unreachable", fn))
+	}
+	return errs
+}

@@ -47,6 +47,7 @@ func TestTemplate(t *testing.T) {
 		{"parameters", checkParameters},
 		{"replica", checkReplica},
 		{"alarms", checkAlarms},
+		{"readiness", checkReadiness},
 		{"outputs", checkOutputs},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -453,6 +454,20 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"alarm without an OK action", checkAlarms,
 			func(tpl map[string]any) { delete(props(tpl, "Api5xxAlarm"), "OKActions") },
 			"Api5xxAlarm: with AlarmTopicArn set, OKActions",
+		},
+		{
+			"readiness check not granted the work queue", checkReadiness,
+			func(tpl map[string]any) {
+				pol := asMap(asList(props(tpl, "ApiFunction")["Policies"])[1])
+				var kept []any
+				for _, st := range asList(pol["Statement"]) {
+					if asMap(st)["Sid"] != "CheckWorkQueue" {
+						kept = append(kept, st)
+					}
+				}
+				pol["Statement"] = kept
+			},
+			"ApiFunction: no sqs:GetQueueAttributes on !GetAtt WorkQueue.Arn",
 		},
 		{
 			"a DLQ output missing", checkOutputs,

@@ -99,8 +99,13 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, inv *invocation)
 // failure to persist is returned (its message comes back; the fence makes that a no-op): a
 // refilled request has no message, and rescue returns its row.
 func (e *Engine) runSlot(ctx context.Context, job domain.Job, inv *invocation) error {
+	var freed time.Time // when the slot's previous call ended; zero for the delivered request
 	for first := true; ; first = false {
+		if !freed.IsZero() {
+			e.met.RefillGap(job.Model, time.Since(freed))
+		}
 		out := e.run(ctx, job, inv.watch)
+		freed = time.Now()
 		res := e.finish(ctx, out, inv)
 		if res.err != nil {
 			// The row stays processing; rescue returns it after the processing timeout or once this
@@ -363,7 +368,11 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 	if dl, ok := ctx.Deadline(); ok {
 		call.Deadline = dl.Add(-e.cfg.PersistMargin)
 	}
+	e.met.InFlight(job.Model, 1)
+	t0 := time.Now()
 	res := e.up.Do(ctx, call)
+	e.met.UpstreamLatency(job.Model, time.Since(t0))
+	e.met.InFlight(job.Model, -1)
 	out.StatusCode, out.UpstreamRequestID = res.StatusCode, res.UpstreamRequestID
 	if !res.Answered() {
 		// A status line without its answer (over the cap, a body that stalled or broke off) is a

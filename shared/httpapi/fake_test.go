@@ -24,6 +24,7 @@ type fake struct {
 
 	AuthenticateFn            func(ctx context.Context, key string) (domain.Principal, error)
 	PingFn                    func(ctx context.Context) error
+	ReachableFn               func(ctx context.Context) error // the work queue (readiness); nil: reachable
 	InsertFileFn              func(ctx context.Context, f domain.File) error
 	GetFileFn                 func(ctx context.Context, tenantID, id string) (domain.File, error)
 	ViewFileFn                func(ctx context.Context, tenantID, id string) (domain.File, error)
@@ -83,6 +84,13 @@ func (f *fake) Ping(ctx context.Context) error {
 		return f.unexpected("Ping")
 	}
 	return f.PingFn(ctx)
+}
+
+func (f *fake) Reachable(ctx context.Context) error {
+	if f.ReachableFn == nil {
+		return nil
+	}
+	return f.ReachableFn(ctx)
 }
 
 func (f *fake) InsertFile(ctx context.Context, file domain.File) error {

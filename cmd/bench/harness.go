@@ -42,6 +42,9 @@ type harnessOptions struct {
 	Invoked func(stack.Invocation)
 	Env     map[string]string
 	Log     *slog.Logger
+	// Metrics turns the engine's metrics on (the stack's Prometheus registry and /metrics);
+	// default off, the -metrics flag.
+	Metrics bool
 }
 
 type harness struct {
@@ -100,6 +103,7 @@ func startHarness(ctx context.Context, o harnessOptions) (h *harness, err error)
 		},
 		WrapWorker: func(p lambdafn.Processor) lambdafn.Processor { return tracedProcessor{p, tr} },
 		Invoked:    o.Invoked,
+		NoMetrics:  !o.Metrics,
 	})
 	if err != nil {
 		_ = os.RemoveAll(h.dir)
@@ -125,6 +129,7 @@ func startHarness(ctx context.Context, o harnessOptions) (h *harness, err error)
 		"sqs":                        "local/fakesqs through aws-sdk-go-v2",
 		"s3":                         "gofakes3 (in memory)",
 		"upstream":                   "local/mockupstream",
+		"metrics":                    o.Metrics,
 		"models":                     o.Models,
 		"max_lines":                  cfg.MaxLines,
 		"max_file_bytes":             cfg.MaxFileBytes,

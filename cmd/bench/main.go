@@ -3,7 +3,7 @@
 // latency), one summary line per workload, and a JSON report that holds every knob next to
 // every number.
 //
-//	go run ./cmd/bench [-quick] [-only P1,P3] [-json report.json] [-fsync=false] [-river=false]
+//	go run ./cmd/bench [-quick] [-only P1,P3] [-json report.json] [-fsync=false] [-river=false] [-metrics]
 //
 // DATABASE_URL names the PostgreSQL server to use (each workload creates its own database on
 // it); without it (make bench) a throwaway cluster is started from the installed binaries,
@@ -64,9 +64,12 @@ func main() {
 type benchEnv struct {
 	quick bool
 	river bool // run the River comparator in P1 and P2
-	pg    *server
-	log   *slog.Logger
-	out   io.Writer
+	// metrics turns the engine's metrics on in every workload's stack (-metrics); default off,
+	// so the figures are those of the engine alone.
+	metrics bool
+	pg      *server
+	log     *slog.Logger
+	out     io.Writer
 }
 
 // size picks the full or quick size of a workload.
@@ -123,6 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process stack) to this file")
 	fsync := fs.Bool("fsync", true, "run the bench's own PostgreSQL durable (fsync, synchronous_commit, full_page_writes on); false turns the three off. Ignored with DATABASE_URL")
 	withRiver := fs.Bool("river", true, "run the River comparator beside fusillade in P1 and P2")
+	withMetrics := fs.Bool("metrics", false, "record the engine's metrics (the local stack's Prometheus registry), to measure what they cost")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -172,7 +176,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fmt.Fprintf(stdout, "fusillade bench (%s) on %d cores, %s; postgres %s %s shared_buffers=%s pg_stat_statements=%s\n",
 		rep.Mode, rep.Machine.NumCPU, rep.Machine.CPUModel, pgVersion(rep.Postgres["version"]), rep.Durability,
 		rep.Postgres["shared_buffers"], statStatements(rep.Postgres))
-	env := &benchEnv{quick: *quick, river: *withRiver, pg: pg, log: log, out: stdout}
+	env := &benchEnv{quick: *quick, river: *withRiver, metrics: *withMetrics, pg: pg, log: log, out: stdout}
 	failed := 0
 	for _, w := range workloads {
 		if len(selected) > 0 && !selected[w.id] {

@@ -181,7 +181,7 @@ func p1Phase1(ctx context.Context, env *benchEnv, res *Result, ph p1Phase, nPerM
 	}
 	defer drop()
 	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: ph.models,
-		Upstream: mockupstream.Config{Latency: ph.latency, Record: true, RecordLimit: total + 1000, Seed: 1}, Log: env.log})
+		Upstream: mockupstream.Config{Latency: ph.latency, Record: true, RecordLimit: total + 1000, Seed: 1}, Log: env.log, Metrics: env.metrics})
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func p2(ctx context.Context, env *benchEnv, res *Result) error {
 	}
 	defer drop()
 	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: models,
-		Env: map[string]string{"MAX_LINES": strconv.Itoa(n)}, Upstream: mockupstream.Config{Seed: 1}, Log: env.log})
+		Env: map[string]string{"MAX_LINES": strconv.Itoa(n)}, Upstream: mockupstream.Config{Seed: 1}, Log: env.log, Metrics: env.metrics})
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func p4(ctx context.Context, env *benchEnv, res *Result) error {
 	}
 	defer drop()
 	// Limit 0: the populated batch is never dispatched, so only ingest is measured.
-	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: []modelSpec{{"bench-a", 0}}, Log: env.log})
+	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: []modelSpec{{"bench-a", 0}}, Log: env.log, Metrics: env.metrics})
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func p5(ctx context.Context, env *benchEnv, res *Result, lines int) error {
 		return err
 	}
 	defer drop()
-	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: []modelSpec{{"bench-a", 0}}, Log: env.log})
+	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: []modelSpec{{"bench-a", 0}}, Log: env.log, Metrics: env.metrics})
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func p6(ctx context.Context, env *benchEnv, res *Result) error {
 		return err
 	}
 	defer drop()
-	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: []modelSpec{{"bench-a", 4}}, Log: env.log})
+	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: []modelSpec{{"bench-a", 4}}, Log: env.log, Metrics: env.metrics})
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func p7Once(ctx context.Context, env *benchEnv, name string, n, pollers int) (p7
 	}
 	defer drop()
 	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: models,
-		Upstream: mockupstream.Config{Latency: mockupstream.Fixed(p7Latency), Record: true, RecordLimit: n + 1000, Seed: 1}, Log: env.log})
+		Upstream: mockupstream.Config{Latency: mockupstream.Fixed(p7Latency), Record: true, RecordLimit: n + 1000, Seed: 1}, Log: env.log, Metrics: env.metrics})
 	if err != nil {
 		return out, err
 	}

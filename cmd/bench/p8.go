@@ -64,7 +64,7 @@ func p8(ctx context.Context, env *benchEnv, res *Result, n int) error {
 	defer drop()
 	meter := newInvocationMeter()
 	h, err := startHarness(ctx, harnessOptions{DatabaseURL: dbURL, Models: models, Invoked: meter.observe,
-		Upstream: mockupstream.Config{Latency: mockupstream.Fixed(p8Latency), Record: true, RecordLimit: n + 1000, Seed: 1}, Log: env.log})
+		Upstream: mockupstream.Config{Latency: mockupstream.Fixed(p8Latency), Record: true, RecordLimit: n + 1000, Seed: 1}, Log: env.log, Metrics: env.metrics})
 	if err != nil {
 		return err
 	}

@@ -85,6 +85,7 @@ fusillade is running (started in %s)
   models         %s
                  (mock upstream latency %s)
   data           %s   (kept across restarts; --fresh wipes it)
+  metrics        %s/metrics   (Prometheus text; docs/operations.md)
 
 Try it:
 
@@ -96,7 +97,7 @@ Try it:
        -d '{"input_file_id":"<file id>","endpoint":"/v1/chat/completions","completion_window":"24h"}'
 
 Press Ctrl-C to stop.
-`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, describeModels(specs), *latency, *dataDir, st.APIURL, st.APIKey)
+`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, describeModels(specs), *latency, *dataDir, st.APIURL, st.APIURL, st.APIKey)
 	if *example && hasModel(specs, "mock-chat") {
 		if err := runExample(ctx, st, stdout); err != nil {
 			fmt.Fprintln(stderr, "example batch:", err)

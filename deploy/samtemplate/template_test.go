@@ -46,6 +46,8 @@ func TestTemplate(t *testing.T) {
 		{"bucket", checkBucket},
 		{"parameters", checkParameters},
 		{"replica", checkReplica},
+		{"alarms", checkAlarms},
+		{"readiness", checkReadiness},
 		{"outputs", checkOutputs},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -418,6 +420,54 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 						"Resource": map[string]any{"Ref": "DatabaseReplicaSecretArn"}}}})
 			},
 			"DispatchFunction: may read the replica's secret",
+		},
+		{
+			"no alarm on a dead-letter queue", checkAlarms,
+			func(tpl map[string]any) { delete(asMap(tpl["Resources"]), "PopulateDLQAlarm") },
+			"no alarm on dead-letter queue PopulateDLQ's depth",
+		},
+		{
+			"worker errors alarm on another function", checkAlarms,
+			func(tpl map[string]any) {
+				asMap(asList(props(tpl, "WorkerErrorsAlarm")["Dimensions"])[0])["Value"] = map[string]any{"Ref": "DispatchFunction"}
+			},
+			"no alarm on the worker's errors",
+		},
+		{
+			"DLQ alarm tolerating one message", checkAlarms,
+			func(tpl map[string]any) { props(tpl, "WorkDLQAlarm")["Threshold"] = 1 },
+			"WorkDLQAlarm: on dead-letter queue WorkDLQ's depth it must fire on anything above 0",
+		},
+		{
+			"no alarm on the API's 5xx", checkAlarms,
+			func(tpl map[string]any) { delete(asMap(tpl["Resources"]), "Api5xxAlarm") },
+			"no alarm on the API's 5xx",
+		},
+		{
+			"alarm notifying the topic unconditionally", checkAlarms,
+			func(tpl map[string]any) {
+				props(tpl, "WorkQueueAgeAlarm")["AlarmActions"] = []any{map[string]any{"Ref": "AlarmTopicArn"}}
+			},
+			"WorkQueueAgeAlarm: with AlarmTopicArn empty, AlarmActions",
+		},
+		{
+			"alarm without an OK action", checkAlarms,
+			func(tpl map[string]any) { delete(props(tpl, "Api5xxAlarm"), "OKActions") },
+			"Api5xxAlarm: with AlarmTopicArn set, OKActions",
+		},
+		{
+			"readiness check not granted the work queue", checkReadiness,
+			func(tpl map[string]any) {
+				pol := asMap(asList(props(tpl, "ApiFunction")["Policies"])[1])
+				var kept []any
+				for _, st := range asList(pol["Statement"]) {
+					if asMap(st)["Sid"] != "CheckWorkQueue" {
+						kept = append(kept, st)
+					}
+				}
+				pol["Statement"] = kept
+			},
+			"ApiFunction: no sqs:GetQueueAttributes on !GetAtt WorkQueue.Arn",
 		},
 		{
 			"a DLQ output missing", checkOutputs,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/fusillade/fusillade/shared/emf"
 	"github.com/fusillade/fusillade/shared/lambdafn"
 	"github.com/fusillade/fusillade/shared/wire"
 )
@@ -25,6 +26,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	lambda.Start(lambdafn.API(app.API()))
+	lambda.Start(emf.Flushing(app.EMF, lambdafn.API(app.API())))
 	return nil
 }

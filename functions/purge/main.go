@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/fusillade/fusillade/shared/emf"
 	"github.com/fusillade/fusillade/shared/lambdafn"
 	"github.com/fusillade/fusillade/shared/wire"
 )
@@ -27,6 +28,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	lambda.Start(lambdafn.Maintenance(app.Engine))
+	lambda.Start(emf.Flushing(app.EMF, lambdafn.Maintenance(app.Engine)))
 	return nil
 }

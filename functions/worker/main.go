@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/fusillade/fusillade/shared/emf"
 	"github.com/fusillade/fusillade/shared/lambdafn"
 	"github.com/fusillade/fusillade/shared/sqsqueue"
 	"github.com/fusillade/fusillade/shared/wire"
@@ -29,7 +30,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	// On shutdown, mark this instance stopped so that anything it still held is rescued at once
 	// instead of after the stale-worker threshold.
-	lambda.StartWithOptions(lambdafn.Worker(app.Engine, sqsqueue.ParseMessage, app.Log),
+	lambda.StartWithOptions(emf.Flushing(app.EMF, lambdafn.Worker(app.Engine, sqsqueue.ParseMessage, app.Log, app.Metrics)),
 		lambda.WithEnableSIGTERM(func() { app.Engine.Stop(context.Background()) }))
 	return nil
 }

@@ -26,7 +26,10 @@ var adapters = []string{
 	module + "shared/s3blob",
 	module + "shared/sqsqueue",
 	module + "shared/secrets",
+	module + "shared/emf",
+	module + "shared/prometheus",
 	"github.com/jackc/pgx",
+	"github.com/prometheus/",
 	"github.com/aws/aws-sdk-go-v2/service/",
 }
 

@@ -76,6 +76,9 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	_, err = c.Batches.List(ctx, openai.BatchListParams{})
 	require.NoError(t, err)
 	require.Equal(t, 200, do(tenant, "GET", "/v1/batches?status=completed,failed&active_first=true&created_after=0&limit=5", nil).Status)
+	ofFile := do(tenant, "GET", "/v1/batches?input_file_id="+f.ID, nil)
+	require.Equal(t, 200, ofFile.Status)
+	require.Len(t, ofFile.json(t)["data"], 1, "the file's one batch")
 	require.Len(t, readLines(t, c, b.OutputFileID), 1)
 	errs := readLines(t, c, b.ErrorFileID)
 	require.Len(t, errs, 2)
@@ -185,6 +188,8 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	require.Equal(t, 200, do(admin, "DELETE", fmt.Sprintf("/v1/admin/keys/%d", int64(k.json(t)["id"].(float64))), nil).Status)
 	require.Equal(t, 200, do(admin, "GET", "/v1/admin/workers", nil).Status)
 	require.Equal(t, 200, do(admin, "GET", "/v1/admin/pending?windows=1h,7d", nil).Status)
+	require.Equal(t, 200, do(admin, "GET", "/v1/admin/pending?windows=1h&state=pending,claimed&model=mock-chat", nil).Status)
+	require.Equal(t, 400, do(admin, "GET", "/v1/admin/pending?state=completed", nil).Status)
 	require.Equal(t, 400, do(admin, "GET", "/v1/admin/pending?windows=forever", nil).Status)
 
 	// Check what was recorded.

@@ -43,6 +43,7 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/engine"
 	"github.com/fusillade/fusillade/shared/lambdafn"
+	"github.com/fusillade/fusillade/shared/prometheus"
 	"github.com/fusillade/fusillade/shared/sqsqueue"
 	"github.com/fusillade/fusillade/shared/wire"
 )
@@ -103,6 +104,10 @@ type Options struct {
 	// stack's own wiring (database, S3, SQS endpoints and queues) is never taken from it.
 	// Default os.Getenv.
 	Getenv func(string) string
+	// NoMetrics leaves the engine's metrics off (engine.NopMetrics) and /metrics unserved (the
+	// benchmark's default). Otherwise the API address also serves GET /metrics: the engine's
+	// figures (the ones the Lambda functions write as EMF records) in the Prometheus text format.
+	NoMetrics bool
 	// Decorate wraps the engine's collaborators and WrapWorker the worker's processor (the
 	// benchmark's timing probes); nil leaves them as they are.
 	Decorate   func(engine.Deps) engine.Deps
@@ -183,6 +188,8 @@ type Stack struct {
 	// bootstrap run outside this process needs to join the stack).
 	UpstreamURL string
 	Env         map[string]string
+	// Metrics is the Prometheus registry GET /metrics serves; nil with Options.NoMetrics.
+	Metrics *prometheus.Recorder
 
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -343,8 +350,13 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	var metrics engine.Metrics
+	if !opts.NoMetrics {
+		st.Metrics = prometheus.New()
+		metrics = st.Metrics
+	}
 	app, err := wire.Open(ctx, cfg, log, wire.Options{Function: "local", AWS: &awsCfg, Getenv: getenv, Migrate: true,
-		Decorate: opts.Decorate})
+		Metrics: metrics, Decorate: opts.Decorate})
 	if err != nil {
 		return err
 	}
@@ -386,7 +398,7 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		concurrency int
 	}{
 		{populateFn, populateEv, lambdafn.Populate(app.Ingester, sqsqueue.ParsePopulate, log), eventConcurrency(populateEv)},
-		{workerFn, workerEv, lambdafn.Worker(worker, sqsqueue.ParseMessage, log), opts.WorkerConcurrency},
+		{workerFn, workerEv, lambdafn.Worker(worker, sqsqueue.ParseMessage, log, metrics), opts.WorkerConcurrency},
 	} {
 		s := &esm.SQSSource{Client: st.SQS, QueueURL: st.Queues[queueName(src.ev.Queue)], QueueARN: arns[src.ev.Queue],
 			Handler: observeSQS(src.fn, esm.Handler(src.handler), opts.Invoked), BatchSize: src.ev.BatchSize, BatchingWindow: src.ev.MaximumBatchingWindow,
@@ -421,7 +433,21 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		})
 	}
 
-	srv := &http.Server{Handler: observeHTTP(apiFn, app.API(), opts.Invoked), ReadHeaderTimeout: 10 * time.Second}
+	handler := observeHTTP(apiFn, app.API(), opts.Invoked)
+	if st.Metrics != nil {
+		// Beside the API rather than in it: a scrape is no API invocation, needs no key, and
+		// the deployed API has no /metrics (CloudWatch has the figures).
+		// Not a ServeMux: it would clean (redirect) paths the API answers itself.
+		api, scrape := handler, st.Metrics.Handler()
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
+				scrape.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	st.goRun(func() { _ = srv.Serve(ln) })
 	st.closers = append(st.closers, func() {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/emf"
 	"github.com/fusillade/fusillade/shared/engine"
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/postgres"
@@ -24,6 +25,11 @@ import (
 // postgres, domain); the values in the comments below are those.
 type Config struct {
 	LogLevel string // LOG_LEVEL: debug | info | warn | error; default info
+
+	// MetricsNamespace is the CloudWatch namespace of the metrics the functions write as
+	// Embedded Metric Format records (METRICS_NAMESPACE); default emf.DefaultNamespace
+	// ("fusillade"). Two deployments in one account and region keep apart with two namespaces.
+	MetricsNamespace string
 
 	// Database: DATABASE_URL (local and tests) or DATABASE_SECRET_ARN, a Secrets Manager secret in
 	// the RDS format {"username","password","host","port","dbname"} (AWS). DB_MAX_CONNS caps each
@@ -82,6 +88,7 @@ func Load(getenv func(string) string) (Config, error) {
 	retry := domain.DefaultRetryPolicy()
 	c := Config{
 		LogLevel:          e.str("LOG_LEVEL", "info"),
+		MetricsNamespace:  e.str("METRICS_NAMESPACE", emf.DefaultNamespace),
 		DatabaseURL:       e.str("DATABASE_URL", ""),
 		DatabaseSecretARN: e.str("DATABASE_SECRET_ARN", ""),
 		DBMaxConns:        e.int("DB_MAX_CONNS", postgres.DefaultMaxConns),

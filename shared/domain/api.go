@@ -24,6 +24,7 @@ type BatchListParams struct {
 	CreatedBefore *time.Time
 	ActiveFirst   bool    // unfinished batches first, then the rest, each newest first
 	CreatedByKeys []int64 // API key ids that created the batch; empty = any creator
+	InputFileID   string  // only the batches made from this input file; "" = any
 }
 
 // BatchResult is one line of a batch as the results view shows it: the input and, once the line
@@ -79,6 +80,13 @@ const CancelNotFound = "not_found"
 
 // WindowCounts maps model → window seconds → unfinished requests due within that window.
 type WindowCounts map[string]map[int]int
+
+// PendingFilter narrows the pending counts, as fusillade's states and model_filter do: an
+// autoscaler counts only what waits (pending), an admission check everything unfinished.
+type PendingFilter struct {
+	States []RequestState // unfinished states to count; nil: all of them (pending, claimed, processing)
+	Models []string       // models to count; nil: every model
+}
 
 // IdempotencyKeyTTL is how long a POST's Idempotency-Key is remembered.
 const IdempotencyKeyTTL = 24 * time.Hour

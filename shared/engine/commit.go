@@ -112,6 +112,9 @@ func (e *Engine) writeGroup(ctx context.Context, model string, group []*member) 
 		}
 		return
 	}
+	if len(jobs) > 0 {
+		e.met.Claimed(model, len(jobs))
+	}
 	byID := make(map[string]bool, len(won))
 	for _, f := range won {
 		byID[f.RequestID] = true
@@ -159,6 +162,7 @@ func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, 
 			e.failed.Add(1)
 		}
 	}
+	e.countOutcomes(model, group, won)
 	// A retry with a back-off: make sure someone claims it when the back-off ends (one message
 	// per distinct end).
 	var due []time.Time
@@ -282,4 +286,36 @@ func upstreamMessage(body []byte) string {
 		msg = string(r[:maxUpstreamMessage]) + "…"
 	}
 	return msg
+}
+
+// countOutcomes reports the group's written results to Metrics: each by class and code (a result
+// fenced out was not written and is not counted), and the lines of each batch that ended.
+func (e *Engine) countOutcomes(model string, group []*member, won []domain.Finished) {
+	var batch string
+	done := 0
+	for _, f := range won {
+		class := classOf(f.State)
+		code := ""
+		if class != OutcomeCompleted {
+			// Retries and failures are the rare case: a scan of the group finds the outcome's code.
+			if i := slices.IndexFunc(group, func(m *member) bool { return m.out.RequestID == f.RequestID }); i >= 0 {
+				code = codeOf(group[i].out, class)
+			}
+		}
+		e.met.Outcome(model, class, code)
+		if class == OutcomeRetried {
+			continue
+		}
+		// A group is mostly of one batch: count runs of it rather than build a map per group.
+		if f.BatchID != batch {
+			if done > 0 {
+				e.met.LinesDone(batch, done)
+			}
+			batch, done = f.BatchID, 0
+		}
+		done++
+	}
+	if done > 0 {
+		e.met.LinesDone(batch, done)
+	}
 }

@@ -131,6 +131,7 @@ func (e *Engine) claimAndEnqueue(ctx context.Context, model string) (DispatchSta
 	if err != nil || len(claims) == 0 {
 		return DispatchStats{}, err
 	}
+	e.met.Claimed(model, len(claims))
 	work := make([]domain.Work, len(claims))
 	for i, c := range claims {
 		work[i] = c.Work

@@ -190,6 +190,9 @@ type Deps struct {
 	Blobs       Blobs
 	Credentials Credentials
 	Logger      *slog.Logger
+	// Metrics receives claims, outcomes, upstream latencies, in-flight counts, refill gaps and
+	// lines done as they happen; nil means NopMetrics.
+	Metrics Metrics
 	// Now is the clock; nil means time.Now. Tests inject a fake to drive back-off, expiry and
 	// rescue without sleeping.
 	Now func() time.Time
@@ -204,6 +207,7 @@ type Engine struct {
 	blobs Blobs
 	creds Credentials
 	log   *slog.Logger
+	met   Metrics
 	now   func() time.Time
 
 	models      *modelCache
@@ -233,8 +237,11 @@ func New(cfg Config, d Deps) *Engine {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Metrics == nil {
+		d.Metrics = NopMetrics{}
+	}
 	e := &Engine{cfg: cfg, store: d.Store, queue: d.Queue, up: d.Upstream, blobs: d.Blobs, creds: d.Credentials,
-		log: d.Logger.With("instance", cfg.Instance), now: d.Now, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+		log: d.Logger.With("instance", cfg.Instance), met: d.Metrics, now: d.Now, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	e.models = &modelCache{store: d.Store, ttl: 5 * time.Second, now: d.Now}
 	e.commits = map[string]*committer{}
 	return e

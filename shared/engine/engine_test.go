@@ -158,6 +158,12 @@ const byQueue = time.Nanosecond
 
 func setup(t *testing.T, cfg engine.Config) *bundle {
 	t.Helper()
+	return setupWith(t, cfg, nil)
+}
+
+// setupWith is setup with the engine reporting to m (nil: none).
+func setupWith(t *testing.T, cfg engine.Config, m engine.Metrics) *bundle {
+	t.Helper()
 	b := &bundle{store: pgtest.Store(t), queue: &queue{}, blobs: &blobs{objects: map[string][]byte{}},
 		clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
 	b.mock = mockupstream.New(mockupstream.Config{Record: true})
@@ -169,7 +175,7 @@ func setup(t *testing.T, cfg engine.Config) *bundle {
 	cfg.CancelPollEvery = 10 * time.Millisecond
 	cfg.HeartbeatEvery = time.Hour
 	b.eng = engine.New(cfg, engine.Deps{Store: b.store, Queue: b.queue, Upstream: upstream.New(upstream.Config{}),
-		Blobs: b.blobs, Credentials: noCredentials{}, Now: b.clock.Now, Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Blobs: b.blobs, Credentials: noCredentials{}, Now: b.clock.Now, Metrics: m, Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	var err error
 	tenant, err := b.store.CreateTenant(context.Background(), "t", b.clock.Now())
 	require.NoError(t, err)

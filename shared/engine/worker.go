@@ -99,8 +99,13 @@ func (e *Engine) processOne(ctx context.Context, w domain.Work, inv *invocation)
 // failure to persist is returned (its message comes back; the fence makes that a no-op): a
 // refilled request has no message, and rescue returns its row.
 func (e *Engine) runSlot(ctx context.Context, job domain.Job, inv *invocation) error {
+	var freed time.Time // when the slot's previous call ended; zero for the delivered request
 	for first := true; ; first = false {
+		if !freed.IsZero() {
+			e.met.RefillGap(job.Model, time.Since(freed))
+		}
 		out := e.run(ctx, job, inv.watch)
+		freed = time.Now()
 		res := e.finish(ctx, out, inv)
 		if res.err != nil {
 			// The row stays processing; rescue returns it after the processing timeout or once this
@@ -296,6 +301,16 @@ func (e *Engine) watch(ctx context.Context, w *watcher) {
 	}
 }
 
+// Batch fields go upstream as batchHeaderPrefix + the field name with hyphens for underscores, as
+// fusillade's batch_metadata_fields do (its default set: id, endpoint, created-at,
+// completion-window); proxies in front of the upstream key billing and analytics on them.
+const (
+	batchHeaderPrefix = "x-fusillade-batch-"
+	// batchHeaderTimeLayout is fusillade's header timestamp: UTC, microseconds, a literal Z
+	// (YYYY-MM-DDTHH:MM:SS.ffffffZ), always six digits so the values sort as text.
+	batchHeaderTimeLayout = "2006-01-02T15:04:05.000000Z"
+)
+
 // execute calls the upstream and turns the result into the outcome to persist.
 func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 	out := domain.Outcome{Work: job.Work, Model: job.Model}
@@ -337,23 +352,27 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 		RequestID: job.RequestID,
 		CustomID:  job.CustomID,
 		Headers: map[string]string{
-			"x-fusillade-batch-id":                job.BatchID,
-			"x-fusillade-batch-endpoint":          job.BatchEndpoint,
-			"x-fusillade-batch-created-at":        job.BatchCreatedAt.UTC().Format("2006-01-02T15:04:05.000000Z"),
-			"x-fusillade-batch-completion-window": job.CompletionWindow,
+			batchHeaderPrefix + "id":                job.BatchID,
+			batchHeaderPrefix + "endpoint":          job.BatchEndpoint,
+			batchHeaderPrefix + "created-at":        job.BatchCreatedAt.UTC().Format(batchHeaderTimeLayout),
+			batchHeaderPrefix + "completion-window": job.CompletionWindow,
 		},
 	}
 	for _, k := range e.cfg.MetadataHeaders {
 		// Forwarded for upstream routing and analytics; a value that is not header-safe is
 		// dropped by the client rather than failing the request.
 		if v, ok := job.Metadata[k]; ok {
-			call.Headers["x-fusillade-batch-"+strings.ReplaceAll(k, "_", "-")] = v
+			call.Headers[batchHeaderPrefix+strings.ReplaceAll(k, "_", "-")] = v
 		}
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		call.Deadline = dl.Add(-e.cfg.PersistMargin)
 	}
+	e.met.InFlight(job.Model, 1)
+	t0 := time.Now()
 	res := e.up.Do(ctx, call)
+	e.met.UpstreamLatency(job.Model, time.Since(t0))
+	e.met.InFlight(job.Model, -1)
 	out.StatusCode, out.UpstreamRequestID = res.StatusCode, res.UpstreamRequestID
 	if !res.Answered() {
 		// A status line without its answer (over the cap, a body that stalled or broke off) is a

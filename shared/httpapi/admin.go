@@ -201,10 +201,35 @@ func (s *server) revokeKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, k)
 }
 
+// pendingStates are the states GET /v1/admin/pending may count: the unfinished ones.
+var pendingStates = []string{string(domain.StatePending), string(domain.StateClaimed), string(domain.StateProcessing)}
+
+// maxPendingModels bounds how many models one pending-counts filter may name (default 100).
+const maxPendingModels = 100
+
 // pendingCounts handles GET /v1/admin/pending?windows=1h,24h: unfinished requests per model
 // whose batch deadline falls within each window (cumulative; overdue work counts in every
-// window), for capacity planning and autoscaling. Default windows: 1h and 24h.
+// window), for capacity planning and autoscaling, leaving out batches being cancelled. Default
+// windows: 1h and 24h. state (pending, claimed, processing; default all three) and model narrow
+// the count, each repeated or comma-separated, as fusillade's states and model_filter do.
 func (s *server) pendingCounts(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	var f domain.PendingFilter
+	for _, st := range q.list("state") {
+		if !slices.Contains(pendingStates, st) {
+			q.fail("state", "Invalid 'state' %q: expected one of %s.", st, strings.Join(pendingStates, ", "))
+			break
+		}
+		f.States = append(f.States, domain.RequestState(st))
+	}
+	f.Models = q.list("model")
+	if len(f.Models) > maxPendingModels {
+		q.fail("model", "Invalid 'model': at most %d models, got %d.", maxPendingModels, len(f.Models))
+	}
+	if q.err != nil {
+		s.error(w, r, q.err)
+		return
+	}
 	raw := r.URL.Query().Get("windows")
 	if raw == "" {
 		raw = "1h,24h"
@@ -220,7 +245,7 @@ func (s *server) pendingCounts(w http.ResponseWriter, r *http.Request) {
 		}
 		windows, labels = append(windows, d), append(labels, p)
 	}
-	counts, err := s.store.PendingByModelAndWindow(r.Context(), windows, s.now())
+	counts, err := s.store.PendingByModelAndWindow(r.Context(), windows, f, s.now())
 	if err != nil {
 		s.error(w, r, err)
 		return

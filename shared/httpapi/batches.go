@@ -118,13 +118,17 @@ var batchStatuses = func() []string {
 // listBatches is GET /v1/batches: after (a batch id) and limit (1..100, default 20) as OpenAI
 // defines them, newest first, plus filters: status (comma-separated), search (a substring of the
 // id, the metadata or the input filename), created_after and created_before (unix seconds),
-// active_first (unfinished batches first) and created_by_key (API key ids, repeated or
-// comma-separated: batches created by any of them).
+// active_first (unfinished batches first), created_by_key (API key ids, repeated or
+// comma-separated: batches created by any of them) and input_file_id (the batches made from one
+// file).
 func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
 	p := domain.BatchListParams{After: q.str("after"), Limit: q.int("limit", 20, 1, 100), Search: q.str("search"),
 		CreatedAfter: q.unix("created_after"), CreatedBefore: q.unix("created_before"), ActiveFirst: q.bool("active_first"),
-		CreatedByKeys: q.keyIDs("created_by_key")}
+		CreatedByKeys: q.keyIDs("created_by_key"), InputFileID: q.str("input_file_id")}
+	if p.InputFileID != "" && !domain.IsFileID(p.InputFileID) {
+		q.fail("input_file_id", "Invalid 'input_file_id': expected a file id, got %q.", p.InputFileID)
+	}
 	if v := q.str("status"); v != "" {
 		for _, st := range strings.Split(v, ",") {
 			st = strings.TrimSpace(st)

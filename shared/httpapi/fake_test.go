@@ -24,6 +24,7 @@ type fake struct {
 
 	AuthenticateFn            func(ctx context.Context, key string) (domain.Principal, error)
 	PingFn                    func(ctx context.Context) error
+	ReachableFn               func(ctx context.Context) error // the work queue (readiness); nil: reachable
 	InsertFileFn              func(ctx context.Context, f domain.File) error
 	GetFileFn                 func(ctx context.Context, tenantID, id string) (domain.File, error)
 	ViewFileFn                func(ctx context.Context, tenantID, id string) (domain.File, error)
@@ -46,7 +47,7 @@ type fake struct {
 	CreateAPIKeyFn            func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeysFn             func(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKeyFn            func(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
-	PendingByModelAndWindowFn func(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
+	PendingByModelAndWindowFn func(ctx context.Context, windows []time.Duration, f domain.PendingFilter, now time.Time) (domain.WindowCounts, error)
 	StoreFn                   func(ctx context.Context, u ingest.Upload) (domain.File, error)
 	FillFn                    func(ctx context.Context, f domain.File, body io.Reader) (domain.File, error)
 	CompleteFn                func(ctx context.Context, f domain.File) (domain.File, error)
@@ -83,6 +84,13 @@ func (f *fake) Ping(ctx context.Context) error {
 		return f.unexpected("Ping")
 	}
 	return f.PingFn(ctx)
+}
+
+func (f *fake) Reachable(ctx context.Context) error {
+	if f.ReachableFn == nil {
+		return nil
+	}
+	return f.ReachableFn(ctx)
 }
 
 func (f *fake) InsertFile(ctx context.Context, file domain.File) error {
@@ -241,11 +249,11 @@ func (f *fake) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domai
 	return f.RevokeAPIKeyFn(ctx, id, now)
 }
 
-func (f *fake) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
+func (f *fake) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, pf domain.PendingFilter, now time.Time) (domain.WindowCounts, error) {
 	if f.PendingByModelAndWindowFn == nil {
 		return nil, f.unexpected("PendingByModelAndWindow")
 	}
-	return f.PendingByModelAndWindowFn(ctx, windows, now)
+	return f.PendingByModelAndWindowFn(ctx, windows, pf, now)
 }
 
 func (f *fake) Store(ctx context.Context, u ingest.Upload) (domain.File, error) {

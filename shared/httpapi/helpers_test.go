@@ -41,7 +41,7 @@ func withKeys(f *fake) *fake {
 }
 
 func newAPI(f *fake) http.Handler {
-	return httpapi.New(httpapi.Config{}, httpapi.Deps{Store: f, Ingester: f, Batches: f, Engine: f,
+	return httpapi.New(httpapi.Config{}, httpapi.Deps{Store: f, Ingester: f, Batches: f, Engine: f, Queue: f,
 		Now: func() time.Time { return testNow }})
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/httpapi/openapitest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -30,6 +31,94 @@ func TestReadyIs503WithRetryAfterWhenTheDatabaseIsDown(t *testing.T) {
 	f.PingFn = func(context.Context) error { return nil }
 	w = call(t, newAPI(f), "GET", "/readyz", "", "")
 	assert.Equal(t, 200, w.Code, "status with the database up")
+}
+
+// readyAnswer is the /readyz body: each check's status, and the error envelope when one failed.
+type readyAnswer struct {
+	Status string `json:"status"`
+	Checks map[string]struct {
+		Status string `json:"status"`
+	} `json:"checks"`
+	Error *struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Code    *string `json:"code"`
+	} `json:"error"`
+}
+
+// GET /readyz checks the database and the work queue at once and lists both: 200 when both
+// answer, otherwise 503 naming the first that failed in the code and each one's status.
+func TestReadyListsEachCheckAndNamesTheOneThatFailed(t *testing.T) {
+	t.Parallel()
+	down := errors.New("dial tcp 10.0.0.7:443: i/o timeout")
+	for _, tc := range []struct {
+		name            string
+		dbDown, sqsDown bool
+		status          int
+		code, message   string
+		checks          map[string]string
+	}{
+		{"both answer", false, false, 200, "", "", map[string]string{"database": "ok", "work_queue": "ok"}},
+		{"database down", true, false, 503, "database_unreachable", "The database is unreachable.",
+			map[string]string{"database": "unreachable", "work_queue": "ok"}},
+		{"work queue down", false, true, 503, "work_queue_unreachable", "The work queue is unreachable.",
+			map[string]string{"database": "ok", "work_queue": "unreachable"}},
+		{"both down", true, true, 503, "database_unreachable", "The database and the work queue are unreachable.",
+			map[string]string{"database": "unreachable", "work_queue": "unreachable"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			f.PingFn = func(context.Context) error {
+				if tc.dbDown {
+					return down
+				}
+				return nil
+			}
+			f.ReachableFn = func(context.Context) error {
+				if tc.sqsDown {
+					return down
+				}
+				return nil
+			}
+			w := call(t, newAPI(f), "GET", "/readyz", "", "")
+			require.Equal(t, tc.status, w.Code, "body %s", w.Body)
+			assert.NotContains(t, w.Body.String(), "10.0.0.7", "the check's error leaks")
+			spec, err := openapitest.Load()
+			require.NoError(t, err)
+			_, err = spec.Check("GET", "/readyz", w.Code, w.Header(), w.Body.Bytes())
+			assert.NoError(t, err, "the answer is the document's")
+			var got readyAnswer
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+			checks := map[string]string{}
+			for k, v := range got.Checks {
+				checks[k] = v.Status
+			}
+			assert.Equal(t, tc.checks, checks)
+			if tc.status == 200 {
+				assert.Equal(t, "ready", got.Status)
+				assert.Nil(t, got.Error)
+				return
+			}
+			assert.Equal(t, "unavailable", got.Status)
+			require.NotNil(t, got.Error, "an OpenAI error envelope")
+			require.NotNil(t, got.Error.Code)
+			assert.Equal(t, tc.code, *got.Error.Code)
+			assert.Equal(t, tc.message, got.Error.Message)
+			assert.Equal(t, "server_error", got.Error.Type)
+			assert.Equal(t, "1", w.Header().Get("Retry-After"))
+		})
+	}
+}
+
+// /healthz stays cheap: it answers without touching the database or the queue.
+func TestHealthzChecksNoDependency(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	f.PingFn = func(context.Context) error { return errors.New("down") }
+	f.ReachableFn = func(context.Context) error { return errors.New("down") }
+	w := call(t, newAPI(f), "GET", "/healthz", "", "")
+	assert.Equal(t, 200, w.Code, "body %s", w.Body)
 }
 
 // The cancel route hands the service the caller's tenant and the batch id, and answers the batch

@@ -273,6 +273,27 @@ func (q *query) keyIDs(name string) []int64 {
 	return ids
 }
 
+// list reads a filter of names, repeated and/or comma-separated: model=a&model=b and model=a,b are
+// the same filter; nil when absent. An empty name fails, naming the parameter.
+func (q *query) list(name string) []string {
+	vals, ok := q.v[name]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				q.fail(name, "Invalid '%s': expected names, comma-separated or repeated, got an empty one.", name)
+				return nil
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // oneOf reads a value that must be in allowed; def when absent.
 func (q *query) oneOf(name, def string, allowed ...string) string {
 	s := q.v.Get(name)

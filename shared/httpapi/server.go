@@ -46,7 +46,7 @@ type Store interface {
 	CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
-	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error)
+	PendingByModelAndWindow(ctx context.Context, windows []time.Duration, f domain.PendingFilter, now time.Time) (domain.WindowCounts, error)
 }
 
 // Batches runs the batch use cases (package batches); the handlers decode a request into one
@@ -128,8 +128,10 @@ type Deps struct {
 	// Batches serves creating, cancelling, retrying and deleting batches, and deleting files.
 	Batches Batches
 	Engine  Dispatcher
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Queue is checked by GET /readyz beside the database; nil checks the database alone.
+	Queue  QueueChecker
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 type server struct {
@@ -139,6 +141,7 @@ type server struct {
 	blobs    Blobs
 	batches  Batches
 	engine   Dispatcher
+	queue    QueueChecker
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -173,7 +176,7 @@ func New(cfg Config, d Deps) http.Handler {
 		d.Now = time.Now
 	}
 	s := &server{cfg: cfg, store: d.Store, ingester: d.Ingester, blobs: d.Blobs, batches: d.Batches,
-		engine: d.Engine, log: d.Logger, now: d.Now}
+		engine: d.Engine, queue: d.Queue, log: d.Logger, now: d.Now}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		h := rt.handler

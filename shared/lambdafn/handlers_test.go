@@ -122,7 +122,7 @@ func TestWorkerReportsOnlyTheItemsWhoseProcessingFailed(t *testing.T) {
 		}
 		return errs
 	}}
-	resp, err := lambdafn.Worker(p, decodeWork, discard)(context.Background(),
+	resp, err := lambdafn.Worker(p, decodeWork, discard, nil)(context.Background(),
 		sqsEvent("work r1", "garbage", "work r3", "work r4"))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"r1", "r3", "r4"}, got, "the malformed message dropped")
@@ -151,7 +151,7 @@ func TestWorkerWaitsForItsDueDispatchesBeforeReturning(t *testing.T) {
 	}
 	ev := sqsEvent(fmt.Sprintf("kick a %d", past+2), "work r1", fmt.Sprintf("kick b %d", past),
 		fmt.Sprintf("kick a %d", past+2)) // a duplicate of the first kick
-	resp, err := lambdafn.Worker(p, decodeWork, discard)(context.Background(), ev)
+	resp, err := lambdafn.Worker(p, decodeWork, discard, nil)(context.Background(), ev)
 	require.NoError(t, err)
 	mu.Lock()
 	defer mu.Unlock()
@@ -217,4 +217,38 @@ func TestScheduleHandlersIgnoreTheEventAndReturnTheRunsOutcome(t *testing.T) {
 		return engine.MaintenanceStats{}, boom
 	}})(ctx, nil)
 	assert.ErrorIs(t, err, boom, "the sweep's error")
+}
+
+// ages records the queue ages a handler reports.
+type ages struct {
+	engine.NopMetrics
+	mu  sync.Mutex
+	got []time.Duration
+}
+
+func (a *ages) QueueAge(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.got = append(a.got, d)
+}
+
+// Each work message's wait in the queue (from its SentTimestamp) is reported; a dispatch message,
+// whose wait is its delay, and a record without the attribute are not.
+func TestWorkerReportsTheQueueAgeOfEachWorkMessage(t *testing.T) {
+	t.Parallel()
+	p := &processor{t: t, ProcessFn: func(_ context.Context, work []domain.Work) []error { return make([]error, len(work)) },
+		DispatchFn: func(context.Context, ...string) error { return nil }}
+	ev := sqsEvent("work r1", fmt.Sprintf("kick a %d", time.Now().Unix()), "work r2", "work r3")
+	sent := time.Now().Add(-3 * time.Second)
+	for i := range 3 {
+		ev.Records[i].Attributes = map[string]string{"SentTimestamp": strconv.FormatInt(sent.UnixMilli(), 10)}
+	}
+	m := &ages{}
+	_, err := lambdafn.Worker(p, decodeWork, discard, m)(context.Background(), ev)
+	require.NoError(t, err)
+	require.Len(t, m.got, 2, "r1 and r2; not the dispatch, not r3 without a timestamp")
+	for _, d := range m.got {
+		assert.GreaterOrEqual(t, d, 3*time.Second)
+		assert.Less(t, d, time.Minute)
+	}
 }

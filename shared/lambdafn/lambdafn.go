@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
+	"time"
 
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/events"
@@ -40,9 +42,14 @@ type WorkDecoder func(body string) (domain.Work, domain.Dispatch, error)
 
 // Worker handles a batch of work-queue messages, decoded by decode. Every record whose processing
 // failed is reported in batchItemFailures so that only it comes back; malformed records are
-// logged and dropped (redelivering them cannot help).
-func Worker(p Processor, decode WorkDecoder, log *slog.Logger) SQSHandler {
+// logged and dropped (redelivering them cannot help). The age of each work message (since its
+// SentTimestamp) goes to m's QueueAge; m nil reports nothing.
+func Worker(p Processor, decode WorkDecoder, log *slog.Logger, m engine.Metrics) SQSHandler {
+	if m == nil {
+		m = engine.NopMetrics{}
+	}
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		now := time.Now()
 		var resp events.SQSEventResponse
 		var work []domain.Work
 		var ids []string
@@ -57,6 +64,9 @@ func Worker(p Processor, decode WorkDecoder, log *slog.Logger) SQSHandler {
 			default:
 				work = append(work, w)
 				ids = append(ids, rec.MessageId)
+				if ms, err := strconv.ParseInt(rec.Attributes["SentTimestamp"], 10, 64); err == nil {
+					m.QueueAge(max(now.Sub(time.UnixMilli(ms)), 0))
+				}
 			}
 		}
 		// A dispatch message may arrive up to a second before it is due (SQS delays are whole seconds): run

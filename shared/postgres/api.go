@@ -148,7 +148,7 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 		}
 		var err error
 		rows, err = q.ListBatches(ctx, pgq.ListBatchesParams{TenantID: tenantID, Statuses: statuses, Pattern: LikePattern(p.Search),
-			CreatedByKeys: nonNil(p.CreatedByKeys), CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore,
+			CreatedByKeys: nonNil(p.CreatedByKeys), InputFileID: p.InputFileID, CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore,
 			ActiveFirst: p.ActiveFirst, CursorRank: int32(cursorRank),
 			CursorAt: cursorAt, CursorID: p.After, Max: int32(p.Limit + 1)})
 		return err

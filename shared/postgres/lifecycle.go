@@ -306,17 +306,29 @@ func (s *Store) DropFiles(ctx context.Context, ids []string, graceBefore, now ti
 }
 
 // PendingByModelAndWindow counts unfinished requests per model whose batch deadline falls within
-// each window from now (cumulative; overdue work counts in every window). For capacity
-// planning: a replica serves it, so the counts may be as old as its lag (replica.go); nothing
-// that must be exact (a claim, an admission decision) may rely on them.
-func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, now time.Time) (domain.WindowCounts, error) {
+// each window from now (cumulative; overdue work counts in every window), of the states and
+// models f names (all unfinished states and every model by default), leaving out batches being
+// cancelled. For capacity planning: a replica serves it, so the counts may be as old as its lag
+// (replica.go); nothing that must be exact (a claim, an admission decision) may rely on them.
+func (s *Store) PendingByModelAndWindow(ctx context.Context, windows []time.Duration, f domain.PendingFilter, now time.Time) (domain.WindowCounts, error) {
 	secs := make([]int32, len(windows))
 	for i, w := range windows {
 		secs[i] = int32(w / time.Second)
 	}
+	states := []string{string(domain.StatePending), string(domain.StateClaimed), string(domain.StateProcessing)}
+	if f.States != nil {
+		states = states[:0]
+		for _, st := range f.States {
+			states = append(states, string(st))
+		}
+	}
+	models := f.Models
+	if models == nil {
+		models = []string{}
+	}
 	var rows []pgq.PendingByModelAndWindowRow
 	err := s.read(ctx, func(q *pgq.Queries) (err error) {
-		rows, err = q.PendingByModelAndWindow(ctx, pgq.PendingByModelAndWindowParams{WindowSecs: secs, Now: now})
+		rows, err = q.PendingByModelAndWindow(ctx, pgq.PendingByModelAndWindowParams{WindowSecs: secs, States: states, Models: models, Now: now})
 		return err
 	})
 	if err != nil {

@@ -288,6 +288,7 @@ RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, coalesce(r.routed_model
 UPDATE requests r
 SET state = x.state,
     finished_at = CASE WHEN x.state = 'pending' THEN NULL ELSE x.at END,
+    finished_xid = CASE WHEN x.state = 'pending' THEN NULL ELSE pg_current_xact_id() END,
     response_status = nullif(x.status, 0),
     response_body = x.body,
     upstream_request_id = nullif(x.upstream_id, ''),
@@ -356,6 +357,7 @@ UPDATE requests r
 SET state = CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled' WHEN b.expired_at IS NOT NULL THEN 'expired' ELSE 'pending' END,
     error_code = CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled' WHEN b.expired_at IS NOT NULL THEN 'batch_expired' ELSE r.error_code END,
     finished_at = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN sqlc.arg(now)::timestamptz END,
+    finished_xid = CASE WHEN b.cancelling_at IS NOT NULL OR b.expired_at IS NOT NULL THEN pg_current_xact_id() END,
     -- Back in pending, an escalated request is its own model's again (see ClaimForModel).
     model = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN coalesce(r.escalated_from, r.model) ELSE r.model END,
     escalated_from = CASE WHEN b.cancelling_at IS NULL AND b.expired_at IS NULL THEN NULL ELSE r.escalated_from END,
@@ -427,7 +429,8 @@ SELECT status FROM batches WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tena
 -- state, error_code its code), and marks the running ones so their workers abort them.
 WITH ended AS (
     UPDATE requests e
-    SET state = sqlc.arg(state), error_code = sqlc.arg(error_code), finished_at = sqlc.arg(now), claimed_at = NULL, owner = NULL
+    SET state = sqlc.arg(state), error_code = sqlc.arg(error_code), finished_at = sqlc.arg(now), finished_xid = pg_current_xact_id(),
+        claimed_at = NULL, owner = NULL
     WHERE e.batch_id = sqlc.arg(batch_id) AND e.state IN ('pending', 'claimed')
     RETURNING 1
 ), marked AS (
@@ -445,7 +448,8 @@ WITH target AS (
     WHERE r.batch_id = sqlc.arg(batch_id) AND b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL AND r.id = ANY (sqlc.arg(ids)::uuid[])
     FOR UPDATE OF r
 ), ended AS (
-    UPDATE requests r SET state = 'canceled', error_code = 'request_cancelled', finished_at = sqlc.arg(now), claimed_at = NULL, owner = NULL
+    UPDATE requests r SET state = 'canceled', error_code = 'request_cancelled', finished_at = sqlc.arg(now), finished_xid = pg_current_xact_id(),
+        claimed_at = NULL, owner = NULL
     FROM target WHERE r.id = target.id AND r.state IN ('pending', 'claimed')
     RETURNING r.id
 ), marked AS (
@@ -506,7 +510,7 @@ WHERE batch_id = sqlc.arg(batch_id) AND purpose IN ('batch_output', 'batch_error
 -- escalated one under the model it names (see ClaimForModel).
 UPDATE requests
 SET state = 'pending', retries = 0, not_before = NULL, response_status = NULL, response_body = NULL,
-    upstream_request_id = NULL, error_code = NULL, error_message = NULL, finished_at = NULL,
+    upstream_request_id = NULL, error_code = NULL, error_message = NULL, finished_at = NULL, finished_xid = NULL,
     claimed_at = NULL, started_at = NULL, owner = NULL, cancel_requested_at = NULL,
     model = coalesce(escalated_from, model), escalated_from = NULL, routed_model = NULL
 WHERE batch_id = sqlc.arg(batch_id) AND state = 'failed' AND (sqlc.narg(ids)::uuid[] IS NULL OR id = ANY (sqlc.narg(ids)::uuid[]))
@@ -598,12 +602,17 @@ DELETE FROM files WHERE id IN (
 
 -- name: PendingByModelAndWindow :many
 -- Unfinished requests per model, by whether their batch's deadline falls within each window
--- (window_secs seconds each; windows are cumulative, overdue work is in every bucket).
+-- (window_secs seconds each; windows are cumulative, overdue work is in every bucket), of the
+-- given states and models (an empty models array: every model). The literal state list stays
+-- beside the parameter so the planner can still use the partial indexes on unfinished states.
+-- A cancelling batch's work is about to end and is not counted (fusillade does the same).
 SELECT r.model, w.secs::int AS secs, count(*)
 FROM requests r
 JOIN batches b ON b.id = r.batch_id
 CROSS JOIN unnest(sqlc.arg(window_secs)::int[]) AS w(secs)
-WHERE r.state IN ('pending', 'claimed', 'processing') AND b.cancelling_at IS NULL
+WHERE r.state IN ('pending', 'claimed', 'processing') AND r.state = ANY(sqlc.arg(states)::text[])
+  AND (cardinality(sqlc.arg(models)::text[]) = 0 OR r.model = ANY(sqlc.arg(models)::text[]))
+  AND b.cancelling_at IS NULL
   AND b.expires_at <= sqlc.arg(now)::timestamptz + make_interval(secs => w.secs)
 GROUP BY r.model, w.secs
 ORDER BY r.model, w.secs;

@@ -58,7 +58,8 @@ SELECT created_at, status FROM batches WHERE id = sqlc.arg(id) AND tenant_id = s
 -- name: ListBatches :many
 -- One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
 -- statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
--- ('' = none), created_by_keys the creating API key ids (empty = any creator), created_after/created_before bounds (NULL = none). With active_first unfinished
+-- ('' = none), created_by_keys the creating API key ids (empty = any creator), input_file_id the
+-- input file ('' = any: a file's batches), created_after/created_before bounds (NULL = none). With active_first unfinished
 -- batches come first. The cursor (cursor_rank, cursor_at, cursor_id; cursor_at NULL for the first
 -- page) continues after the last item of the previous page in the same order.
 SELECT sqlc.embed(b)
@@ -72,6 +73,7 @@ WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL
   AND (sqlc.arg(pattern)::text = '' OR b.id ILIKE sqlc.arg(pattern) ESCAPE '\' OR b.metadata::text ILIKE sqlc.arg(pattern) ESCAPE '\'
        OR coalesce(f.filename, '') ILIKE sqlc.arg(pattern) ESCAPE '\')
   AND (cardinality(sqlc.arg(created_by_keys)::bigint[]) = 0 OR b.created_by_key = ANY (sqlc.arg(created_by_keys)::bigint[]))
+  AND (sqlc.arg(input_file_id)::text = '' OR b.input_file_id = sqlc.arg(input_file_id)::text)
   AND (sqlc.narg(created_after)::timestamptz IS NULL OR b.created_at >= sqlc.narg(created_after))
   AND (sqlc.narg(created_before)::timestamptz IS NULL OR b.created_at < sqlc.narg(created_before))
   AND (sqlc.narg(cursor_at)::timestamptz IS NULL
@@ -96,15 +98,23 @@ LIMIT sqlc.arg(max);
 
 -- name: ResultFilePage :many
 -- A page of a batch's output file (output true: completed rows) or error file (other terminal rows)
--- as it stands, for partial downloads while the batch runs. Rows come in the order they finished
--- (line breaks ties), so a file read with offset = X-Last-Line only ever grows at the end.
+-- as it stands, for partial downloads while the batch runs, so that a file read with offset =
+-- X-Last-Line only ever grows at the end. Rows come in the order of the transactions that ended
+-- them (finished_xid; rows ended before it existed first, by finish time; line breaks ties). While
+-- the batch is not sealed, a row shows only once its transaction is older than every transaction
+-- still running in the cluster (below the snapshot's xmin): a row that commits later has an xid
+-- at least that xmin, so it sorts after every row shown, even when its finished_at is earlier
+-- (migration 0009). Rows so wait at most as long as the oldest running write transaction.
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
 FROM requests r
+JOIN batches b ON b.id = r.batch_id
 WHERE r.batch_id = sqlc.arg(batch_id) AND r.tenant_id = sqlc.arg(tenant_id)
   AND CASE WHEN sqlc.arg(output)::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
   AND (sqlc.arg(pattern)::text = '' OR r.custom_id ILIKE sqlc.arg(pattern) ESCAPE '\')
-ORDER BY r.finished_at NULLS LAST, r.line
+  AND (b.status IN ('completed', 'failed', 'expired', 'cancelled') OR r.finished_xid IS NULL
+       OR r.finished_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())))
+ORDER BY r.finished_xid NULLS FIRST, r.finished_at NULLS LAST, r.line
 OFFSET sqlc.arg(skip)
 LIMIT sqlc.arg(max);
 

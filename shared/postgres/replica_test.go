@@ -39,7 +39,7 @@ func TestALaggingReplicaNeverHidesAnObjectJustCreated(t *testing.T) {
 	before := f.batch(t, 2, "m")
 	r.CatchUp()
 	windows := []time.Duration{48 * time.Hour}
-	counts, err := f.store.PendingByModelAndWindow(ctx, windows, f.now)
+	counts, err := f.store.PendingByModelAndWindow(ctx, windows, domain.PendingFilter{}, f.now)
 	require.NoError(t, err)
 	require.Equal(t, domain.WindowCounts{"m": {172800: 2}}, counts)
 
@@ -71,7 +71,7 @@ func TestALaggingReplicaNeverHidesAnObjectJustCreated(t *testing.T) {
 	batches, _, err := f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 100})
 	require.NoError(t, err)
 	require.Equal(t, []string{before}, batchIDs(batches), "the list is the replica's")
-	counts, err = f.store.PendingByModelAndWindow(ctx, windows, f.now)
+	counts, err = f.store.PendingByModelAndWindow(ctx, windows, domain.PendingFilter{}, f.now)
 	require.NoError(t, err)
 	require.Equal(t, domain.WindowCounts{"m": {172800: 2}}, counts, "the counts are the replica's")
 	_, _, err = f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 100, After: batchID})
@@ -86,7 +86,7 @@ func TestALaggingReplicaNeverHidesAnObjectJustCreated(t *testing.T) {
 	batches, _, err = f.store.ListBatches(ctx, f.tenant, domain.BatchListParams{Limit: 100})
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{before, batchID}, batchIDs(batches))
-	counts, err = f.store.PendingByModelAndWindow(ctx, windows, f.now)
+	counts, err = f.store.PendingByModelAndWindow(ctx, windows, domain.PendingFilter{}, f.now)
 	require.NoError(t, err)
 	require.Equal(t, domain.WindowCounts{"m": {172800: 5}}, counts)
 }
@@ -150,7 +150,7 @@ func TestAnUnreachableReplicaSendsItsReadsToThePrimary(t *testing.T) {
 	require.NoError(t, s.BatchResults(ctx, f.tenant, id, domain.ResultQuery{Limit: 10}, func(domain.BatchResult) error { n++; return nil }))
 	require.Equal(t, 2, n)
 	require.NoError(t, s.ResultFile(ctx, f.tenant, id, true, domain.ResultQuery{Limit: 10}, func(domain.ResultRow) error { return nil }))
-	counts, err := s.PendingByModelAndWindow(ctx, []time.Duration{48 * time.Hour}, f.now)
+	counts, err := s.PendingByModelAndWindow(ctx, []time.Duration{48 * time.Hour}, domain.PendingFilter{}, f.now)
 	require.NoError(t, err)
 	require.Equal(t, domain.WindowCounts{"m": {172800: 2}}, counts)
 }

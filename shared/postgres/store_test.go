@@ -304,7 +304,7 @@ func TestPendingCountsByModelAndWindowAreCumulative(t *testing.T) {
 	f.batch(t, 2, "m", "n") // one request each of m and n
 	_, err := f.store.Pool().Exec(ctx, `UPDATE batches SET expires_at = $1 WHERE total = 2`, f.now.Add(30*time.Minute))
 	require.NoError(t, err)
-	counts, err := f.store.PendingByModelAndWindow(ctx, []time.Duration{time.Hour, 48 * time.Hour}, f.now)
+	counts, err := f.store.PendingByModelAndWindow(ctx, []time.Duration{time.Hour, 48 * time.Hour}, domain.PendingFilter{}, f.now)
 	require.NoError(t, err)
 	require.Equal(t, domain.WindowCounts{
 		"m": {3600: 1, 172800: 4},

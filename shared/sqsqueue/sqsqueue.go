@@ -168,3 +168,14 @@ func ParsePopulate(body string) (batchID string, err error) {
 	}
 	return m.BatchID, nil
 }
+
+// Reachable reports whether the queue answers: one GetQueueAttributes of a single attribute
+// (the readiness check; the API's role is granted sqs:GetQueueAttributes on the work queue).
+func (q *Queue) Reachable(ctx context.Context) error {
+	_, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &q.url,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil {
+		return fmt.Errorf("queue attributes: %w", err)
+	}
+	return nil
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/config"
 	"github.com/fusillade/fusillade/shared/domain"
+	"github.com/fusillade/fusillade/shared/emf"
 	"github.com/fusillade/fusillade/shared/engine"
 	"github.com/fusillade/fusillade/shared/httpapi"
 	"github.com/fusillade/fusillade/shared/ingest"
@@ -42,6 +43,11 @@ type App struct {
 	Secrets  *secrets.Resolver
 	Engine   *engine.Engine
 	Ingester *ingest.Ingester
+	// Metrics is what the engine reports to (Options.Metrics, or engine.NopMetrics); EMF is set
+	// when it is an EMF recorder (Boot's), which the mains flush at the end of each invocation
+	// with emf.Flushing.
+	Metrics engine.Metrics
+	EMF     *emf.Recorder
 }
 
 // Options adjusts Open.
@@ -58,6 +64,9 @@ type Options struct {
 	// Migrate applies pending migrations on open (the local stack). On AWS the deployment's
 	// migration step does it (the migrate function, see Migrate).
 	Migrate bool
+	// Metrics receives the engine's figures (Boot passes an EMF recorder on stdout, the local
+	// stack a Prometheus registry); nil reports nothing.
+	Metrics engine.Metrics
 	// Decorate, when set, wraps the engine's collaborators before the engine is built (the
 	// benchmark times each store, queue and upstream call this way).
 	Decorate func(engine.Deps) engine.Deps
@@ -130,7 +139,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		store.Close()
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Store: store, Secrets: res}
+	a := &App{Config: cfg, Log: log, Store: store, Secrets: res, Metrics: opts.Metrics}
+	if a.Metrics == nil {
+		a.Metrics = engine.NopMetrics{}
+	}
+	if r, ok := a.Metrics.(*emf.Recorder); ok {
+		a.EMF = r
+	}
 	a.Blobs = s3blob.New(s3blob.NewClient(awsCfg, cfg.S3Endpoint, cfg.S3PathStyle), cfg.Bucket)
 	sqsClient := sqsqueue.NewClient(awsCfg, cfg.SQSEndpoint)
 	a.Work = sqsqueue.New(sqsClient, cfg.WorkQueue)
@@ -143,7 +158,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		StreamablePaths:   cfg.StreamablePaths,
 		Transport:         opts.Upstream,
 	})
-	deps := engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log}
+	deps := engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log, Metrics: a.Metrics}
 	if opts.Decorate != nil {
 		deps = opts.Decorate(deps)
 	}
@@ -165,9 +180,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
 	svc := batches.New(batches.Deps{Store: a.Store, Checker: a.Ingester, Populate: a.Populate, Engine: a.Engine, Logger: a.Log})
+	// GET /readyz checks the work queue (the one the API sends retries to) when one is configured.
+	var queue httpapi.QueueChecker
+	if a.Config.WorkQueue != "" {
+		queue = a.Work
+	}
 	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy(),
 		StaleWorker: a.Config.StaleWorker},
-		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Logger: a.Log})
+		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Queue: queue, Logger: a.Log})
 }
 
 // Close releases the database pool.
@@ -185,7 +205,10 @@ func Boot(ctx context.Context, getenv func(string) string, function string, requ
 	if err := cfg.Require(required...); err != nil {
 		return nil, err
 	}
-	return Open(ctx, cfg, nil, Options{Function: function, Getenv: getenv})
+	// Metrics go to stdout as EMF records beside the logs, which CloudWatch Logs turns into
+	// metrics: no client, no permission, no call on the request path.
+	rec := emf.New(os.Stdout, emf.Options{Namespace: cfg.MetricsNamespace, Function: function})
+	return Open(ctx, cfg, nil, Options{Function: function, Getenv: getenv, Metrics: rec})
 }
 
 // Migrate is the deployment's migration step (the migrate function, which CloudFormation invokes

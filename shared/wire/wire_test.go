@@ -69,6 +69,9 @@ func TestBootAcceptsASchemaNewerThanTheBuild(t *testing.T) {
 	require.NoError(t, err)
 	app, err := wire.Boot(ctx, bootEnv(url), "worker")
 	require.NoError(t, err)
+	// A booted function records its metrics as EMF, which its main flushes per invocation.
+	require.NotNil(t, app.EMF)
+	require.Same(t, app.EMF, app.Metrics)
 	app.Close()
 }
 

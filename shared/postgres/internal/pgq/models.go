@@ -7,6 +7,8 @@ package pgq
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type ApiKey struct {
@@ -159,6 +161,7 @@ type Request struct {
 	RoutedModel       *string
 	CancelRequestedAt *time.Time
 	EscalatedFrom     *string
+	FinishedXid       pgtype.Uint64
 }
 
 type Tenant struct {

@@ -358,13 +358,14 @@ WHERE b.tenant_id = $2 AND b.deleted_at IS NULL
   AND ($4::text = '' OR b.id ILIKE $4 ESCAPE '\' OR b.metadata::text ILIKE $4 ESCAPE '\'
        OR coalesce(f.filename, '') ILIKE $4 ESCAPE '\')
   AND (cardinality($5::bigint[]) = 0 OR b.created_by_key = ANY ($5::bigint[]))
-  AND ($6::timestamptz IS NULL OR b.created_at >= $6)
-  AND ($7::timestamptz IS NULL OR b.created_at < $7)
-  AND ($8::timestamptz IS NULL
-       OR k.rank > $9::int
-       OR (k.rank = $9::int AND (b.created_at, b.id) < ($8::timestamptz, $10::text)))
+  AND ($6::text = '' OR b.input_file_id = $6::text)
+  AND ($7::timestamptz IS NULL OR b.created_at >= $7)
+  AND ($8::timestamptz IS NULL OR b.created_at < $8)
+  AND ($9::timestamptz IS NULL
+       OR k.rank > $10::int
+       OR (k.rank = $10::int AND (b.created_at, b.id) < ($9::timestamptz, $11::text)))
 ORDER BY k.rank, b.created_at DESC, b.id DESC
-LIMIT $11
+LIMIT $12
 `
 
 type ListBatchesParams struct {
@@ -373,6 +374,7 @@ type ListBatchesParams struct {
 	Statuses      []string
 	Pattern       string
 	CreatedByKeys []int64
+	InputFileID   string
 	CreatedAfter  *time.Time
 	CreatedBefore *time.Time
 	CursorAt      *time.Time
@@ -387,7 +389,8 @@ type ListBatchesRow struct {
 
 // One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
 // statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
-// (” = none), created_by_keys the creating API key ids (empty = any creator), created_after/created_before bounds (NULL = none). With active_first unfinished
+// (” = none), created_by_keys the creating API key ids (empty = any creator), input_file_id the
+// input file (” = any: a file's batches), created_after/created_before bounds (NULL = none). With active_first unfinished
 // batches come first. The cursor (cursor_rank, cursor_at, cursor_id; cursor_at NULL for the first
 // page) continues after the last item of the previous page in the same order.
 func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]ListBatchesRow, error) {
@@ -397,6 +400,7 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 		arg.Statuses,
 		arg.Pattern,
 		arg.CreatedByKeys,
+		arg.InputFileID,
 		arg.CreatedAfter,
 		arg.CreatedBefore,
 		arg.CursorAt,
@@ -697,10 +701,13 @@ const resultFilePage = `-- name: ResultFilePage :many
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
 FROM requests r
+JOIN batches b ON b.id = r.batch_id
 WHERE r.batch_id = $1 AND r.tenant_id = $2
   AND CASE WHEN $3::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
   AND ($4::text = '' OR r.custom_id ILIKE $4 ESCAPE '\')
-ORDER BY r.finished_at NULLS LAST, r.line
+  AND (b.status IN ('completed', 'failed', 'expired', 'cancelled') OR r.finished_xid IS NULL
+       OR r.finished_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())))
+ORDER BY r.finished_xid NULLS FIRST, r.finished_at NULLS LAST, r.line
 OFFSET $5
 LIMIT $6
 `
@@ -727,8 +734,13 @@ type ResultFilePageRow struct {
 }
 
 // A page of a batch's output file (output true: completed rows) or error file (other terminal rows)
-// as it stands, for partial downloads while the batch runs. Rows come in the order they finished
-// (line breaks ties), so a file read with offset = X-Last-Line only ever grows at the end.
+// as it stands, for partial downloads while the batch runs, so that a file read with offset =
+// X-Last-Line only ever grows at the end. Rows come in the order of the transactions that ended
+// them (finished_xid; rows ended before it existed first, by finish time; line breaks ties). While
+// the batch is not sealed, a row shows only once its transaction is older than every transaction
+// still running in the cluster (below the snapshot's xmin): a row that commits later has an xid
+// at least that xmin, so it sorts after every row shown, even when its finished_at is earlier
+// (migration 0009). Rows so wait at most as long as the oldest running write transaction.
 func (q *Queries) ResultFilePage(ctx context.Context, arg ResultFilePageParams) ([]ResultFilePageRow, error) {
 	rows, err := q.db.Query(ctx, resultFilePage,
 		arg.BatchID,

@@ -1,0 +1,12 @@
+-- 0009: the transaction that finished a request, for paging a running batch's result files.
+-- The output and error files of a running batch are read in pages that continue at the previous
+-- page's end (offset = X-Last-Line), so a row must never appear before rows already shown.
+-- finished_at cannot promise that: it is the worker's clock, and a result write may commit well
+-- after it (a FinishAndClaim waits for the model lock with its finish written), behind rows with
+-- later times already read. finished_xid is pg_current_xact_id() of the statement that ended the
+-- request, set beside finished_at by the same statements and cleared with it; ResultFilePage
+-- orders by it and, while the batch runs, shows a row only once its transaction is older than
+-- every transaction still running (below the snapshot's xmin), so any row still to come sorts
+-- after every row shown. NULL for rows ended before this column existed (they sort first, by
+-- finished_at, as before) and while a request is unfinished.
+ALTER TABLE requests ADD COLUMN finished_xid xid8;

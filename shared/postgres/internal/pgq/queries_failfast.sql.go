@@ -51,7 +51,7 @@ type DecideFailFastParams struct {
 	BatchID         string
 }
 
-// The fail-fast breaker (migration 0009).
+// The fail-fast breaker (migration 0010).
 // Called after a request of the batch failed with an upstream 4xx status. While the breaker has
 // not decided, it decides once the batch has a completed line (never trip) or fail_fast_after
 // failed ones: it trips when none completed and every failure carries the same status as this

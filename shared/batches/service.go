@@ -51,13 +51,16 @@ type Engine interface {
 }
 
 // Deps are the service's collaborators; Logger defaults to discarding, Now to time.Now.
+// FailFastAfter is the fail-fast breaker's K for batches created without one (FAIL_FAST_AFTER;
+// the zero value, 0, is off).
 type Deps struct {
-	Store    Store
-	Checker  Checker
-	Populate PopulateQueue
-	Engine   Engine
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Store         Store
+	Checker       Checker
+	Populate      PopulateQueue
+	Engine        Engine
+	Logger        *slog.Logger
+	Now           func() time.Time
+	FailFastAfter int
 }
 
 // Service runs the batch use cases; it is safe for concurrent use.
@@ -68,6 +71,7 @@ type Service struct {
 	engine   Engine
 	log      *slog.Logger
 	now      func() time.Time
+	failFast int
 }
 
 // New returns the service.
@@ -78,7 +82,8 @@ func New(d Deps) *Service {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{store: d.Store, checker: d.Checker, populate: d.Populate, engine: d.Engine, log: d.Logger, now: d.Now}
+	return &Service{store: d.Store, checker: d.Checker, populate: d.Populate, engine: d.Engine, log: d.Logger, now: d.Now,
+		failFast: d.FailFastAfter}
 }
 
 // MaxReportedErrors bounds a dry run's error list (jsonl's default): a file this broken needs
@@ -94,6 +99,8 @@ type Create struct {
 	Endpoint         string
 	CompletionWindow string
 	Metadata         map[string]string
+	// FailFastAfter is the batch's fail-fast K (0 = off); nil takes the deployment's default.
+	FailFastAfter *int
 	// ValidateOnly checks the stored file against Endpoint and the models configured now, and
 	// creates nothing.
 	ValidateOnly bool
@@ -136,10 +143,14 @@ func (s *Service) Create(ctx context.Context, c Create) (Created, error) {
 		return Created{}, &domain.Error{Code: domain.EInvalid, Param: "completion_window", Message: err.Error()}
 	}
 	now := s.now()
+	failFast := s.failFast
+	if c.FailFastAfter != nil {
+		failFast = *c.FailFastAfter
+	}
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: c.TenantID, InputFileID: f.ID, Endpoint: c.Endpoint,
 		CompletionWindow: c.CompletionWindow, Status: domain.BatchValidating, Metadata: c.Metadata,
 		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: c.CreatedByKey}
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: c.CreatedByKey, FailFastAfter: failFast}
 	res, err := idempotency.Reserve(ctx, s.store, s.log, c.Idempotency, b.ID, now)
 	if err != nil {
 		return Created{}, err
@@ -339,7 +350,7 @@ func (s *Service) Rerun(ctx context.Context, r Rerun) (domain.Batch, error) {
 	now := s.now()
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: r.TenantID, InputFileID: src.InputFileID, Endpoint: src.Endpoint,
 		CompletionWindow: window, Status: domain.BatchValidating, Metadata: meta, CreatedAt: now, ExpiresAt: now.Add(d),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: r.CreatedByKey}
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: r.CreatedByKey, FailFastAfter: src.FailFastAfter}
 	res, err := s.store.RerunBatch(ctx, r.TenantID, r.BatchID, b, now)
 	if err != nil {
 		return domain.Batch{}, err

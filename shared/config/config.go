@@ -78,6 +78,11 @@ type Config struct {
 	// default, allows no ARN references at all. It may not cover DATABASE_SECRET_ARN.
 	UpstreamSecretARNPrefix string
 
+	// FailFastAfter is the fail-fast breaker's K for batches that do not set fail_fast_after
+	// (FAIL_FAST_AFTER): a batch whose first K finished requests all failed with the same
+	// upstream 4xx status is stopped; default 20, 0 = off.
+	FailFastAfter int
+
 	MaxFileBytes int64 // MAX_FILE_BYTES: input file cap; default 200 MB (OpenAI's)
 	MaxLines     int   // MAX_LINES: requests per file; default 50,000 (OpenAI's)
 }
@@ -126,6 +131,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MetadataHeaders:   e.list("BATCH_METADATA_HEADERS", ""),
 		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", int(ingest.DefaultMaxFileBytes))),
 		MaxLines:          e.int("MAX_LINES", ingest.DefaultMaxLines),
+		FailFastAfter:     e.int("FAIL_FAST_AFTER", domain.DefaultFailFastAfter),
 	}
 	c.UpstreamSecretARNPrefix = strings.TrimSuffix(e.str("UPSTREAM_SECRET_ARN_PREFIX", ""), "*")
 	if e.err != nil {
@@ -143,6 +149,9 @@ func (c Config) validate() error {
 		if _, err := domain.ParseWindow(w); err != nil {
 			errs = append(errs, fmt.Errorf("COMPLETION_WINDOWS: %w", err))
 		}
+	}
+	if c.FailFastAfter < 0 || c.FailFastAfter > domain.MaxFailFastAfter {
+		errs = append(errs, fmt.Errorf("FAIL_FAST_AFTER must be within 0..%d", domain.MaxFailFastAfter))
 	}
 	if c.UrgencyWeight < 0 || c.UrgencyWeight > 1 {
 		errs = append(errs, errors.New("URGENCY_WEIGHT must be within 0..1"))

@@ -49,6 +49,19 @@ func ValidEndpoint(p string) bool {
 	return false
 }
 
+// Fail-fast breaker: a batch whose first FailFastAfter finished requests all failed with the
+// same upstream 4xx status (a body the upstream rejects, a bad key) is stopped and failed instead
+// of sending every other line to the same answer. DefaultFailFastAfter is FAIL_FAST_AFTER's
+// default, the K a batch gets when it does not set fail_fast_after; 0 turns the breaker off.
+const (
+	DefaultFailFastAfter = 20
+	MaxFailFastAfter     = 10000
+)
+
+// CodeFailFast is the batch error (Batch.Errors) of a batch the fail-fast breaker stopped; its
+// unsent lines end with CodeBatchFailedFast.
+const CodeFailFast = "fail_fast"
+
 // DefaultCompletionWindow is the one completion window allowed when none are configured
 // (COMPLETION_WINDOWS), as in OpenAI.
 const DefaultCompletionWindow = "24h"

@@ -106,14 +106,15 @@ type Batch struct {
 	CreatedByKey     int64  // id of the API key that created it; 0 = unknown
 	RerunOf          string // the ended batch whose unfinished lines this batch runs again; "" = none
 	RerunBatchID     string // the batch that runs this one's unfinished lines again; "" = none yet
+	FailFastAfter    int    // K of the fail-fast breaker; 0 = off
 }
 
 // Sealed reports whether the batch's output and error files are final: it ended through
-// finalisation (completed, expired, or cancelled after it started). Only then does OpenAI's
-// Batch object name them; a batch that ended before it ran (failed validation, or cancelled or
-// expired while validating) has no results.
+// finalisation (completed, expired, cancelled after it started, or failed after it started: stopped
+// by the fail-fast breaker). Only then does OpenAI's Batch object name them; a batch that ended
+// before it ran (failed validation, or cancelled or expired while validating) has no results.
 func (b Batch) Sealed() bool {
-	return b.FinalizingAt != nil && (b.Status == BatchCompleted || b.Status == BatchExpired || b.Status == BatchCancelled)
+	return b.FinalizingAt != nil && b.Status.Terminal()
 }
 
 // ResultRow is one finished request as output and error files render it.

@@ -11,6 +11,8 @@ const (
 	CodeBatchExpired     = "batch_expired"
 	CodeBatchCancelled   = "batch_cancelled"
 	CodeRequestCancelled = "request_cancelled" // the user cancelled the request itself
+	// CodeBatchFailedFast: the line was not sent because the fail-fast breaker stopped its batch.
+	CodeBatchFailedFast = "batch_failed_fast"
 	// The model could not be looked up (retried), or no longer exists (final).
 	CodeModelUnavailable = "model_unavailable"
 	CodeModelNotFound    = "model_not_found"
@@ -103,6 +105,8 @@ func defaultMessage(code string) string {
 		return "This request could not be executed before the completion window expired."
 	case CodeBatchCancelled:
 		return "This request was not executed because the batch was cancelled."
+	case CodeBatchFailedFast:
+		return "This request was not sent: the batch's first requests all failed with the same upstream error, so the batch was stopped (see the batch's errors)."
 	}
 	return "The request failed."
 }

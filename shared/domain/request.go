@@ -114,4 +114,7 @@ type Outcome struct {
 	UpstreamRequestID string
 	NotBefore         time.Time // for a retry
 	RoutedModel       string
+	// Rejected: the upstream answered a 4xx status that is not retried (a body or a key it
+	// refuses). The fail-fast breaker counts these.
+	Rejected bool
 }

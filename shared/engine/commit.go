@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -204,11 +206,86 @@ func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, 
 			batches = append(batches, f.BatchID)
 		}
 	}
+	// A batch stopped by its fail-fast breaker may have nothing left running: elect it too.
+	for _, b := range e.failFast(ctx, group, won) {
+		if !slices.Contains(batches, b) {
+			batches = append(batches, b)
+		}
+	}
 	for _, b := range batches {
 		pctx, cancel := e.followUp(ctx)
 		e.TryFinalize(pctx, b)
 		cancel()
 	}
+}
+
+// failFast runs the fail-fast breaker of each batch the group failed a request of with an upstream
+// 4xx that is not retried (Outcome.Rejected), once per batch, and returns the batches it stopped.
+// Only such failures call it, so a batch whose requests succeed never pays for it.
+func (e *Engine) failFast(ctx context.Context, group []*member, won []domain.Finished) []string {
+	batchOf := make(map[string]string, len(won))
+	for _, f := range won {
+		batchOf[f.RequestID] = f.BatchID
+	}
+	var seen, stopped []string
+	for _, m := range group {
+		b, ok := batchOf[m.out.RequestID]
+		if !ok || !m.out.Rejected || m.out.State != domain.StateFailed || slices.Contains(seen, b) {
+			continue
+		}
+		seen = append(seen, b)
+		pctx, cancel := e.followUp(ctx)
+		tripped, err := e.store.DecideFailFast(pctx, b, m.out.StatusCode, upstreamMessage(m.out.Body), e.now())
+		cancel()
+		if err != nil {
+			// The next rejected request of the batch decides again.
+			e.log.WarnContext(ctx, "fail-fast breaker", "batch_id", b, "err", err)
+			continue
+		}
+		if tripped {
+			e.log.WarnContext(ctx, "fail-fast breaker stopped the batch", "batch_id", b, "status", m.out.StatusCode)
+			stopped = append(stopped, b)
+		}
+	}
+	return stopped
+}
+
+// maxUpstreamMessage bounds the upstream's message quoted in a stopped batch's errors.
+const maxUpstreamMessage = 300
+
+// upstreamMessage is the message of an upstream error body, as the batch's errors quote it:
+// OpenAI's {"error":{"message":…}}, a top-level "message" or "detail" (vLLM, FastAPI), or else the
+// body itself as text; cut to maxUpstreamMessage characters.
+func upstreamMessage(body []byte) string {
+	var doc struct {
+		Error   json.RawMessage `json:"error"`
+		Message string          `json:"message"`
+		Detail  json.RawMessage `json:"detail"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &doc) == nil {
+		var nested struct {
+			Message string `json:"message"`
+		}
+		var s string
+		switch {
+		case json.Unmarshal(doc.Error, &nested) == nil && nested.Message != "":
+			msg = nested.Message
+		case json.Unmarshal(doc.Error, &s) == nil && s != "":
+			msg = s
+		case doc.Message != "":
+			msg = doc.Message
+		case json.Unmarshal(doc.Detail, &s) == nil && s != "":
+			msg = s
+		}
+	}
+	if msg == "" {
+		return "no message"
+	}
+	if r := []rune(msg); len(r) > maxUpstreamMessage {
+		msg = string(r[:maxUpstreamMessage]) + "…"
+	}
+	return msg
 }
 
 // countOutcomes reports the group's written results to Metrics: each by class and code (a result

@@ -392,6 +392,7 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 			return e.retryOrFail(job, out, res.Code, res.Message, 0)
 		}
 		out.State, out.Body = domain.StateFailed, res.Body
+		out.Rejected = out.StatusCode >= 400 && out.StatusCode < 500
 		if out.StatusCode == 0 {
 			out.ErrorCode, out.ErrorMessage = res.Code, res.Message
 		}

@@ -21,6 +21,10 @@ type createBatchRequest struct {
 		Anchor  string `json:"anchor"`
 		Seconds int64  `json:"seconds"`
 	} `json:"output_expires_after"`
+	// FailFastAfter (an extension) is the batch's fail-fast K: stop the batch when its first K
+	// finished requests all failed with the same upstream 4xx status; 0 is off, absent the
+	// deployment's FAIL_FAST_AFTER (default 20).
+	FailFastAfter *int `json:"fail_fast_after,omitempty"`
 	// ValidateOnly (an extension) checks the request and the stored file against this endpoint
 	// and the models configured now, reports every bad line, and creates nothing.
 	ValidateOnly bool `json:"validate_only,omitempty"`
@@ -42,6 +46,10 @@ func (s *server) validateBatchRequest(req createBatchRequest) error {
 	}
 	if err := s.checkWindow(req.CompletionWindow); err != nil {
 		return err
+	}
+	if k := req.FailFastAfter; k != nil && (*k < 0 || *k > domain.MaxFailFastAfter) {
+		return &domain.Error{Code: domain.EInvalid, Param: "fail_fast_after",
+			Message: fmt.Sprintf("Invalid 'fail_fast_after' %d: must be within 0..%d (0 turns the breaker off).", *k, domain.MaxFailFastAfter)}
 	}
 	return checkMetadata(req.Metadata)
 }
@@ -86,7 +94,8 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	got, err := s.batches.Create(r.Context(), batches.Create{TenantID: principal(r).TenantID, CreatedByKey: principal(r).KeyID, InputFileID: req.InputFileID,
 		Endpoint: req.Endpoint, CompletionWindow: req.CompletionWindow, Metadata: req.Metadata, ValidateOnly: req.ValidateOnly,
-		Idempotency: idempotencyKey(r, idempotency.RouteCreateBatch, canonicalJSON(req))})
+		FailFastAfter: req.FailFastAfter,
+		Idempotency:   idempotencyKey(r, idempotency.RouteCreateBatch, canonicalJSON(req))})
 	switch {
 	case err != nil:
 		s.error(w, r, err)

@@ -82,6 +82,8 @@ type batchObject struct {
 	// the unfinished lines of again; null when there is none.
 	RerunOf      *string `json:"rerun_of"`
 	RerunBatchID *string `json:"rerun_batch_id"`
+	// FailFastAfter is the batch's fail-fast K; 0 = off.
+	FailFastAfter int `json:"fail_fast_after"`
 }
 
 func toBatchObject(b domain.Batch) batchObject {
@@ -95,6 +97,7 @@ func toBatchObject(b domain.Batch) batchObject {
 		Usage:               b.Usage,
 		PartialOutputFileID: strPtr(b.OutputFileID), PartialErrorFileID: strPtr(b.ErrorFileID),
 		CreatedByKey: keyIDString(b.CreatedByKey), RerunOf: strPtr(b.RerunOf), RerunBatchID: strPtr(b.RerunBatchID),
+		FailFastAfter: b.FailFastAfter,
 	}
 	if b.Sealed() {
 		o.OutputFileID, o.ErrorFileID = strPtr(b.OutputFileID), strPtr(b.ErrorFileID)

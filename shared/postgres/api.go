@@ -189,7 +189,7 @@ func batchOf(r pgq.BatchRow) (domain.Batch, error) {
 		ErrorFileID: r.ErrorFileID, Usage: r.Usage, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
 		InProgressAt: r.InProgressAt, FinalizingAt: r.FinalizingAt, CompletedAt: r.CompletedAt, FailedAt: r.FailedAt,
 		ExpiredAt: r.ExpiredAt, CancellingAt: r.CancellingAt, CancelledAt: r.CancelledAt, CreatedByKey: keyID(r.CreatedByKey),
-		RerunOf: r.RerunOf, RerunBatchID: r.RerunBatchID,
+		RerunOf: r.RerunOf, RerunBatchID: r.RerunBatchID, FailFastAfter: int(r.FailFastAfter),
 		Counts: domain.Counts{Total: int(r.Total), Completed: int(r.Completed), Failed: int(r.Failed), Pending: int(r.Pending)}}
 	if len(r.Metadata) > 0 {
 		if err := json.Unmarshal(r.Metadata, &b.Metadata); err != nil {

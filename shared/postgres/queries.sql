@@ -59,8 +59,8 @@ WHERE b.id = sqlc.arg(batch_id);
 -- The output and error file ids are reserved at creation so that partial results can be read
 -- while the batch runs; sealing fills in their content (or drops one that stays empty).
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id, created_by_key)
-VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key));
+                     output_file_id, error_file_id, created_by_key, fail_fast_after)
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key), sqlc.arg(fail_fast_after));
 
 -- name: SealFile :exec
 -- Records the sealed content of a batch's output or error file; an empty one is dropped.
@@ -114,14 +114,16 @@ SELECT count(*) AS total,
 FROM requests WHERE batch_id = sqlc.arg(batch_id);
 
 -- name: SealBatch :one
--- Ends a batch being sealed with frozen counts: cancelled if it was cancelled, expired if its
--- window closed, completed otherwise (even when every request failed, as OpenAI does). An output
+-- Ends a batch being sealed with frozen counts: cancelled if it was cancelled, failed if the
+-- fail-fast breaker stopped it, expired if its window closed, completed otherwise (even when every request failed, as OpenAI does). An output
 -- or error file that stayed empty is unlinked: OpenAI reports a null output_file_id when nothing
 -- succeeded.
 UPDATE batches
-SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
-    completed_at = CASE WHEN cancelling_at IS NULL AND expired_at IS NULL THEN sqlc.arg(now)::timestamptz END,
+SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN fail_fast_at IS NOT NULL THEN 'failed'
+                  WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
+    completed_at = CASE WHEN cancelling_at IS NULL AND fail_fast_at IS NULL AND expired_at IS NULL THEN sqlc.arg(now)::timestamptz END,
     cancelled_at = CASE WHEN cancelling_at IS NOT NULL THEN sqlc.arg(now)::timestamptz END,
+    failed_at = CASE WHEN cancelling_at IS NULL AND fail_fast_at IS NOT NULL THEN sqlc.arg(now)::timestamptz END,
     total = sqlc.arg(total), completed = sqlc.arg(completed), failed = sqlc.arg(failed), usage = sqlc.narg(usage),
     output_file_id = CASE WHEN sqlc.arg(keep_output)::bool THEN output_file_id END,
     error_file_id = CASE WHEN sqlc.arg(keep_error)::bool THEN error_file_id END
@@ -465,9 +467,11 @@ FROM target t;
 -- Which of these running requests should be aborted, and why.
 SELECT r.id::text,
        CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled'
+            WHEN b.fail_fast_at IS NOT NULL THEN 'failed'
             WHEN b.expired_at IS NOT NULL THEN 'expired'
             ELSE 'canceled' END AS state,
        CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled'
+            WHEN b.fail_fast_at IS NOT NULL THEN 'batch_failed_fast'
             WHEN b.expired_at IS NOT NULL THEN 'batch_expired'
             ELSE 'request_cancelled' END AS code
 FROM requests r JOIN batches b ON b.id = r.batch_id
@@ -494,7 +498,7 @@ SET status = 'in_progress', completed_at = NULL, finalizing_at = NULL, completed
     output_file_id = (SELECT f.id FROM files f WHERE f.batch_id = sqlc.arg(id) AND f.purpose = 'batch_output'),
     error_file_id = (SELECT f.id FROM files f WHERE f.batch_id = sqlc.arg(id) AND f.purpose = 'batch_error')
 WHERE b.id = sqlc.arg(id) AND b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL AND b.status IN ('in_progress', 'completed')
-  AND b.expires_at > sqlc.arg(now) AND b.rerun_batch_id IS NULL
+  AND b.expires_at > sqlc.arg(now) AND b.rerun_batch_id IS NULL AND b.fail_fast_at IS NULL
 RETURNING b.status;
 
 -- name: ReopenFiles :exec

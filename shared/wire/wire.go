@@ -179,7 +179,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 
 // API returns the HTTP API handler.
 func (a *App) API() http.Handler {
-	svc := batches.New(batches.Deps{Store: a.Store, Checker: a.Ingester, Populate: a.Populate, Engine: a.Engine, Logger: a.Log})
+	svc := batches.New(batches.Deps{Store: a.Store, Checker: a.Ingester, Populate: a.Populate, Engine: a.Engine, Logger: a.Log,
+		FailFastAfter: a.Config.FailFastAfter})
 	// GET /readyz checks the work queue (the one the API sends retries to) when one is configured.
 	var queue httpapi.QueueChecker
 	if a.Config.WorkQueue != "" {

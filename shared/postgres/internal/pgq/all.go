@@ -82,6 +82,8 @@ var SQL = map[string]string{
 	"Unclaim":                 unclaim,
 	"UpsertModel":             upsertModel,
 	"ValidatingBatches":       validatingBatches,
+	// queries_failfast.sql
+	"DecideFailFast": decideFailFast,
 	// queries_rescue.sql
 	"CopyUnfinishedRequests": copyUnfinishedRequests,
 	"ExtendBatch":            extendBatch,

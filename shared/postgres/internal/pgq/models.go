@@ -52,6 +52,9 @@ type Batch struct {
 	CreatedByKey     *int64
 	RerunOf          *string
 	RerunBatchID     *string
+	FailFastAfter    int32
+	FailFastDecided  bool
+	FailFastAt       *time.Time
 }
 
 type BatchCounter struct {
@@ -92,6 +95,7 @@ type BatchRow struct {
 	CreatedByKey     *int64
 	RerunOf          string
 	RerunBatchID     string
+	FailFastAfter    int32
 }
 
 type File struct {

@@ -303,9 +303,11 @@ func (q *Queries) CancelBatchesOfFile(ctx context.Context, arg CancelBatchesOfFi
 const cancelMarks = `-- name: CancelMarks :many
 SELECT r.id::text,
        CASE WHEN b.cancelling_at IS NOT NULL THEN 'canceled'
+            WHEN b.fail_fast_at IS NOT NULL THEN 'failed'
             WHEN b.expired_at IS NOT NULL THEN 'expired'
             ELSE 'canceled' END AS state,
        CASE WHEN b.cancelling_at IS NOT NULL THEN 'batch_cancelled'
+            WHEN b.fail_fast_at IS NOT NULL THEN 'batch_failed_fast'
             WHEN b.expired_at IS NOT NULL THEN 'batch_expired'
             ELSE 'request_cancelled' END AS code
 FROM requests r JOIN batches b ON b.id = r.batch_id
@@ -949,7 +951,7 @@ func (q *Queries) FinishMany(ctx context.Context, arg FinishManyParams) ([]Finis
 }
 
 const getBatch = `-- name: GetBatch :one
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after
 FROM batch_rows b
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL
 `
@@ -999,6 +1001,7 @@ func (q *Queries) GetBatch(ctx context.Context, arg GetBatchParams) (GetBatchRow
 		&i.BatchRow.CreatedByKey,
 		&i.BatchRow.RerunOf,
 		&i.BatchRow.RerunBatchID,
+		&i.BatchRow.FailFastAfter,
 	)
 	return i, err
 }
@@ -1129,8 +1132,8 @@ func (q *Queries) HideBatchFiles(ctx context.Context, arg HideBatchFilesParams) 
 const insertBatch = `-- name: InsertBatch :exec
 
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id, created_by_key)
-VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11, $12)
+                     output_file_id, error_file_id, created_by_key, fail_fast_after)
+VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11, $12, $13)
 `
 
 type InsertBatchParams struct {
@@ -1146,6 +1149,7 @@ type InsertBatchParams struct {
 	OutputFileID     *string
 	ErrorFileID      *string
 	CreatedByKey     *int64
+	FailFastAfter    int32
 }
 
 // ─── batches ───────────────────────────────────────────────────────────────────────────────────
@@ -1165,6 +1169,7 @@ func (q *Queries) InsertBatch(ctx context.Context, arg InsertBatchParams) error 
 		arg.OutputFileID,
 		arg.ErrorFileID,
 		arg.CreatedByKey,
+		arg.FailFastAfter,
 	)
 	return err
 }
@@ -1582,7 +1587,7 @@ SET status = 'in_progress', completed_at = NULL, finalizing_at = NULL, completed
     output_file_id = (SELECT f.id FROM files f WHERE f.batch_id = $1 AND f.purpose = 'batch_output'),
     error_file_id = (SELECT f.id FROM files f WHERE f.batch_id = $1 AND f.purpose = 'batch_error')
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL AND b.status IN ('in_progress', 'completed')
-  AND b.expires_at > $3 AND b.rerun_batch_id IS NULL
+  AND b.expires_at > $3 AND b.rerun_batch_id IS NULL AND b.fail_fast_at IS NULL
 RETURNING b.status
 `
 
@@ -1813,9 +1818,11 @@ func (q *Queries) RetryFailed(ctx context.Context, arg RetryFailedParams) ([]Ret
 
 const sealBatch = `-- name: SealBatch :one
 UPDATE batches
-SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
-    completed_at = CASE WHEN cancelling_at IS NULL AND expired_at IS NULL THEN $1::timestamptz END,
+SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN fail_fast_at IS NOT NULL THEN 'failed'
+                  WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'completed' END,
+    completed_at = CASE WHEN cancelling_at IS NULL AND fail_fast_at IS NULL AND expired_at IS NULL THEN $1::timestamptz END,
     cancelled_at = CASE WHEN cancelling_at IS NOT NULL THEN $1::timestamptz END,
+    failed_at = CASE WHEN cancelling_at IS NULL AND fail_fast_at IS NOT NULL THEN $1::timestamptz END,
     total = $2, completed = $3, failed = $4, usage = $5,
     output_file_id = CASE WHEN $6::bool THEN output_file_id END,
     error_file_id = CASE WHEN $7::bool THEN error_file_id END
@@ -1839,8 +1846,8 @@ type SealBatchRow struct {
 	ErrorFileID  string
 }
 
-// Ends a batch being sealed with frozen counts: cancelled if it was cancelled, expired if its
-// window closed, completed otherwise (even when every request failed, as OpenAI does). An output
+// Ends a batch being sealed with frozen counts: cancelled if it was cancelled, failed if the
+// fail-fast breaker stopped it, expired if its window closed, completed otherwise (even when every request failed, as OpenAI does). An output
 // or error file that stayed empty is unlinked: OpenAI reports a null output_file_id when nothing
 // succeeded.
 func (q *Queries) SealBatch(ctx context.Context, arg SealBatchParams) (SealBatchRow, error) {

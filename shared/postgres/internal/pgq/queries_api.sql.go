@@ -347,7 +347,7 @@ func (q *Queries) ListAPIKeys(ctx context.Context, tenantID string) ([]ListAPIKe
 }
 
 const listBatches = `-- name: ListBatches :many
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after
 FROM batch_rows b
 LEFT JOIN files f ON f.id = b.input_file_id
 CROSS JOIN LATERAL (
@@ -445,6 +445,7 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 			&i.BatchRow.CreatedByKey,
 			&i.BatchRow.RerunOf,
 			&i.BatchRow.RerunBatchID,
+			&i.BatchRow.FailFastAfter,
 		); err != nil {
 			return nil, err
 		}

@@ -398,8 +398,8 @@ func (w *watcher) show(b batchObject) {
 		if n.Total > 0 && w.bar.GetMax() != n.Total {
 			w.bar.ChangeMax(n.Total)
 		}
-		w.bar.Describe(fmt.Sprintf("%-11s %d ok %d failed", b.Status, n.Completed, n.Failed))
 		_ = w.bar.Set(done)
+		w.bar.Describe(fmt.Sprintf("%-11s %d ok %d failed", b.Status, n.Completed, n.Failed))
 		return
 	}
 	key := fmt.Sprintf("%s %d %d %d", b.Status, n.Completed, n.Failed, n.Total)

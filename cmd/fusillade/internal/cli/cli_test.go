@@ -148,6 +148,17 @@ func TestSubmitWithFailingLinesExitsOneAndCountsErrorCodes(t *testing.T) {
 	errFiles, _ := filepath.Glob(filepath.Join(out, "*_errors.jsonl"))
 	require.Len(t, errFiles, 1)
 	assert.Equal(t, 3, countLines(t, errFiles[0]))
+
+	// Retrying runs the failed lines again; they fail again, and wait says so.
+	id := strings.TrimSuffix(filepath.Base(errFiles[0]), "_errors.jsonl")
+	retry := run(t, env(st), "batches", "retry", id)
+	require.Equal(t, cli.ExitOK, retry.code, retry.stderr)
+	w := run(t, env(st), "batches", "wait", id, "--poll", "20ms")
+	require.Equal(t, cli.ExitLinesFailed, w.code, "stdout:\n%s\nstderr:\n%s", w.stdout, w.stderr)
+	assert.Contains(t, w.stdout, "3 completed, 3 failed, 6 total")
+	failed := run(t, env(st), "batches", "results", id, "--status", "failed")
+	assert.Equal(t, 4, strings.Count(failed.stdout, "\n"), "a header and the three failed lines: %s", failed.stdout)
+	assert.Regexp(t, `bad-3\s+failed\s+HTTP 422`, failed.stdout)
 }
 
 // validate lists every bad line with the server's codes and messages, and exits 2; submit

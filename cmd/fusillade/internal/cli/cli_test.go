@@ -6,10 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -463,4 +468,75 @@ func TestJSONOutputParses(t *testing.T) {
 	rm := run(t, env(st), "files", "rm", s.Batch.InputFileID)
 	require.Equal(t, cli.ExitOK, rm.code, rm.stderr)
 	assert.Equal(t, cli.ExitError, run(t, env(st), "files", "get", s.Batch.InputFileID).code)
+}
+
+// A server that refuses the presigned request (as OpenAI does a JSON POST /v1/files) gets the
+// large file through the Uploads API instead, without being asked.
+func TestSubmitFallsBackToTheUploadsAPIWithoutPresignedUploads(t *testing.T) {
+	st := startStack(t)
+	var refused atomic.Int32
+	srv := proxyStack(t, st, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/files" && r.Header.Get("Content-Type") == "application/json" {
+			refused.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":{"message":"'file' is a required property","type":"invalid_request_error"}}`)
+			return true
+		}
+		return false
+	})
+	path, size := paddedFile(t, 25, 200_000)
+	r := run(t, env(st), "submit", path, "--base-url", srv.URL+"/v1", "--out", t.TempDir(), "--poll", "20ms")
+	require.Equal(t, cli.ExitOK, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.EqualValues(t, 1, refused.Load(), "the presigned path was tried first")
+	assert.Contains(t, r.stdout, fmt.Sprintf("(%d bytes, 25 requests, Uploads API)", size))
+
+	// --upload presigned does not fall back.
+	forced := run(t, env(st), "submit", path, "--base-url", srv.URL+"/v1", "--upload", "presigned")
+	assert.Equal(t, cli.ExitError, forced.code)
+	assert.Contains(t, forced.stderr, "'file' is a required property")
+}
+
+// proxyStack serves st's API through a proxy where intercept may answer a request itself
+// (returning true).
+func proxyStack(t *testing.T, st *stack.Stack, intercept func(http.ResponseWriter, *http.Request) bool) *httptest.Server {
+	t.Helper()
+	target, err := url.Parse(st.APIURL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !intercept(w, r) {
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Ctrl-C during the upload abandons it: exit 4, and no batch is created.
+func TestSubmitInterruptedDuringTheUpload(t *testing.T) {
+	st := startStack(t)
+	uploading := make(chan struct{})
+	srv := proxyStack(t, st, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/files" {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices when the client hangs up
+		close(uploading)
+		<-r.Context().Done() // held until the client gives up
+		return true
+	})
+	sigs := make(chan os.Signal, 1)
+	e := env(st)
+	e.Signals = sigs
+	done := make(chan result, 1)
+	path := writeFile(t, goodLines(2)...)
+	go func() { done <- run(t, e, "submit", path, "--base-url", srv.URL+"/v1") }()
+	<-uploading
+	sigs <- os.Interrupt
+	r := <-done
+	assert.Equal(t, cli.ExitError, r.code)
+	assert.Contains(t, r.stderr, "interrupted: nothing was submitted")
+	ls := run(t, env(st), "batches", "ls", "--json")
+	assert.JSONEq(t, `[]`, mustField(t, ls.stdout, "data"))
 }

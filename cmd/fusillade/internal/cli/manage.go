@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -311,7 +312,7 @@ func (r *runner) files(ctx context.Context, sub string, args []string) (int, err
 // downloadTo writes a file's content to path, through a temporary file so that a failed
 // download leaves nothing half-written under the name.
 func downloadTo(ctx context.Context, cl *client, id, path string) error {
-	tmp, err := os.CreateTemp(dirOf(path), ".download-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".download-*")
 	if err != nil {
 		return err
 	}
@@ -324,11 +325,4 @@ func downloadTo(ctx context.Context, cl *client, id, path string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, os.PathSeparator); i >= 0 {
-		return path[:i+1]
-	}
-	return "."
 }

@@ -93,18 +93,19 @@ func (r *runner) submit(ctx context.Context, args []string) (int, error) {
 	}
 
 	// Ctrl-C before the batch exists abandons the upload.
-	upCtx, cancelUp := context.WithCancel(ctx)
+	upCtx, cancelUp := context.WithCancelCause(ctx)
 	upDone := make(chan struct{})
 	go func() {
 		select {
 		case <-r.env.Signals:
-			cancelUp()
+			cancelUp(errInterrupted)
 		case <-upDone:
 		}
 	}()
 	f, how, err := r.upload(upCtx, cl, path, rep.Bytes, *upload)
 	close(upDone)
-	cancelUp()
+	interrupted := errors.Is(context.Cause(upCtx), errInterrupted)
+	cancelUp(nil)
 	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && len(ae.Errors) > 0 {
@@ -112,7 +113,7 @@ func (r *runner) submit(ctx context.Context, args []string) (int, error) {
 			printProblems(r.errw, ae.Errors, false)
 			return ExitUsage, nil
 		}
-		if upCtx.Err() != nil && ctx.Err() == nil {
+		if interrupted {
 			return 0, errors.New("interrupted: nothing was submitted")
 		}
 		return 0, fmt.Errorf("upload %s: %w", path, err)
@@ -198,15 +199,34 @@ func (r *runner) upload(ctx context.Context, cl *client, path string, size int64
 	}
 	if how == "auto" || how == "presigned" {
 		f, err := cl.uploadPresigned(ctx, name, path, size)
-		var ae *apiError
-		fallback := errors.Is(err, errNoPresign) || errors.As(err, &ae) && ae.Status != http.StatusBadRequest && ae.Status/100 == 4 && f.ID == ""
-		if how == "presigned" || !fallback {
+		if how == "presigned" || !presignRefused(err) {
 			return f, "presigned upload", err
 		}
 	}
 	f, err := cl.uploadParts(ctx, name, path, size, partBytes)
 	return f, "Uploads API", err
 }
+
+// presignRefused tells a server without the presigned path (OpenAI's refuses a JSON POST
+// /v1/files with a 4xx) from failures that the Uploads API would meet as well: the key, the
+// size, the rate limit, the network.
+func presignRefused(err error) bool {
+	var ae *apiError
+	if errors.Is(err, errNoPresign) {
+		return true
+	}
+	if !errors.As(err, &ae) || ae.Status/100 != 4 {
+		return false
+	}
+	switch ae.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return false
+	}
+	return true
+}
+
+// errInterrupted: Ctrl-C during the upload.
+var errInterrupted = errors.New("interrupted")
 
 // errDetached: the user chose to leave the batch running.
 var errDetached = errors.New("detached")

@@ -540,3 +540,30 @@ func TestSubmitInterruptedDuringTheUpload(t *testing.T) {
 	ls := run(t, env(st), "batches", "ls", "--json")
 	assert.JSONEq(t, `[]`, mustField(t, ls.stdout, "data"))
 }
+
+// A watch outlives a short outage: polls answered 503 are tried again, and submit still ends
+// with the batch's outcome; a 4xx is not retried.
+func TestSubmitOutlivesFailedPolls(t *testing.T) {
+	st := startStack(t)
+	var failed atomic.Int32
+	srv := proxyStack(t, st, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/batches/batch_") && failed.Load() < 3 {
+			failed.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":{"message":"The database is unavailable.","type":"server_error"}}`)
+			return true
+		}
+		return false
+	})
+	r := run(t, env(st), "submit", writeFile(t, goodLines(3)...), "--base-url", srv.URL+"/v1", "--out", t.TempDir(), "--poll", "10ms")
+	require.Equal(t, cli.ExitOK, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.EqualValues(t, 3, failed.Load())
+	assert.Equal(t, 3, strings.Count(r.stderr, "failed ("), r.stderr)
+	assert.Contains(t, r.stderr, "(3 of 10 tries; again in 80ms): API error 503: The database is unavailable.")
+	assert.Contains(t, r.stdout, "3 total, 3 completed, 0 failed")
+
+	gone := run(t, env(st), "batches", "wait", "batch_"+strings.Repeat("0", 32), "--poll", "10ms")
+	assert.Equal(t, cli.ExitError, gone.code)
+	assert.NotContains(t, gone.stderr, "tries", "a 404 ends the watch at once")
+}

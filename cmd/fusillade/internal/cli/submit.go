@@ -348,6 +348,26 @@ type watcher struct {
 	lastSeen  string
 }
 
+// A watch outlives short outages: a poll that fails for a reason that may pass (the network, a
+// 5xx, a 429) is tried again after twice the delay of the one before (at most maxPollBackoff),
+// maxPollFailures times in a row before the watch gives up.
+const (
+	maxPollFailures = 10
+	maxPollBackoff  = 30 * time.Second
+)
+
+// transient reports whether a failed poll may succeed when tried again.
+func transient(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
+	}
+	return true // no answer: the network
+}
+
 func (w *watcher) wait(ctx context.Context, id string) (batchObject, error) {
 	if w.info == nil {
 		w.info = w.r.out
@@ -356,20 +376,30 @@ func (w *watcher) wait(ctx context.Context, id string) (batchObject, error) {
 		w.poll = time.Second
 	}
 	cancelled := false
+	failures := 0
+	b := batchObject{ID: id}
 	for {
-		var b batchObject
-		if err := w.cl.doJSON(ctx, http.MethodGet, "/batches/"+url.PathEscape(id), nil, &b); err != nil {
-			return b, err
-		}
-		w.show(b)
-		if b.terminal() {
-			w.done(b)
-			return b, nil
+		delay := w.poll
+		var got batchObject
+		if err := w.cl.doJSON(ctx, http.MethodGet, "/batches/"+url.PathEscape(id), nil, &got); err != nil {
+			if !transient(ctx, err) || failures == maxPollFailures {
+				return b, err
+			}
+			failures++
+			delay = min(w.poll<<failures, maxPollBackoff)
+			fmt.Fprintf(w.r.errw, "polling %s failed (%d of %d tries; again in %s): %v\n", id, failures, maxPollFailures, delay, err)
+		} else {
+			b, failures = got, 0
+			w.show(b)
+			if b.terminal() {
+				w.done(b)
+				return b, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return b, ctx.Err()
-		case <-time.After(w.poll):
+		case <-time.After(delay):
 		case <-w.r.env.Signals:
 			if cancelled { // a second Ctrl-C while cancelling: stop waiting
 				return b, errDetached

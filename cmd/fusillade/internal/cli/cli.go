@@ -49,16 +49,16 @@ type Env struct {
 // Commands lists the top-level commands Run serves, for the binary's dispatcher.
 var Commands = []string{"submit", "batches", "files", "validate"}
 
-const usage = `usage:
+var usage = fmt.Sprintf(`usage:
   fusillade submit FILE.jsonl [--endpoint PATH] [--window 24h] [--metadata k=v]... [--out DIR] [--detach]
   fusillade batches ls|get|cancel|retry|results|wait [ID]
   fusillade files ls|get|rm|download [ID]
   fusillade validate FILE.jsonl [--endpoint PATH]
 
 Every command takes --base-url (default $OPENAI_BASE_URL) and --api-key (default $OPENAI_API_KEY),
-and --json for output meant for scripts. Exit codes: 0 done (all lines completed), 1 some lines
-failed, 2 usage or invalid file, 3 batch failed, expired or cancelled, 4 other errors.
-`
+and --json for output meant for scripts. Exit codes: %d done (all lines completed), %d some lines
+failed, %d usage or invalid file, %d batch failed, expired or cancelled, %d other errors.
+`, ExitOK, ExitLinesFailed, ExitUsage, ExitBatchNotCompleted, ExitError)
 
 // errUsage marks an error that exits with ExitUsage.
 type errUsage struct{ msg string }

@@ -90,6 +90,10 @@ fusillade is running (started in %s)
 Try it:
 
   export OPENAI_BASE_URL=%s/v1 OPENAI_API_KEY=%s
+  go run ./cmd/fusillade submit cmd/fusillade/example.jsonl --out results
+
+or with curl:
+
   curl -s $OPENAI_BASE_URL/files -H "Authorization: Bearer $OPENAI_API_KEY" \
        -F purpose=batch -F file=@cmd/fusillade/example.jsonl
   curl -s $OPENAI_BASE_URL/batches -H "Authorization: Bearer $OPENAI_API_KEY" \

@@ -88,6 +88,10 @@ type Blobs interface {
 	DeletePrefix(ctx context.Context, prefix string) error
 }
 
+// DefaultMaxDirectUploadBytes is Config.MaxDirectUploadBytes's default (see there); the CLI sends
+// files over it by the presigned path.
+const DefaultMaxDirectUploadBytes = 4_500_000
+
 // Config tunes the API. Zero values mean the documented defaults.
 type Config struct {
 	// CompletionWindows is the allow-list for completion_window; default
@@ -155,7 +159,7 @@ func New(cfg Config, d Deps) http.Handler {
 		cfg.FileTTL = 30 * 24 * time.Hour
 	}
 	if cfg.MaxDirectUploadBytes <= 0 {
-		cfg.MaxDirectUploadBytes = 4_500_000
+		cfg.MaxDirectUploadBytes = DefaultMaxDirectUploadBytes
 	}
 	if cfg.MaxInlineResponseBytes <= 0 {
 		cfg.MaxInlineResponseBytes = 4_000_000

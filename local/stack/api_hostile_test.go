@@ -79,6 +79,8 @@ func hostileBodies(fileID string) map[string]map[string]any {
 		"POST /v1/batches/{id}/requests/cancel": {"request_ids": ids},
 		"POST /v1/batches/{id}/retry":           nil,
 		"POST /v1/batches/{id}/retry-requests":  {"request_ids": ids},
+		"POST /v1/batches/{id}/extend":          {"completion_window": "24h"},
+		"POST /v1/batches/{id}/rerun":           {"completion_window": "24h", "metadata": map[string]any{"k": "v"}},
 		"PUT /v1/admin/models/{name}":           {"base_url": "http://127.0.0.1:1", "credential_ref": "", "concurrency_limit": 1, "escalation_model": ""},
 		"POST /v1/admin/tenants":                {"name": "t"},
 		"POST /v1/admin/tenants/{id}/keys":      {"name": "k"},

@@ -142,8 +142,9 @@ func TestALongRefillDoesNotLeaveTheFinishedBatchToMaintenance(t *testing.T) {
 	t.Parallel()
 	b := setup(t, engine.Config{})
 	q := &slowSendQueue{queue: b.queue}
-	// A short bound keeps the test quick; the slow send waits for it to pass.
-	cfg := engine.Config{PersistMargin: 200 * time.Millisecond, CancelPollEvery: 10 * time.Millisecond, HeartbeatEvery: time.Hour, LoopFor: byQueue}
+	// A short bound keeps the test quick (the slow send waits for it to pass), yet long enough for
+	// the seal, a step of its own, on a loaded machine: at 200 ms it lost the race under load.
+	cfg := engine.Config{PersistMargin: time.Second, CancelPollEvery: 10 * time.Millisecond, HeartbeatEvery: time.Hour, LoopFor: byQueue}
 	done := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
 	_, err := b.eng.DispatchAll(context.Background())
 	require.NoError(t, err)

@@ -38,6 +38,7 @@ type Store interface {
 	ListModels(ctx context.Context) ([]domain.Model, error)
 	CancelMarks(ctx context.Context, ids []string) ([]domain.Abort, error)
 	ExpireDue(ctx context.Context, now time.Time) ([]domain.Expired, error)
+	SampleProgress(ctx context.Context, now, before time.Time) (int, error)
 	DecideFailFast(ctx context.Context, batchID string, status int, upstreamMessage string, now time.Time) (bool, error)
 	// The purge's primitives (see Engine.purge): rows in, rows out, no object storage inside.
 	PurgeRequests(ctx context.Context, chunk int, graceBefore time.Time) (int, error)

@@ -40,6 +40,10 @@ func (e *Engine) Maintain(ctx context.Context) (MaintenanceStats, error) {
 			break
 		}
 	}
+	// One progress sample per running batch per pass: the pace the API's estimates go by.
+	if _, err := e.store.SampleProgress(ctx, now, now.Add(-2*domain.ProgressWindow)); err != nil {
+		errs = append(errs, err)
+	}
 	rescued, err := e.store.Rescue(ctx, now, e.cfg.ClaimTimeout, e.cfg.ProcessingTimeout, e.cfg.StaleWorker)
 	if err != nil {
 		errs = append(errs, err)

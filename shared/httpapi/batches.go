@@ -112,7 +112,45 @@ func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toBatchObject(b))
+	writeJSON(w, http.StatusOK, s.withProgress(r, []domain.Batch{b})[0])
+}
+
+// withProgress renders batches as the GET routes show them: with the progress extensions of the
+// running ones, from their oldest progress sample within domain.ProgressWindow. The estimate is
+// advisory: when the samples cannot be read the fields stay null and the batches are still
+// answered.
+func (s *server) withProgress(r *http.Request, bs []domain.Batch) []batchObject {
+	out := make([]batchObject, len(bs))
+	var running []string
+	for i, b := range bs {
+		out[i] = toBatchObject(b)
+		if b.Status == domain.BatchInProgress {
+			running = append(running, b.ID)
+		}
+	}
+	if len(running) == 0 {
+		return out
+	}
+	now := s.now()
+	samples, err := s.store.ProgressSince(r.Context(), running, now.Add(-domain.ProgressWindow))
+	if err != nil {
+		s.log.WarnContext(r.Context(), "progress samples", "err", err)
+		return out
+	}
+	for i, b := range bs {
+		var since *domain.ProgressSample
+		if p, ok := samples[b.ID]; ok {
+			since = &p
+		}
+		p, ok := domain.EstimateProgress(b, since, now)
+		if !ok {
+			continue
+		}
+		perMinute, atRisk := p.PerMinute, p.AtRisk
+		out[i].ThroughputPerMinute, out[i].DeadlineAtRisk = &perMinute, &atRisk
+		out[i].EstimatedCompletionAt = unixPtr(p.EstimatedCompletion)
+	}
+	return out
 }
 
 // batchStatuses are the values of the status filter of GET /v1/batches: every batch status.
@@ -157,11 +195,7 @@ func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	out := make([]batchObject, len(bs))
-	for i, b := range bs {
-		out[i] = toBatchObject(b)
-	}
-	writeJSON(w, http.StatusOK, newList(out, more, func(b batchObject) string { return b.ID }))
+	writeJSON(w, http.StatusOK, newList(s.withProgress(r, bs), more, func(b batchObject) string { return b.ID }))
 }
 
 // extendBatch is POST /v1/batches/{id}/extend {"completion_window": "48h"}: a running batch's

@@ -62,6 +62,7 @@ type fake struct {
 	DeleteFileFn              func(ctx context.Context, tenantID, fileID string) error
 	ExtendFn                  func(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error)
 	RerunFn                   func(ctx context.Context, r batches.Rerun) (domain.Batch, error)
+	ProgressSinceFn           func(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error)
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }
@@ -353,4 +354,13 @@ func (f *fake) Rerun(ctx context.Context, r batches.Rerun) (domain.Batch, error)
 		return domain.Batch{}, f.unexpected("Rerun")
 	}
 	return f.RerunFn(ctx, r)
+}
+
+// ProgressSince answers no samples unless the test sets ProgressSinceFn: every GET of a running
+// batch asks, and most tests are about something else.
+func (f *fake) ProgressSince(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error) {
+	if f.ProgressSinceFn == nil {
+		return map[string]domain.ProgressSample{}, nil
+	}
+	return f.ProgressSinceFn(ctx, batchIDs, since)
 }

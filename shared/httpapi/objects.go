@@ -84,6 +84,13 @@ type batchObject struct {
 	RerunBatchID *string `json:"rerun_batch_id"`
 	// FailFastAfter is the batch's fail-fast K; 0 = off.
 	FailFastAfter int `json:"fail_fast_after"`
+	// The progress extensions of a running batch as GET /batches and GET /batches/{id} show it
+	// (null otherwise, and in the answers of the writes): lines finished per minute over the
+	// last domain.ProgressWindow, when the pending lines finish at that pace (null without a
+	// pace), and whether that is after the deadline or the batch has stalled.
+	ThroughputPerMinute   *float64 `json:"throughput_per_minute"`
+	EstimatedCompletionAt *int64   `json:"estimated_completion_at"`
+	DeadlineAtRisk        *bool    `json:"deadline_at_risk"`
 }
 
 func toBatchObject(b domain.Batch) batchObject {

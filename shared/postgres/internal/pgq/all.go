@@ -82,6 +82,10 @@ var SQL = map[string]string{
 	"Unclaim":                 unclaim,
 	"UpsertModel":             upsertModel,
 	"ValidatingBatches":       validatingBatches,
+	// queries_progress.sql
+	"ProgressSince":  progressSince,
+	"PruneProgress":  pruneProgress,
+	"SampleProgress": sampleProgress,
 	// queries_failfast.sql
 	"DecideFailFast": decideFailFast,
 	// queries_rescue.sql

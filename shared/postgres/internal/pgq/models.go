@@ -65,6 +65,12 @@ type BatchCounter struct {
 	Failed    int64
 }
 
+type BatchProgress struct {
+	BatchID string
+	At      time.Time
+	Done    int64
+}
+
 type BatchRow struct {
 	ID               string
 	TenantID         string

@@ -288,14 +288,12 @@ func (s *Service) Extend(ctx context.Context, tenantID, batchID, window string) 
 			Message: fmt.Sprintf("completion_window %q ends the batch at %s, not after its current deadline %s: choose a longer window.",
 				window, expiresAt.UTC().Format(time.RFC3339), b.ExpiresAt.UTC().Format(time.RFC3339))}
 	}
-	if !expiresAt.After(now) {
-		return domain.Batch{}, notExtendable(b)
-	}
+	// Here expiresAt > b.ExpiresAt > now: the new deadline is in the future.
 	if err := s.store.ExtendBatch(ctx, tenantID, batchID, window, expiresAt, now); err != nil {
 		if errors.Is(err, domain.ErrStateConflict) {
 			// It ended, or was extended further, between the read and the write.
-			if now, err := s.store.GetBatch(ctx, tenantID, batchID); err == nil {
-				b = now
+			if cur, err := s.store.GetBatch(ctx, tenantID, batchID); err == nil {
+				b = cur
 			}
 			return domain.Batch{}, notExtendable(b)
 		}

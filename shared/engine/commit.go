@@ -223,16 +223,16 @@ func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, 
 // 4xx that is not retried (Outcome.Rejected), once per batch, and returns the batches it stopped.
 // Only such failures call it, so a batch whose requests succeed never pays for it.
 func (e *Engine) failFast(ctx context.Context, group []*member, won []domain.Finished) []string {
-	batchOf := make(map[string]string, len(won))
-	for _, f := range won {
-		batchOf[f.RequestID] = f.BatchID
-	}
 	var seen, stopped []string
 	for _, m := range group {
-		b, ok := batchOf[m.out.RequestID]
-		if !ok || !m.out.Rejected || m.out.State != domain.StateFailed || slices.Contains(seen, b) {
-			continue
+		if !m.out.Rejected || m.out.State != domain.StateFailed {
+			continue // the common case: nothing to look up, nothing allocated
 		}
+		i := slices.IndexFunc(won, func(f domain.Finished) bool { return f.RequestID == m.out.RequestID })
+		if i < 0 || slices.Contains(seen, won[i].BatchID) {
+			continue // fenced out, or its batch already decided in this group
+		}
+		b := won[i].BatchID
 		seen = append(seen, b)
 		pctx, cancel := e.followUp(ctx)
 		tripped, err := e.store.DecideFailFast(pctx, b, m.out.StatusCode, upstreamMessage(m.out.Body), e.now())

@@ -75,7 +75,7 @@ type WebhookDelivery struct {
 	Attempts   int              `json:"attempts"`
 	CreatedAt  int64            `json:"created_at"`
 	NextAt     *int64           `json:"next_attempt_at"`
-	Attempt    []WebhookAttempt `json:"attempt_log"`
+	AttemptLog []WebhookAttempt `json:"attempt_log"`
 	Data       json.RawMessage  `json:"-"`
 	// Secret and URL are the endpoint's, for the sender.
 	Secret  string    `json:"-"`

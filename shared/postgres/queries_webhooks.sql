@@ -1,0 +1,119 @@
+-- Signed webhooks (migration 0011): endpoints, the outbox of deliveries and their attempts.
+
+-- name: CreateWebhookEndpoint :one
+-- Registers an endpoint unless the tenant already has max live ones (then no row returns).
+INSERT INTO webhook_endpoints (id, tenant_id, url, event_types, secret, progress_every_percent, progress_every_minutes, created_at)
+SELECT sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(url), sqlc.arg(event_types)::text[], sqlc.arg(secret),
+       sqlc.arg(progress_every_percent), sqlc.arg(progress_every_minutes), sqlc.arg(created_at)
+WHERE (SELECT count(*) FROM webhook_endpoints w WHERE w.tenant_id = sqlc.arg(tenant_id) AND w.deleted_at IS NULL) < sqlc.arg(max)::int
+RETURNING id, tenant_id, url, event_types, secret, progress_every_percent, progress_every_minutes, created_at;
+
+-- name: ListWebhookEndpoints :many
+SELECT id, tenant_id, url, event_types, secret, progress_every_percent, progress_every_minutes, created_at
+FROM webhook_endpoints
+WHERE tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL
+ORDER BY created_at, id;
+
+-- name: DeleteWebhookEndpoint :one
+-- Soft-deletes a live endpoint of the tenant; its undelivered events are failed with it.
+WITH gone AS (
+    UPDATE webhook_endpoints w SET deleted_at = sqlc.arg(now)
+    WHERE w.id = sqlc.arg(id) AND w.tenant_id = sqlc.arg(tenant_id) AND w.deleted_at IS NULL
+    RETURNING w.id
+), dropped AS (
+    UPDATE webhook_deliveries d SET state = 'failed', finished_at = sqlc.arg(now)
+    FROM gone WHERE d.endpoint_id = gone.id AND d.state = 'pending'
+    RETURNING d.id
+)
+SELECT gone.id, (SELECT count(*) FROM dropped)::bigint AS dropped FROM gone;
+
+-- name: ListWebhookDeliveries :many
+-- The endpoint's newest deliveries first; before_created_at and before_id page on.
+SELECT d.id, d.endpoint_id, d.event_type, d.batch_id, d.state, d.attempts, d.created_at, d.next_attempt_at
+FROM webhook_deliveries d
+JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.tenant_id = sqlc.arg(tenant_id)
+WHERE d.endpoint_id = sqlc.arg(endpoint_id)
+  AND (sqlc.narg(before_id)::text IS NULL OR (d.created_at, d.id) < (sqlc.arg(before_created_at)::timestamptz, sqlc.narg(before_id)::text))
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT sqlc.arg(max);
+
+-- name: WebhookDeliveryCursor :one
+SELECT created_at FROM webhook_deliveries WHERE id = sqlc.arg(id) AND endpoint_id = sqlc.arg(endpoint_id);
+
+-- name: ListWebhookAttempts :many
+SELECT delivery_id, attempt, at, status_code, latency_ms, error
+FROM webhook_attempts
+WHERE delivery_id = ANY (sqlc.arg(ids)::text[])
+ORDER BY delivery_id, attempt;
+
+-- name: ClaimWebhookDeliveries :many
+-- Claims up to max due deliveries of live endpoints for one attempt each: attempts is bumped (the
+-- fence RecordWebhookAttempt checks) and next_attempt_at pushed to lease_until, so no other
+-- sender finds them due while this one sends. A sender that dies leaves them due again at
+-- lease_until; its late result is then fenced out by the next claim's number.
+WITH due AS (
+    SELECT d.id FROM webhook_deliveries d
+    JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.deleted_at IS NULL
+    WHERE d.state = 'pending' AND d.next_attempt_at <= sqlc.arg(now)
+    ORDER BY d.next_attempt_at
+    LIMIT sqlc.arg(max)
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE webhook_deliveries x
+SET attempts = x.attempts + 1, next_attempt_at = sqlc.arg(lease_until)
+FROM due, webhook_endpoints e
+WHERE x.id = due.id AND e.id = x.endpoint_id
+RETURNING x.id, x.endpoint_id, x.event_type, x.batch_id, x.data, x.created_at, x.attempts, e.url, e.secret;
+
+-- name: RecordWebhookAttempt :execrows
+-- Records the result of the attempt a claim made, guarded on (pending, attempts = attempt):
+-- state 'pending' with next_attempt_at schedules the next try; 'delivered' or 'failed' ends it.
+WITH d AS (
+    UPDATE webhook_deliveries w
+    SET state = sqlc.arg(state)::text, next_attempt_at = sqlc.arg(next_attempt_at),
+        finished_at = CASE WHEN sqlc.arg(state)::text <> 'pending' THEN sqlc.arg(at)::timestamptz END
+    WHERE w.id = sqlc.arg(id) AND w.attempts = sqlc.arg(attempt)::int AND w.state = 'pending'
+    RETURNING w.id
+)
+INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, error)
+SELECT d.id, sqlc.arg(attempt)::int, sqlc.arg(at)::timestamptz, sqlc.arg(status_code)::int, sqlc.arg(latency_ms)::bigint, sqlc.arg(error)::text FROM d;
+
+-- name: EnqueueWebhookProgress :execrows
+-- Enqueues batch.progress for every running batch of a tenant whose endpoint asks for it and is
+-- due: its finished share crossed another multiple of progress_every_percent since the last
+-- event, or the last event (or the batch's start) is progress_every_minutes old. The mark in
+-- webhook_progress is advanced only from the value this statement read, so two passes at once
+-- enqueue one event.
+WITH running AS (
+    SELECT e.id AS endpoint_id, e.tenant_id, b.id AS batch_id, b.total, b.completed, b.failed, b.in_progress_at,
+           e.progress_every_percent AS step, e.progress_every_minutes AS minutes,
+           (CASE WHEN b.total > 0 THEN (b.completed + b.failed) * 100 / b.total ELSE 0 END)::int AS percent,
+           p.percent AS last_percent, p.sent_at AS last_sent
+    FROM webhook_endpoints e
+    JOIN batch_rows b ON b.tenant_id = e.tenant_id AND b.status = 'in_progress' AND b.deleted_at IS NULL
+    LEFT JOIN webhook_progress p ON p.endpoint_id = e.id AND p.batch_id = b.id
+    WHERE e.deleted_at IS NULL AND 'batch.progress' = ANY (e.event_types)
+), due AS (
+    SELECT r.* FROM running r
+    WHERE (r.step > 0 AND r.percent / r.step > coalesce(r.last_percent, 0) / r.step)
+       OR (r.minutes > 0 AND coalesce(r.last_sent, r.in_progress_at, sqlc.arg(now)::timestamptz)
+                             <= sqlc.arg(now)::timestamptz - make_interval(mins => r.minutes))
+    LIMIT sqlc.arg(max)
+), marked AS (
+    INSERT INTO webhook_progress AS p (endpoint_id, batch_id, percent, sent_at)
+    SELECT d.endpoint_id, d.batch_id, d.percent, sqlc.arg(now) FROM due d WHERE d.last_sent IS NULL
+    ON CONFLICT (endpoint_id, batch_id) DO NOTHING
+    RETURNING p.endpoint_id, p.batch_id
+), advanced AS (
+    UPDATE webhook_progress p SET percent = d.percent, sent_at = sqlc.arg(now)
+    FROM due d
+    WHERE p.endpoint_id = d.endpoint_id AND p.batch_id = d.batch_id AND p.sent_at = d.last_sent
+    RETURNING p.endpoint_id, p.batch_id
+)
+INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_type, batch_id, data, created_at, next_attempt_at)
+SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), d.endpoint_id, d.tenant_id, 'batch.progress', d.batch_id,
+       jsonb_build_object('id', d.batch_id, 'request_counts',
+                          jsonb_build_object('total', d.total, 'completed', d.completed, 'failed', d.failed)),
+       sqlc.arg(now), sqlc.arg(now)
+FROM due d
+JOIN (SELECT * FROM marked UNION ALL SELECT * FROM advanced) m ON m.endpoint_id = d.endpoint_id AND m.batch_id = d.batch_id;

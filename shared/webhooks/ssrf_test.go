@@ -108,7 +108,7 @@ func TestClientRefusesAPrivateAddressAtDialTime(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit <- struct{}{} }))
 	t.Cleanup(srv.Close)
 	// localhost's name check is at registration; here the dial of 127.0.0.1 itself is refused.
-	_, err := Policy{}.Client(2*time.Second).Get(srv.URL)
+	_, err := Policy{}.Client(2 * time.Second).Get(srv.URL)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, ErrBlockedDestination)
 	assert.Equal(t, "destination address not allowed", describe(context.Background(), err))

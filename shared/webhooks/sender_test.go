@@ -45,7 +45,9 @@ func (f *fakeStore) RecordWebhookAttempt(_ context.Context, id string, a domain.
 	return true, nil
 }
 
-func (f *fakeStore) EnqueueWebhookProgress(context.Context, time.Time, int) (int, error) { return 0, nil }
+func (f *fakeStore) EnqueueWebhookProgress(context.Context, time.Time, int) (int, error) {
+	return 0, nil
+}
 
 // Each answer's next state: 2xx delivered, 410 failed at once, anything else retried after the
 // schedule's wait for that attempt, and failed once the schedule is used up. The request is

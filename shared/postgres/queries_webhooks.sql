@@ -117,3 +117,20 @@ SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), d.endpoint_id, d.ten
        sqlc.arg(now), sqlc.arg(now)
 FROM due d
 JOIN (SELECT * FROM marked UNION ALL SELECT * FROM advanced) m ON m.endpoint_id = d.endpoint_id AND m.batch_id = d.batch_id;
+
+-- name: PurgeWebhookDeliveries :execrows
+-- Drops up to max deliveries that ended before the cutoff (their attempts go with them) and the
+-- progress marks of batches no longer running.
+WITH old AS (
+    SELECT d.id FROM webhook_deliveries d
+    WHERE d.state <> 'pending' AND d.finished_at < sqlc.arg(before)
+    LIMIT sqlc.arg(max)
+    FOR UPDATE SKIP LOCKED
+), marks AS (
+    DELETE FROM webhook_progress p
+    WHERE (p.endpoint_id, p.batch_id) IN (
+        SELECT m.endpoint_id, m.batch_id FROM webhook_progress m
+        WHERE NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = m.batch_id AND b.status = 'in_progress')
+        LIMIT sqlc.arg(max))
+)
+DELETE FROM webhook_deliveries x USING old WHERE x.id = old.id;

@@ -161,3 +161,14 @@ func (s *Store) EnqueueWebhookProgress(ctx context.Context, now time.Time, max i
 	}
 	return int(n), nil
 }
+
+// PurgeWebhookDeliveries drops up to max deliveries that ended before before, with their
+// attempts, and the progress marks of batches that no longer run; it returns the deliveries
+// dropped.
+func (s *Store) PurgeWebhookDeliveries(ctx context.Context, before time.Time, max int) (int, error) {
+	n, err := s.q.PurgeWebhookDeliveries(ctx, pgq.PurgeWebhookDeliveriesParams{Before: &before, Max: int32(max)})
+	if err != nil {
+		return 0, fmt.Errorf("purge webhook deliveries: %w", err)
+	}
+	return int(n), nil
+}

@@ -194,3 +194,35 @@ func TestWebhookProgressIsEnqueuedOncePerStep(t *testing.T) {
 	require.Len(t, claimed, 1)
 	assert.JSONEq(t, `{"id":"`+ds[0].BatchID+`","request_counts":{"total":4,"completed":1,"failed":1}}`, string(claimed[0].Data))
 }
+
+// Ended deliveries older than the cutoff go with their attempts; pending ones and newer ones
+// stay.
+func TestPurgeWebhookDeliveriesDropsOnlyOldEndedOnes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.model(t, "m", 10)
+	ep := f.endpoint(t, []string{domain.EventBatchCompleted}, 0)
+	for range 3 {
+		id := f.batch(t, 1, "m")
+		_, err := f.store.Pool().Exec(ctx, `UPDATE batches SET status = 'completed', completed_at = $2 WHERE id = $1`, id, f.now)
+		require.NoError(t, err)
+	}
+	ds, err := f.store.ClaimWebhookDeliveries(ctx, f.now, f.now.Add(time.Minute), 2)
+	require.NoError(t, err)
+	require.Len(t, ds, 2)
+	for i, d := range ds {
+		at := f.now.Add(time.Duration(i) * time.Hour) // one ended at now, one an hour later
+		ok, err := f.store.RecordWebhookAttempt(ctx, d.ID, domain.WebhookAttempt{Attempt: 1, At: at.Unix(), StatusCode: 200}, domain.DeliveryDelivered, at)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+	n, err := f.store.PurgeWebhookDeliveries(ctx, f.now.Add(time.Minute), 100)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	left := f.deliveries(t, ep)
+	require.Len(t, left, 2, "the newer ended one and the pending one")
+	var attempts int
+	require.NoError(t, f.store.Pool().QueryRow(ctx, `SELECT count(*) FROM webhook_attempts`).Scan(&attempts))
+	assert.Equal(t, 1, attempts, "the dropped delivery's attempt went with it")
+}

@@ -20,7 +20,11 @@ type Store interface {
 	ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, max int) ([]domain.WebhookDelivery, error)
 	RecordWebhookAttempt(ctx context.Context, id string, a domain.WebhookAttempt, state string, next time.Time) (bool, error)
 	EnqueueWebhookProgress(ctx context.Context, now time.Time, max int) (int, error)
+	PurgeWebhookDeliveries(ctx context.Context, before time.Time, max int) (int, error)
 }
+
+// KeepDeliveries is how long an ended delivery stays listed (with its attempts): 30 days.
+const KeepDeliveries = 30 * 24 * time.Hour
 
 // DefaultSchedule is the wait before each retry (the Standard Webhooks example): an event is
 // tried at once, then 5s, 5m, 30m, 2h, 5h, 10h, 14h, 20h and 24h after each failure, 10 attempts
@@ -92,11 +96,15 @@ func Body(d domain.WebhookDelivery) []byte {
 	return b
 }
 
-// Deliver runs one pass: it enqueues the progress events that are due, then claims and sends
+// Deliver runs one pass: it enqueues the progress events that are due, drops deliveries ended
+// more than KeepDeliveries ago (1,000 at most), then claims and sends
 // due deliveries, up to PerPass attempts, each bounded by Timeout. It returns the attempts made.
 func (s *Sender) Deliver(ctx context.Context) (int, error) {
 	var errs []error
 	if _, err := s.store.EnqueueWebhookProgress(ctx, s.now(), s.cfg.PerPass); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := s.store.PurgeWebhookDeliveries(ctx, s.now().Add(-KeepDeliveries), 1000); err != nil {
 		errs = append(errs, err)
 	}
 	made := 0

@@ -45,6 +45,10 @@ func (f *fakeStore) RecordWebhookAttempt(_ context.Context, id string, a domain.
 	return true, nil
 }
 
+func (f *fakeStore) PurgeWebhookDeliveries(context.Context, time.Time, int) (int, error) {
+	return 0, nil
+}
+
 func (f *fakeStore) EnqueueWebhookProgress(context.Context, time.Time, int) (int, error) {
 	return 0, nil
 }

@@ -371,6 +371,37 @@ func (q *Queries) ListWebhookEndpoints(ctx context.Context, tenantID string) ([]
 	return items, nil
 }
 
+const purgeWebhookDeliveries = `-- name: PurgeWebhookDeliveries :execrows
+WITH old AS (
+    SELECT d.id FROM webhook_deliveries d
+    WHERE d.state <> 'pending' AND d.finished_at < $1
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), marks AS (
+    DELETE FROM webhook_progress p
+    WHERE (p.endpoint_id, p.batch_id) IN (
+        SELECT m.endpoint_id, m.batch_id FROM webhook_progress m
+        WHERE NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = m.batch_id AND b.status = 'in_progress')
+        LIMIT $2)
+)
+DELETE FROM webhook_deliveries x USING old WHERE x.id = old.id
+`
+
+type PurgeWebhookDeliveriesParams struct {
+	Before *time.Time
+	Max    int32
+}
+
+// Drops up to max deliveries that ended before the cutoff (their attempts go with them) and the
+// progress marks of batches no longer running.
+func (q *Queries) PurgeWebhookDeliveries(ctx context.Context, arg PurgeWebhookDeliveriesParams) (int64, error) {
+	result, err := q.db.Exec(ctx, purgeWebhookDeliveries, arg.Before, arg.Max)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const recordWebhookAttempt = `-- name: RecordWebhookAttempt :execrows
 WITH d AS (
     UPDATE webhook_deliveries w

@@ -90,6 +90,9 @@ const (
 	DeliveryFailed    = "failed" // every attempt failed, or the endpoint answered 410 Gone
 )
 
+// DeliveryStates lists every delivery state (webhook_deliveries.delivery_state).
+var DeliveryStates = []string{DeliveryPending, DeliveryDelivered, DeliveryFailed}
+
 // WebhookAttempt is one try of a delivery: the receiver's status (0 when none came back), how
 // long it took and, for a failure, why (never naming internal addresses).
 type WebhookAttempt struct {

@@ -21,15 +21,15 @@ WITH gone AS (
     WHERE w.id = sqlc.arg(id) AND w.tenant_id = sqlc.arg(tenant_id) AND w.deleted_at IS NULL
     RETURNING w.id
 ), dropped AS (
-    UPDATE webhook_deliveries d SET state = 'failed', finished_at = sqlc.arg(now)
-    FROM gone WHERE d.endpoint_id = gone.id AND d.state = 'pending'
+    UPDATE webhook_deliveries d SET delivery_state = 'failed', finished_at = sqlc.arg(now)
+    FROM gone WHERE d.endpoint_id = gone.id AND d.delivery_state = 'pending'
     RETURNING d.id
 )
 SELECT gone.id, (SELECT count(*) FROM dropped)::bigint AS dropped FROM gone;
 
 -- name: ListWebhookDeliveries :many
 -- The endpoint's newest deliveries first; before_created_at and before_id page on.
-SELECT d.id, d.endpoint_id, d.event_type, d.batch_id, d.state, d.attempts, d.created_at, d.next_attempt_at
+SELECT d.id, d.endpoint_id, d.event_type, d.batch_id, d.delivery_state, d.attempts, d.created_at, d.next_attempt_at
 FROM webhook_deliveries d
 JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.tenant_id = sqlc.arg(tenant_id)
 WHERE d.endpoint_id = sqlc.arg(endpoint_id)
@@ -54,7 +54,7 @@ ORDER BY delivery_id, attempt;
 WITH due AS (
     SELECT d.id FROM webhook_deliveries d
     JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.deleted_at IS NULL
-    WHERE d.state = 'pending' AND d.next_attempt_at <= sqlc.arg(now)
+    WHERE d.delivery_state = 'pending' AND d.next_attempt_at <= sqlc.arg(now)
     ORDER BY d.next_attempt_at
     LIMIT sqlc.arg(max)
     FOR UPDATE OF d SKIP LOCKED
@@ -67,12 +67,12 @@ RETURNING x.id, x.endpoint_id, x.event_type, x.batch_id, x.data, x.created_at, x
 
 -- name: RecordWebhookAttempt :execrows
 -- Records the result of the attempt a claim made, guarded on (pending, attempts = attempt):
--- state 'pending' with next_attempt_at schedules the next try; 'delivered' or 'failed' ends it.
+-- delivery_state 'pending' with next_attempt_at schedules the next try; 'delivered' or 'failed' ends it.
 WITH d AS (
     UPDATE webhook_deliveries w
-    SET state = sqlc.arg(state)::text, next_attempt_at = sqlc.arg(next_attempt_at),
+    SET delivery_state = sqlc.arg(state)::text, next_attempt_at = sqlc.arg(next_attempt_at),
         finished_at = CASE WHEN sqlc.arg(state)::text <> 'pending' THEN sqlc.arg(at)::timestamptz END
-    WHERE w.id = sqlc.arg(id) AND w.attempts = sqlc.arg(attempt)::int AND w.state = 'pending'
+    WHERE w.id = sqlc.arg(id) AND w.attempts = sqlc.arg(attempt)::int AND w.delivery_state = 'pending'
     RETURNING w.id
 )
 INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, error)
@@ -123,7 +123,7 @@ JOIN (SELECT * FROM marked UNION ALL SELECT * FROM advanced) m ON m.endpoint_id 
 -- progress marks of batches no longer running.
 WITH old AS (
     SELECT d.id FROM webhook_deliveries d
-    WHERE d.state <> 'pending' AND d.finished_at < sqlc.arg(before)
+    WHERE d.delivery_state <> 'pending' AND d.finished_at < sqlc.arg(before)
     LIMIT sqlc.arg(max)
     FOR UPDATE SKIP LOCKED
 ), marks AS (

@@ -102,8 +102,8 @@ func (s *Store) ListWebhookDeliveries(ctx context.Context, tenantID, endpointID,
 	at := map[string]int{}
 	for i, r := range rows {
 		d := domain.WebhookDelivery{ID: r.ID, Object: "webhook_delivery", EndpointID: r.EndpointID, EventType: r.EventType,
-			BatchID: r.BatchID, State: r.State, Attempts: int(r.Attempts), CreatedAt: r.CreatedAt.Unix(), AttemptLog: []domain.WebhookAttempt{}}
-		if r.State == domain.DeliveryPending {
+			BatchID: r.BatchID, State: r.DeliveryState, Attempts: int(r.Attempts), CreatedAt: r.CreatedAt.Unix(), AttemptLog: []domain.WebhookAttempt{}}
+		if r.DeliveryState == domain.DeliveryPending {
 			n := r.NextAttemptAt.Unix()
 			d.NextAt = &n
 		}

@@ -15,7 +15,7 @@ const claimWebhookDeliveries = `-- name: ClaimWebhookDeliveries :many
 WITH due AS (
     SELECT d.id FROM webhook_deliveries d
     JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.deleted_at IS NULL
-    WHERE d.state = 'pending' AND d.next_attempt_at <= $2
+    WHERE d.delivery_state = 'pending' AND d.next_attempt_at <= $2
     ORDER BY d.next_attempt_at
     LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
@@ -145,8 +145,8 @@ WITH gone AS (
     WHERE w.id = $2 AND w.tenant_id = $3 AND w.deleted_at IS NULL
     RETURNING w.id
 ), dropped AS (
-    UPDATE webhook_deliveries d SET state = 'failed', finished_at = $1
-    FROM gone WHERE d.endpoint_id = gone.id AND d.state = 'pending'
+    UPDATE webhook_deliveries d SET delivery_state = 'failed', finished_at = $1
+    FROM gone WHERE d.endpoint_id = gone.id AND d.delivery_state = 'pending'
     RETURNING d.id
 )
 SELECT gone.id, (SELECT count(*) FROM dropped)::bigint AS dropped FROM gone
@@ -260,7 +260,7 @@ func (q *Queries) ListWebhookAttempts(ctx context.Context, ids []string) ([]Webh
 }
 
 const listWebhookDeliveries = `-- name: ListWebhookDeliveries :many
-SELECT d.id, d.endpoint_id, d.event_type, d.batch_id, d.state, d.attempts, d.created_at, d.next_attempt_at
+SELECT d.id, d.endpoint_id, d.event_type, d.batch_id, d.delivery_state, d.attempts, d.created_at, d.next_attempt_at
 FROM webhook_deliveries d
 JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.tenant_id = $1
 WHERE d.endpoint_id = $2
@@ -282,7 +282,7 @@ type ListWebhookDeliveriesRow struct {
 	EndpointID    string
 	EventType     string
 	BatchID       string
-	State         string
+	DeliveryState string
 	Attempts      int32
 	CreatedAt     time.Time
 	NextAttemptAt time.Time
@@ -309,7 +309,7 @@ func (q *Queries) ListWebhookDeliveries(ctx context.Context, arg ListWebhookDeli
 			&i.EndpointID,
 			&i.EventType,
 			&i.BatchID,
-			&i.State,
+			&i.DeliveryState,
 			&i.Attempts,
 			&i.CreatedAt,
 			&i.NextAttemptAt,
@@ -374,7 +374,7 @@ func (q *Queries) ListWebhookEndpoints(ctx context.Context, tenantID string) ([]
 const purgeWebhookDeliveries = `-- name: PurgeWebhookDeliveries :execrows
 WITH old AS (
     SELECT d.id FROM webhook_deliveries d
-    WHERE d.state <> 'pending' AND d.finished_at < $1
+    WHERE d.delivery_state <> 'pending' AND d.finished_at < $1
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), marks AS (
@@ -405,9 +405,9 @@ func (q *Queries) PurgeWebhookDeliveries(ctx context.Context, arg PurgeWebhookDe
 const recordWebhookAttempt = `-- name: RecordWebhookAttempt :execrows
 WITH d AS (
     UPDATE webhook_deliveries w
-    SET state = $6::text, next_attempt_at = $7,
+    SET delivery_state = $6::text, next_attempt_at = $7,
         finished_at = CASE WHEN $6::text <> 'pending' THEN $2::timestamptz END
-    WHERE w.id = $8 AND w.attempts = $1::int AND w.state = 'pending'
+    WHERE w.id = $8 AND w.attempts = $1::int AND w.delivery_state = 'pending'
     RETURNING w.id
 )
 INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, error)
@@ -426,7 +426,7 @@ type RecordWebhookAttemptParams struct {
 }
 
 // Records the result of the attempt a claim made, guarded on (pending, attempts = attempt):
-// state 'pending' with next_attempt_at schedules the next try; 'delivered' or 'failed' ends it.
+// delivery_state 'pending' with next_attempt_at schedules the next try; 'delivered' or 'failed' ends it.
 func (q *Queries) RecordWebhookAttempt(ctx context.Context, arg RecordWebhookAttemptParams) (int64, error) {
 	result, err := q.db.Exec(ctx, recordWebhookAttempt,
 		arg.Attempt,

@@ -187,7 +187,7 @@ type WebhookDelivery struct {
 	BatchID       string
 	Data          json.RawMessage
 	CreatedAt     time.Time
-	State         string
+	DeliveryState string
 	Attempts      int32
 	NextAttemptAt time.Time
 	FinishedAt    *time.Time

@@ -17,7 +17,7 @@ const module = "github.com/fusillade/fusillade/"
 // core are the packages that hold fusillade's behaviour. They and every package of the module
 // they import (directly or not) must not import an adapter.
 var core = []string{"shared/batches", "shared/domain", "shared/engine", "shared/httpapi", "shared/idempotency", "shared/ingest",
-	"shared/lambdafn"}
+	"shared/lambdafn", "shared/webhooks"}
 
 // adapters are the packages that implement the domain's interfaces on a technology, and the
 // client libraries of those technologies.

@@ -34,7 +34,7 @@ var notText = map[string]string{"nul": "\x00", "latin1": "\xff\xfe", "nul-in-wor
 
 // idPrefixes are the prefixes of the id kinds, so that a hostile value also gets past a naive
 // prefix check.
-var idPrefixes = map[string]string{"files": "file-", "batches": "batch_", "uploads": "upload_", "tenants": "tenant_", "keys": "1", "models": "m"}
+var idPrefixes = map[string]string{"files": "file-", "batches": "batch_", "uploads": "upload_", "tenants": "tenant_", "keys": "1", "models": "m", "webhooks": "we_"}
 
 // fillPath puts values into a route pattern: each wildcard gets value(collection before it).
 func fillPath(pattern string, value func(collection string) string) string {
@@ -84,6 +84,7 @@ func hostileBodies(fileID string) map[string]map[string]any {
 		"PUT /v1/admin/models/{name}":           {"base_url": "http://127.0.0.1:1", "credential_ref": "", "concurrency_limit": 1, "escalation_model": ""},
 		"POST /v1/admin/tenants":                {"name": "t"},
 		"POST /v1/admin/tenants/{id}/keys":      {"name": "k"},
+		"POST /v1/webhooks":                     {"url": "https://hooks.example.com/in", "event_types": []any{"batch.completed"}},
 	}
 }
 
@@ -139,8 +140,10 @@ func TestHostileInputNeverAnswers5xx(t *testing.T) {
 	up, err := c.Uploads.New(ctx, openai.UploadNewParams{Bytes: 10, Filename: "u.jsonl", MimeType: "application/jsonl", Purpose: openai.FilePurposeBatch})
 	require.NoError(t, err)
 	spare := callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/"+st.TenantID+"/keys", map[string]any{"name": "spare"}).json(t)
+	hook := callJSON(t, st, st.APIKey, "POST", "/v1/webhooks", hostileBodies(f.ID)["POST /v1/webhooks"])
+	require.Equal(t, 200, hook.Status, "%s", hook.Body)
 	real := map[string]string{"files": f.ID, "batches": done.ID, "uploads": up.ID, "tenants": st.TenantID,
-		"keys": fmt.Sprint(int64(spare["id"].(float64))), "models": "mock-chat"}
+		"keys": fmt.Sprint(int64(spare["id"].(float64))), "models": "mock-chat", "webhooks": hook.json(t)["id"].(string)}
 	routes := httpapi.Routes()
 	bodies := hostileBodies(f.ID)
 

@@ -17,14 +17,9 @@ import (
 	"github.com/fusillade/fusillade/shared/httpapi"
 )
 
-// routePath fills a route pattern's wildcards.
+// routePath fills a route pattern's wildcards, each with the id of the collection before it.
 func routePath(pattern string, ids map[string]string) string {
-	p := pattern
-	for _, seg := range []string{"files", "batches", "uploads", "models", "tenants", "keys"} {
-		p = strings.ReplaceAll(p, "/"+seg+"/{id}", "/"+seg+"/"+ids[seg])
-		p = strings.ReplaceAll(p, "/"+seg+"/{name}", "/"+seg+"/"+ids[seg])
-	}
-	return p
+	return fillPath(pattern, func(collection string) string { return ids[collection] })
 }
 
 // Every route but /healthz answers 401 without a key, with a malformed or unknown key and with a
@@ -33,7 +28,7 @@ func TestEveryRouteAuthenticates(t *testing.T) {
 	st := startStack(t, stack.Options{})
 	revoked := callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/"+st.TenantID+"/keys", map[string]any{"name": "old"}).json(t)
 	require.Equal(t, 200, callJSON(t, st, st.AdminKey, "DELETE", fmt.Sprintf("/v1/admin/keys/%d", int64(revoked["id"].(float64))), nil).Status)
-	ids := map[string]string{"files": "file-x", "batches": "batch_x", "uploads": "upload_x", "models": "m", "tenants": st.TenantID, "keys": "1"}
+	ids := map[string]string{"files": "file-x", "batches": "batch_x", "uploads": "upload_x", "models": "m", "tenants": st.TenantID, "keys": "1", "webhooks": "we_x"}
 
 	routes := httpapi.Routes()
 	require.Greater(t, len(routes), 20)
@@ -74,9 +69,11 @@ func TestAnotherTenantsObjectsAnswerLikeMissingOnes(t *testing.T) {
 	bKey, err := st.NewTenant(ctx, "b")
 	require.NoError(t, err)
 
-	theirs := map[string]string{"files": f.ID, "batches": done.ID, "uploads": up.ID}
+	hook := callJSON(t, st, st.APIKey, "POST", "/v1/webhooks", map[string]any{"url": "https://hooks.example.com/in", "event_types": []string{"batch.completed"}})
+	require.Equal(t, 200, hook.Status, "%s", hook.Body)
+	theirs := map[string]string{"files": f.ID, "batches": done.ID, "uploads": up.ID, "webhooks": hook.json(t)["id"].(string)}
 	missing := map[string]string{"files": "file-AAAAAAAAAAAAAAAAAAAAAAAA", "batches": "batch_00000000000000000000000000000000",
-		"uploads": "upload_AAAAAAAAAAAAAAAAAAAAAAAA"}
+		"uploads": "upload_AAAAAAAAAAAAAAAAAAAAAAAA", "webhooks": "we_AAAAAAAAAAAAAAAAAAAAAAAA"}
 	checked := 0
 	for _, rt := range httpapi.Routes() {
 		if rt.Public || rt.Admin || !strings.Contains(rt.Pattern, "{id}") {
@@ -89,7 +86,7 @@ func TestAnotherTenantsObjectsAnswerLikeMissingOnes(t *testing.T) {
 		require.Equal(t, want.Status, got.Status, name)
 		require.Equal(t, string(want.Body), strings.ReplaceAll(string(got.Body), theirs[kind], missing[kind]), name)
 		if rt.Method == "GET" {
-			require.Equal(t, 404, got.Status, name)
+			require.Equal(t, 404, got.Status, "%s: %s", name, got.Body)
 		}
 		checked++
 	}

@@ -192,6 +192,17 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	require.Equal(t, 400, do(admin, "GET", "/v1/admin/pending?state=completed", nil).Status)
 	require.Equal(t, 400, do(admin, "GET", "/v1/admin/pending?windows=forever", nil).Status)
 
+	// Webhooks: register (the secret shown once), list, the deliveries log, delete; a private
+	// address is refused.
+	wh := do(tenant, "POST", "/v1/webhooks", map[string]any{"url": "https://example.com/hook", "event_types": []string{"batch.completed"}})
+	require.Equal(t, 200, wh.Status, "%s", wh.Body)
+	whID, _ := wh.json(t)["id"].(string)
+	require.Equal(t, 200, do(tenant, "GET", "/v1/webhooks", nil).Status)
+	require.Equal(t, 200, do(tenant, "GET", "/v1/webhooks/"+whID+"/deliveries?limit=5", nil).Status)
+	require.Equal(t, 400, do(tenant, "POST", "/v1/webhooks", map[string]any{"url": "https://169.254.169.254/", "event_types": []string{"batch.completed"}}).Status)
+	require.Equal(t, 200, do(tenant, "DELETE", "/v1/webhooks/"+whID, nil).Status)
+	require.Equal(t, 404, do(tenant, "DELETE", "/v1/webhooks/"+whID, nil).Status)
+
 	// Check what was recorded.
 	spec, err := openapitest.Load()
 	require.NoError(t, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/upstream"
+	"github.com/fusillade/fusillade/shared/webhooks"
 )
 
 // Config is the whole configuration. Zero values never reach the code: Load fills defaults. Each
@@ -83,6 +84,15 @@ type Config struct {
 	// upstream 4xx status is stopped; default 20, 0 = off.
 	FailFastAfter int
 
+	// Webhooks. WebhookAllowPrivate (WEBHOOK_ALLOW_PRIVATE, default false) lets endpoints use
+	// http and reach private, loopback and link-local addresses: local runs and tests only.
+	// WebhookSchedule (WEBHOOK_RETRY_SCHEDULE, comma-separated durations) is the wait before each
+	// retry; default webhooks.DefaultSchedule, 5s,5m,30m,2h,5h,10h,14h,20h,24h (10 attempts).
+	// WebhookTimeout (WEBHOOK_TIMEOUT_MS) bounds each attempt; default 10s.
+	WebhookAllowPrivate bool
+	WebhookSchedule     []time.Duration
+	WebhookTimeout      time.Duration
+
 	MaxFileBytes int64 // MAX_FILE_BYTES: input file cap; default 200 MB (OpenAI's)
 	MaxLines     int   // MAX_LINES: requests per file; default 50,000 (OpenAI's)
 }
@@ -132,6 +142,10 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", int(ingest.DefaultMaxFileBytes))),
 		MaxLines:          e.int("MAX_LINES", ingest.DefaultMaxLines),
 		FailFastAfter:     e.int("FAIL_FAST_AFTER", domain.DefaultFailFastAfter),
+
+		WebhookAllowPrivate: e.bool("WEBHOOK_ALLOW_PRIVATE", false),
+		WebhookSchedule:     e.durations("WEBHOOK_RETRY_SCHEDULE", webhooks.DefaultSchedule),
+		WebhookTimeout:      e.ms("WEBHOOK_TIMEOUT_MS", domain.DefaultWebhookTimeout),
 	}
 	c.UpstreamSecretARNPrefix = strings.TrimSuffix(e.str("UPSTREAM_SECRET_ARN_PREFIX", ""), "*")
 	if e.err != nil {
@@ -152,6 +166,9 @@ func (c Config) validate() error {
 	}
 	if c.FailFastAfter < 0 || c.FailFastAfter > domain.MaxFailFastAfter {
 		errs = append(errs, fmt.Errorf("FAIL_FAST_AFTER must be within 0..%d", domain.MaxFailFastAfter))
+	}
+	if c.WebhookTimeout <= 0 {
+		errs = append(errs, errors.New("WEBHOOK_TIMEOUT_MS must be positive"))
 	}
 	if c.UrgencyWeight < 0 || c.UrgencyWeight > 1 {
 		errs = append(errs, errors.New("URGENCY_WEIGHT must be within 0..1"))
@@ -279,6 +296,27 @@ func (e *env) list(name, def string) []string {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// durations reads comma-separated Go durations ("5s,5m,2h"); each must be positive.
+func (e *env) durations(name string, def []time.Duration) []time.Duration {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	var out []time.Duration
+	for _, p := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		if err != nil {
+			e.fail(name, p, err)
+			continue
+		}
+		out = append(out, d)
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/fusillade/fusillade/shared/ingest"
 	"github.com/fusillade/fusillade/shared/postgres"
 	"github.com/fusillade/fusillade/shared/upstream"
+	"github.com/fusillade/fusillade/shared/webhooks"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -122,4 +123,27 @@ func TestWithoutAReplicaSettingThereIsNoReplica(t *testing.T) {
 	c, err = config.Load(env(map[string]string{"DATABASE_URL": "postgres://x", "DATABASE_REPLICA_URL": " postgres://r "}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://r", c.DatabaseReplicaURL)
+}
+
+// Webhooks reach public https addresses only unless WEBHOOK_ALLOW_PRIVATE says otherwise, on the
+// sender's schedule unless WEBHOOK_RETRY_SCHEDULE names another; a bad schedule is refused.
+func TestWebhookSettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"DATABASE_URL": "postgres://x"}))
+	require.NoError(t, err)
+	require.False(t, c.WebhookAllowPrivate)
+	require.Equal(t, webhooks.DefaultSchedule, c.WebhookSchedule)
+	require.Equal(t, domain.DefaultWebhookTimeout, c.WebhookTimeout)
+
+	c, err = config.Load(env(map[string]string{"DATABASE_URL": "postgres://x", "WEBHOOK_ALLOW_PRIVATE": "true",
+		"WEBHOOK_RETRY_SCHEDULE": "1s, 2m", "WEBHOOK_TIMEOUT_MS": "500"}))
+	require.NoError(t, err)
+	require.True(t, c.WebhookAllowPrivate)
+	require.Equal(t, []time.Duration{time.Second, 2 * time.Minute}, c.WebhookSchedule)
+	require.Equal(t, 500*time.Millisecond, c.WebhookTimeout)
+
+	for _, bad := range []string{"soon", "0s", "-1s"} {
+		_, err = config.Load(env(map[string]string{"DATABASE_URL": "postgres://x", "WEBHOOK_RETRY_SCHEDULE": bad}))
+		require.ErrorContains(t, err, "WEBHOOK_RETRY_SCHEDULE", bad)
+	}
 }

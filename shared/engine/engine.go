@@ -194,9 +194,16 @@ type Deps struct {
 	// Metrics receives claims, outcomes, upstream latencies, in-flight counts, refill gaps and
 	// lines done as they happen; nil means NopMetrics.
 	Metrics Metrics
+	// Webhooks delivers due webhook events at the end of each maintenance pass; nil sends none.
+	Webhooks Webhooks
 	// Now is the clock; nil means time.Now. Tests inject a fake to drive back-off, expiry and
 	// rescue without sleeping.
 	Now func() time.Time
+}
+
+// Webhooks is the webhook sender (shared/webhooks): one bounded delivery pass.
+type Webhooks interface {
+	Deliver(ctx context.Context) (int, error)
 }
 
 // Engine is safe for concurrent use; one per process.
@@ -210,6 +217,7 @@ type Engine struct {
 	log   *slog.Logger
 	met   Metrics
 	now   func() time.Time
+	hooks Webhooks
 
 	models      *modelCache
 	dispatching coalescer
@@ -242,7 +250,7 @@ func New(cfg Config, d Deps) *Engine {
 		d.Metrics = NopMetrics{}
 	}
 	e := &Engine{cfg: cfg, store: d.Store, queue: d.Queue, up: d.Upstream, blobs: d.Blobs, creds: d.Credentials,
-		log: d.Logger.With("instance", cfg.Instance), met: d.Metrics, now: d.Now, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+		log: d.Logger.With("instance", cfg.Instance), met: d.Metrics, now: d.Now, hooks: d.Webhooks, rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	e.models = &modelCache{store: d.Store, ttl: 5 * time.Second, now: d.Now}
 	e.commits = map[string]*committer{}
 	return e

@@ -16,12 +16,14 @@ type MaintenanceStats struct {
 	Finalized int
 	Purged    domain.PurgeStats
 	Dispatch  DispatchStats
+	Webhooks  int // delivery attempts made
 }
 
 // Maintain is the scheduled maintenance pass (the purge function runs it): it expires batches whose completion window closed,
 // rescues stuck requests (refilling their models at once), finalises batches whose last request
 // finished without a finaliser (a crash between the last write and the seal) or whose
-// finalisation was interrupted, and purges deleted and expired data in bounded chunks.
+// finalisation was interrupted, purges deleted and expired data in bounded chunks, and delivers
+// due webhook events.
 func (e *Engine) Maintain(ctx context.Context) (MaintenanceStats, error) {
 	var st MaintenanceStats
 	var errs []error
@@ -106,6 +108,15 @@ func (e *Engine) Maintain(ctx context.Context) (MaintenanceStats, error) {
 	st.Purged = p
 	if err != nil {
 		errs = append(errs, err)
+	}
+	// Last, after expiry and sealing have enqueued their events. The sender bounds its own pass
+	// (attempts per pass, a timeout per attempt), so a slow receiver only delays the next events.
+	if e.hooks != nil && ctx.Err() == nil {
+		n, err := e.hooks.Deliver(ctx)
+		st.Webhooks = n
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return st, errors.Join(errs...)
 }

@@ -26,11 +26,12 @@ type pathParam struct {
 // pathParams declares every path wildcard by the collection segment before it. New panics on a
 // route whose wildcard is not declared here, so no route can skip the check.
 var pathParams = map[string]pathParam{
-	"files":   {"file", "'file-' followed by 24 letters or digits", domain.IsFileID},
-	"batches": {"batch", "'batch_' followed by 32 lower-case hexadecimal digits", domain.IsBatchID},
-	"uploads": {"upload", "'upload_' followed by 24 letters or digits", domain.IsUploadID},
-	"tenants": {"tenant", "'tenant_' followed by 16 letters or digits", domain.IsTenantID},
-	"keys":    {"API key", "a positive integer", domain.IsKeyID},
+	"files":    {"file", "'file-' followed by 24 letters or digits", domain.IsFileID},
+	"batches":  {"batch", "'batch_' followed by 32 lower-case hexadecimal digits", domain.IsBatchID},
+	"uploads":  {"upload", "'upload_' followed by 24 letters or digits", domain.IsUploadID},
+	"tenants":  {"tenant", "'tenant_' followed by 16 letters or digits", domain.IsTenantID},
+	"keys":     {"API key", "a positive integer", domain.IsKeyID},
+	"webhooks": {"webhook endpoint", "'we_' followed by 24 letters or digits", domain.IsWebhookEndpointID},
 	"models": {"model", fmt.Sprintf("1 to %d letters, digits or . _ : / @ + -", domain.MaxModelNameLen),
 		domain.IsModelName},
 }

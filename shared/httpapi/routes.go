@@ -50,6 +50,11 @@ func (s *server) routes() []route {
 		{"DELETE", "/v1/batches/{id}", accessTenant, http.HandlerFunc(s.deleteBatch)},
 		{"DELETE", "/v1/files/{id}", accessTenant, http.HandlerFunc(s.deleteFile)},
 
+		{"POST", "/v1/webhooks", accessTenant, http.HandlerFunc(s.createWebhook)},
+		{"GET", "/v1/webhooks", accessTenant, http.HandlerFunc(s.listWebhooks)},
+		{"DELETE", "/v1/webhooks/{id}", accessTenant, http.HandlerFunc(s.deleteWebhook)},
+		{"GET", "/v1/webhooks/{id}/deliveries", accessTenant, http.HandlerFunc(s.listWebhookDeliveries)},
+
 		{"GET", "/v1/admin/models", accessAdmin, http.HandlerFunc(s.listModels)},
 		{"PUT", "/v1/admin/models/{name}", accessAdmin, http.HandlerFunc(s.putModel)},
 		{"DELETE", "/v1/admin/models/{name}", accessAdmin, http.HandlerFunc(s.deleteModel)},

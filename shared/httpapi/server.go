@@ -13,6 +13,7 @@ import (
 	"github.com/fusillade/fusillade/shared/batches"
 	"github.com/fusillade/fusillade/shared/domain"
 	"github.com/fusillade/fusillade/shared/ingest"
+	"github.com/fusillade/fusillade/shared/webhooks"
 )
 
 // Store is the part of the store the API uses.
@@ -123,6 +124,10 @@ type Config struct {
 	// StaleWorker is the silence after which GET /v1/admin/workers calls a worker stale, the
 	// rescue's threshold (STALE_WORKER_MS); default domain.DefaultStaleWorker (60s).
 	StaleWorker time.Duration
+	// Webhooks is the policy endpoint URLs are checked against at registration (the sender
+	// checks again at every connection); the zero value is production's, https to public
+	// addresses only.
+	Webhooks webhooks.Policy
 }
 
 // Deps are the API's collaborators.
@@ -134,9 +139,11 @@ type Deps struct {
 	Batches Batches
 	Engine  Dispatcher
 	// Queue is checked by GET /readyz beside the database; nil checks the database alone.
-	Queue  QueueChecker
-	Logger *slog.Logger
-	Now    func() time.Time
+	Queue QueueChecker
+	// Webhooks stores the tenants' webhook endpoints and lists their deliveries.
+	Webhooks WebhookStore
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 type server struct {
@@ -147,6 +154,7 @@ type server struct {
 	batches  Batches
 	engine   Dispatcher
 	queue    QueueChecker
+	hooks    WebhookStore
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -181,7 +189,7 @@ func New(cfg Config, d Deps) http.Handler {
 		d.Now = time.Now
 	}
 	s := &server{cfg: cfg, store: d.Store, ingester: d.Ingester, blobs: d.Blobs, batches: d.Batches,
-		engine: d.Engine, queue: d.Queue, log: d.Logger, now: d.Now}
+		engine: d.Engine, queue: d.Queue, hooks: d.Webhooks, log: d.Logger, now: d.Now}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		h := rt.handler

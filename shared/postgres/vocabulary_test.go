@@ -104,8 +104,16 @@ func TestEveryStatusLiteralInTheSQLIsADomainValue(t *testing.T) {
 		}
 	}
 	require.Equal(t, len(domain.WorkerStatuses), workers, "ListWorkers names every worker status once")
+	deliveries := 0
+	for file, sql := range sqlFiles(t) {
+		for _, l := range literalsOf(sql, "delivery_state") {
+			require.Contains(t, domain.DeliveryStates, l, "%s: delivery state %q is not a domain delivery state", file, l)
+			deliveries++
+		}
+	}
+	require.Greater(t, deliveries, 5, "the webhook queries' delivery states are found")
 
-	check := regexp.MustCompile(`(?i)CHECK\s*\(\s*(state|status)\s+IN\s*\(([^)]*)\)\s*\)`)
+	check := regexp.MustCompile(`(?i)CHECK\s*\(\s*(state|status|delivery_state)\s+IN\s*\(([^)]*)\)\s*\)`)
 	var constraints [][]string
 	for _, sql := range sqlFiles(t) {
 		for _, m := range check.FindAllStringSubmatch(sql, -1) {
@@ -117,7 +125,7 @@ func TestEveryStatusLiteralInTheSQLIsADomainValue(t *testing.T) {
 			constraints = append(constraints, vals)
 		}
 	}
-	for _, want := range [][]string{states, names(domain.BatchStatuses), domain.FileStatuses} {
+	for _, want := range [][]string{states, names(domain.BatchStatuses), domain.FileStatuses, domain.DeliveryStates} {
 		want = slices.Sorted(slices.Values(want))
 		require.True(t, slices.ContainsFunc(constraints, func(c []string) bool { return slices.Equal(c, want) }),
 			"no CHECK constraint allows exactly %s; found %v", strings.Join(want, ", "), constraints)

@@ -29,6 +29,7 @@ import (
 	"github.com/fusillade/fusillade/shared/secrets"
 	"github.com/fusillade/fusillade/shared/sqsqueue"
 	"github.com/fusillade/fusillade/shared/upstream"
+	"github.com/fusillade/fusillade/shared/webhooks"
 )
 
 // App holds one process's adapters. Fields a function does not need are still built: they are
@@ -158,7 +159,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 		StreamablePaths:   cfg.StreamablePaths,
 		Transport:         opts.Upstream,
 	})
-	deps := engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log, Metrics: a.Metrics}
+	hooks := webhooks.NewSender(webhooks.Config{Policy: webhooks.Policy{AllowPrivate: cfg.WebhookAllowPrivate},
+		Schedule: cfg.WebhookSchedule, Timeout: cfg.WebhookTimeout}, store, log, nil)
+	deps := engine.Deps{Store: store, Queue: a.Work, Upstream: up, Blobs: a.Blobs, Credentials: res, Logger: log, Metrics: a.Metrics,
+		Webhooks: hooks}
 	if opts.Decorate != nil {
 		deps = opts.Decorate(deps)
 	}
@@ -187,8 +191,8 @@ func (a *App) API() http.Handler {
 		queue = a.Work
 	}
 	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy(),
-		StaleWorker: a.Config.StaleWorker},
-		httpapi.Deps{Store: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Queue: queue, Logger: a.Log})
+		StaleWorker: a.Config.StaleWorker, Webhooks: webhooks.Policy{AllowPrivate: a.Config.WebhookAllowPrivate}},
+		httpapi.Deps{Store: a.Store, Webhooks: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Queue: queue, Logger: a.Log})
 }
 
 // Close releases the database pool.

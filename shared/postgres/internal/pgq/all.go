@@ -7,6 +7,18 @@ package pgq
 // SQL maps each query name (its "-- name:" in shared/postgres/queries*.sql) to the statement as
 // sqlc rewrote it, named parameters replaced by $1..$n.
 var SQL = map[string]string{
+	"PurgeWebhookDeliveries":  purgeWebhookDeliveries,
+	"ClaimWebhookDeliveries":  claimWebhookDeliveries,
+	"CreateWebhookEndpoint":   createWebhookEndpoint,
+	"DeleteWebhookEndpoint":   deleteWebhookEndpoint,
+	"EnqueueWebhookProgress":  enqueueWebhookProgress,
+	"DeadlineRiskCandidates":  deadlineRiskCandidates,
+	"EnqueueDeadlineRisk":     enqueueDeadlineRisk,
+	"ListWebhookAttempts":     listWebhookAttempts,
+	"ListWebhookDeliveries":   listWebhookDeliveries,
+	"ListWebhookEndpoints":    listWebhookEndpoints,
+	"RecordWebhookAttempt":    recordWebhookAttempt,
+	"WebhookDeliveryCursor":   webhookDeliveryCursor,
 	"AdoptClaims":             adoptClaims,
 	"Authenticate":            authenticate,
 	"BatchCountsForSeal":      batchCountsForSeal,

@@ -176,6 +176,55 @@ type Tenant struct {
 	CreatedAt time.Time
 }
 
+type WebhookAttempt struct {
+	DeliveryID string
+	Attempt    int32
+	At         time.Time
+	StatusCode int32
+	LatencyMs  int64
+	Error      string
+}
+
+type WebhookDelivery struct {
+	ID            string
+	EndpointID    string
+	TenantID      string
+	EventType     string
+	BatchID       string
+	Data          json.RawMessage
+	CreatedAt     time.Time
+	DeliveryState string
+	Attempts      int32
+	NextAttemptAt time.Time
+	FinishedAt    *time.Time
+}
+
+type WebhookEndpoint struct {
+	ID                   string
+	TenantID             string
+	Url                  string
+	EventTypes           []string
+	Secret               string
+	ProgressEveryPercent int32
+	ProgressEveryMinutes int32
+	CreatedAt            time.Time
+	DeletedAt            *time.Time
+}
+
+type WebhookProgress struct {
+	EndpointID string
+	BatchID    string
+	Percent    int32
+	SentAt     time.Time
+}
+
+type WebhookRiskMark struct {
+	EndpointID string
+	BatchID    string
+	ExpiresAt  time.Time
+	SentAt     time.Time
+}
+
 type Worker struct {
 	ID          string
 	Function    string

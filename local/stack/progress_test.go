@@ -19,13 +19,6 @@ func TestARunningBatchShowsItsPaceAndWhetherItMakesItsDeadline(t *testing.T) {
 	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 1}, {Name: "mock-slow", Limit: 1}},
 		PurgeEvery: 100 * time.Millisecond, Env: map[string]string{"COMPLETION_WINDOWS": "1h,20s"}})
 	c := client(st, st.APIKey)
-	paced := func(model string, n, delayMS int) []byte {
-		ls := make([]string, n)
-		for i := range ls {
-			ls[i] = fmt.Sprintf(`{"custom_id":"l%d","method":"POST","url":"/v1/chat/completions","body":{"model":%q,"messages":[],"mock_delay_ms":%d}}`, i, model, delayMS)
-		}
-		return lines(ls...)
-	}
 	// 30 lines of 100 ms, one at a time, in an hour; 60 of 500 ms (30 s of work) in 20 s.
 	ok := createWindow(t, st, uploadSDK(t, c, paced("mock-chat", 30, 100)).ID, "1h")
 	tight := createWindow(t, st, uploadSDK(t, c, paced("mock-slow", 60, 500)).ID, "20s")
@@ -72,6 +65,15 @@ func TestARunningBatchShowsItsPaceAndWhetherItMakesItsDeadline(t *testing.T) {
 	require.NoError(t, json.Unmarshal(r.Body, &ended))
 	require.Nil(t, ended.ThroughputPerMinute, "an ended batch has no pace")
 	waitBatch(t, c, tight, time.Minute)
+}
+
+// paced is a file of n chat lines for model that the mock answers after delayMS each.
+func paced(model string, n, delayMS int) []byte {
+	ls := make([]string, n)
+	for i := range ls {
+		ls[i] = fmt.Sprintf(`{"custom_id":"l%d","method":"POST","url":"/v1/chat/completions","body":{"model":%q,"messages":[],"mock_delay_ms":%d}}`, i, model, delayMS)
+	}
+	return lines(ls...)
 }
 
 func createWindow(t *testing.T, st *stack.Stack, fileID, window string) string {

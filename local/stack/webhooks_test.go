@@ -179,13 +179,6 @@ func TestABatchThatWillMissItsDeadlineWarnsByWebhook(t *testing.T) {
 	require.Equal(t, http.StatusOK, wh.Status, "%s", wh.Body)
 	secret, _ := wh.json(t)["signing_secret"].(string)
 
-	paced := func(model string, n, delayMS int) []byte {
-		ls := make([]string, n)
-		for i := range ls {
-			ls[i] = fmt.Sprintf(`{"custom_id":"l%d","method":"POST","url":"/v1/chat/completions","body":{"model":%q,"messages":[],"mock_delay_ms":%d}}`, i, model, delayMS)
-		}
-		return lines(ls...)
-	}
 	// 20 lines of 50 ms in an hour; 60 of 500 ms (30 s of work, one at a time) in 20 s.
 	ok := createWindow(t, st, uploadSDK(t, c, paced("mock-chat", 20, 50)).ID, "1h")
 	tight := createWindow(t, st, uploadSDK(t, c, paced("mock-slow", 60, 500)).ID, "20s")

@@ -22,6 +22,36 @@ func (f *fixture) endpoint(t *testing.T, events []string, percent int) string {
 	return e.ID
 }
 
+// completedBatches makes n one-line batches of model m and moves them to completed, which
+// enqueues batch.completed for the subscribed endpoints.
+func (f *fixture) completedBatches(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		id := f.batch(t, 1, "m")
+		_, err := f.store.Pool().Exec(context.Background(), `UPDATE batches SET status = 'completed', completed_at = $2 WHERE id = $1`, id, f.now)
+		require.NoError(t, err)
+	}
+}
+
+// atOnce runs enqueue three times at once and sums what the runs enqueued.
+func atOnce(t *testing.T, enqueue func() (int, error)) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for range 3 {
+		wg.Go(func() {
+			n, err := enqueue()
+			assert.NoError(t, err)
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return total
+}
+
 func (f *fixture) deliveries(t *testing.T, endpointID string) []domain.WebhookDelivery {
 	t.Helper()
 	ds, _, err := f.store.ListWebhookDeliveries(context.Background(), f.tenant, endpointID, "", 100)
@@ -84,11 +114,7 @@ func TestWebhookClaimsFenceEachAttempt(t *testing.T) {
 	ctx := context.Background()
 	f.model(t, "m", 10)
 	ep := f.endpoint(t, []string{domain.EventBatchCompleted}, 0)
-	for range 20 {
-		id := f.batch(t, 1, "m")
-		_, err := f.store.Pool().Exec(ctx, `UPDATE batches SET status = 'completed', completed_at = $2 WHERE id = $1`, id, f.now)
-		require.NoError(t, err)
-	}
+	f.completedBatches(t, 20)
 	lease := f.now.Add(time.Minute)
 	var mu sync.Mutex
 	seen := map[string]int{}
@@ -169,19 +195,7 @@ func TestWebhookProgressIsEnqueuedOncePerStep(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "25 %")
 	f.finish(t, domain.Outcome{Work: w[1], State: domain.StateFailed, StatusCode: 400, Body: []byte(`{}`)})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	total := 0
-	for range 3 {
-		wg.Go(func() {
-			n, err := f.store.EnqueueWebhookProgress(ctx, f.now.Add(time.Second), 100)
-			assert.NoError(t, err)
-			mu.Lock()
-			total += n
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	total := atOnce(t, func() (int, error) { return f.store.EnqueueWebhookProgress(ctx, f.now.Add(time.Second), 100) })
 	assert.Equal(t, 1, total, "50 %: one event")
 	f.finish(t, domain.Outcome{Work: w[2], State: domain.StateCompleted, StatusCode: 200, Body: []byte(`{}`)})
 	n, err = f.store.EnqueueWebhookProgress(ctx, f.now.Add(2*time.Second), 100)
@@ -204,11 +218,7 @@ func TestPurgeWebhookDeliveriesDropsOnlyOldEndedOnes(t *testing.T) {
 	ctx := context.Background()
 	f.model(t, "m", 10)
 	ep := f.endpoint(t, []string{domain.EventBatchCompleted}, 0)
-	for range 3 {
-		id := f.batch(t, 1, "m")
-		_, err := f.store.Pool().Exec(ctx, `UPDATE batches SET status = 'completed', completed_at = $2 WHERE id = $1`, id, f.now)
-		require.NoError(t, err)
-	}
+	f.completedBatches(t, 3)
 	ds, err := f.store.ClaimWebhookDeliveries(ctx, f.now, f.now.Add(time.Minute), 2)
 	require.NoError(t, err)
 	require.Len(t, ds, 2)
@@ -258,20 +268,10 @@ func TestDeadlineRiskIsEnqueuedOncePerDeadline(t *testing.T) {
 	deadline := bs[0].ExpiresAt
 	eta := deadline.Add(time.Hour)
 
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	total := 0
-	for range 3 {
-		wg.Go(func() {
-			n, err := f.store.EnqueueDeadlineRisk(ctx, f.now, []domain.DeadlineRisk{{BatchID: id, ExpiresAt: deadline, EstimatedCompletion: eta},
-				{BatchID: ended, ExpiresAt: deadline, EstimatedCompletion: eta}})
-			assert.NoError(t, err)
-			mu.Lock()
-			total += n
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	total := atOnce(t, func() (int, error) {
+		return f.store.EnqueueDeadlineRisk(ctx, f.now, []domain.DeadlineRisk{{BatchID: id, ExpiresAt: deadline, EstimatedCompletion: eta},
+			{BatchID: ended, ExpiresAt: deadline, EstimatedCompletion: eta}})
+	})
 	assert.Equal(t, 1, total, "one warning per deadline, none for the cancelled batch")
 	assert.Empty(t, candidates(), "warned at this deadline")
 	assert.Empty(t, f.deliveries(t, quiet), "not subscribed")

@@ -58,9 +58,10 @@ WHERE b.id = sqlc.arg(batch_id);
 -- name: InsertBatch :exec
 -- The output and error file ids are reserved at creation so that partial results can be read
 -- while the batch runs; sealing fills in their content (or drops one that stays empty).
+-- api is the API that created it (migration 0014).
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id, created_by_key, fail_fast_after)
-VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key), sqlc.arg(fail_fast_after));
+                     output_file_id, error_file_id, created_by_key, fail_fast_after, api)
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key), sqlc.arg(fail_fast_after), sqlc.arg(api));
 
 -- name: SealFile :exec
 -- Records the sealed content of a batch's output or error file; an empty one is dropped.

@@ -1,0 +1,96 @@
+package domain
+
+import (
+	"regexp"
+	"strings"
+)
+
+// APIs a batch can be created through (batches.api, migration 0014). Each API lists only its own
+// batches; the engine runs them all the same way.
+const (
+	APIOpenAI    = "openai"    // POST /v1/batches
+	APIAnthropic = "anthropic" // POST /v1/messages/batches (Anthropic's Message Batches API)
+)
+
+// MessagesEndpoint is the endpoint of a message batch: Anthropic's Messages API, forwarded to
+// upstreams that speak it.
+const MessagesEndpoint = "/v1/messages"
+
+// MessageBatchPrefix is the prefix of a message batch id as the Anthropic routes show it.
+// A message batch is an ordinary batch: its id there is "msgbatch_" followed by the same 32 hex
+// characters as its internal id after "batch_" (batch_0123… ⇄ msgbatch_0123…), so the mapping
+// is a prefix swap in both directions, needs no table, and an id of one shape never names a
+// batch the other API created (the routes check batches.api as well).
+const MessageBatchPrefix = "msgbatch_"
+
+// MessageBatchID is the id the Anthropic routes show for the batch with the internal id id.
+func MessageBatchID(id string) string { return MessageBatchPrefix + strings.TrimPrefix(id, BatchPrefix) }
+
+// IsMessageBatchID reports whether s has the shape MessageBatchID makes.
+func IsMessageBatchID(s string) bool { return hasShape(s, MessageBatchPrefix, batchIDLen, "0123456789abcdef") }
+
+// BatchIDOfMessageBatch returns the internal batch id a message batch id names; ok is false for
+// any other shape.
+func BatchIDOfMessageBatch(s string) (string, bool) {
+	if !IsMessageBatchID(s) {
+		return "", false
+	}
+	return BatchPrefix + strings.TrimPrefix(s, MessageBatchPrefix), true
+}
+
+// Limits of a message batch, Anthropic's: at most MaxMessageBatchRequests requests (the input
+// file's MAX_LINES applies too, and is usually the lower one), custom_ids matching
+// MessageCustomIDPattern, unique within the batch.
+const MaxMessageBatchRequests = 100_000
+
+// MessageCustomIDPattern is the shape of a message batch request's custom_id.
+var MessageCustomIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// Processing statuses of a message batch (MessageBatch.processing_status).
+const (
+	MessageBatchInProgress = "in_progress"
+	MessageBatchCanceling  = "canceling"
+	MessageBatchEnded      = "ended"
+)
+
+// MessageBatchStatus maps a batch status to a message batch's processing_status: a batch that
+// still runs (validating, in_progress, finalizing) is in_progress, cancelling is canceling, and
+// every terminal status is ended.
+func MessageBatchStatus(s BatchStatus) string {
+	switch {
+	case s == BatchCancelling:
+		return MessageBatchCanceling
+	case s.Terminal():
+		return MessageBatchEnded
+	}
+	return MessageBatchInProgress
+}
+
+// MessageRequestCounts are a message batch's request_counts. They always sum to the batch's
+// requests: Processing is every request not finished yet (pending, claimed or processing).
+type MessageRequestCounts struct {
+	Processing int `json:"processing"`
+	Succeeded  int `json:"succeeded"`
+	Errored    int `json:"errored"`
+	Canceled   int `json:"canceled"`
+	Expired    int `json:"expired"`
+}
+
+// MessageRequestCountsOf sums a batch's requests by state (as the store counts them) into
+// request_counts; total is the batch's request count, which covers a batch whose rows do not
+// exist (yet, or at all: one that failed before it ran has none, and all of its requests count
+// as errored once it ended).
+func MessageRequestCountsOf(byState map[RequestState]int, total int, ended bool) MessageRequestCounts {
+	c := MessageRequestCounts{Succeeded: byState[StateCompleted], Errored: byState[StateFailed],
+		Canceled: byState[StateCanceled], Expired: byState[StateExpired]}
+	rest := total - c.Succeeded - c.Errored - c.Canceled - c.Expired
+	if rest < 0 {
+		rest = 0
+	}
+	if ended {
+		c.Errored += rest
+	} else {
+		c.Processing = rest
+	}
+	return c
+}

@@ -38,6 +38,10 @@ func BatchIDOfMessageBatch(s string) (string, bool) {
 	return BatchPrefix + strings.TrimPrefix(s, MessageBatchPrefix), true
 }
 
+// NewRequestID returns the id of one API request as Anthropic's routes show it (the request-id
+// header): "req_" plus 24 base62 characters.
+func NewRequestID() string { return "req_" + randomBase62(fileIDLen) }
+
 // Limits of a message batch, Anthropic's: at most MaxMessageBatchRequests requests (the input
 // file's MAX_LINES applies too, and is usually the lower one), custom_ids matching
 // MessageCustomIDPattern, unique within the batch.

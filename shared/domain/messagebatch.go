@@ -24,10 +24,14 @@ const MessagesEndpoint = "/v1/messages"
 const MessageBatchPrefix = "msgbatch_"
 
 // MessageBatchID is the id the Anthropic routes show for the batch with the internal id id.
-func MessageBatchID(id string) string { return MessageBatchPrefix + strings.TrimPrefix(id, BatchPrefix) }
+func MessageBatchID(id string) string {
+	return MessageBatchPrefix + strings.TrimPrefix(id, BatchPrefix)
+}
 
 // IsMessageBatchID reports whether s has the shape MessageBatchID makes.
-func IsMessageBatchID(s string) bool { return hasShape(s, MessageBatchPrefix, batchIDLen, "0123456789abcdef") }
+func IsMessageBatchID(s string) bool {
+	return hasShape(s, MessageBatchPrefix, batchIDLen, "0123456789abcdef")
+}
 
 // BatchIDOfMessageBatch returns the internal batch id a message batch id names; ok is false for
 // any other shape.

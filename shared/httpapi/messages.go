@@ -372,7 +372,7 @@ func (s *server) deleteMessageBatch(w http.ResponseWriter, r *http.Request) {
 
 // messageResult is one line of a message batch's results.
 type messageResult struct {
-	CustomID string      `json:"custom_id"`
+	CustomID string             `json:"custom_id"`
 	Result   messageResultValue `json:"result"`
 }
 

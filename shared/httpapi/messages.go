@@ -379,18 +379,24 @@ type messageResult struct {
 type messageResultValue struct {
 	Type    string          `json:"type"`
 	Message json.RawMessage `json:"message,omitempty"`
-	Error   *anthropicError `json:"error,omitempty"`
+	Error   *resultError    `json:"error,omitempty"`
 }
 
 // anthropicError is Anthropic's error envelope: the body of every error the Anthropic routes
-// answer, and the error of an errored result (with request_id null there).
+// answer (their request id is the request-id header), and, with request_id (null: the upstream's
+// own is not kept), the error of an errored result.
 type anthropicError struct {
 	Type  string `json:"type"`
 	Error struct {
 		Type    string `json:"type"`
 		Message string `json:"message"`
 	} `json:"error"`
-	RequestID *string `json:"request_id,omitempty"`
+}
+
+// resultError is the error of an errored result.
+type resultError struct {
+	anthropicError
+	RequestID *string `json:"request_id"`
 }
 
 // anthropicErrorType is Anthropic's error.type for an HTTP status.
@@ -423,13 +429,12 @@ func anthropicErrorType(status int) string {
 
 // resultErrorOf is the error of an errored request: the upstream's own Anthropic error when its
 // answer was one, otherwise one made from its status and the engine's message.
-func resultErrorOf(row domain.ResultRow) *anthropicError {
+func resultErrorOf(row domain.ResultRow) *resultError {
 	var up anthropicError
 	if json.Unmarshal(row.Body, &up) == nil && up.Type == "error" && up.Error.Type != "" {
-		up.RequestID = nil
-		return &up
+		return &resultError{anthropicError: up}
 	}
-	e := &anthropicError{Type: "error"}
+	e := &resultError{anthropicError: anthropicError{Type: "error"}}
 	e.Error.Type = anthropicErrorType(row.StatusCode)
 	e.Error.Message = row.ErrorMessage
 	if e.Error.Message == "" {

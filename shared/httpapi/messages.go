@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -173,6 +174,14 @@ func checkMessageParams(i int, raw json.RawMessage) error {
 	var p map[string]json.RawMessage
 	if len(bytes.TrimSpace(raw)) == 0 || raw[0] != '{' || json.Unmarshal(raw, &p) != nil {
 		return badRequest(at, "Field required: an object of Messages API parameters.")
+	}
+	// decodeJSON checked the strings it decoded; params stay raw, so theirs are checked here.
+	var all any
+	if err := json.Unmarshal(raw, &all); err != nil {
+		return badRequest(at, "Field required: an object of Messages API parameters.")
+	}
+	if bad := badText(reflect.ValueOf(all), at); bad != "" {
+		return domain.NotText(bad)
 	}
 	var model string
 	if json.Unmarshal(p["model"], &model) != nil || model == "" {

@@ -242,6 +242,7 @@ func TestCreateMessageBatchNamesTheBadRequest(t *testing.T) {
 		{"max_tokens 0", `{"requests":[{"custom_id":"a","params":{"model":"m","max_tokens":0,"messages":[{}]}}]}`, "requests[0].params.max_tokens:"},
 		{"max_tokens not an integer", `{"requests":[{"custom_id":"a","params":{"model":"m","max_tokens":1.5,"messages":[{}]}}]}`, "requests[0].params.max_tokens:"},
 		{"no messages", `{"requests":[{"custom_id":"a","params":{"model":"m","max_tokens":1,"messages":[]}}]}`, "requests[0].params.messages:"},
+		{"NUL in params", `{"requests":[{"custom_id":"a","params":{"model":"m","max_tokens":1,"messages":[{"content":"a\u0000"}]}}]}`, "requests[0].params[0]"},
 		{"streaming", `{"requests":[{"custom_id":"a","params":{"model":"m","max_tokens":1,"messages":[{}],"stream":true}}]}`, "requests[0].params.stream:"},
 	}
 	for _, tc := range cases {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -489,13 +490,23 @@ func (s *server) messageBatchResults(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	err = s.store.BatchResults(r.Context(), b.TenantID, b.ID, domain.ResultQuery{Limit: max(b.Counts.Total, 1)}, func(res domain.BatchResult) error {
+	lines := 0
+	add := func(l messageResult) error {
 		if int64(buf.Len()) > s.cfg.MaxInlineResponseBytes {
 			return &domain.Error{Code: domain.ETooLarge, Message: fmt.Sprintf(
 				"The results of message batch %s are larger than %d bytes, the most this deployment answers in one response.", id, s.cfg.MaxInlineResponseBytes)}
 		}
-		return enc.Encode(resultOf(res.ResultRow))
+		lines++
+		return enc.Encode(l)
+	}
+	err = s.store.BatchResults(r.Context(), b.TenantID, b.ID, domain.ResultQuery{Limit: max(b.Counts.Total, 1)}, func(res domain.BatchResult) error {
+		return add(resultOf(res.ResultRow))
 	})
+	if err == nil && lines == 0 && b.Counts.Total > 0 {
+		// It ended before its requests became rows (populate refused it): every request errored,
+		// with the batch's reason, named by the custom_ids of its input file.
+		err = s.unrunResults(r, b, add)
+	}
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -503,4 +514,36 @@ func (s *server) messageBatchResults(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// unrunResults calls add with an errored result for every request of a batch that ended before
+// they ran, read from its input file, with the batch's first error as the reason.
+func (s *server) unrunResults(r *http.Request, b domain.Batch, add func(messageResult) error) error {
+	reason := "The message batch ended before its requests ran."
+	if len(b.Errors) > 0 && b.Errors[0].Message != "" {
+		reason = b.Errors[0].Message
+	}
+	f, err := s.store.GetFile(r.Context(), b.TenantID, b.InputFileID)
+	if err != nil {
+		return err
+	}
+	body, _, err := s.blobs.Get(r.Context(), f.ObjectKey)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	dec := json.NewDecoder(body)
+	for {
+		var l inputLine
+		if err := dec.Decode(&l); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read the input of %s: %w", b.ID, err)
+		}
+		e := &resultError{anthropicError: anthropicError{Type: "error"}}
+		e.Error.Type, e.Error.Message = "invalid_request_error", reason
+		if err := add(messageResult{CustomID: l.CustomID, Result: messageResultValue{Type: "errored", Error: e}}); err != nil {
+			return err
+		}
+	}
 }

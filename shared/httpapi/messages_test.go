@@ -408,3 +408,30 @@ func TestMessageBatchResults(t *testing.T) {
 		require.JSONEq(t, want[i], lines[i], "line %d", i+1)
 	}
 }
+
+// A message batch that ended before its requests ran (populate refused it) still answers one
+// errored line per request, named from its input file, with the batch's reason.
+func TestMessageBatchResultsOfABatchThatNeverRan(t *testing.T) {
+	t.Parallel()
+	f := withKeys(newFake(t))
+	b := messageBatch()
+	b.Status, b.FailedAt, b.InputFileID, b.Counts.Total = domain.BatchFailed, &testNow, aFileID, 2
+	b.Errors = []domain.BatchError{{Code: "model_not_found", Message: `line 2: the model "gone" does not exist`}}
+	f.ViewBatchFn = func(context.Context, string, string) (domain.Batch, error) { return b, nil }
+	f.BatchResultsFn = func(context.Context, string, string, domain.ResultQuery, func(domain.BatchResult) error) error { return nil }
+	f.GetFileFn = func(_ context.Context, _, id string) (domain.File, error) {
+		assert.Equal(t, aFileID, id)
+		return domain.File{ID: aFileID, ObjectKey: "k"}, nil
+	}
+	input := `{"custom_id":"a","method":"POST","url":"/v1/messages","body":{"model":"m"}}` + "\n" +
+		`{"custom_id":"b","method":"POST","url":"/v1/messages","body":{"model":"gone"}}` + "\n"
+	h := httpapi.New(httpapi.Config{}, httpapi.Deps{Store: f, Ingester: f, Batches: f, Engine: f, Blobs: oneBlob{body: input}})
+	w := xKey(t, h, "GET", "/v1/messages/batches/"+aMessageBatchID+"/results", tenantKey, "")
+	require.Equal(t, 200, w.Code, "%s", w.Body)
+	lines := strings.Split(strings.TrimSuffix(w.Body.String(), "\n"), "\n")
+	require.Len(t, lines, 2)
+	for i, id := range []string{"a", "b"} {
+		require.JSONEq(t, `{"custom_id":"`+id+`","result":{"type":"errored","error":{"type":"error",
+			"error":{"type":"invalid_request_error","message":"line 2: the model \"gone\" does not exist"},"request_id":null}}}`, lines[i])
+	}
+}

@@ -418,7 +418,9 @@ func TestMessageBatchResultsOfABatchThatNeverRan(t *testing.T) {
 	b.Status, b.FailedAt, b.InputFileID, b.Counts.Total = domain.BatchFailed, &testNow, aFileID, 2
 	b.Errors = []domain.BatchError{{Code: "model_not_found", Message: `line 2: the model "gone" does not exist`}}
 	f.ViewBatchFn = func(context.Context, string, string) (domain.Batch, error) { return b, nil }
-	f.BatchResultsFn = func(context.Context, string, string, domain.ResultQuery, func(domain.BatchResult) error) error { return nil }
+	f.BatchResultsFn = func(context.Context, string, string, domain.ResultQuery, func(domain.BatchResult) error) error {
+		return nil
+	}
 	f.GetFileFn = func(_ context.Context, _, id string) (domain.File, error) {
 		assert.Equal(t, aFileID, id)
 		return domain.File{ID: aFileID, ObjectKey: "k"}, nil

@@ -62,8 +62,10 @@ func TestListBatchesKeepsToOneAPIAndPagesBothWays(t *testing.T) {
 	got, more = page(domain.BatchListParams{Limit: 2, Before: msgs[2]})
 	require.Equal(t, []string{msgs[3]}, got)
 	require.False(t, more)
-	got, _ = page(domain.BatchListParams{Limit: 2, Before: openAI[0]})
-	require.Empty(t, got, "an OpenAI batch as the cursor: nothing of Anthropic's is newer")
+	f.now = f.now.Add(time.Second)
+	newest := f.batch(t, 1, "m")
+	got, _ = page(domain.BatchListParams{Limit: 2, Before: newest})
+	require.Empty(t, got, "nothing of Anthropic's is newer than the newest batch")
 
 	otherTenant, err := f.store.CreateTenant(ctx, "other", f.now)
 	require.NoError(t, err)

@@ -42,6 +42,18 @@ func BatchIDOfMessageBatch(s string) (string, bool) {
 	return BatchPrefix + strings.TrimPrefix(s, MessageBatchPrefix), true
 }
 
+// AnthropicVersionKey is the batch metadata key under which a message batch keeps the
+// anthropic-version header it was created with; the worker sends it to the upstream with each
+// of its requests (the upstream client's default when absent).
+const AnthropicVersionKey = "anthropic_version"
+
+// anthropicVersionPattern is what an anthropic-version kept for the upstream may look like
+// ("2023-06-01"); any other value is ignored, as a missing one is.
+var anthropicVersionPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// KeepableAnthropicVersion reports whether v can be kept as a message batch's anthropic-version.
+func KeepableAnthropicVersion(v string) bool { return anthropicVersionPattern.MatchString(v) }
+
 // NewRequestID returns the id of one API request as Anthropic's routes show it (the request-id
 // header): "req_" plus 24 base62 characters.
 func NewRequestID() string { return "req_" + randomBase62(fileIDLen) }

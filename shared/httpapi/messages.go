@@ -265,8 +265,13 @@ func (s *server) createMessageBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, requestError(err))
 		return
 	}
+	var meta map[string]string
+	if v := r.Header.Get("Anthropic-Version"); domain.KeepableAnthropicVersion(v) {
+		// Kept for the upstream: the worker sends it with each of the batch's requests.
+		meta = map[string]string{domain.AnthropicVersionKey: v}
+	}
 	got, err := s.batches.Create(r.Context(), batches.Create{TenantID: p.TenantID, CreatedByKey: p.KeyID, InputFileID: f.ID,
-		Endpoint: domain.MessagesEndpoint, CompletionWindow: messageBatchWindow, API: domain.APIAnthropic})
+		Endpoint: domain.MessagesEndpoint, CompletionWindow: messageBatchWindow, Metadata: meta, API: domain.APIAnthropic})
 	if err != nil {
 		s.discard(r, f, "The message batch was not created.")
 		s.error(w, r, err)

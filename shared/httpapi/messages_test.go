@@ -190,9 +190,10 @@ func TestCreateMessageBatch(t *testing.T) {
 		assert.NoError(t, err)
 		return domain.File{ID: aFileID, TenantID: tenantID, Lines: 2}, nil
 	}
+	var version map[string]string // the metadata the create must carry
 	f.CreateFn = func(_ context.Context, c batches.Create) (batches.Created, error) {
 		assert.Equal(t, batches.Create{TenantID: tenantID, CreatedByKey: 1, InputFileID: aFileID, Endpoint: "/v1/messages",
-			CompletionWindow: "24h", API: domain.APIAnthropic}, c)
+			CompletionWindow: "24h", API: domain.APIAnthropic, Metadata: version}, c)
 		b := messageBatch()
 		b.Status, b.Counts.Total = domain.BatchValidating, 2
 		return batches.Created{Batch: b}, nil
@@ -225,6 +226,14 @@ func TestCreateMessageBatch(t *testing.T) {
 	require.JSONEq(t, `"/v1/messages"`, string(lines[0]["url"]))
 	require.Contains(t, string(lines[0]["body"]), `"hi <b>"`)
 	require.JSONEq(t, `{"model":"claude-mock","max_tokens":1,"messages":[{"role":"user","content":"yo"}],"stream":false}`, string(lines[1]["body"]))
+
+	// The client's anthropic-version is kept for the upstream; one that is not a version is not.
+	version = map[string]string{domain.AnthropicVersionKey: "2026-10-21"}
+	w = call(t, newAPI(f), "POST", "/v1/messages/batches", tenantKey, body, "Anthropic-Version", "2026-10-21")
+	require.Equal(t, 200, w.Code, "%s", w.Body)
+	version = nil
+	w = call(t, newAPI(f), "POST", "/v1/messages/batches", tenantKey, body, "Anthropic-Version", "a b\tc")
+	require.Equal(t, 200, w.Code, "%s", w.Body)
 }
 
 func TestCreateMessageBatchNamesTheBadRequest(t *testing.T) {

@@ -480,7 +480,8 @@ func resultOf(row domain.ResultRow) messageResult {
 }
 
 // messageBatchResults is GET /v1/messages/batches/{id}/results: once the batch ended, one JSONL
-// line per request in input order, with no blank line (the SDK's decoder refuses one).
+// line per request in input order, with no blank line (the SDK's decoder refuses one). They are
+// rendered in memory: results over MaxInlineResponseBytes go through S3 (a 302).
 func (s *server) messageBatchResults(w http.ResponseWriter, r *http.Request) {
 	b, err := s.messageBatch(r, false)
 	if err != nil {
@@ -497,10 +498,6 @@ func (s *server) messageBatchResults(w http.ResponseWriter, r *http.Request) {
 	enc.SetEscapeHTML(false)
 	lines := 0
 	add := func(l messageResult) error {
-		if int64(buf.Len()) > s.cfg.MaxInlineResponseBytes {
-			return &domain.Error{Code: domain.ETooLarge, Message: fmt.Sprintf(
-				"The results of message batch %s are larger than %d bytes, the most this deployment answers in one response.", id, s.cfg.MaxInlineResponseBytes)}
-		}
 		lines++
 		return enc.Encode(l)
 	}
@@ -514,6 +511,24 @@ func (s *server) messageBatchResults(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.error(w, r, err)
+		return
+	}
+	if int64(buf.Len()) > s.cfg.MaxInlineResponseBytes {
+		// Over what a Lambda response can carry: written to S3 and answered by a 302 to a
+		// presigned URL, which the SDKs follow (dropping Authorization on the cross-origin hop).
+		// It is written afresh each time, so a batch reopened and sealed again never serves stale
+		// results.
+		key := domain.MessageResultsKey(b.TenantID, b.ID)
+		if err := s.blobs.PutSmall(r.Context(), key, buf.Bytes(), "application/jsonl"); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		u, err := s.blobs.PresignGet(r.Context(), key, id+"_results.jsonl", s.cfg.PresignTTL)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		http.Redirect(w, r, u, http.StatusFound)
 		return
 	}
 	w.Header().Set("Content-Type", "application/jsonl")

@@ -446,3 +446,45 @@ func TestMessageBatchResultsOfABatchThatNeverRan(t *testing.T) {
 			"error":{"type":"invalid_request_error","message":"line 2: the model \"gone\" does not exist"},"request_id":null}}}`, lines[i])
 	}
 }
+
+// putBlobs records PutSmall and presigns every key.
+type putBlobs struct {
+	httpapi.Blobs
+	put map[string][]byte
+}
+
+func (b *putBlobs) PutSmall(_ context.Context, key string, body []byte, _ string) error {
+	b.put[key] = append([]byte(nil), body...)
+	return nil
+}
+
+func (b *putBlobs) PresignGet(_ context.Context, key, _ string, _ time.Duration) (string, error) {
+	return "https://s3.example.com/" + key + "?signed", nil
+}
+
+// Results too large to answer inline are written to S3 and answered by a 302 to a presigned URL.
+func TestLargeMessageBatchResultsRedirectToS3(t *testing.T) {
+	t.Parallel()
+	f := withKeys(newFake(t))
+	b := messageBatch()
+	b.Status, b.CompletedAt, b.FinalizingAt, b.Counts.Total = domain.BatchCompleted, &testNow, &testNow, 50
+	f.ViewBatchFn = func(context.Context, string, string) (domain.Batch, error) { return b, nil }
+	f.BatchResultsFn = func(_ context.Context, _, _ string, _ domain.ResultQuery, fn func(domain.BatchResult) error) error {
+		for i := range 50 {
+			if err := fn(domain.BatchResult{ResultRow: domain.ResultRow{Line: i + 1, CustomID: fmt.Sprintf("r%d", i),
+				State: domain.StateCompleted, Body: []byte(`{"type":"message","content":[{"type":"text","text":"` + strings.Repeat("x", 100) + `"}]}`)}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	blobs := &putBlobs{put: map[string][]byte{}}
+	h := httpapi.New(httpapi.Config{MaxInlineResponseBytes: 1000}, httpapi.Deps{Store: f, Ingester: f, Batches: f, Engine: f, Blobs: blobs})
+	w := xKey(t, h, "GET", "/v1/messages/batches/"+aMessageBatchID+"/results", tenantKey, "")
+	require.Equal(t, http.StatusFound, w.Code, "%s", w.Body)
+	key := domain.MessageResultsKey(tenantID, aBatchID)
+	require.Equal(t, "https://s3.example.com/"+key+"?signed", w.Header().Get("Location"))
+	lines := strings.Split(strings.TrimSuffix(string(blobs.put[key]), "\n"), "\n")
+	require.Len(t, lines, 50)
+	require.JSONEq(t, `{"custom_id":"r49","result":{"type":"succeeded","message":{"type":"message","content":[{"type":"text","text":"`+strings.Repeat("x", 100)+`"}]}}}`, lines[49])
+}

@@ -554,8 +554,9 @@ DELETE FROM requests WHERE id IN (
 
 -- name: PurgeableBatches :many
 -- Deleted batches whose requests are all gone: their objects, then their rows, can go. No lock:
--- the engine deletes their objects before DropBatches, outside any transaction.
-SELECT b.id, b.tenant_id FROM batches b
+-- the engine deletes their objects before DropBatches, outside any transaction. api tells a
+-- message batch, which may have a results object too.
+SELECT b.id, b.tenant_id, b.api FROM batches b
 WHERE b.deleted_at IS NOT NULL AND b.deleted_at < sqlc.arg(grace_before)
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id)
 ORDER BY b.id

@@ -1496,7 +1496,7 @@ func (q *Queries) PurgeRequests(ctx context.Context, arg PurgeRequestsParams) (i
 }
 
 const purgeableBatches = `-- name: PurgeableBatches :many
-SELECT b.id, b.tenant_id FROM batches b
+SELECT b.id, b.tenant_id, b.api FROM batches b
 WHERE b.deleted_at IS NOT NULL AND b.deleted_at < $1
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id)
 ORDER BY b.id
@@ -1511,10 +1511,12 @@ type PurgeableBatchesParams struct {
 type PurgeableBatchesRow struct {
 	ID       string
 	TenantID string
+	Api      string
 }
 
 // Deleted batches whose requests are all gone: their objects, then their rows, can go. No lock:
-// the engine deletes their objects before DropBatches, outside any transaction.
+// the engine deletes their objects before DropBatches, outside any transaction. api tells a
+// message batch, which may have a results object too.
 func (q *Queries) PurgeableBatches(ctx context.Context, arg PurgeableBatchesParams) ([]PurgeableBatchesRow, error) {
 	rows, err := q.db.Query(ctx, purgeableBatches, arg.GraceBefore, arg.Chunk)
 	if err != nil {
@@ -1524,7 +1526,7 @@ func (q *Queries) PurgeableBatches(ctx context.Context, arg PurgeableBatchesPara
 	var items []PurgeableBatchesRow
 	for rows.Next() {
 		var i PurgeableBatchesRow
-		if err := rows.Scan(&i.ID, &i.TenantID); err != nil {
+		if err := rows.Scan(&i.ID, &i.TenantID, &i.Api); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

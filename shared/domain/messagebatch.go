@@ -97,20 +97,42 @@ type MessageRequestCounts struct {
 }
 
 // MessageRequestCountsOf sums a batch's requests by state (as the store counts them) into
-// request_counts; total is the batch's request count, which covers a batch whose rows do not
-// exist (yet, or at all: one that failed before it ran has none, and all of its requests count
-// as errored once it ended).
-func MessageRequestCountsOf(byState map[RequestState]int, total int, ended bool) MessageRequestCounts {
+// request_counts; total is the batch's request count, which covers requests without rows (not
+// populated yet, or never: a batch that ended before it ran has none). Those count as processing
+// while the batch runs, and once it ended as UnrunResult says.
+func MessageRequestCountsOf(byState map[RequestState]int, total int, status BatchStatus) MessageRequestCounts {
 	c := MessageRequestCounts{Succeeded: byState[StateCompleted], Errored: byState[StateFailed],
 		Canceled: byState[StateCanceled], Expired: byState[StateExpired]}
-	rest := total - c.Succeeded - c.Errored - c.Canceled - c.Expired
-	if rest < 0 {
-		rest = 0
-	}
-	if ended {
-		c.Errored += rest
-	} else {
+	rest := max(total-c.Succeeded-c.Errored-c.Canceled-c.Expired, 0)
+	switch {
+	case !status.Terminal():
 		c.Processing = rest
+	case UnrunResult(status) == MessageResultCanceled:
+		c.Canceled += rest
+	case UnrunResult(status) == MessageResultExpired:
+		c.Expired += rest
+	default:
+		c.Errored += rest
 	}
 	return c
+}
+
+// Result types of a message batch's requests (the results' result.type).
+const (
+	MessageResultSucceeded = "succeeded"
+	MessageResultErrored   = "errored"
+	MessageResultCanceled  = "canceled"
+	MessageResultExpired   = "expired"
+)
+
+// UnrunResult is the result of the requests of a batch that ended (status) before they ran:
+// canceled when it was cancelled, expired when it expired, errored when it failed.
+func UnrunResult(status BatchStatus) string {
+	switch status {
+	case BatchCancelled:
+		return MessageResultCanceled
+	case BatchExpired:
+		return MessageResultExpired
+	}
+	return MessageResultErrored
 }

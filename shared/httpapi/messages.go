@@ -79,7 +79,7 @@ func (s *server) toMessageBatch(b domain.Batch, byState map[domain.RequestState]
 	id := domain.MessageBatchID(b.ID)
 	ended := endedAt(b)
 	o := messageBatchObject{ID: id, Type: "message_batch", ProcessingStatus: domain.MessageBatchStatus(b.Status),
-		RequestCounts: domain.MessageRequestCountsOf(byState, b.Counts.Total, b.Status.Terminal()),
+		RequestCounts: domain.MessageRequestCountsOf(byState, b.Counts.Total, b.Status),
 		CreatedAt:     rfc3339(b.CreatedAt), ExpiresAt: rfc3339(b.ExpiresAt), EndedAt: rfc3339Ptr(ended)}
 	switch {
 	case b.CancellingAt != nil:
@@ -464,17 +464,17 @@ func resultOf(row domain.ResultRow) messageResult {
 	switch row.State {
 	case domain.StateCompleted:
 		if json.Valid(row.Body) {
-			l.Result = messageResultValue{Type: "succeeded", Message: row.Body}
+			l.Result = messageResultValue{Type: domain.MessageResultSucceeded, Message: row.Body}
 			return l
 		}
 		row.ErrorMessage = "The upstream's answer was not JSON."
-		l.Result = messageResultValue{Type: "errored", Error: resultErrorOf(domain.ResultRow{StatusCode: http.StatusBadGateway, ErrorMessage: row.ErrorMessage})}
+		l.Result = messageResultValue{Type: domain.MessageResultErrored, Error: resultErrorOf(domain.ResultRow{StatusCode: http.StatusBadGateway, ErrorMessage: row.ErrorMessage})}
 	case domain.StateCanceled:
-		l.Result = messageResultValue{Type: "canceled"}
+		l.Result = messageResultValue{Type: domain.MessageResultCanceled}
 	case domain.StateExpired:
-		l.Result = messageResultValue{Type: "expired"}
+		l.Result = messageResultValue{Type: domain.MessageResultExpired}
 	default:
-		l.Result = messageResultValue{Type: "errored", Error: resultErrorOf(row)}
+		l.Result = messageResultValue{Type: domain.MessageResultErrored, Error: resultErrorOf(row)}
 	}
 	return l
 }
@@ -505,8 +505,8 @@ func (s *server) messageBatchResults(w http.ResponseWriter, r *http.Request) {
 		return add(resultOf(res.ResultRow))
 	})
 	if err == nil && lines == 0 && b.Counts.Total > 0 {
-		// It ended before its requests became rows (populate refused it): every request errored,
-		// with the batch's reason, named by the custom_ids of its input file.
+		// It ended before its requests became rows (populate refused it, or it was cancelled or
+		// expired first): the custom_ids come from its input file.
 		err = s.unrunResults(r, b, add)
 	}
 	if err != nil {
@@ -536,8 +536,9 @@ func (s *server) messageBatchResults(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// unrunResults calls add with an errored result for every request of a batch that ended before
-// they ran, read from its input file, with the batch's first error as the reason.
+// unrunResults calls add with a result for every request of a batch that ended before they ran,
+// read from its input file: canceled or expired with the batch, otherwise errored with the
+// batch's first error as the reason.
 func (s *server) unrunResults(r *http.Request, b domain.Batch, add func(messageResult) error) error {
 	reason := "The message batch ended before its requests ran."
 	if len(b.Errors) > 0 && b.Errors[0].Message != "" {
@@ -560,9 +561,12 @@ func (s *server) unrunResults(r *http.Request, b domain.Batch, add func(messageR
 		} else if err != nil {
 			return fmt.Errorf("read the input of %s: %w", b.ID, err)
 		}
-		e := &resultError{anthropicError: anthropicError{Type: "error"}}
-		e.Error.Type, e.Error.Message = "invalid_request_error", reason
-		if err := add(messageResult{CustomID: l.CustomID, Result: messageResultValue{Type: "errored", Error: e}}); err != nil {
+		res := messageResultValue{Type: domain.UnrunResult(b.Status)}
+		if res.Type == domain.MessageResultErrored {
+			res.Error = &resultError{anthropicError: anthropicError{Type: "error"}}
+			res.Error.Error.Type, res.Error.Error.Message = "invalid_request_error", reason
+		}
+		if err := add(messageResult{CustomID: l.CustomID, Result: res}); err != nil {
 			return err
 		}
 	}

@@ -122,6 +122,14 @@ func TestMessageBatchObjectShape(t *testing.T) {
 			`{"processing_status":"ended","request_counts":{"processing":0,"succeeded":1,"errored":1,"canceled":0,"expired":1},
 			  "ended_at":"2026-03-01T12:00:00Z","cancel_initiated_at":null,
 			  "results_url":"https://batch.example.com/v1/messages/batches/` + aMessageBatchID + `/results"}`},
+		{"cancelled before it ran", func(b *domain.Batch) { b.Status, b.CancelledAt = domain.BatchCancelled, &testNow }, nil,
+			`{"processing_status":"ended","request_counts":{"processing":0,"succeeded":0,"errored":0,"canceled":3,"expired":0},
+			  "ended_at":"2026-03-01T12:00:00Z","cancel_initiated_at":"2026-03-01T12:00:00Z",
+			  "results_url":"https://batch.example.com/v1/messages/batches/` + aMessageBatchID + `/results"}`},
+		{"expired before it ran", func(b *domain.Batch) { b.Status, b.ExpiredAt = domain.BatchExpired, &testNow }, nil,
+			`{"processing_status":"ended","request_counts":{"processing":0,"succeeded":0,"errored":0,"canceled":0,"expired":3},
+			  "ended_at":"2026-03-01T12:00:00Z","cancel_initiated_at":null,
+			  "results_url":"https://batch.example.com/v1/messages/batches/` + aMessageBatchID + `/results"}`},
 		{"failed before it ran", func(b *domain.Batch) { b.Status, b.FailedAt = domain.BatchFailed, &testNow }, nil,
 			`{"processing_status":"ended","request_counts":{"processing":0,"succeeded":0,"errored":3,"canceled":0,"expired":0},
 			  "ended_at":"2026-03-01T12:00:00Z","cancel_initiated_at":null,
@@ -444,6 +452,14 @@ func TestMessageBatchResultsOfABatchThatNeverRan(t *testing.T) {
 	for i, id := range []string{"a", "b"} {
 		require.JSONEq(t, `{"custom_id":"`+id+`","result":{"type":"errored","error":{"type":"error",
 			"error":{"type":"invalid_request_error","message":"line 2: the model \"gone\" does not exist"},"request_id":null}}}`, lines[i])
+	}
+
+	// Cancelled or expired before it ran: every request is canceled or expired.
+	for status, want := range map[domain.BatchStatus]string{domain.BatchCancelled: "canceled", domain.BatchExpired: "expired"} {
+		b.Status = status
+		w := xKey(t, h, "GET", "/v1/messages/batches/"+aMessageBatchID+"/results", tenantKey, "")
+		require.Equal(t, 200, w.Code, "%s", w.Body)
+		require.Equal(t, `{"custom_id":"a","result":{"type":"`+want+`"}}`+"\n"+`{"custom_id":"b","result":{"type":"`+want+`"}}`+"\n", w.Body.String())
 	}
 }
 

@@ -61,21 +61,6 @@ func messageBatch() domain.Batch {
 		Status: domain.BatchInProgress, Counts: domain.Counts{Total: 3}, CreatedAt: created, ExpiresAt: created.Add(24 * time.Hour)}
 }
 
-func TestMessageBatchIDsMapToBatchIDs(t *testing.T) {
-	t.Parallel()
-	id := domain.NewBatchID()
-	m := domain.MessageBatchID(id)
-	require.True(t, strings.HasPrefix(m, "msgbatch_"), m)
-	require.Equal(t, strings.TrimPrefix(id, "batch_"), strings.TrimPrefix(m, "msgbatch_"))
-	back, ok := domain.BatchIDOfMessageBatch(m)
-	require.True(t, ok)
-	require.Equal(t, id, back)
-	for _, bad := range []string{id, "msgbatch_", "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF", "msgbatch_" + strings.Repeat("A", 32)} {
-		_, ok := domain.BatchIDOfMessageBatch(bad)
-		require.False(t, ok, bad)
-	}
-}
-
 func TestMessageBatchAuthenticatesWithXAPIKeyOrBearer(t *testing.T) {
 	t.Parallel()
 	f := withKeys(newFake(t))

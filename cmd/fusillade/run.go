@@ -30,7 +30,7 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 	addr := fs.String("addr", "127.0.0.1:8080", "address the API listens on")
 	dataDir := fs.String("data", ".data", "directory that keeps the database, files and keys across restarts")
 	fresh := fs.Bool("fresh", false, "wipe the data directory first")
-	models := fs.String("models", "mock-chat=8,mock-embed=4", "models to configure against the mock upstream, name=limit,… (\"\" for none)")
+	models := fs.String("models", "mock-chat=8,mock-embed=4,"+stack.MessagesModel+"=4", "models to configure against the mock upstream, name=limit,… (\"\" for none)")
 	modelsFile := fs.String("models-file", "", "YAML file of real upstream models (name, base_url, credential_ref, limit, escalation); see README")
 	var upstreams []stack.ModelSpec
 	fs.Func("upstream", "a real upstream model, NAME=BASE_URL[,key=env:VAR][,limit=N][,escalation=MODEL]; repeatable", func(v string) error {
@@ -84,6 +84,7 @@ fusillade is running (started in %s)
   admin key      %s
   models         %s
                  (mock upstream latency %s)
+  messages model %s   (Anthropic Message Batches: %s/v1/messages/batches)
   data           %s   (kept across restarts; --fresh wipes it)
   metrics        %s/metrics   (Prometheus text; docs/operations.md)
 
@@ -101,7 +102,8 @@ or with curl:
        -d '{"input_file_id":"<file id>","endpoint":"/v1/chat/completions","completion_window":"24h"}'
 
 Press Ctrl-C to stop.
-`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, describeModels(specs), *latency, *dataDir, st.APIURL, st.APIURL, st.APIKey)
+`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, describeModels(specs), *latency,
+		messagesModel(specs), st.APIURL, *dataDir, st.APIURL, st.APIURL, st.APIKey)
 	if *example && hasModel(specs, "mock-chat") {
 		if err := runExample(ctx, st, stdout); err != nil {
 			fmt.Fprintln(stderr, "example batch:", err)
@@ -166,6 +168,15 @@ func describeModels(specs []stack.ModelSpec) string {
 		parts = append(parts, fmt.Sprintf("%s=%d (%s)", m.Name, m.Limit, where))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// messagesModel names the model configured for Anthropic's Messages API (MessagesModel), or says
+// there is none.
+func messagesModel(specs []stack.ModelSpec) string {
+	if hasModel(specs, stack.MessagesModel) {
+		return stack.MessagesModel
+	}
+	return "none (add " + stack.MessagesModel + " to --models)"
 }
 
 // hasModel says whether the bundled example (which uses mock-chat) can run.

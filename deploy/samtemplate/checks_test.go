@@ -802,6 +802,7 @@ func checkS3Grants(tpl map[string]any) []error {
 	part := domain.UploadPartsPrefix("tenant", "upload") + "part"
 	output := domain.BatchFileKey("tenant", "batch", true)
 	errorsKey := domain.BatchFileKey("tenant", "batch", false)
+	messageResults := domain.MessageResultsKey("tenant", "batch")
 	writeResults := []s3Access{
 		{"s3:PutObject", output}, {"s3:PutObject", errorsKey},
 		{"s3:DeleteObject", output}, {"s3:DeleteObject", errorsKey}, {"s3:AbortMultipartUpload", output},
@@ -813,10 +814,11 @@ func checkS3Grants(tpl map[string]any) []error {
 			{"s3:PutObject", content}, {"s3:DeleteObject", content}, {"s3:AbortMultipartUpload", content},
 			{"s3:PutObject", staged}, {"s3:GetObject", staged}, {"s3:DeleteObject", staged},
 			{"s3:PutObject", part}, {"s3:GetObject", part}, {"s3:DeleteObject", part},
+			{"s3:PutObject", messageResults}, {"s3:GetObject", messageResults},
 		},
 		"PopulateFunction": {{"s3:GetObject", input}, {"s3:GetObject", content}},
 		"WorkerFunction":   writeResults,
-		"PurgeFunction":    writeResults,
+		"PurgeFunction":    append(writeResults, s3Access{"s3:DeleteObject", messageResults}),
 	}
 	var errs []error
 	fns := functions(tpl)

@@ -10,6 +10,7 @@
 //	/v1/completions        text_completion, streamable the same way
 //	/v1/embeddings         list of 8-dimensional embeddings ("float" or "base64")
 //	/v1/responses          a minimal completed response object (no streaming)
+//	/v1/messages           an Anthropic Message (no streaming); its errors are Anthropic's envelope
 //
 // The "model" field of the JSON body is the key for per-model accounting.
 // Answers are deterministic: content is derived from a hash of the last user

@@ -195,3 +195,42 @@ func TestBadRequests(t *testing.T) {
 		assert.Equal(t, int64(1), st.Models["m1"].ByStatus[http.StatusBadRequest])
 	})
 }
+
+func TestMessagesShape(t *testing.T) {
+	t.Parallel()
+	_, ts := newTestServer(t, Config{})
+	url := ts.URL + "/v1/messages"
+	body := map[string]any{"model": "claude-mock", "max_tokens": 16, "system": "be brief",
+		"messages": []any{map[string]any{"role": "user", "content": "hello there"}}}
+	r := post(t, url, body)
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "application/json", r.Header.Get("Content-Type"))
+	m := decodeObject(t, r.Body)
+	assert.True(t, strings.HasPrefix(m["id"].(string), "msg_"), m["id"])
+	assert.Equal(t, "message", m["type"])
+	assert.Equal(t, "assistant", m["role"])
+	assert.Equal(t, "claude-mock", m["model"])
+	assert.Equal(t, "end_turn", m["stop_reason"])
+	assert.Contains(t, m, "stop_sequence")
+	part := obj(t, arr(t, m["content"])[0])
+	assert.Equal(t, "text", part["type"])
+	assert.Contains(t, part["text"], "Mock reply")
+	u := obj(t, m["usage"])
+	assert.Greater(t, u["input_tokens"], float64(0))
+	assert.Greater(t, u["output_tokens"], float64(0))
+	assert.Equal(t, "batch", u["service_tier"])
+
+	// The reply is the chat endpoint's for the same last user message.
+	chat := decodeObject(t, post(t, ts.URL+"/v1/chat/completions", chatBody("m1", "hello there", nil)).Body)
+	assert.Equal(t, obj(t, arr(t, chat["choices"])[0])["message"].(map[string]any)["content"], part["text"])
+
+	// Failures are Anthropic's envelope.
+	body["mock_status"] = 529
+	e := post(t, url, body)
+	require.Equal(t, 529, e.Status)
+	em := decodeObject(t, e.Body)
+	assert.Equal(t, "error", em["type"])
+	assert.Equal(t, "overloaded_error", obj(t, em["error"])["type"])
+	body["mock_status"] = 400
+	assert.Equal(t, "invalid_request_error", obj(t, decodeObject(t, post(t, url, body).Body)["error"])["type"])
+}

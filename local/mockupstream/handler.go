@@ -22,6 +22,7 @@ const (
 	epCompletions
 	epEmbeddings
 	epResponses
+	epMessages
 )
 
 var routes = map[string]endpoint{
@@ -29,6 +30,7 @@ var routes = map[string]endpoint{
 	"/v1/completions":      epCompletions,
 	"/v1/embeddings":       epEmbeddings,
 	"/v1/responses":        epResponses,
+	"/v1/messages":         epMessages,
 }
 
 // requestBody holds the fields of any of the four endpoints that the mock
@@ -42,6 +44,7 @@ type requestBody struct {
 	Input          json.RawMessage `json:"input"`
 	Instructions   string          `json:"instructions"`
 	EncodingFormat string          `json:"encoding_format"`
+	System         json.RawMessage `json:"system"`
 	directives
 }
 
@@ -227,8 +230,8 @@ func (s *Server) serve(c *call, ep endpoint, req *requestBody) {
 		c.writeError(failStatus, fmt.Sprintf("mock failure (status %d requested by the request)", failStatus))
 	case injectErr:
 		c.writeError(errStatus, fmt.Sprintf("mock injected error (status %d)", errStatus))
-	case req.Stream && ep == epResponses:
-		c.writeError(http.StatusBadRequest, "the mock upstream does not stream /v1/responses")
+	case req.Stream && (ep == epResponses || ep == epMessages):
+		c.writeError(http.StatusBadRequest, "the mock upstream does not stream "+c.path)
 	case ep == epEmbeddings && (len(req.Input) == 0 || string(req.Input) == "null"):
 		c.writeError(http.StatusBadRequest, "'input' is a required property")
 	case d.HangBody:
@@ -341,7 +344,43 @@ type apiErrorBody struct {
 }
 
 func (c *call) writeError(status int, msg string) {
+	if c.path == "/v1/messages" {
+		c.writeBytes(status, c.marshal(anthropicErrorBody(status, msg)))
+		return
+	}
 	c.writeBytes(status, c.marshal(errorBody(status, msg)))
+}
+
+// anthropicError is Anthropic's error envelope, which /v1/messages answers.
+type anthropicError struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// anthropicErrorBody builds the error Anthropic would send for status.
+func anthropicErrorBody(status int, msg string) anthropicError {
+	e := anthropicError{Type: "error"}
+	e.Error.Message = msg
+	switch {
+	case status == http.StatusUnauthorized:
+		e.Error.Type = "authentication_error"
+	case status == http.StatusForbidden:
+		e.Error.Type = "permission_error"
+	case status == http.StatusNotFound:
+		e.Error.Type = "not_found_error"
+	case status == http.StatusTooManyRequests:
+		e.Error.Type = "rate_limit_error"
+	case status == 529:
+		e.Error.Type = "overloaded_error"
+	case status >= 500:
+		e.Error.Type = "api_error"
+	default:
+		e.Error.Type = "invalid_request_error"
+	}
+	return e
 }
 
 // errorBody builds the error OpenAI would send for status; the type and

@@ -115,6 +115,32 @@ type responseUsage struct {
 	TotalTokens         int            `json:"total_tokens"`
 }
 
+// message is Anthropic's Message (/v1/messages), with every key its SDKs type.
+type message struct {
+	ID           string           `json:"id"`
+	Type         string           `json:"type"`
+	Role         string           `json:"role"`
+	Model        string           `json:"model"`
+	Content      []messageContent `json:"content"`
+	StopReason   string           `json:"stop_reason"`
+	StopSequence *string          `json:"stop_sequence"`
+	Usage        messageUsage     `json:"usage"`
+}
+
+type messageContent struct {
+	Type      string `json:"type"`
+	Text      string `json:"text"`
+	Citations []any  `json:"citations"`
+}
+
+type messageUsage struct {
+	InputTokens              int    `json:"input_tokens"`
+	OutputTokens             int    `json:"output_tokens"`
+	CacheCreationInputTokens *int   `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     *int   `json:"cache_read_input_tokens"`
+	ServiceTier              string `json:"service_tier"`
+}
+
 // answer builds the non-streaming success body of ep.
 func answer(ep endpoint, req *requestBody, seq int64) any {
 	now := time.Now().Unix()
@@ -149,6 +175,14 @@ func answer(ep endpoint, req *requestBody, seq int64) any {
 		}
 		out.Usage.TotalTokens = out.Usage.PromptTokens
 		return out
+	case epMessages:
+		prompt, lastUser := chatText(req.Messages)
+		prompt = contentText(req.System) + prompt
+		reply := replyText(lastUser)
+		return message{ID: "msg_mock" + suffix, Type: "message", Role: "assistant", Model: req.Model,
+			Content:    []messageContent{{Type: "text", Text: reply}},
+			StopReason: "end_turn",
+			Usage:      messageUsage{InputTokens: tokens(prompt), OutputTokens: tokens(reply), ServiceTier: "batch"}}
 	default:
 		prompt, lastUser := responsesText(req.Input)
 		prompt = req.Instructions + prompt

@@ -34,17 +34,35 @@ var notText = map[string]string{"nul": "\x00", "latin1": "\xff\xfe", "nul-in-wor
 
 // idPrefixes are the prefixes of the id kinds, so that a hostile value also gets past a naive
 // prefix check.
-var idPrefixes = map[string]string{"files": "file-", "batches": "batch_", "uploads": "upload_", "tenants": "tenant_", "keys": "1", "models": "m", "webhooks": "we_"}
+var idPrefixes = map[string]string{"files": "file-", "batches": "batch_", "uploads": "upload_", "tenants": "tenant_", "keys": "1", "models": "m", "webhooks": "we_",
+	"messages/batches": "msgbatch_"}
 
-// fillPath puts values into a route pattern: each wildcard gets value(collection before it).
+// fillPath puts values into a route pattern: each wildcard gets value(collection before it);
+// Anthropic's message batches (/v1/messages/batches/{id}) are the collection "messages/batches".
 func fillPath(pattern string, value func(collection string) string) string {
 	segs := strings.Split(pattern, "/")
 	for i, s := range segs {
 		if strings.HasPrefix(s, "{") {
-			segs[i] = url.PathEscape(value(segs[i-1]))
+			segs[i] = url.PathEscape(value(collectionOf(segs, i)))
 		}
 	}
 	return strings.Join(segs, "/")
+}
+
+// collectionOf names the collection of the wildcard segs[i], as fillPath's maps key it.
+func collectionOf(segs []string, i int) string {
+	if i >= 2 && segs[i-2] == "messages" {
+		return "messages/" + segs[i-1]
+	}
+	return segs[i-1]
+}
+
+// anthropicBatch creates a message batch (of one request for claude-mock) and returns its id.
+func anthropicBatch(t *testing.T, st *stack.Stack) string {
+	t.Helper()
+	r := callJSON(t, st, st.APIKey, "POST", "/v1/messages/batches", hostileBodies("")["POST /v1/messages/batches"])
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	return r.json(t)["id"].(string)
 }
 
 // keyFor is the key that reaches a route's handler.
@@ -55,10 +73,14 @@ func keyFor(st *stack.Stack, admin bool) string {
 	return st.APIKey
 }
 
-// isClientError checks a 4xx answer in OpenAI's error envelope.
+// isClientError checks a 4xx answer in OpenAI's error envelope (Anthropic's on its routes).
 func isClientError(t *testing.T, r apiResp, what string) {
 	t.Helper()
 	require.True(t, r.Status >= 400 && r.Status < 500, "%s: status %d, body %.300s", what, r.Status, r.Body)
+	if strings.Contains(what, "/v1/messages/") {
+		r.anthropicErrorOf(t)
+		return
+	}
 	r.errorOf(t)
 }
 
@@ -85,6 +107,9 @@ func hostileBodies(fileID string) map[string]map[string]any {
 		"POST /v1/admin/tenants":                {"name": "t"},
 		"POST /v1/admin/tenants/{id}/keys":      {"name": "k"},
 		"POST /v1/webhooks":                     {"url": "https://hooks.example.com/in", "event_types": []any{"batch.completed"}},
+		"POST /v1/messages/batches": {"requests": []any{map[string]any{"custom_id": "a-1", "params": map[string]any{
+			"model": stack.MessagesModel, "max_tokens": 8, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}}}},
+		"POST /v1/messages/batches/{id}/cancel": nil,
 	}
 }
 
@@ -143,7 +168,8 @@ func TestHostileInputNeverAnswers5xx(t *testing.T) {
 	hook := callJSON(t, st, st.APIKey, "POST", "/v1/webhooks", hostileBodies(f.ID)["POST /v1/webhooks"])
 	require.Equal(t, 200, hook.Status, "%s", hook.Body)
 	real := map[string]string{"files": f.ID, "batches": done.ID, "uploads": up.ID, "tenants": st.TenantID,
-		"keys": fmt.Sprint(int64(spare["id"].(float64))), "models": "mock-chat", "webhooks": hook.json(t)["id"].(string)}
+		"keys": fmt.Sprint(int64(spare["id"].(float64))), "models": "mock-chat", "webhooks": hook.json(t)["id"].(string),
+		"messages/batches": anthropicBatch(t, st)}
 	routes := httpapi.Routes()
 	bodies := hostileBodies(f.ID)
 
@@ -262,5 +288,5 @@ func TestHostileInputNeverAnswers5xx(t *testing.T) {
 	require.Equal(t, openai.BatchStatusCompleted, got.Status)
 	_, err = c.Files.Get(ctx, f.ID)
 	require.NoError(t, err)
-	require.Len(t, callJSON(t, st, st.AdminKey, "GET", "/v1/admin/models", nil).json(t)["data"], 2)
+	require.Len(t, callJSON(t, st, st.AdminKey, "GET", "/v1/admin/models", nil).json(t)["data"], len(stack.DefaultModels()))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ func TestEveryRouteAuthenticates(t *testing.T) {
 	st := startStack(t, stack.Options{})
 	revoked := callJSON(t, st, st.AdminKey, "POST", "/v1/admin/tenants/"+st.TenantID+"/keys", map[string]any{"name": "old"}).json(t)
 	require.Equal(t, 200, callJSON(t, st, st.AdminKey, "DELETE", fmt.Sprintf("/v1/admin/keys/%d", int64(revoked["id"].(float64))), nil).Status)
-	ids := map[string]string{"files": "file-x", "batches": "batch_x", "uploads": "upload_x", "models": "m", "tenants": st.TenantID, "keys": "1", "webhooks": "we_x"}
+	ids := map[string]string{"files": "file-x", "batches": "batch_x", "uploads": "upload_x", "models": "m", "tenants": st.TenantID, "keys": "1", "webhooks": "we_x",
+		"messages/batches": "msgbatch_x"}
 
 	routes := httpapi.Routes()
 	require.Greater(t, len(routes), 20)
@@ -39,12 +41,26 @@ func TestEveryRouteAuthenticates(t *testing.T) {
 			require.Equal(t, 200, call(t, st, "", rt.Method, path, nil, "").Status, name)
 			continue
 		}
+		anthropic := strings.HasPrefix(rt.Pattern, "/v1/messages/")
 		for _, key := range []string{"", "not-a-key", "fsk_0000000000000000000000000000000000000000", revoked["key"].(string)} {
 			r := call(t, st, key, rt.Method, path, strings.NewReader("{}"), "application/json")
 			require.Equal(t, 401, r.Status, "%s with key %q", name, key)
+			if anthropic {
+				require.Equal(t, "authentication_error", r.anthropicErrorOf(t)["type"], name)
+				// Anthropic's routes take the key as x-api-key too, with the same checks.
+				r = call(t, st, "", rt.Method, path, strings.NewReader("{}"), "application/json", "X-Api-Key", key)
+				require.Equal(t, 401, r.Status, "%s with x-api-key %q", name, key)
+				require.Equal(t, "authentication_error", r.anthropicErrorOf(t)["type"], name)
+				continue
+			}
 			e := r.errorOf(t)
 			require.Equal(t, "invalid_api_key", e["code"], name)
 			require.Equal(t, "invalid_request_error", e["type"], name)
+		}
+		if !anthropic {
+			// x-api-key is Anthropic's header: the other routes ignore it, a valid key included.
+			r := call(t, st, "", rt.Method, path, strings.NewReader("{}"), "application/json", "X-Api-Key", st.APIKey)
+			require.Equal(t, 401, r.Status, "%s with a valid x-api-key", name)
 		}
 		if rt.Admin {
 			r := call(t, st, st.APIKey, rt.Method, path, strings.NewReader("{}"), "application/json")
@@ -71,15 +87,18 @@ func TestAnotherTenantsObjectsAnswerLikeMissingOnes(t *testing.T) {
 
 	hook := callJSON(t, st, st.APIKey, "POST", "/v1/webhooks", map[string]any{"url": "https://hooks.example.com/in", "event_types": []string{"batch.completed"}})
 	require.Equal(t, 200, hook.Status, "%s", hook.Body)
-	theirs := map[string]string{"files": f.ID, "batches": done.ID, "uploads": up.ID, "webhooks": hook.json(t)["id"].(string)}
+	theirs := map[string]string{"files": f.ID, "batches": done.ID, "uploads": up.ID, "webhooks": hook.json(t)["id"].(string),
+		"messages/batches": anthropicBatch(t, st)}
 	missing := map[string]string{"files": "file-AAAAAAAAAAAAAAAAAAAAAAAA", "batches": "batch_00000000000000000000000000000000",
-		"uploads": "upload_AAAAAAAAAAAAAAAAAAAAAAAA", "webhooks": "we_AAAAAAAAAAAAAAAAAAAAAAAA"}
+		"uploads": "upload_AAAAAAAAAAAAAAAAAAAAAAAA", "webhooks": "we_AAAAAAAAAAAAAAAAAAAAAAAA",
+		"messages/batches": "msgbatch_00000000000000000000000000000000"}
 	checked := 0
 	for _, rt := range httpapi.Routes() {
 		if rt.Public || rt.Admin || !strings.Contains(rt.Pattern, "{id}") {
 			continue
 		}
-		kind := strings.Split(rt.Pattern, "/")[2]
+		segs := strings.Split(rt.Pattern, "/")
+		kind := collectionOf(segs, slices.IndexFunc(segs, func(s string) bool { return strings.HasPrefix(s, "{") }))
 		name := rt.Method + " " + rt.Pattern
 		got := call(t, st, bKey, rt.Method, routePath(rt.Pattern, theirs), strings.NewReader("{}"), "application/json")
 		want := call(t, st, bKey, rt.Method, routePath(rt.Pattern, missing), strings.NewReader("{}"), "application/json")

@@ -38,6 +38,21 @@ func (r apiResp) json(t *testing.T) map[string]any {
 }
 
 // errorOf returns the "error" object of an error response, checking the envelope.
+// anthropicErrorOf checks Anthropic's error envelope (the /v1/messages/ routes) and returns its
+// error object (type, message).
+func (r apiResp) anthropicErrorOf(t *testing.T) map[string]any {
+	t.Helper()
+	require.Equal(t, "application/json", r.Header.Get("Content-Type"))
+	require.True(t, strings.HasPrefix(r.Header.Get("request-id"), "req_"), "request-id header")
+	m := r.json(t)
+	require.Equal(t, "error", m["type"], "Anthropic's envelope: %s", r.Body)
+	e, ok := m["error"].(map[string]any)
+	require.True(t, ok, "error object: %s", r.Body)
+	require.NotEmpty(t, e["type"])
+	require.NotEmpty(t, e["message"])
+	return e
+}
+
 func (r apiResp) errorOf(t *testing.T) map[string]any {
 	t.Helper()
 	require.Equal(t, "application/json", r.Header.Get("Content-Type"))

@@ -124,6 +124,40 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	require.Equal(t, 400, do(tenant, "POST", "/v1/batches/"+pb.ID+"/extend", map[string]any{"completion_window": "48h"}).Status, "ended")
 	require.Equal(t, 200, do(tenant, "DELETE", "/v1/batches/"+pb.ID, nil).Status)
 
+	// Anthropic's Message Batches: one that runs to its end, one that cannot run (parked) and is
+	// cancelled; list, results, delete, and errors in Anthropic's envelope.
+	msg := func(id, model string, extra ...any) map[string]any {
+		p := map[string]any{"model": model, "max_tokens": 8, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			p[extra[i].(string)] = extra[i+1]
+		}
+		return map[string]any{"custom_id": id, "params": p}
+	}
+	mr := do("", "POST", "/v1/messages/batches", map[string]any{"requests": []any{msg("m-ok", stack.MessagesModel),
+		msg("m-bad", stack.MessagesModel, "mock_status", 400)}}, "X-Api-Key", tenant)
+	require.Equal(t, 200, mr.Status, string(mr.Body))
+	mid := mr.json(t)["id"].(string)
+	require.Eventually(t, func() bool {
+		return do(tenant, "GET", "/v1/messages/batches/"+mid, nil).json(t)["processing_status"] == "ended"
+	}, time.Minute, 20*time.Millisecond)
+	require.Equal(t, 200, do(tenant, "GET", "/v1/messages/batches/"+mid+"/results", nil).Status)
+	mp := do(tenant, "POST", "/v1/messages/batches", map[string]any{"requests": []any{msg("p", "parked")}})
+	require.Equal(t, 200, mp.Status, string(mp.Body))
+	pid := mp.json(t)["id"].(string)
+	require.Equal(t, 400, do(tenant, "GET", "/v1/messages/batches/"+pid+"/results", nil).Status, "not ended")
+	require.Equal(t, 400, do(tenant, "DELETE", "/v1/messages/batches/"+pid, nil).Status, "not ended")
+	require.Equal(t, 200, do(tenant, "GET", "/v1/messages/batches?limit=1", nil).Status)
+	require.Equal(t, 200, do(tenant, "GET", "/v1/messages/batches?after_id="+pid, nil).Status)
+	require.Equal(t, 200, do(tenant, "POST", "/v1/messages/batches/"+pid+"/cancel", nil).Status)
+	require.Eventually(t, func() bool {
+		return do(tenant, "GET", "/v1/messages/batches/"+pid, nil).json(t)["processing_status"] == "ended"
+	}, time.Minute, 20*time.Millisecond)
+	require.Equal(t, 200, do(tenant, "GET", "/v1/messages/batches/"+pid+"/results", nil).Status)
+	require.Equal(t, 200, do(tenant, "DELETE", "/v1/messages/batches/"+pid, nil).Status)
+	require.Equal(t, 404, do(tenant, "GET", "/v1/messages/batches/"+pid, nil).Status)
+	require.Equal(t, 400, do(tenant, "POST", "/v1/messages/batches", map[string]any{"requests": []any{}}).Status)
+	require.Equal(t, 401, do("", "GET", "/v1/messages/batches", nil).Status)
+
 	// The Uploads API through the SDK.
 	content := lines(chatLine("u", "mock-chat"))
 	up, err := c.Uploads.New(ctx, openai.UploadNewParams{Bytes: int64(len(content)), Filename: "u.jsonl", MimeType: "application/jsonl",

@@ -197,11 +197,16 @@ type Stack struct {
 	closers []func()
 }
 
-// DefaultModels are the models a stack configures when it is given none: mock-chat (limit 8) and
-// mock-embed (limit 4), both served by the mock upstream.
+// DefaultModels are the models a stack configures when it is given none: mock-chat (limit 8),
+// mock-embed (limit 4) and claude-mock (limit 4, for Anthropic's Messages API: message batches),
+// all served by the mock upstream.
 func DefaultModels() []ModelSpec {
-	return []ModelSpec{{Name: "mock-chat", Limit: 8}, {Name: "mock-embed", Limit: 4}}
+	return []ModelSpec{{Name: "mock-chat", Limit: 8}, {Name: "mock-embed", Limit: 4}, {Name: MessagesModel, Limit: 4}}
 }
+
+// MessagesModel is the default model that speaks Anthropic's Messages API (/v1/messages) on the
+// mock upstream.
+const MessagesModel = "claude-mock"
 
 // Start brings the stack up and returns once the API answers. A failed start stops whatever it
 // had started, PostgreSQL included, and says why in one line.
@@ -433,6 +438,10 @@ func (st *Stack) start(ctx context.Context, opts Options) error {
 		})
 	}
 
+	if app.Config.PublicURL == "" {
+		// Message batches' results_url is absolute on the origin the API listens on.
+		app.Config.PublicURL = "http://" + ln.Addr().String()
+	}
 	handler := observeHTTP(apiFn, app.API(), opts.Invoked)
 	if st.Metrics != nil {
 		// Beside the API rather than in it: a scrape is no API invocation, needs no key, and

@@ -106,6 +106,8 @@ type Create struct {
 	ValidateOnly bool
 	// Idempotency is the request's Idempotency-Key; the zero Key means none.
 	Idempotency idempotency.Key
+	// API is the API creating it (domain.APIOpenAI or domain.APIAnthropic); "" is OpenAI's.
+	API string
 }
 
 // Created is what Create did: the batch as created (validating), or with ValidateOnly the input
@@ -150,7 +152,8 @@ func (s *Service) Create(ctx context.Context, c Create) (Created, error) {
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: c.TenantID, InputFileID: f.ID, Endpoint: c.Endpoint,
 		CompletionWindow: c.CompletionWindow, Status: domain.BatchValidating, Metadata: c.Metadata,
 		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: c.CreatedByKey, FailFastAfter: failFast}
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: c.CreatedByKey, FailFastAfter: failFast,
+		API: c.API}
 	res, err := idempotency.Reserve(ctx, s.store, s.log, c.Idempotency, b.ID, now)
 	if err != nil {
 		return Created{}, err
@@ -348,7 +351,8 @@ func (s *Service) Rerun(ctx context.Context, r Rerun) (domain.Batch, error) {
 	now := s.now()
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: r.TenantID, InputFileID: src.InputFileID, Endpoint: src.Endpoint,
 		CompletionWindow: window, Status: domain.BatchValidating, Metadata: meta, CreatedAt: now, ExpiresAt: now.Add(d),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: r.CreatedByKey, FailFastAfter: src.FailFastAfter}
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: r.CreatedByKey, FailFastAfter: src.FailFastAfter,
+		API: src.API}
 	res, err := s.store.RerunBatch(ctx, r.TenantID, r.BatchID, b, now)
 	if err != nil {
 		return domain.Batch{}, err

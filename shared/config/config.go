@@ -93,6 +93,11 @@ type Config struct {
 	WebhookSchedule     []time.Duration
 	WebhookTimeout      time.Duration
 
+	// PublicURL is the origin clients reach the API at (PUBLIC_API_URL, e.g.
+	// https://batch.example.com), which message batches' results_url starts with; default empty,
+	// a root-relative results_url.
+	PublicURL string
+
 	MaxFileBytes int64 // MAX_FILE_BYTES: input file cap; default 200 MB (OpenAI's)
 	MaxLines     int   // MAX_LINES: requests per file; default 50,000 (OpenAI's)
 }
@@ -119,6 +124,7 @@ func Load(getenv func(string) string) (Config, error) {
 		WorkQueue:                e.str("WORK_QUEUE_URL", ""),
 		FunctionName:             e.str("AWS_LAMBDA_FUNCTION_NAME", "local"),
 		CompletionWins:           e.list("COMPLETION_WINDOWS", domain.DefaultCompletionWindow),
+		PublicURL:                e.str("PUBLIC_API_URL", ""),
 		Retry: domain.RetryPolicy{
 			MaxRetries:         e.int("MAX_RETRIES", retry.MaxRetries),
 			Base:               e.ms("BACKOFF_BASE_MS", retry.Base),

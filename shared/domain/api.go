@@ -25,6 +25,11 @@ type BatchListParams struct {
 	ActiveFirst   bool    // unfinished batches first, then the rest, each newest first
 	CreatedByKeys []int64 // API key ids that created the batch; empty = any creator
 	InputFileID   string  // only the batches made from this input file; "" = any
+	// API keeps the batches created through that API (APIOpenAI, APIAnthropic); "" = APIOpenAI.
+	API string
+	// Before (a batch id) asks for the page of batches right before it in the order (newer ones),
+	// instead of After's next page; the page still comes newest first.
+	Before string
 }
 
 // BatchResult is one line of a batch as the results view shows it: the input and, once the line

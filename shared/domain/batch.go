@@ -37,7 +37,8 @@ func (s BatchStatus) Terminal() bool {
 // Endpoints is the allow-list of request paths a batch may target. A line's url must equal one
 // of these exactly, and the worker joins it to the model's configured base URL: user input never
 // chooses a host.
-var Endpoints = []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
+// /v1/messages is Anthropic's Messages API, the endpoint of message batches (MessagesEndpoint).
+var Endpoints = []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", MessagesEndpoint}
 
 // ValidEndpoint reports whether p is on the allow-list.
 func ValidEndpoint(p string) bool {

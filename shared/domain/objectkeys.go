@@ -14,6 +14,7 @@ import (
 //	tenants/<tenant>/files/<file>.<uuid>.jsonl     the validated content of a pending file
 //	tenants/<tenant>/uploads/<upload>/<part>       an Uploads API part, until complete or cancel
 //	tenants/<tenant>/batches/<batch>/output.jsonl  a batch's output file (errors.jsonl: its error file)
+//	tenants/<tenant>/batches/<batch>/message_results.jsonl  a message batch's results, when too large to answer inline
 //	staging/<tenant>/<file>.jsonl                  where a client PUTs a presigned upload
 
 // InputFileKey is where a directly uploaded input file lives in the bucket.
@@ -50,4 +51,10 @@ func BatchFileKey(tenantID, batchID string, output bool) string {
 		kind = "output"
 	}
 	return fmt.Sprintf("tenants/%s/batches/%s/%s.jsonl", tenantID, batchID, kind)
+}
+
+// MessageResultsKey is where the API writes a message batch's results when they are too large to
+// answer inline, to redirect to; the purge deletes it with the batch's other files.
+func MessageResultsKey(tenantID, batchID string) string {
+	return fmt.Sprintf("tenants/%s/batches/%s/message_results.jsonl", tenantID, batchID)
 }

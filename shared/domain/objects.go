@@ -107,6 +107,7 @@ type Batch struct {
 	RerunOf          string // the ended batch whose unfinished lines this batch runs again; "" = none
 	RerunBatchID     string // the batch that runs this one's unfinished lines again; "" = none yet
 	FailFastAfter    int    // K of the fail-fast breaker; 0 = off
+	API              string // the API that created it (APIOpenAI, APIAnthropic); "" is APIOpenAI
 }
 
 // Sealed reports whether the batch's output and error files are final: it ended through

@@ -53,7 +53,10 @@ type Expired struct {
 
 // PurgeableBatch is a deleted batch whose requests are gone: its output and error objects, then
 // its rows, can go.
-type PurgeableBatch struct{ ID, TenantID string }
+type PurgeableBatch struct {
+	ID, TenantID string
+	API          string // the API that created it (APIOpenAI, APIAnthropic)
+}
 
 // PurgeableFile is an input file that was deleted (its copied prompts are erased first) or whose
 // expires_after passed; ObjectKey is "" when it has no object.

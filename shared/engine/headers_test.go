@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/shared/engine"
+	"github.com/fusillade/fusillade/shared/upstream"
 )
 
 // The upstream (or a proxy before it) keys billing and analytics on these headers, as fusillade's
@@ -46,4 +47,29 @@ func TestTheUpstreamReceivesTheBatchHeadersWithFusilladesNamesAndTimestampFormat
 	}
 	_, sent := h["X-Fusillade-Batch-Absent-Key"]
 	assert.False(t, sent, "a configured key the batch's metadata lacks sends no header")
+}
+
+// A message batch's requests go to the upstream with the anthropic-version the batch was created
+// with (kept in its metadata); without one, the upstream client's default.
+func TestMessageBatchRequestsCarryTheirAnthropicVersion(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	ctx := context.Background()
+	for _, meta := range []string{`{"anthropic_version":"2026-10-21"}`, `{}`} {
+		id := b.batch(t, b.tenant, "m", 1, 24*time.Hour)
+		_, err := b.store.Pool().Exec(ctx, `UPDATE batches SET endpoint = '/v1/messages', api = 'anthropic', metadata = $2 WHERE id = $1`, id, meta)
+		require.NoError(t, err)
+		_, err = b.store.Pool().Exec(ctx, `UPDATE requests SET path = '/v1/messages' WHERE batch_id = $1`, id)
+		require.NoError(t, err)
+	}
+	_, err := b.eng.DispatchAll(ctx)
+	require.NoError(t, err)
+	b.drain(t)
+
+	var versions []string
+	for _, r := range b.mock.Requests() {
+		require.Equal(t, "/v1/messages", r.Path)
+		versions = append(versions, r.Header.Get("Anthropic-Version"))
+	}
+	assert.ElementsMatch(t, []string{"2026-10-21", upstream.DefaultAnthropicVersion}, versions)
 }

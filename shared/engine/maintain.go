@@ -168,6 +168,10 @@ func (e *Engine) purgeRound(ctx context.Context, now, grace time.Time) (domain.P
 	var keys, ids []string
 	for _, b := range batches {
 		keys = append(keys, domain.BatchFileKey(b.TenantID, b.ID, true), domain.BatchFileKey(b.TenantID, b.ID, false))
+		if b.API == domain.APIAnthropic {
+			// Written only for large results; a missing one deletes fine.
+			keys = append(keys, domain.MessageResultsKey(b.TenantID, b.ID))
+		}
 		ids = append(ids, b.ID)
 	}
 	if err := e.deleteObjects(ctx, keys); err != nil {

@@ -358,6 +358,11 @@ func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
 			batchHeaderPrefix + "completion-window": job.CompletionWindow,
 		},
 	}
+	if v := job.Metadata[domain.AnthropicVersionKey]; v != "" && job.Path == upstream.MessagesPath {
+		// The anthropic-version the message batch was created with; the client sends the
+		// default when there is none, and drops a value that is not header-safe.
+		call.Headers[upstream.HeaderAnthropicVersion] = v
+	}
 	for _, k := range e.cfg.MetadataHeaders {
 		// Forwarded for upstream routing and analytics; a value that is not header-safe is
 		// dropped by the client rather than failing the request.

@@ -63,6 +63,14 @@ type fake struct {
 	ExtendFn                  func(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error)
 	RerunFn                   func(ctx context.Context, r batches.Rerun) (domain.Batch, error)
 	ProgressSinceFn           func(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error)
+	BatchRequestStatesFn      func(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error)
+}
+
+func (f *fake) BatchRequestStates(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error) {
+	if f.BatchRequestStatesFn == nil {
+		return nil, f.unexpected("BatchRequestStates")
+	}
+	return f.BatchRequestStatesFn(ctx, tenantID, batchIDs)
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }

@@ -32,6 +32,9 @@ var pathParams = map[string]pathParam{
 	"tenants":  {"tenant", "'tenant_' followed by 16 letters or digits", domain.IsTenantID},
 	"keys":     {"API key", "a positive integer", domain.IsKeyID},
 	"webhooks": {"webhook endpoint", "'we_' followed by 24 letters or digits", domain.IsWebhookEndpointID},
+	// Anthropic's message batches: declared by the two segments before the wildcard, which
+	// take precedence over the one.
+	"messages/batches": {"message batch", "'msgbatch_' followed by 32 lower-case hexadecimal digits", domain.IsMessageBatchID},
 	"models": {"model", fmt.Sprintf("1 to %d letters, digits or . _ : / @ + -", domain.MaxModelNameLen),
 		domain.IsModelName},
 }
@@ -51,6 +54,11 @@ func (s *server) checkInput(pattern string, next http.Handler) http.Handler {
 		}
 		name = strings.TrimSuffix(name, "}")
 		p, ok := pathParams[segs[i-1]]
+		if i >= 2 {
+			if p2, ok2 := pathParams[segs[i-2]+"/"+segs[i-1]]; ok2 {
+				p, ok = p2, true
+			}
+		}
 		if !ok {
 			panic(fmt.Sprintf("httpapi: route %s: wildcard {%s} after %q is not declared in pathParams", pattern, name, segs[i-1]))
 		}

@@ -61,8 +61,9 @@ var reasonStatus = map[string]int{
 	idempotency.ReasonInFlight: http.StatusConflict,
 }
 
-// error writes err as an OpenAI error. Only *domain.Error messages reach the client; anything
-// else is logged and reported as an internal error.
+// error writes err as an OpenAI error, or on the Anthropic routes (/v1/messages/…) as an Anthropic
+// one ({"type":"error","error":{"type","message"}}, the type from the status). Only *domain.Error
+// messages reach the client; anything else is logged and reported as an internal error.
 func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	var de *domain.Error
 	if !errors.As(err, &de) {
@@ -79,6 +80,24 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(de.Code)
 	if st, ok := reasonStatus[de.Reason]; ok {
 		status = st
+	}
+	if status == http.StatusServiceUnavailable || status == http.StatusConflict {
+		w.Header().Set("Retry-After", "1")
+	}
+	if status == http.StatusServiceUnavailable {
+		// A dependency is down: transient, tell the SDKs to retry whatever the method.
+		w.Header().Set("x-should-retry", "true")
+	}
+	if status == http.StatusBadRequest || status == http.StatusNotFound || status == http.StatusUnprocessableEntity {
+		// Deterministic: tell the SDKs not to retry.
+		w.Header().Set("x-should-retry", "false")
+	}
+	if isMessagesPath(r.URL.Path) {
+		// The Anthropic routes answer Anthropic's envelope, with the same status and headers.
+		body := anthropicError{Type: "error"}
+		body.Error.Type, body.Error.Message = anthropicErrorType(status), de.Message
+		writeJSON(w, status, body)
+		return
 	}
 	var body apiError
 	body.Error.Message = de.Message
@@ -104,17 +123,6 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if len(de.Problems) > 0 {
 		body.Error.Errors, body.Error.Truncated = toLineProblems(de.Problems), &de.ProblemsTruncated
 	}
-	if status == http.StatusServiceUnavailable || status == http.StatusConflict {
-		w.Header().Set("Retry-After", "1")
-	}
-	if status == http.StatusServiceUnavailable {
-		// A dependency is down: transient, tell the SDKs to retry whatever the method.
-		w.Header().Set("x-should-retry", "true")
-	}
-	if status == http.StatusBadRequest || status == http.StatusNotFound || status == http.StatusUnprocessableEntity {
-		// Deterministic: tell the SDKs not to retry.
-		w.Header().Set("x-should-retry", "false")
-	}
 	writeJSON(w, status, body)
 }
 
@@ -132,14 +140,37 @@ const maxJSONBody = 1 << 20
 // decodeJSON decodes a JSON object strictly: unknown fields are rejected, so server-owned fields
 // (status, counts, owner, file ids) can never be set by a client.
 func decodeJSON(r *http.Request, v any) error {
+	return decodeJSONFrom(r, io.LimitReader(r.Body, maxJSONBody), v)
+}
+
+// decodeJSONUpTo is decodeJSON for a body of up to limit bytes (a message batch's inline
+// requests); a larger one is a 413.
+func decodeJSONUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	tooLarge := &domain.Error{Code: domain.ETooLarge, Reason: "request_too_large",
+		Message: fmt.Sprintf("The request body is larger than %d bytes, the most one request can carry.", limit)}
+	if r.ContentLength > limit {
+		return tooLarge
+	}
+	err := decodeJSONFrom(r, http.MaxBytesReader(w, r.Body, limit), v)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return tooLarge
+	}
+	return err
+}
+
+func decodeJSONFrom(r *http.Request, body io.Reader, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return &domain.Error{Code: domain.EInvalid, Message: "Content-Type must be application/json."}
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxJSONBody))
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var f *json.UnmarshalTypeError
+		var mbe *http.MaxBytesError
 		switch {
+		case errors.As(err, &mbe):
+			return err
 		case errors.Is(err, io.EOF):
 			return &domain.Error{Code: domain.EInvalid, Message: "The request body is empty; a JSON object is required."}
 		case errors.As(err, &f):

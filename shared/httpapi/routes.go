@@ -50,6 +50,14 @@ func (s *server) routes() []route {
 		{"DELETE", "/v1/batches/{id}", accessTenant, http.HandlerFunc(s.deleteBatch)},
 		{"DELETE", "/v1/files/{id}", accessTenant, http.HandlerFunc(s.deleteFile)},
 
+		// Anthropic's Message Batches API (messages.go).
+		{"POST", "/v1/messages/batches", accessTenant, http.HandlerFunc(s.createMessageBatch)},
+		{"GET", "/v1/messages/batches", accessTenant, http.HandlerFunc(s.listMessageBatches)},
+		{"GET", "/v1/messages/batches/{id}", accessTenant, http.HandlerFunc(s.getMessageBatch)},
+		{"GET", "/v1/messages/batches/{id}/results", accessTenant, http.HandlerFunc(s.messageBatchResults)},
+		{"POST", "/v1/messages/batches/{id}/cancel", accessTenant, http.HandlerFunc(s.cancelMessageBatch)},
+		{"DELETE", "/v1/messages/batches/{id}", accessTenant, http.HandlerFunc(s.deleteMessageBatch)},
+
 		{"POST", "/v1/webhooks", accessTenant, http.HandlerFunc(s.createWebhook)},
 		{"GET", "/v1/webhooks", accessTenant, http.HandlerFunc(s.listWebhooks)},
 		{"DELETE", "/v1/webhooks/{id}", accessTenant, http.HandlerFunc(s.deleteWebhook)},

@@ -34,6 +34,8 @@ type Store interface {
 	GetBatch(ctx context.Context, tenantID, id string) (domain.Batch, error)
 	ViewBatch(ctx context.Context, tenantID, id string) (domain.Batch, error)
 	ListBatches(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
+	// BatchRequestStates counts each batch's requests by state (message batches' request_counts).
+	BatchRequestStates(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error)
 	ProgressSince(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error)
 	BatchResults(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
 	ResultFile(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
@@ -124,6 +126,11 @@ type Config struct {
 	// StaleWorker is the silence after which GET /v1/admin/workers calls a worker stale, the
 	// rescue's threshold (STALE_WORKER_MS); default domain.DefaultStaleWorker (60s).
 	StaleWorker time.Duration
+	// PublicURL is the origin clients reach the API at (PUBLIC_API_URL, e.g.
+	// "https://batch.example.com"), which message batches' results_url starts with. Default
+	// empty: results_url is root-relative (/v1/messages/batches/{id}/results), which Anthropic's
+	// SDKs resolve against their base URL.
+	PublicURL string
 	// Webhooks is the policy endpoint URLs are checked against at registration (the sender
 	// checks again at every connection); the zero value is production's, https to public
 	// addresses only.
@@ -157,6 +164,15 @@ type server struct {
 	hooks    WebhookStore
 	log      *slog.Logger
 	now      func() time.Time
+}
+
+// withRequestID gives every answer of the Anthropic routes a request-id header (Anthropic's
+// SDKs read it into their errors): "req_" and 24 random letters or digits.
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("request-id", domain.NewRequestID())
+		next.ServeHTTP(w, r)
+	})
 }
 
 // New returns the API handler.
@@ -202,8 +218,14 @@ func New(cfg Config, d Deps) http.Handler {
 		case accessAdmin:
 			h = s.authenticate(h, true)
 		}
+		if isMessagesPath(rt.pattern) {
+			h = withRequestID(h)
+		}
 		mux.Handle(rt.method+" "+rt.pattern, h)
 	}
+	mux.Handle(messagesPrefix, withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.error(w, r, &domain.Error{Code: domain.ENotFound, Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
+	})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &domain.Error{Code: domain.ENotFound, Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
 	})

@@ -23,12 +23,12 @@ const (
 const MaxModelBytes = 256
 
 // defaultAllowedURLs are the endpoints a batch line may target when Rules.AllowedURLs is empty.
-var defaultAllowedURLs = []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
+var defaultAllowedURLs = []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"}
 
 // Rules configures a Validator. The zero value is usable and means the defaults.
 type Rules struct {
 	// AllowedURLs is matched exactly, byte for byte; default /v1/chat/completions,
-	// /v1/completions, /v1/embeddings and /v1/responses.
+	// /v1/completions, /v1/embeddings, /v1/responses and /v1/messages (Anthropic's).
 	AllowedURLs []string
 	// Endpoint, when set, is the batch's endpoint and every line's url must equal it.
 	Endpoint string

@@ -216,7 +216,7 @@ func TestValidatorMessages(t *testing.T) {
 	le := check(10, req(`"b"`, `"GET"`, okURL, okBody))
 	assert.Equal(t, `line 10: method must be "POST", got "GET"`, le.Message)
 	assert.Equal(t, "b", le.CustomID)
-	assert.Equal(t, `line 11: url "/v1/chat" is not supported; use one of /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses`,
+	assert.Equal(t, `line 11: url "/v1/chat" is not supported; use one of /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses, /v1/messages`,
 		check(11, req(`"c"`, okMethod, `"/v1/chat"`, okBody)).Message)
 	assert.Equal(t, `line 12: url "/v1/embeddings" does not match the batch endpoint "/v1/chat/completions"`,
 		check(12, req(`"d"`, okMethod, `"/v1/embeddings"`, okBody)).Message)

@@ -126,6 +126,9 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 	if p.After != "" && !domain.IsBatchID(p.After) {
 		return nil, false, errBadCursor(p.After)
 	}
+	if p.Before != "" {
+		return s.listBatchesBefore(ctx, tenantID, p)
+	}
 	statuses := p.Statuses
 	if statuses == nil {
 		statuses = []string{}
@@ -147,7 +150,7 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 			}
 		}
 		var err error
-		rows, err = q.ListBatches(ctx, pgq.ListBatchesParams{TenantID: tenantID, Statuses: statuses, Pattern: LikePattern(p.Search),
+		rows, err = q.ListBatches(ctx, pgq.ListBatchesParams{TenantID: tenantID, Api: apiOf(p.API), Statuses: statuses, Pattern: LikePattern(p.Search),
 			CreatedByKeys: nonNil(p.CreatedByKeys), InputFileID: p.InputFileID, CreatedAfter: p.CreatedAfter, CreatedBefore: p.CreatedBefore,
 			ActiveFirst: p.ActiveFirst, CursorRank: int32(cursorRank),
 			CursorAt: cursorAt, CursorID: p.After, Max: int32(p.Limit + 1)})
@@ -172,6 +175,71 @@ func (s *Store) ListBatches(ctx context.Context, tenantID string, p domain.Batch
 	return batches, more, nil
 }
 
+// listBatchesBefore is ListBatches with p.Before: the page of batches of p.API right before
+// the cursor batch (newer ones), newest first, and whether more newer ones exist. The other
+// filters do not apply.
+func (s *Store) listBatchesBefore(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error) {
+	if !domain.IsBatchID(p.Before) {
+		return nil, false, errBadCursor(p.Before)
+	}
+	var rows []pgq.ListBatchesBeforeRow
+	err := s.read(ctx, func(q *pgq.Queries) error {
+		c, err := q.BatchCursor(ctx, pgq.BatchCursorParams{ID: p.Before, TenantID: tenantID})
+		if err != nil {
+			return fmt.Errorf("cursor: %w", err)
+		}
+		rows, err = q.ListBatchesBefore(ctx, pgq.ListBatchesBeforeParams{TenantID: tenantID, Api: apiOf(p.API),
+			CursorAt: c.CreatedAt, CursorID: p.Before, Max: int32(p.Limit + 1)})
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, errBadCursor(p.Before)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("list batches: %w", err)
+	}
+	more := len(rows) > p.Limit
+	if more {
+		rows = rows[:p.Limit]
+	}
+	batches := make([]domain.Batch, len(rows))
+	for i, r := range rows {
+		// The query reads nearest first; the page is shown newest first.
+		if batches[len(rows)-1-i], err = batchOf(r.BatchRow); err != nil {
+			return nil, false, fmt.Errorf("list batches: %w", err)
+		}
+	}
+	return batches, more, nil
+}
+
+// BatchRequestStates counts the requests of each of a tenant's batches by state; a batch
+// without requests is absent. It reads the primary: the counts are shown with a batch read
+// there.
+func (s *Store) BatchRequestStates(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error) {
+	rows, err := s.q.BatchRequestStates(ctx, pgq.BatchRequestStatesParams{TenantID: tenantID, BatchIds: nonNil(batchIDs)})
+	if err != nil {
+		return nil, fmt.Errorf("batch request states: %w", err)
+	}
+	out := make(map[string]map[domain.RequestState]int, len(batchIDs))
+	for _, r := range rows {
+		m := out[r.BatchID]
+		if m == nil {
+			m = map[domain.RequestState]int{}
+			out[r.BatchID] = m
+		}
+		m[domain.RequestState(r.State)] = int(r.N)
+	}
+	return out, nil
+}
+
+// apiOf is the batches.api value of a domain API name; "" is OpenAI's.
+func apiOf(api string) string {
+	if api == "" {
+		return domain.APIOpenAI
+	}
+	return api
+}
+
 // nonNil makes an absent filter an empty array: a NULL array has no cardinality, so the queries'
 // "empty = any" test would not match.
 func nonNil[T any](s []T) []T {
@@ -189,7 +257,7 @@ func batchOf(r pgq.BatchRow) (domain.Batch, error) {
 		ErrorFileID: r.ErrorFileID, Usage: r.Usage, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
 		InProgressAt: r.InProgressAt, FinalizingAt: r.FinalizingAt, CompletedAt: r.CompletedAt, FailedAt: r.FailedAt,
 		ExpiredAt: r.ExpiredAt, CancellingAt: r.CancellingAt, CancelledAt: r.CancelledAt, CreatedByKey: keyID(r.CreatedByKey),
-		RerunOf: r.RerunOf, RerunBatchID: r.RerunBatchID, FailFastAfter: int(r.FailFastAfter),
+		RerunOf: r.RerunOf, RerunBatchID: r.RerunBatchID, FailFastAfter: int(r.FailFastAfter), API: r.Api,
 		Counts: domain.Counts{Total: int(r.Total), Completed: int(r.Completed), Failed: int(r.Failed), Pending: int(r.Pending)}}
 	if len(r.Metadata) > 0 {
 		if err := json.Unmarshal(r.Metadata, &b.Metadata); err != nil {

@@ -334,12 +334,12 @@ func TestGetBatchAndListBatchesReadNoRequestRows(t *testing.T) {
 	id := f.batch(t, 500, "m")
 	_, err := f.store.Pool().Exec(ctx, "ANALYZE")
 	require.NoError(t, err)
-	// ListBatches: active_first, tenant_id, statuses, pattern, created_by_keys, input_file_id,
+	// ListBatches: active_first, tenant_id, api, statuses, pattern, created_by_keys, input_file_id,
 	// created_after, created_before, cursor_at, cursor_rank, cursor_id, max (the order sqlc
 	// numbers them).
 	for name, args := range map[string][]any{
 		"GetBatch":    {id, f.tenant},
-		"ListBatches": {true, f.tenant, []string{}, "", []int64{}, "", nil, nil, nil, 0, "", 21},
+		"ListBatches": {true, f.tenant, "openai", []string{}, "", []int64{}, "", nil, nil, nil, 0, "", 21},
 	} {
 		var plan []byte
 		require.NoError(t, f.store.Pool().QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+postgres.Queries()[name], args...).Scan(&plan))

@@ -251,7 +251,7 @@ func (s *Store) PurgeableBatches(ctx context.Context, chunk int, graceBefore tim
 	}
 	got := make([]domain.PurgeableBatch, len(rows))
 	for i, r := range rows {
-		got[i] = domain.PurgeableBatch{ID: r.ID, TenantID: r.TenantID}
+		got[i] = domain.PurgeableBatch{ID: r.ID, TenantID: r.TenantID, API: r.Api}
 	}
 	return got, nil
 }

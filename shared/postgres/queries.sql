@@ -58,9 +58,10 @@ WHERE b.id = sqlc.arg(batch_id);
 -- name: InsertBatch :exec
 -- The output and error file ids are reserved at creation so that partial results can be read
 -- while the batch runs; sealing fills in their content (or drops one that stays empty).
+-- api is the API that created it (migration 0013).
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id, created_by_key, fail_fast_after)
-VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key), sqlc.arg(fail_fast_after));
+                     output_file_id, error_file_id, created_by_key, fail_fast_after, api)
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key), sqlc.arg(fail_fast_after), sqlc.arg(api));
 
 -- name: SealFile :exec
 -- Records the sealed content of a batch's output or error file; an empty one is dropped.
@@ -553,8 +554,9 @@ DELETE FROM requests WHERE id IN (
 
 -- name: PurgeableBatches :many
 -- Deleted batches whose requests are all gone: their objects, then their rows, can go. No lock:
--- the engine deletes their objects before DropBatches, outside any transaction.
-SELECT b.id, b.tenant_id FROM batches b
+-- the engine deletes their objects before DropBatches, outside any transaction. api tells a
+-- message batch, which may have a results object too.
+SELECT b.id, b.tenant_id, b.api FROM batches b
 WHERE b.deleted_at IS NOT NULL AND b.deleted_at < sqlc.arg(grace_before)
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id)
 ORDER BY b.id

@@ -56,7 +56,7 @@ WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NU
 SELECT created_at, status FROM batches WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id);
 
 -- name: ListBatches :many
--- One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
+-- One page of a tenant's batches of one API (api), each as GetBatch reads it (the batch_rows view). Filters:
 -- statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
 -- ('' = none), created_by_keys the creating API key ids (empty = any creator), input_file_id the
 -- input file ('' = any: a file's batches), created_after/created_before bounds (NULL = none). With active_first unfinished
@@ -68,7 +68,7 @@ LEFT JOIN files f ON f.id = b.input_file_id
 CROSS JOIN LATERAL (
     SELECT CASE WHEN sqlc.arg(active_first)::bool AND b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN 1 ELSE 0 END AS rank
 ) k
-WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL
+WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL AND b.api = sqlc.arg(api)
   AND (cardinality(sqlc.arg(statuses)::text[]) = 0 OR b.status = ANY (sqlc.arg(statuses)::text[]))
   AND (sqlc.arg(pattern)::text = '' OR b.id ILIKE sqlc.arg(pattern) ESCAPE '\' OR b.metadata::text ILIKE sqlc.arg(pattern) ESCAPE '\'
        OR coalesce(f.filename, '') ILIKE sqlc.arg(pattern) ESCAPE '\')
@@ -81,6 +81,26 @@ WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL
        OR (k.rank = sqlc.arg(cursor_rank)::int AND (b.created_at, b.id) < (sqlc.narg(cursor_at)::timestamptz, sqlc.arg(cursor_id)::text)))
 ORDER BY k.rank, b.created_at DESC, b.id DESC
 LIMIT sqlc.arg(max);
+
+-- name: ListBatchesBefore :many
+-- The page of a tenant's batches of one API right before the cursor batch in ListBatches' order
+-- (newest first): the batches newer than it, nearest first, so the caller reverses the page.
+-- Anthropic's before_id; no filters, as its list has none.
+SELECT sqlc.embed(b)
+FROM batch_rows b
+WHERE b.tenant_id = sqlc.arg(tenant_id) AND b.deleted_at IS NULL AND b.api = sqlc.arg(api)
+  AND (b.created_at, b.id) > (sqlc.arg(cursor_at)::timestamptz, sqlc.arg(cursor_id)::text)
+ORDER BY b.created_at, b.id
+LIMIT sqlc.arg(max);
+
+-- name: BatchRequestStates :many
+-- How many requests of each of a tenant's batches are in each state: the request_counts of
+-- message batches, which tell canceled and expired requests from failed ones (batch_counters do
+-- not). Served by requests_batch_state_idx (an index-only scan of each batch's rows).
+SELECT r.batch_id, r.state, count(*)::bigint AS n
+FROM requests r
+WHERE r.batch_id = ANY (sqlc.arg(batch_ids)::text[]) AND r.tenant_id = sqlc.arg(tenant_id)
+GROUP BY r.batch_id, r.state;
 
 -- name: BatchResultsPage :many
 -- The merged view of a batch (GET /batches/{id}/results): input and outcome per line, in input

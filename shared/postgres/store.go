@@ -293,7 +293,7 @@ func insertBatch(ctx context.Context, q *pgq.Queries, b domain.Batch) error {
 	err = q.InsertBatch(ctx, pgq.InsertBatchParams{ID: b.ID, TenantID: b.TenantID, InputFileID: &b.InputFileID,
 		Endpoint: b.Endpoint, CompletionWindow: b.CompletionWindow, Metadata: meta, Total: int32(b.Counts.Total),
 		CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, OutputFileID: &b.OutputFileID, ErrorFileID: &b.ErrorFileID,
-		CreatedByKey: keyRef(b.CreatedByKey), FailFastAfter: int32(b.FailFastAfter)})
+		CreatedByKey: keyRef(b.CreatedByKey), FailFastAfter: int32(b.FailFastAfter), Api: apiOf(b.API)})
 	if err != nil {
 		return fmt.Errorf("insert batch: %w", err)
 	}

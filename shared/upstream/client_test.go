@@ -20,7 +20,7 @@ func TestStatusClassification(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.Header.Get("X-Test-Status"))
-		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || code == http.StatusInternalServerError {
+		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || code == http.StatusInternalServerError || code == StatusOverloaded {
 			w.Header().Set("Retry-After", "7")
 		}
 		if code >= 300 && code < 400 {
@@ -64,6 +64,7 @@ func TestStatusClassification(t *testing.T) {
 		{502, Retriable, CodeHTTPStatus, 0},
 		{503, Retriable, CodeHTTPStatus, 7 * time.Second},
 		{504, Retriable, CodeHTTPStatus, 0},
+		{529, Retriable, CodeHTTPStatus, 7 * time.Second}, // Anthropic's overloaded_error
 		{599, Retriable, CodeHTTPStatus, 0},
 	}
 	c := New(fastConfig())
@@ -590,6 +591,32 @@ func TestHeadersSent(t *testing.T) {
 			assert.Empty(t, h.Values("Authorization"))
 			assert.Empty(t, h.Values("X-Fusillade-Custom-Id"), "custom id %q", id)
 		}
+	})
+	t.Run("messages API: x-api-key and anthropic-version", func(t *testing.T) {
+		call := chatCall(ts.URL)
+		call.Path = MessagesPath
+		call.APIKey = "sk-ant-abc"
+		call.Headers = map[string]string{"x-api-key": "spoof"}
+		res := c.Do(context.Background(), call)
+		require.Equal(t, Success, res.Verdict, res.Message)
+		h, _ := last()
+		assert.Equal(t, []string{"sk-ant-abc"}, h.Values("X-Api-Key"), "the model's key, never one from the call's headers")
+		assert.Empty(t, h.Values("Authorization"))
+		assert.Equal(t, DefaultAnthropicVersion, h.Get("Anthropic-Version"))
+
+		call.Headers = map[string]string{"anthropic-version": "2026-10-21"}
+		res = c.Do(context.Background(), call)
+		require.Equal(t, Success, res.Verdict, res.Message)
+		h, _ = last()
+		assert.Equal(t, []string{"2026-10-21"}, h.Values("Anthropic-Version"), "a version the call names is sent instead")
+	})
+	t.Run("x-api-key is protected on every path", func(t *testing.T) {
+		call := chatCall(ts.URL)
+		call.Headers = map[string]string{"X-Api-Key": "spoof"}
+		res := c.Do(context.Background(), call)
+		require.Equal(t, Success, res.Verdict, res.Message)
+		h, _ := last()
+		assert.Empty(t, h.Values("X-Api-Key"))
 	})
 	t.Run("custom user agent", func(t *testing.T) {
 		cfg := fastConfig()

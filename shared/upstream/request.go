@@ -14,7 +14,19 @@ import (
 const (
 	HeaderRequestID = "X-Fusillade-Request-Id"
 	HeaderCustomID  = "X-Fusillade-Custom-Id"
+	// HeaderAPIKey carries the key to upstreams of Anthropic's Messages API, instead of
+	// Authorization: Bearer; HeaderAnthropicVersion is the API version they require.
+	HeaderAPIKey           = "X-Api-Key"
+	HeaderAnthropicVersion = "Anthropic-Version"
 )
+
+// MessagesPath is Anthropic's Messages API: calls to it authenticate with x-api-key and carry
+// anthropic-version (DefaultAnthropicVersion unless Call.Headers names one).
+const MessagesPath = "/v1/messages"
+
+// DefaultAnthropicVersion is the anthropic-version sent to a Messages API upstream when the call
+// names none: the version every Messages API upstream accepts.
+const DefaultAnthropicVersion = "2023-06-01"
 
 // protectedHeaders cannot be set through Call.Headers: they are either
 // controlled here (content negotiation, credentials, our ids) or hop-by-hop
@@ -22,6 +34,7 @@ const (
 var protectedHeaders = map[string]bool{
 	"Accept":              true,
 	"Authorization":       true,
+	HeaderAPIKey:          true, // a credential, like Authorization
 	"Connection":          true,
 	"Content-Length":      true,
 	"Content-Type":        true,
@@ -144,7 +157,15 @@ func (c *Client) setHeaders(h http.Header, call Call, stream bool) {
 		h.Set("Accept", "application/json")
 	}
 	h.Set("User-Agent", c.userAgent)
-	if call.APIKey != "" {
+	switch {
+	case call.Path == MessagesPath:
+		if call.APIKey != "" {
+			h.Set(HeaderAPIKey, call.APIKey)
+		}
+		if h.Get(HeaderAnthropicVersion) == "" {
+			h.Set(HeaderAnthropicVersion, DefaultAnthropicVersion)
+		}
+	case call.APIKey != "":
 		h.Set("Authorization", "Bearer "+call.APIKey)
 	}
 	if call.RequestID != "" && HeaderSafe(call.RequestID) {

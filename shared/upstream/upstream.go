@@ -149,7 +149,8 @@ type Call struct {
 	// semantics, so a base path prefix is kept. It must start with "/" and
 	// contain no "..", "?", "#", "//" or "%".
 	Path string
-	// APIKey is sent as "Authorization: Bearer <key>" when non-empty.
+	// APIKey is sent as "Authorization: Bearer <key>" when non-empty; to Anthropic's Messages
+	// API (Path MessagesPath) as "x-api-key: <key>", with anthropic-version.
 	APIKey string
 	// Body is the JSON object sent as the request body.
 	Body []byte
@@ -189,7 +190,7 @@ type Result struct {
 	// Message is a short human-readable explanation. It never contains the
 	// API key.
 	Message string
-	// RetryAfter is the upstream's requested back-off on 429/503, 0 if none.
+	// RetryAfter is the upstream's requested back-off on 429/503/529, 0 if none.
 	RetryAfter time.Duration
 	// Duration is the wall time Do spent.
 	Duration time.Duration
@@ -204,6 +205,10 @@ type Result struct {
 // was not answered, whatever StatusCode says: like a call that got no response, it is described
 // by Code and Message only.
 func (r Result) Answered() bool { return r.answered }
+
+// StatusOverloaded is Anthropic's 529 (overloaded_error): a 5xx, so retried, with its
+// Retry-After honoured like a 429's or a 503's.
+const StatusOverloaded = 529
 
 // Client sends Calls. It is immutable after New and safe for concurrent use.
 type Client struct {
@@ -425,7 +430,7 @@ func (c *Client) classifyStatus(res Result, code string, truncated bool) Result 
 	if truncated {
 		res.Message += "; error body truncated at the size cap"
 	}
-	if res.Header != nil && (res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable) {
+	if res.Header != nil && (res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable || res.StatusCode == StatusOverloaded) {
 		res.RetryAfter = ParseRetryAfter(res.Header, time.Now())
 	}
 	return res

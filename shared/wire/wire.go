@@ -191,7 +191,7 @@ func (a *App) API() http.Handler {
 		queue = a.Work
 	}
 	return httpapi.New(httpapi.Config{CompletionWindows: a.Config.CompletionWins, CredentialRefs: a.Secrets.Policy(),
-		StaleWorker: a.Config.StaleWorker, Webhooks: webhooks.Policy{AllowPrivate: a.Config.WebhookAllowPrivate}},
+		StaleWorker: a.Config.StaleWorker, Webhooks: webhooks.Policy{AllowPrivate: a.Config.WebhookAllowPrivate}, PublicURL: a.Config.PublicURL},
 		httpapi.Deps{Store: a.Store, Webhooks: a.Store, Ingester: a.Ingester, Blobs: a.Blobs, Batches: svc, Engine: a.Engine, Queue: queue, Logger: a.Log})
 }
 

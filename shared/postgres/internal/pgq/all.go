@@ -62,6 +62,8 @@ var SQL = map[string]string{
 	"InsertFile":              insertFile,
 	"ListAPIKeys":             listAPIKeys,
 	"ListBatches":             listBatches,
+	"ListBatchesBefore":       listBatchesBefore,
+	"BatchRequestStates":      batchRequestStates,
 	"ListFilesAsc":            listFilesAsc,
 	"ListFilesDesc":           listFilesDesc,
 	"ListModels":              listModels,

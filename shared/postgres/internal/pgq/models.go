@@ -55,6 +55,7 @@ type Batch struct {
 	FailFastAfter    int32
 	FailFastDecided  bool
 	FailFastAt       *time.Time
+	Api              string
 }
 
 type BatchCounter struct {
@@ -102,6 +103,7 @@ type BatchRow struct {
 	RerunOf          string
 	RerunBatchID     string
 	FailFastAfter    int32
+	Api              string
 }
 
 type File struct {

@@ -951,7 +951,7 @@ func (q *Queries) FinishMany(ctx context.Context, arg FinishManyParams) ([]Finis
 }
 
 const getBatch = `-- name: GetBatch :one
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api
 FROM batch_rows b
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL
 `
@@ -1002,6 +1002,7 @@ func (q *Queries) GetBatch(ctx context.Context, arg GetBatchParams) (GetBatchRow
 		&i.BatchRow.RerunOf,
 		&i.BatchRow.RerunBatchID,
 		&i.BatchRow.FailFastAfter,
+		&i.BatchRow.Api,
 	)
 	return i, err
 }
@@ -1132,8 +1133,8 @@ func (q *Queries) HideBatchFiles(ctx context.Context, arg HideBatchFilesParams) 
 const insertBatch = `-- name: InsertBatch :exec
 
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id, created_by_key, fail_fast_after)
-VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11, $12, $13)
+                     output_file_id, error_file_id, created_by_key, fail_fast_after, api)
+VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11, $12, $13, $14)
 `
 
 type InsertBatchParams struct {
@@ -1150,11 +1151,13 @@ type InsertBatchParams struct {
 	ErrorFileID      *string
 	CreatedByKey     *int64
 	FailFastAfter    int32
+	Api              string
 }
 
 // ─── batches ───────────────────────────────────────────────────────────────────────────────────
 // The output and error file ids are reserved at creation so that partial results can be read
 // while the batch runs; sealing fills in their content (or drops one that stays empty).
+// api is the API that created it (migration 0013).
 func (q *Queries) InsertBatch(ctx context.Context, arg InsertBatchParams) error {
 	_, err := q.db.Exec(ctx, insertBatch,
 		arg.ID,
@@ -1170,6 +1173,7 @@ func (q *Queries) InsertBatch(ctx context.Context, arg InsertBatchParams) error 
 		arg.ErrorFileID,
 		arg.CreatedByKey,
 		arg.FailFastAfter,
+		arg.Api,
 	)
 	return err
 }
@@ -1492,7 +1496,7 @@ func (q *Queries) PurgeRequests(ctx context.Context, arg PurgeRequestsParams) (i
 }
 
 const purgeableBatches = `-- name: PurgeableBatches :many
-SELECT b.id, b.tenant_id FROM batches b
+SELECT b.id, b.tenant_id, b.api FROM batches b
 WHERE b.deleted_at IS NOT NULL AND b.deleted_at < $1
   AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.batch_id = b.id)
 ORDER BY b.id
@@ -1507,10 +1511,12 @@ type PurgeableBatchesParams struct {
 type PurgeableBatchesRow struct {
 	ID       string
 	TenantID string
+	Api      string
 }
 
 // Deleted batches whose requests are all gone: their objects, then their rows, can go. No lock:
-// the engine deletes their objects before DropBatches, outside any transaction.
+// the engine deletes their objects before DropBatches, outside any transaction. api tells a
+// message batch, which may have a results object too.
 func (q *Queries) PurgeableBatches(ctx context.Context, arg PurgeableBatchesParams) ([]PurgeableBatchesRow, error) {
 	rows, err := q.db.Query(ctx, purgeableBatches, arg.GraceBefore, arg.Chunk)
 	if err != nil {
@@ -1520,7 +1526,7 @@ func (q *Queries) PurgeableBatches(ctx context.Context, arg PurgeableBatchesPara
 	var items []PurgeableBatchesRow
 	for rows.Next() {
 		var i PurgeableBatchesRow
-		if err := rows.Scan(&i.ID, &i.TenantID); err != nil {
+		if err := rows.Scan(&i.ID, &i.TenantID, &i.Api); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

@@ -33,6 +33,47 @@ func (q *Queries) BatchCursor(ctx context.Context, arg BatchCursorParams) (Batch
 	return i, err
 }
 
+const batchRequestStates = `-- name: BatchRequestStates :many
+SELECT r.batch_id, r.state, count(*)::bigint AS n
+FROM requests r
+WHERE r.batch_id = ANY ($1::text[]) AND r.tenant_id = $2
+GROUP BY r.batch_id, r.state
+`
+
+type BatchRequestStatesParams struct {
+	BatchIds []string
+	TenantID string
+}
+
+type BatchRequestStatesRow struct {
+	BatchID string
+	State   string
+	N       int64
+}
+
+// How many requests of each of a tenant's batches are in each state: the request_counts of
+// message batches, which tell canceled and expired requests from failed ones (batch_counters do
+// not). Served by requests_batch_state_idx (an index-only scan of each batch's rows).
+func (q *Queries) BatchRequestStates(ctx context.Context, arg BatchRequestStatesParams) ([]BatchRequestStatesRow, error) {
+	rows, err := q.db.Query(ctx, batchRequestStates, arg.BatchIds, arg.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BatchRequestStatesRow
+	for rows.Next() {
+		var i BatchRequestStatesRow
+		if err := rows.Scan(&i.BatchID, &i.State, &i.N); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const batchResultsPage = `-- name: BatchResultsPage :many
 SELECT r.id::text, r.line, r.custom_id, r.model, r.state, r.body, coalesce(r.response_status, 0), r.response_body,
        coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
@@ -347,30 +388,31 @@ func (q *Queries) ListAPIKeys(ctx context.Context, tenantID string) ([]ListAPIKe
 }
 
 const listBatches = `-- name: ListBatches :many
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api
 FROM batch_rows b
 LEFT JOIN files f ON f.id = b.input_file_id
 CROSS JOIN LATERAL (
     SELECT CASE WHEN $1::bool AND b.status IN ('completed', 'failed', 'expired', 'cancelled') THEN 1 ELSE 0 END AS rank
 ) k
-WHERE b.tenant_id = $2 AND b.deleted_at IS NULL
-  AND (cardinality($3::text[]) = 0 OR b.status = ANY ($3::text[]))
-  AND ($4::text = '' OR b.id ILIKE $4 ESCAPE '\' OR b.metadata::text ILIKE $4 ESCAPE '\'
-       OR coalesce(f.filename, '') ILIKE $4 ESCAPE '\')
-  AND (cardinality($5::bigint[]) = 0 OR b.created_by_key = ANY ($5::bigint[]))
-  AND ($6::text = '' OR b.input_file_id = $6::text)
-  AND ($7::timestamptz IS NULL OR b.created_at >= $7)
-  AND ($8::timestamptz IS NULL OR b.created_at < $8)
-  AND ($9::timestamptz IS NULL
-       OR k.rank > $10::int
-       OR (k.rank = $10::int AND (b.created_at, b.id) < ($9::timestamptz, $11::text)))
+WHERE b.tenant_id = $2 AND b.deleted_at IS NULL AND b.api = $3
+  AND (cardinality($4::text[]) = 0 OR b.status = ANY ($4::text[]))
+  AND ($5::text = '' OR b.id ILIKE $5 ESCAPE '\' OR b.metadata::text ILIKE $5 ESCAPE '\'
+       OR coalesce(f.filename, '') ILIKE $5 ESCAPE '\')
+  AND (cardinality($6::bigint[]) = 0 OR b.created_by_key = ANY ($6::bigint[]))
+  AND ($7::text = '' OR b.input_file_id = $7::text)
+  AND ($8::timestamptz IS NULL OR b.created_at >= $8)
+  AND ($9::timestamptz IS NULL OR b.created_at < $9)
+  AND ($10::timestamptz IS NULL
+       OR k.rank > $11::int
+       OR (k.rank = $11::int AND (b.created_at, b.id) < ($10::timestamptz, $12::text)))
 ORDER BY k.rank, b.created_at DESC, b.id DESC
-LIMIT $12
+LIMIT $13
 `
 
 type ListBatchesParams struct {
 	ActiveFirst   bool
 	TenantID      string
+	Api           string
 	Statuses      []string
 	Pattern       string
 	CreatedByKeys []int64
@@ -387,7 +429,7 @@ type ListBatchesRow struct {
 	BatchRow BatchRow
 }
 
-// One page of a tenant's batches, each as GetBatch reads it (the batch_rows view). Filters:
+// One page of a tenant's batches of one API (api), each as GetBatch reads it (the batch_rows view). Filters:
 // statuses (empty = all), pattern an ILIKE pattern over id, metadata and input filename
 // (” = none), created_by_keys the creating API key ids (empty = any creator), input_file_id the
 // input file (” = any: a file's batches), created_after/created_before bounds (NULL = none). With active_first unfinished
@@ -397,6 +439,7 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 	rows, err := q.db.Query(ctx, listBatches,
 		arg.ActiveFirst,
 		arg.TenantID,
+		arg.Api,
 		arg.Statuses,
 		arg.Pattern,
 		arg.CreatedByKeys,
@@ -446,6 +489,89 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 			&i.BatchRow.RerunOf,
 			&i.BatchRow.RerunBatchID,
 			&i.BatchRow.FailFastAfter,
+			&i.BatchRow.Api,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listBatchesBefore = `-- name: ListBatchesBefore :many
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api
+FROM batch_rows b
+WHERE b.tenant_id = $1 AND b.deleted_at IS NULL AND b.api = $2
+  AND (b.created_at, b.id) > ($3::timestamptz, $4::text)
+ORDER BY b.created_at, b.id
+LIMIT $5
+`
+
+type ListBatchesBeforeParams struct {
+	TenantID string
+	Api      string
+	CursorAt time.Time
+	CursorID string
+	Max      int32
+}
+
+type ListBatchesBeforeRow struct {
+	BatchRow BatchRow
+}
+
+// The page of a tenant's batches of one API right before the cursor batch in ListBatches' order
+// (newest first): the batches newer than it, nearest first, so the caller reverses the page.
+// Anthropic's before_id; no filters, as its list has none.
+func (q *Queries) ListBatchesBefore(ctx context.Context, arg ListBatchesBeforeParams) ([]ListBatchesBeforeRow, error) {
+	rows, err := q.db.Query(ctx, listBatchesBefore,
+		arg.TenantID,
+		arg.Api,
+		arg.CursorAt,
+		arg.CursorID,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListBatchesBeforeRow
+	for rows.Next() {
+		var i ListBatchesBeforeRow
+		if err := rows.Scan(
+			&i.BatchRow.ID,
+			&i.BatchRow.TenantID,
+			&i.BatchRow.InputFileID,
+			&i.BatchRow.Endpoint,
+			&i.BatchRow.CompletionWindow,
+			&i.BatchRow.Status,
+			&i.BatchRow.Model,
+			&i.BatchRow.Metadata,
+			&i.BatchRow.Errors,
+			&i.BatchRow.OutputFileID,
+			&i.BatchRow.ErrorFileID,
+			&i.BatchRow.Total,
+			&i.BatchRow.Usage,
+			&i.BatchRow.CreatedAt,
+			&i.BatchRow.ExpiresAt,
+			&i.BatchRow.InProgressAt,
+			&i.BatchRow.FinalizingAt,
+			&i.BatchRow.CompletedAt,
+			&i.BatchRow.FailedAt,
+			&i.BatchRow.ExpiredAt,
+			&i.BatchRow.CancellingAt,
+			&i.BatchRow.CancelledAt,
+			&i.BatchRow.Completed,
+			&i.BatchRow.Failed,
+			&i.BatchRow.Pending,
+			&i.BatchRow.DeletedAt,
+			&i.BatchRow.CreatedByKey,
+			&i.BatchRow.RerunOf,
+			&i.BatchRow.RerunBatchID,
+			&i.BatchRow.FailFastAfter,
+			&i.BatchRow.Api,
 		); err != nil {
 			return nil, err
 		}

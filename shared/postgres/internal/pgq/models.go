@@ -55,6 +55,9 @@ type Batch struct {
 	FailFastAfter    int32
 	FailFastDecided  bool
 	FailFastAt       *time.Time
+	Coalescing       bool
+	Coalesced        int32
+	Cached           int32
 }
 
 type BatchCounter struct {
@@ -63,6 +66,8 @@ type BatchCounter struct {
 	Total     int64
 	Completed int64
 	Failed    int64
+	Coalesced int64
+	Cached    int64
 }
 
 type BatchProgress struct {
@@ -102,6 +107,19 @@ type BatchRow struct {
 	RerunOf          string
 	RerunBatchID     string
 	FailFastAfter    int32
+	Coalescing       bool
+	Coalesced        int64
+	Cached           int64
+}
+
+type CoalesceCache struct {
+	BodyKey           []byte
+	TenantID          string
+	ResponseStatus    int32
+	ResponseBody      []byte
+	UpstreamRequestID *string
+	CreatedAt         time.Time
+	ExpiresAt         time.Time
 }
 
 type File struct {
@@ -168,12 +186,16 @@ type Request struct {
 	CancelRequestedAt *time.Time
 	EscalatedFrom     *string
 	FinishedXid       pgtype.Uint64
+	BodyKey           []byte
+	CoalescedFrom     *string
+	Cached            bool
 }
 
 type Tenant struct {
-	ID        string
-	Name      string
-	CreatedAt time.Time
+	ID              string
+	Name            string
+	CreatedAt       time.Time
+	CoalesceDefault bool
 }
 
 type WebhookAttempt struct {

@@ -235,10 +235,10 @@ picked AS (
     -- Rank the batches first, then pull from the winners: the nested loop walks the ranked
     -- batches in order and stops at the limit, so only the rows actually claimed are probed and
     -- locked (ordering the joined rows instead would lock up to the limit in every batch).
-    SELECT q.id
+    SELECT q.id, q.body_key, rb.score, rb.expires_at, rb.id AS batch_id, q.line
     FROM (SELECT * FROM running ORDER BY score, expires_at, id) rb
     CROSS JOIN LATERAL (
-        SELECT r.id, r.body_key
+        SELECT r.id, r.body_key, r.line
         FROM requests r
         WHERE r.model = rb.model AND r.batch_id = rb.id AND r.state = 'pending'
           AND (r.not_before IS NULL OR r.not_before <= $3)
@@ -262,10 +262,12 @@ SET state = CASE WHEN $5::text = '' THEN 'claimed' ELSE 'processing' END,
     model = $1
 FROM picked, batches b
 WHERE r.id = picked.id AND b.id = r.batch_id
-  -- At most one row per key per claim: of the picked rows sharing a key, the least id goes; the
-  -- others stay pending (their locks end with the claim) and take its result.
+  -- At most one row per key per claim: of the picked rows sharing a key, the first in claim order
+  -- goes; the others stay pending (their locks end with the claim) and take its result.
   AND (picked.body_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM picked p WHERE p.body_key = picked.body_key AND p.id < picked.id))
+          SELECT 1 FROM picked p
+          WHERE p.body_key = picked.body_key
+            AND (p.score, p.expires_at, p.batch_id, p.line) < (picked.score, picked.expires_at, picked.batch_id, picked.line)))
 RETURNING r.id::text, r.attempt, r.batch_id, r.tenant_id, r.custom_id, coalesce(r.routed_model, ''), r.path,
           (CASE WHEN $5::text <> '' THEN r.body END)::bytea AS body, r.retries,
           b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata, (r.body_key IS NOT NULL)::bool AS keyed;

@@ -46,7 +46,7 @@ func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgenc
 func (s *Store) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
 	leaders := coalescingLeaders(outs)
 	if refill.Max <= 0 && len(leaders) == 0 {
-		won, err := s.FinishMany(ctx, outs, now)
+		won, err := s.finishOnly(ctx, outs, now)
 		return won, nil, err
 	}
 	// One round trip: the finish, the propagation of coalesced results, the model lock and the
@@ -227,8 +227,15 @@ func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string
 
 // FinishMany persists outcomes in one statement. Each write is guarded on (processing, attempt):
 // the returned slice holds the ones that won; every other outcome was a duplicate or a zombie and
-// changed nothing.
+// changed nothing. A keyed outcome's result also ends the pending requests that share its key,
+// in the same transaction (FinishAndClaim); they follow the outcomes, with CoalescedFrom set.
 func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
+	won, _, err := s.FinishAndClaim(ctx, outs, domain.Refill{}, now)
+	return won, err
+}
+
+// finishOnly is FinishMany without a coalesced result to propagate: the one statement.
+func (s *Store) finishOnly(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}

@@ -88,8 +88,9 @@ func TestCoalescingClaimHandsOutOneRequestPerKeyAtATime(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.model(t, "m", 100)
-	_, ids := f.coalescingBatch(t, f.tenant, body("a"), body("b"), body("a"), body("c"), body("b"), body("a"))
+	lead, ids := f.coalescingBatch(t, f.tenant, body("a"), body("b"), body("a"), body("c"), body("b"), body("a"))
 	other, _ := f.coalescingBatch(t, f.tenant, body("a"), body("d"))
+	f.first(t, lead)
 	jobs := f.take(t, 100)
 	got := map[string]bool{}
 	for _, j := range jobs {

@@ -396,7 +396,7 @@ func checkTriggers(tpl map[string]any) []error {
 // ---------------------------------------------------------------- 5. environment
 
 var (
-	configRead = regexp.MustCompile(`e\.(str|int|bool|ms|float|list|ints|durations)\("([A-Z0-9_]+)"`)
+	configRead = regexp.MustCompile(`e\.(str|int|bool|ms|float|list|ints|durations|duration)\("([A-Z0-9_]+)"`)
 	requireArg = regexp.MustCompile(`wire\.Boot\(([^)]*)\)`)
 	quotedName = regexp.MustCompile(`"([A-Z0-9_]+)"`)
 )

@@ -106,6 +106,7 @@ func hostileBodies(fileID string) map[string]map[string]any {
 		"PUT /v1/admin/models/{name}":           {"base_url": "http://127.0.0.1:1", "credential_ref": "", "concurrency_limit": 1, "escalation_model": ""},
 		"POST /v1/admin/tenants":                {"name": "t"},
 		"POST /v1/admin/tenants/{id}/keys":      {"name": "k"},
+		"POST /v1/admin/tenants/{id}":           {"coalesce_default": false},
 		"POST /v1/webhooks":                     {"url": "https://hooks.example.com/in", "event_types": []any{"batch.completed"}},
 		"POST /v1/messages/batches": {"requests": []any{map[string]any{"custom_id": "a-1", "params": map[string]any{
 			"model": stack.MessagesModel, "max_tokens": 8, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}}}},

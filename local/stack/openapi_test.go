@@ -215,6 +215,7 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	nt := do(admin, "POST", "/v1/admin/tenants", map[string]any{"name": "other"})
 	require.Equal(t, 200, nt.Status)
 	tid := nt.json(t)["id"].(string)
+	require.Equal(t, 200, do(admin, "POST", "/v1/admin/tenants/"+tid, map[string]any{"coalesce_default": true}).Status)
 	require.Equal(t, 200, do(admin, "GET", "/v1/admin/tenants/"+tid+"/keys", nil).Status, "no keys yet")
 	k := do(admin, "POST", "/v1/admin/tenants/"+tid+"/keys", map[string]any{"name": "ci"})
 	require.Equal(t, 200, k.Status)

@@ -505,7 +505,7 @@ func (st *Stack) ensureKeys(ctx context.Context, opts Options) error {
 		}
 	}
 	now := time.Now()
-	tenant, err := st.App.Store.CreateTenant(ctx, "local", now)
+	tenant, err := st.App.Store.CreateTenant(ctx, "local", false, now)
 	if err != nil {
 		return err
 	}
@@ -524,7 +524,7 @@ func (st *Stack) ensureKeys(ctx context.Context, opts Options) error {
 
 // NewTenant creates another tenant and returns its key (tests of isolation).
 func (st *Stack) NewTenant(ctx context.Context, name string) (string, error) {
-	t, err := st.App.Store.CreateTenant(ctx, name, time.Now())
+	t, err := st.App.Store.CreateTenant(ctx, name, false, time.Now())
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/fusillade/fusillade/shared/domain"
@@ -101,6 +102,9 @@ type Create struct {
 	Metadata         map[string]string
 	// FailFastAfter is the batch's fail-fast K (0 = off); nil takes the deployment's default.
 	FailFastAfter *int
+	// Coalesce turns request coalescing on or off for the batch; nil takes the metadata key
+	// domain.MetadataCoalesce when it is set, else the tenant's default.
+	Coalesce *bool
 	// ValidateOnly checks the stored file against Endpoint and the models configured now, and
 	// creates nothing.
 	ValidateOnly bool
@@ -108,6 +112,24 @@ type Create struct {
 	Idempotency idempotency.Key
 	// API is the API creating it (domain.APIOpenAI or domain.APIAnthropic); "" is OpenAI's.
 	API string
+}
+
+// coalesceOf is a new batch's coalescing: the extension field when set, else the metadata key
+// (domain.MetadataCoalesce, "true" or "false"), else nil (the tenant's default).
+func coalesceOf(field *bool, meta map[string]string) (*bool, error) {
+	if field != nil {
+		return field, nil
+	}
+	v, ok := meta[domain.MetadataCoalesce]
+	if !ok {
+		return nil, nil
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil || (v != "true" && v != "false") {
+		return nil, &domain.Error{Code: domain.EInvalid, Param: "metadata",
+			Message: fmt.Sprintf("metadata %q must be \"true\" or \"false\", not %q.", domain.MetadataCoalesce, v)}
+	}
+	return &on, nil
 }
 
 // Created is what Create did: the batch as created (validating), or with ValidateOnly the input
@@ -149,11 +171,15 @@ func (s *Service) Create(ctx context.Context, c Create) (Created, error) {
 	if c.FailFastAfter != nil {
 		failFast = *c.FailFastAfter
 	}
+	coalesce, err := coalesceOf(c.Coalesce, c.Metadata)
+	if err != nil {
+		return Created{}, err
+	}
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: c.TenantID, InputFileID: f.ID, Endpoint: c.Endpoint,
 		CompletionWindow: c.CompletionWindow, Status: domain.BatchValidating, Metadata: c.Metadata,
 		Counts: domain.Counts{Total: f.Lines}, CreatedAt: now, ExpiresAt: now.Add(window),
 		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: c.CreatedByKey, FailFastAfter: failFast,
-		API: c.API}
+		API: c.API, Coalesce: coalesce}
 	res, err := idempotency.Reserve(ctx, s.store, s.log, c.Idempotency, b.ID, now)
 	if err != nil {
 		return Created{}, err
@@ -352,7 +378,8 @@ func (s *Service) Rerun(ctx context.Context, r Rerun) (domain.Batch, error) {
 	b := domain.Batch{ID: domain.NewBatchID(), TenantID: r.TenantID, InputFileID: src.InputFileID, Endpoint: src.Endpoint,
 		CompletionWindow: window, Status: domain.BatchValidating, Metadata: meta, CreatedAt: now, ExpiresAt: now.Add(d),
 		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), CreatedByKey: r.CreatedByKey, FailFastAfter: src.FailFastAfter,
-		API: src.API}
+		// The copied lines keep their coalescing keys: the rerun coalesces as its source did.
+		API: src.API, Coalesce: src.Coalesce}
 	res, err := s.store.RerunBatch(ctx, r.TenantID, r.BatchID, b, now)
 	if err != nil {
 		return domain.Batch{}, err

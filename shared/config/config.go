@@ -83,6 +83,10 @@ type Config struct {
 	// (FAIL_FAST_AFTER): a batch whose first K finished requests all failed with the same
 	// upstream 4xx status is stopped; default 20, 0 = off.
 	FailFastAfter int
+	// CoalesceCacheTTL (COALESCE_CACHE_TTL, a Go duration such as "24h") keeps a coalescing
+	// batch's completed answers that long, so that a line with the same key populated later is
+	// served without an upstream call. Default postgres.DefaultCoalesceCacheTTL (0): no cache.
+	CoalesceCacheTTL time.Duration
 
 	// Webhooks. WebhookAllowPrivate (WEBHOOK_ALLOW_PRIVATE, default false) lets endpoints use
 	// http and reach private, loopback and link-local addresses: local runs and tests only.
@@ -148,6 +152,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxFileBytes:      int64(e.int("MAX_FILE_BYTES", int(ingest.DefaultMaxFileBytes))),
 		MaxLines:          e.int("MAX_LINES", ingest.DefaultMaxLines),
 		FailFastAfter:     e.int("FAIL_FAST_AFTER", domain.DefaultFailFastAfter),
+		CoalesceCacheTTL:  e.duration("COALESCE_CACHE_TTL", postgres.DefaultCoalesceCacheTTL),
 
 		WebhookAllowPrivate: e.bool("WEBHOOK_ALLOW_PRIVATE", false),
 		WebhookSchedule:     e.durations("WEBHOOK_RETRY_SCHEDULE", webhooks.DefaultSchedule),
@@ -304,6 +309,22 @@ func (e *env) list(name, def string) []string {
 		}
 	}
 	return out
+}
+
+// duration reads one Go duration ("24h"); it must not be negative (0 is off).
+func (e *env) duration(name string, def time.Duration) time.Duration {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err == nil && d < 0 {
+		err = errors.New("must not be negative")
+	}
+	if err != nil {
+		e.fail(name, v, err)
+	}
+	return d
 }
 
 // durations reads comma-separated Go durations ("5s,5m,2h"); each must be positive.

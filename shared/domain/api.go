@@ -60,6 +60,9 @@ type Tenant struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// CoalesceDefault: the tenant's batches coalesce their lines unless created with coalescing
+	// off (default false).
+	CoalesceDefault bool `json:"coalesce_default"`
 }
 
 // APIKey describes a key without its secret, which is never stored.

@@ -108,6 +108,13 @@ type Batch struct {
 	RerunBatchID     string // the batch that runs this one's unfinished lines again; "" = none yet
 	FailFastAfter    int    // K of the fail-fast breaker; 0 = off
 	API              string // the API that created it (APIOpenAI, APIAnthropic); "" is APIOpenAI
+	// Coalesce: whether the batch's lines are coalesced (see coalesce.go). On creation nil takes
+	// the tenant's default (tenants.coalesce_default); read back it is always set.
+	Coalesce *bool
+	// Coalesced and Cached count the lines that took another line's upstream result and those
+	// served from the result cache (each is also counted as completed or failed).
+	Coalesced int
+	Cached    int
 }
 
 // Sealed reports whether the batch's output and error files are final: it ended through
@@ -129,4 +136,7 @@ type ResultRow struct {
 	UpstreamRequestID string
 	ErrorCode         string
 	ErrorMessage      string
+	// Shared: the result was not this line's own upstream call (coalesced from another line, or
+	// served from the result cache); its tokens are not counted again in the batch's usage.
+	Shared bool
 }

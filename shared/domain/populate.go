@@ -22,5 +22,6 @@ type PopulateResult struct {
 	Inserted int
 	Models   []string
 	Skipped  bool // the batch was not validating (already populated, failed or cancelled)
+	Cached   int  // lines ended from the result cache (coalescing), with no upstream call
 	Failed   *Error
 }

@@ -100,6 +100,9 @@ type Job struct {
 	BatchExpiresAt   time.Time
 	CompletionWindow string
 	Metadata         map[string]string
+	// Coalesce: the request has a coalescing key, so its upstream result is also written to the
+	// pending requests that share the key (see coalesce.go).
+	Coalesce bool
 }
 
 // Outcome is the result of one execution, as the worker persists it.
@@ -117,4 +120,6 @@ type Outcome struct {
 	// Rejected: the upstream answered a 4xx status that is not retried (a body or a key it
 	// refuses). The fail-fast breaker counts these.
 	Rejected bool
+	// Coalesce is the Job's: the write also ends the pending requests that share its key.
+	Coalesce bool
 }

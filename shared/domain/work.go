@@ -10,6 +10,9 @@ type Finished struct {
 	RequestID string
 	BatchID   string
 	State     RequestState
+	// CoalescedFrom is set on a request the write ended with another one's result (coalescing):
+	// the id of the request whose outcome it took. Empty for the outcomes written themselves.
+	CoalescedFrom string
 }
 
 // Refill asks for the slots freed by a group of outcomes to be claimed again in the same
@@ -68,6 +71,7 @@ type PurgeableFile struct {
 // PurgeStats counts what one purge round removed.
 type PurgeStats struct {
 	Requests, Batches, Files, ErasedPrompts, IdempotencyKeys int
+	CacheEntries                                             int // expired result-cache entries (coalescing)
 }
 
 // WorkerRecord is a liveness record of one worker or dispatcher instance.

@@ -154,6 +154,9 @@ func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, 
 	state := make(map[string]domain.RequestState, len(won))
 	for _, f := range won {
 		state[f.RequestID] = f.State
+		if f.CoalescedFrom != "" {
+			continue // ended with a result of the group's, not run here
+		}
 		switch f.State {
 		case domain.StateCompleted:
 			e.processed.Add(1)
@@ -198,7 +201,8 @@ func (e *Engine) afterGroup(ctx context.Context, model string, group []*member, 
 	}
 	// A batch can only have finished if the group ended one of its requests and claimed none of
 	// its requests: one election per such batch, after the commit, so that the write that
-	// committed last sees every other request finished.
+	// committed last sees every other request finished. The requests ended with a coalesced result
+	// (CoalescedFrom) count: they may be the last of a batch that ran nothing in this group.
 	var batches []string
 	for _, f := range won {
 		if f.State != domain.StatePending && !slices.Contains(batches, f.BatchID) &&
@@ -295,14 +299,17 @@ func (e *Engine) countOutcomes(model string, group []*member, won []domain.Finis
 	done := 0
 	for _, f := range won {
 		class := classOf(f.State)
-		code := ""
-		if class != OutcomeCompleted {
-			// Retries and failures are the rare case: a scan of the group finds the outcome's code.
-			if i := slices.IndexFunc(group, func(m *member) bool { return m.out.RequestID == f.RequestID }); i >= 0 {
-				code = codeOf(group[i].out, class)
+		// A line ended with a coalesced result is done, but it is not an outcome of a call.
+		if f.CoalescedFrom == "" {
+			code := ""
+			if class != OutcomeCompleted {
+				// Retries and failures are the rare case: a scan of the group finds the outcome's code.
+				if i := slices.IndexFunc(group, func(m *member) bool { return m.out.RequestID == f.RequestID }); i >= 0 {
+					code = codeOf(group[i].out, class)
+				}
 			}
+			e.met.Outcome(model, class, code)
 		}
-		e.met.Outcome(model, class, code)
 		if class == OutcomeRetried {
 			continue
 		}

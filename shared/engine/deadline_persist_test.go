@@ -344,7 +344,7 @@ func TestAWorkerPersistsItsResultOncePostgreSQLIsBack(t *testing.T) {
 		clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, mock: mockupstream.New(mockupstream.Config{Record: true})}
 	srv := httptest.NewServer(b.mock)
 	t.Cleanup(func() { b.mock.Close(); srv.Close() })
-	tenant, err := st.CreateTenant(ctx, "t", b.clock.Now())
+	tenant, err := st.CreateTenant(ctx, "t", false, b.clock.Now())
 	require.NoError(t, err)
 	b.tenant = tenant.ID
 	require.NoError(t, st.UpsertModel(ctx, domain.Model{Name: "m", BaseURL: srv.URL, ConcurrencyLimit: 4}))

@@ -43,6 +43,7 @@ type Store interface {
 	// The purge's primitives (see Engine.purge): rows in, rows out, no object storage inside.
 	PurgeRequests(ctx context.Context, chunk int, graceBefore time.Time) (int, error)
 	PurgeIdempotencyKeys(ctx context.Context, chunk int, before time.Time) (int, error)
+	PurgeCoalesceCache(ctx context.Context, chunk int, now time.Time) (int, error)
 	PurgeableBatches(ctx context.Context, chunk int, graceBefore time.Time) ([]domain.PurgeableBatch, error)
 	DropBatches(ctx context.Context, ids []string, graceBefore time.Time) (int, error)
 	PurgeableFiles(ctx context.Context, chunk int, graceBefore, now time.Time) ([]domain.PurgeableFile, error)

@@ -177,7 +177,7 @@ func setupWith(t *testing.T, cfg engine.Config, m engine.Metrics) *bundle {
 	b.eng = engine.New(cfg, engine.Deps{Store: b.store, Queue: b.queue, Upstream: upstream.New(upstream.Config{}),
 		Blobs: b.blobs, Credentials: noCredentials{}, Now: b.clock.Now, Metrics: m, Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	var err error
-	tenant, err := b.store.CreateTenant(context.Background(), "t", b.clock.Now())
+	tenant, err := b.store.CreateTenant(context.Background(), "t", false, b.clock.Now())
 	require.NoError(t, err)
 	b.tenant = tenant.ID
 	for _, m := range []string{"m", "n"} {
@@ -542,7 +542,7 @@ func TestClaimsFavourTheTenantUsingFewerSlots(t *testing.T) {
 	t.Parallel()
 	b := setup(t, engine.Config{UrgencyWeight: new(float64)}) // weight 0: tenant fairness only
 	ctx := context.Background()
-	otherTenant, err := b.store.CreateTenant(ctx, "other", b.clock.Now())
+	otherTenant, err := b.store.CreateTenant(ctx, "other", false, b.clock.Now())
 	require.NoError(t, err)
 	other := otherTenant.ID
 	busy := b.batch(t, b.tenant, "m", 10, 2*time.Hour) // nearer deadline, but its tenant holds slots

@@ -66,7 +66,9 @@ func (e *Engine) writeResults(ctx context.Context, tenantID, batchID string, out
 			return err
 		}
 		err := e.store.EachResult(ctx, batchID, output, func(row domain.ResultRow) error {
-			if usage != nil {
+			// A line that took another's upstream answer (coalesced, or from the result cache)
+			// cost no tokens of its own: the tokens are counted once, with the line that ran.
+			if usage != nil && !row.Shared {
 				usage.add(row.Body)
 			}
 			buf = domain.AppendResultLine(buf, row)

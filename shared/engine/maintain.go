@@ -136,6 +136,7 @@ func (e *Engine) purge(ctx context.Context, now time.Time) (domain.PurgeStats, e
 		total.Files += st.Files
 		total.ErasedPrompts += st.ErasedPrompts
 		total.IdempotencyKeys += st.IdempotencyKeys
+		total.CacheEntries += st.CacheEntries
 		if err != nil {
 			return total, err
 		}
@@ -158,6 +159,9 @@ func (e *Engine) purgeRound(ctx context.Context, now, grace time.Time) (domain.P
 		return st, err
 	}
 	if st.IdempotencyKeys, err = e.store.PurgeIdempotencyKeys(ctx, chunk, now.Add(-domain.IdempotencyKeyTTL)); err != nil {
+		return st, err
+	}
+	if st.CacheEntries, err = e.store.PurgeCoalesceCache(ctx, chunk, now); err != nil {
 		return st, err
 	}
 

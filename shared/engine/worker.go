@@ -313,7 +313,9 @@ const (
 
 // execute calls the upstream and turns the result into the outcome to persist.
 func (e *Engine) execute(ctx context.Context, job domain.Job) domain.Outcome {
-	out := domain.Outcome{Work: job.Work, Model: job.Model}
+	// A keyed request's result also ends the pending requests that share its key, unless it was
+	// escalated: its answer then comes from the fallback model, which the others did not name.
+	out := domain.Outcome{Work: job.Work, Model: job.Model, Coalesce: job.Coalesce && job.RoutedModel == ""}
 	model, err := e.models.get(ctx, job.Model)
 	if err != nil {
 		return e.retryOrFail(job, out, domain.CodeModelUnavailable, "model lookup failed", 0)

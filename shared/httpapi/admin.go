@@ -131,6 +131,9 @@ func (s *server) listTenants(w http.ResponseWriter, r *http.Request) {
 
 type createTenantRequest struct {
 	Name string `json:"name"`
+	// CoalesceDefault: the tenant's batches coalesce their lines unless created with coalesce
+	// false (default false).
+	CoalesceDefault bool `json:"coalesce_default"`
 }
 
 func (s *server) createTenant(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +146,32 @@ func (s *server) createTenant(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &domain.Error{Code: domain.EInvalid, Param: "name", Message: "name must be 1 to 256 characters."})
 		return
 	}
-	t, err := s.store.CreateTenant(r.Context(), req.Name, s.now())
+	t, err := s.store.CreateTenant(r.Context(), req.Name, req.CoalesceDefault, s.now())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// updateTenantRequest is POST /v1/admin/tenants/{id}: the settings a tenant's batches start from.
+// coalesce_default is required (the only setting so far).
+type updateTenantRequest struct {
+	CoalesceDefault *bool `json:"coalesce_default"`
+}
+
+// updateTenant sets a tenant's defaults; batches already created keep theirs.
+func (s *server) updateTenant(w http.ResponseWriter, r *http.Request) {
+	var req updateTenantRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if req.CoalesceDefault == nil {
+		s.error(w, r, &domain.Error{Code: domain.EInvalid, Param: "coalesce_default", Message: "Missing required parameter: 'coalesce_default'."})
+		return
+	}
+	t, err := s.store.SetTenantCoalesceDefault(r.Context(), r.PathValue("id"), *req.CoalesceDefault)
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -25,6 +25,11 @@ type createBatchRequest struct {
 	// finished requests all failed with the same upstream 4xx status; 0 is off, absent the
 	// deployment's FAIL_FAST_AFTER (default 20).
 	FailFastAfter *int `json:"fail_fast_after,omitempty"`
+	// Coalesce (an extension) turns request coalescing on or off for the batch: lines with the
+	// same model, endpoint and body, here and in the tenant's other running coalescing batches,
+	// are sent upstream once. Absent: the metadata key fusillade_coalesce ("true"/"false"), else
+	// the tenant's default.
+	Coalesce *bool `json:"coalesce,omitempty"`
 	// ValidateOnly (an extension) checks the request and the stored file against this endpoint
 	// and the models configured now, reports every bad line, and creates nothing.
 	ValidateOnly bool `json:"validate_only,omitempty"`
@@ -94,8 +99,8 @@ func (s *server) createBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	got, err := s.batches.Create(r.Context(), batches.Create{TenantID: principal(r).TenantID, CreatedByKey: principal(r).KeyID, InputFileID: req.InputFileID,
 		Endpoint: req.Endpoint, CompletionWindow: req.CompletionWindow, Metadata: req.Metadata, ValidateOnly: req.ValidateOnly,
-		FailFastAfter: req.FailFastAfter,
-		Idempotency:   idempotencyKey(r, idempotency.RouteCreateBatch, canonicalJSON(req))})
+		FailFastAfter: req.FailFastAfter, Coalesce: req.Coalesce,
+		Idempotency: idempotencyKey(r, idempotency.RouteCreateBatch, canonicalJSON(req))})
 	switch {
 	case err != nil:
 		s.error(w, r, err)

@@ -22,48 +22,49 @@ var errUnexpected = errors.New("unexpected call to a fake")
 type fake struct {
 	t *testing.T
 
-	AuthenticateFn            func(ctx context.Context, key string) (domain.Principal, error)
-	PingFn                    func(ctx context.Context) error
-	ReachableFn               func(ctx context.Context) error // the work queue (readiness); nil: reachable
-	InsertFileFn              func(ctx context.Context, f domain.File) error
-	GetFileFn                 func(ctx context.Context, tenantID, id string) (domain.File, error)
-	ViewFileFn                func(ctx context.Context, tenantID, id string) (domain.File, error)
-	ListFilesFn               func(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
-	DiscardFileFn             func(ctx context.Context, tenantID, id, reason string, now time.Time) error
-	SetFileExpiryFn           func(ctx context.Context, tenantID, id string, at time.Time) error
-	GetBatchFn                func(ctx context.Context, tenantID, id string) (domain.Batch, error)
-	ViewBatchFn               func(ctx context.Context, tenantID, id string) (domain.Batch, error)
-	ListBatchesFn             func(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
-	BatchResultsFn            func(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
-	ResultFileFn              func(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
-	ReserveIdempotencyKeyFn   func(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error)
-	ReleaseIdempotencyKeyFn   func(ctx context.Context, tenantID, route, key, objectID string) error
-	ListModelsFn              func(ctx context.Context) ([]domain.Model, error)
-	UpsertModelFn             func(ctx context.Context, m domain.Model) error
-	DeleteModelFn             func(ctx context.Context, name string) error
-	ListWorkersFn             func(ctx context.Context, status domain.WorkerStatus, now time.Time, stale time.Duration, limit int) ([]domain.WorkerRecord, error)
-	ListTenantsFn             func(ctx context.Context) ([]domain.Tenant, error)
-	CreateTenantFn            func(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
-	CreateAPIKeyFn            func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
-	ListAPIKeysFn             func(ctx context.Context, tenantID string) ([]domain.APIKey, error)
-	RevokeAPIKeyFn            func(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
-	PendingByModelAndWindowFn func(ctx context.Context, windows []time.Duration, f domain.PendingFilter, now time.Time) (domain.WindowCounts, error)
-	StoreFn                   func(ctx context.Context, u ingest.Upload) (domain.File, error)
-	FillFn                    func(ctx context.Context, f domain.File, body io.Reader) (domain.File, error)
-	CompleteFn                func(ctx context.Context, f domain.File) (domain.File, error)
-	CheckFn                   func(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
-	LimitsFn                  func() ingest.Limits
-	DispatchFn                func(ctx context.Context, models ...string) error
-	CreateFn                  func(ctx context.Context, c batches.Create) (batches.Created, error)
-	CancelFn                  func(ctx context.Context, tenantID, batchID string) (domain.Batch, error)
-	CancelRequestsFn          func(ctx context.Context, tenantID, batchID string, ids []string) ([]domain.CancelOutcome, error)
-	RetryFn                   func(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error)
-	DeleteFn                  func(ctx context.Context, tenantID, batchID string) error
-	DeleteFileFn              func(ctx context.Context, tenantID, fileID string) error
-	ExtendFn                  func(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error)
-	RerunFn                   func(ctx context.Context, r batches.Rerun) (domain.Batch, error)
-	ProgressSinceFn           func(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error)
-	BatchRequestStatesFn      func(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error)
+	AuthenticateFn             func(ctx context.Context, key string) (domain.Principal, error)
+	PingFn                     func(ctx context.Context) error
+	ReachableFn                func(ctx context.Context) error // the work queue (readiness); nil: reachable
+	InsertFileFn               func(ctx context.Context, f domain.File) error
+	GetFileFn                  func(ctx context.Context, tenantID, id string) (domain.File, error)
+	ViewFileFn                 func(ctx context.Context, tenantID, id string) (domain.File, error)
+	ListFilesFn                func(ctx context.Context, tenantID string, p domain.FileListParams) ([]domain.File, bool, error)
+	DiscardFileFn              func(ctx context.Context, tenantID, id, reason string, now time.Time) error
+	SetFileExpiryFn            func(ctx context.Context, tenantID, id string, at time.Time) error
+	GetBatchFn                 func(ctx context.Context, tenantID, id string) (domain.Batch, error)
+	ViewBatchFn                func(ctx context.Context, tenantID, id string) (domain.Batch, error)
+	ListBatchesFn              func(ctx context.Context, tenantID string, p domain.BatchListParams) ([]domain.Batch, bool, error)
+	BatchResultsFn             func(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
+	ResultFileFn               func(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
+	ReserveIdempotencyKeyFn    func(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error)
+	ReleaseIdempotencyKeyFn    func(ctx context.Context, tenantID, route, key, objectID string) error
+	ListModelsFn               func(ctx context.Context) ([]domain.Model, error)
+	UpsertModelFn              func(ctx context.Context, m domain.Model) error
+	DeleteModelFn              func(ctx context.Context, name string) error
+	ListWorkersFn              func(ctx context.Context, status domain.WorkerStatus, now time.Time, stale time.Duration, limit int) ([]domain.WorkerRecord, error)
+	ListTenantsFn              func(ctx context.Context) ([]domain.Tenant, error)
+	CreateTenantFn             func(ctx context.Context, name string, coalesceDefault bool, now time.Time) (domain.Tenant, error)
+	SetTenantCoalesceDefaultFn func(ctx context.Context, tenantID string, on bool) (domain.Tenant, error)
+	CreateAPIKeyFn             func(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
+	ListAPIKeysFn              func(ctx context.Context, tenantID string) ([]domain.APIKey, error)
+	RevokeAPIKeyFn             func(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)
+	PendingByModelAndWindowFn  func(ctx context.Context, windows []time.Duration, f domain.PendingFilter, now time.Time) (domain.WindowCounts, error)
+	StoreFn                    func(ctx context.Context, u ingest.Upload) (domain.File, error)
+	FillFn                     func(ctx context.Context, f domain.File, body io.Reader) (domain.File, error)
+	CompleteFn                 func(ctx context.Context, f domain.File) (domain.File, error)
+	CheckFn                    func(ctx context.Context, key, endpoint string, anyModel bool, maxErrors int) (ingest.Report, error)
+	LimitsFn                   func() ingest.Limits
+	DispatchFn                 func(ctx context.Context, models ...string) error
+	CreateFn                   func(ctx context.Context, c batches.Create) (batches.Created, error)
+	CancelFn                   func(ctx context.Context, tenantID, batchID string) (domain.Batch, error)
+	CancelRequestsFn           func(ctx context.Context, tenantID, batchID string, ids []string) ([]domain.CancelOutcome, error)
+	RetryFn                    func(ctx context.Context, tenantID, batchID string, ids []string) (domain.Batch, error)
+	DeleteFn                   func(ctx context.Context, tenantID, batchID string) error
+	DeleteFileFn               func(ctx context.Context, tenantID, fileID string) error
+	ExtendFn                   func(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error)
+	RerunFn                    func(ctx context.Context, r batches.Rerun) (domain.Batch, error)
+	ProgressSinceFn            func(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error)
+	BatchRequestStatesFn       func(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error)
 }
 
 func (f *fake) BatchRequestStates(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error) {
@@ -230,11 +231,18 @@ func (f *fake) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
 	return f.ListTenantsFn(ctx)
 }
 
-func (f *fake) CreateTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
+func (f *fake) CreateTenant(ctx context.Context, name string, coalesceDefault bool, now time.Time) (domain.Tenant, error) {
 	if f.CreateTenantFn == nil {
 		return domain.Tenant{}, f.unexpected("CreateTenant")
 	}
-	return f.CreateTenantFn(ctx, name, now)
+	return f.CreateTenantFn(ctx, name, coalesceDefault, now)
+}
+
+func (f *fake) SetTenantCoalesceDefault(ctx context.Context, tenantID string, on bool) (domain.Tenant, error) {
+	if f.SetTenantCoalesceDefaultFn == nil {
+		return domain.Tenant{}, f.unexpected("SetTenantCoalesceDefault")
+	}
+	return f.SetTenantCoalesceDefaultFn(ctx, tenantID, on)
 }
 
 func (f *fake) CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error) {

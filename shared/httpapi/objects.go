@@ -84,6 +84,12 @@ type batchObject struct {
 	RerunBatchID *string `json:"rerun_batch_id"`
 	// FailFastAfter is the batch's fail-fast K; 0 = off.
 	FailFastAfter int `json:"fail_fast_after"`
+	// Coalesce says whether the batch coalesces its lines; CoalescedCount counts the lines that
+	// took another line's upstream result and CachedCount those served from the result cache
+	// (each is also in request_counts.completed or failed). request_counts stays OpenAI's.
+	Coalesce       bool `json:"coalesce"`
+	CoalescedCount int  `json:"coalesced_count"`
+	CachedCount    int  `json:"cached_count"`
 	// The progress extensions of a running batch as GET /batches and GET /batches/{id} show it
 	// (null otherwise, and in the answers of the writes): lines finished per minute over the
 	// last domain.ProgressWindow, when the pending lines finish at that pace (null without a
@@ -104,7 +110,7 @@ func toBatchObject(b domain.Batch) batchObject {
 		Usage:               b.Usage,
 		PartialOutputFileID: strPtr(b.OutputFileID), PartialErrorFileID: strPtr(b.ErrorFileID),
 		CreatedByKey: keyIDString(b.CreatedByKey), RerunOf: strPtr(b.RerunOf), RerunBatchID: strPtr(b.RerunBatchID),
-		FailFastAfter: b.FailFastAfter,
+		FailFastAfter: b.FailFastAfter, Coalesce: b.Coalesce != nil && *b.Coalesce, CoalescedCount: b.Coalesced, CachedCount: b.Cached,
 	}
 	if b.Sealed() {
 		o.OutputFileID, o.ErrorFileID = strPtr(b.OutputFileID), strPtr(b.ErrorFileID)

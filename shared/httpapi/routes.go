@@ -68,6 +68,7 @@ func (s *server) routes() []route {
 		{"DELETE", "/v1/admin/models/{name}", accessAdmin, http.HandlerFunc(s.deleteModel)},
 		{"GET", "/v1/admin/tenants", accessAdmin, http.HandlerFunc(s.listTenants)},
 		{"POST", "/v1/admin/tenants", accessAdmin, http.HandlerFunc(s.createTenant)},
+		{"POST", "/v1/admin/tenants/{id}", accessAdmin, http.HandlerFunc(s.updateTenant)},
 		{"GET", "/v1/admin/tenants/{id}/keys", accessAdmin, http.HandlerFunc(s.listKeys)},
 		{"POST", "/v1/admin/tenants/{id}/keys", accessAdmin, http.HandlerFunc(s.createKey)},
 		{"DELETE", "/v1/admin/keys/{id}", accessAdmin, http.HandlerFunc(s.revokeKey)},

@@ -46,7 +46,8 @@ type Store interface {
 	DeleteModel(ctx context.Context, name string) error
 	ListWorkers(ctx context.Context, status domain.WorkerStatus, now time.Time, stale time.Duration, limit int) ([]domain.WorkerRecord, error)
 	ListTenants(ctx context.Context) ([]domain.Tenant, error)
-	CreateTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error)
+	CreateTenant(ctx context.Context, name string, coalesceDefault bool, now time.Time) (domain.Tenant, error)
+	SetTenantCoalesceDefault(ctx context.Context, tenantID string, on bool) (domain.Tenant, error)
 	CreateAPIKey(ctx context.Context, tenantID, name string, admin bool, now time.Time) (domain.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, tenantID string) ([]domain.APIKey, error)
 	RevokeAPIKey(ctx context.Context, id int64, now time.Time) (domain.APIKey, error)

@@ -41,6 +41,13 @@ type Dispatcher interface {
 	Dispatch(ctx context.Context, models ...string) error
 }
 
+// finalizer is the part of the engine that seals a batch with nothing left to run: a populate
+// whose lines were all served from the result cache (coalescing) finishes the batch at once
+// rather than leaving it to the maintenance pass. A Dispatcher without it leaves it there.
+type finalizer interface {
+	TryFinalize(ctx context.Context, batchID string)
+}
+
 // Defaults of the limits the deployment can set (MAX_FILE_BYTES, MAX_LINES); config.Load reads
 // them from here. Both are OpenAI's; the line limit is the validator's own default (50,000).
 const (
@@ -376,11 +383,17 @@ func (in *Ingester) Populate(ctx context.Context, batchID string) error {
 	case res.Failed != nil:
 		in.log.InfoContext(ctx, "batch failed validation", "batch_id", batchID, "line", res.Failed.Line, "reason", res.Failed.Reason)
 	default:
-		in.log.InfoContext(ctx, "batch populated", "batch_id", batchID, "requests", res.Inserted, "models", res.Models)
+		in.log.InfoContext(ctx, "batch populated", "batch_id", batchID, "requests", res.Inserted, "models", res.Models,
+			"cached", res.Cached)
 		if in.refill != nil {
 			if err := in.refill.Dispatch(ctx, res.Models...); err != nil {
 				in.log.WarnContext(ctx, "dispatch after populate", "batch_id", batchID, "err", err)
 			}
+		}
+		if f, ok := in.refill.(finalizer); ok && res.Cached > 0 {
+			// Every line may have been served from the cache: the guarded election seals the
+			// batch only then.
+			f.TryFinalize(ctx, batchID)
 		}
 	}
 	return nil

@@ -258,6 +258,7 @@ func batchOf(r pgq.BatchRow) (domain.Batch, error) {
 		InProgressAt: r.InProgressAt, FinalizingAt: r.FinalizingAt, CompletedAt: r.CompletedAt, FailedAt: r.FailedAt,
 		ExpiredAt: r.ExpiredAt, CancellingAt: r.CancellingAt, CancelledAt: r.CancelledAt, CreatedByKey: keyID(r.CreatedByKey),
 		RerunOf: r.RerunOf, RerunBatchID: r.RerunBatchID, FailFastAfter: int(r.FailFastAfter), API: r.Api,
+		Coalesce: &r.Coalescing, Coalesced: int(r.Coalesced), Cached: int(r.Cached),
 		Counts: domain.Counts{Total: int(r.Total), Completed: int(r.Completed), Failed: int(r.Failed), Pending: int(r.Pending)}}
 	if len(r.Metadata) > 0 {
 		if err := json.Unmarshal(r.Metadata, &b.Metadata); err != nil {
@@ -419,10 +420,25 @@ func (s *Store) ListTenants(ctx context.Context) ([]domain.Tenant, error) {
 }
 
 // CreateTenant creates a tenant and returns it.
-func (s *Store) CreateTenant(ctx context.Context, name string, now time.Time) (domain.Tenant, error) {
-	t, err := s.q.CreateTenant(ctx, pgq.CreateTenantParams{ID: domain.NewTenantID(), Name: name, CreatedAt: now})
+// coalesceDefault is whether its batches coalesce their lines when created without saying.
+func (s *Store) CreateTenant(ctx context.Context, name string, coalesceDefault bool, now time.Time) (domain.Tenant, error) {
+	t, err := s.q.CreateTenant(ctx, pgq.CreateTenantParams{ID: domain.NewTenantID(), Name: name, CreatedAt: now,
+		CoalesceDefault: coalesceDefault})
 	if err != nil {
 		return domain.Tenant{}, fmt.Errorf("create tenant: %w", err)
+	}
+	return domain.Tenant(t), nil
+}
+
+// SetTenantCoalesceDefault sets whether the tenant's batches created from now on coalesce their
+// lines when they do not say; a missing tenant is ENotFound.
+func (s *Store) SetTenantCoalesceDefault(ctx context.Context, tenantID string, on bool) (domain.Tenant, error) {
+	t, err := s.q.SetTenantCoalesceDefault(ctx, pgq.SetTenantCoalesceDefaultParams{ID: tenantID, CoalesceDefault: on})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return domain.Tenant{}, &domain.Error{Code: domain.ENotFound, Param: "id", Message: fmt.Sprintf("No tenant found with id '%s'.", tenantID)}
+	}
+	if err != nil {
+		return domain.Tenant{}, fmt.Errorf("set tenant coalesce default: %w", err)
 	}
 	return domain.Tenant(t), nil
 }

@@ -58,7 +58,7 @@ func TestListBatchesPagesFiltersAndNeverCrossesTenants(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, hit, 1)
 
-	otherTenant, err := f.store.CreateTenant(ctx, "other", f.now)
+	otherTenant, err := f.store.CreateTenant(ctx, "other", false, f.now)
 	require.NoError(t, err)
 	other := otherTenant.ID
 	_, _, err = f.store.ListBatches(ctx, other, domain.BatchListParams{Limit: 10, After: ids[1]})

@@ -83,7 +83,7 @@ func (f *fixture) claimOrder(t *testing.T, w float64, n int) []string {
 
 func (f *fixture) newTenant(t *testing.T, name string) string {
 	t.Helper()
-	tn, err := f.store.CreateTenant(context.Background(), name, f.now)
+	tn, err := f.store.CreateTenant(context.Background(), name, false, f.now)
 	require.NoError(t, err)
 	return tn.ID
 }

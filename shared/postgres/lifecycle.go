@@ -243,6 +243,15 @@ func (s *Store) PurgeIdempotencyKeys(ctx context.Context, chunk int, before time
 	return int(n), nil
 }
 
+// PurgeCoalesceCache drops up to chunk result-cache entries that expired by now.
+func (s *Store) PurgeCoalesceCache(ctx context.Context, chunk int, now time.Time) (int, error) {
+	n, err := s.q.PurgeCoalesceCache(ctx, pgq.PurgeCoalesceCacheParams{Chunk: int32(chunk), Now: now})
+	if err != nil {
+		return 0, fmt.Errorf("purge coalesce cache: %w", err)
+	}
+	return int(n), nil
+}
+
 // PurgeableBatches lists up to chunk batches deleted before graceBefore whose requests are gone.
 func (s *Store) PurgeableBatches(ctx context.Context, chunk int, graceBefore time.Time) ([]domain.PurgeableBatch, error) {
 	rows, err := s.q.PurgeableBatches(ctx, pgq.PurgeableBatchesParams{Chunk: int32(chunk), GraceBefore: &graceBefore})

@@ -64,7 +64,7 @@ func TestListBatchesFiltersByInputFileAndByFailedStatus(t *testing.T) {
 	require.Equal(t, []string{otherFailed, other, second, first}, f.listed(t, domain.BatchListParams{}))
 	require.Empty(t, f.listed(t, domain.BatchListParams{InputFileID: domain.NewFileID()}), "an unknown file has no batches")
 
-	otherTenant, err := f.store.CreateTenant(ctx, "other", f.now)
+	otherTenant, err := f.store.CreateTenant(ctx, "other", false, f.now)
 	require.NoError(t, err)
 	page, _, err := f.store.ListBatches(ctx, otherTenant.ID, domain.BatchListParams{Limit: 10, InputFileID: fileID})
 	require.NoError(t, err)

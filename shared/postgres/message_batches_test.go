@@ -67,7 +67,7 @@ func TestListBatchesKeepsToOneAPIAndPagesBothWays(t *testing.T) {
 	got, _ = page(domain.BatchListParams{Limit: 2, Before: newest})
 	require.Empty(t, got, "nothing of Anthropic's is newer than the newest batch")
 
-	otherTenant, err := f.store.CreateTenant(ctx, "other", f.now)
+	otherTenant, err := f.store.CreateTenant(ctx, "other", false, f.now)
 	require.NoError(t, err)
 	_, _, err = f.store.ListBatches(ctx, otherTenant.ID, domain.BatchListParams{Limit: 2, Before: msgs[0], API: domain.APIAnthropic})
 	require.Equal(t, domain.EInvalid, domain.ErrorCode(err), "another tenant's cursor")
@@ -87,7 +87,7 @@ func TestBatchRequestStatesCountsByState(t *testing.T) {
 		running:   {domain.StatePending: 3},
 		cancelled: {domain.StateCanceled: 2},
 	}, got)
-	other, err := f.store.CreateTenant(ctx, "other", f.now)
+	other, err := f.store.CreateTenant(ctx, "other", false, f.now)
 	require.NoError(t, err)
 	got, err = f.store.BatchRequestStates(ctx, other.ID, []string{running})
 	require.NoError(t, err)

@@ -60,8 +60,10 @@ WHERE b.id = sqlc.arg(batch_id);
 -- while the batch runs; sealing fills in their content (or drops one that stays empty).
 -- api is the API that created it (migration 0013).
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id, created_by_key, fail_fast_after, api)
-VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key), sqlc.arg(fail_fast_after), sqlc.arg(api));
+                     output_file_id, error_file_id, created_by_key, fail_fast_after, api, coalescing)
+VALUES (sqlc.arg(id), sqlc.arg(tenant_id), sqlc.arg(input_file_id), sqlc.arg(endpoint), sqlc.arg(completion_window), 'validating', sqlc.narg(metadata), sqlc.arg(total), sqlc.arg(created_at), sqlc.arg(expires_at), sqlc.arg(output_file_id), sqlc.arg(error_file_id), sqlc.narg(created_by_key), sqlc.arg(fail_fast_after), sqlc.arg(api),
+        -- coalescing NULL: the tenant's default, read in the same statement.
+        coalesce(sqlc.narg(coalescing)::bool, (SELECT t.coalesce_default FROM tenants t WHERE t.id = sqlc.arg(tenant_id))));
 
 -- name: SealFile :exec
 -- Records the sealed content of a batch's output or error file; an empty one is dropped.
@@ -83,8 +85,19 @@ SELECT status, tenant_id, endpoint FROM batches WHERE id = sqlc.arg(id);
 
 -- name: LockBatchForPopulate :one
 -- Populate holds this lock for its whole transaction, so a duplicate populate message waits and
--- then sees the batch is no longer validating.
-SELECT status, tenant_id FROM batches WHERE id = sqlc.arg(id) FOR UPDATE;
+-- then sees the batch is no longer validating. coalescing says whether to key its lines.
+SELECT status, tenant_id, coalescing FROM batches WHERE id = sqlc.arg(id) FOR UPDATE;
+
+-- name: ServeFromCache :execrows
+-- Coalescing with the result cache: the just-inserted lines of a batch whose key has a live
+-- entry end as completed from it, marked cached, with no upstream call. Only keyed rows are
+-- looked at (the batch's lines are keyed only when it coalesces).
+UPDATE requests r
+SET state = 'completed', cached = true, response_status = c.response_status, response_body = c.response_body,
+    upstream_request_id = c.upstream_request_id, finished_at = sqlc.arg(now), finished_xid = pg_current_xact_id()
+FROM coalesce_cache c
+WHERE r.batch_id = sqlc.arg(batch_id) AND r.state = 'pending' AND r.body_key IS NOT NULL
+  AND c.body_key = r.body_key AND c.tenant_id = r.tenant_id AND c.expires_at > sqlc.arg(now);
 
 -- name: StartBatch :execrows
 UPDATE batches
@@ -111,7 +124,9 @@ RETURNING b.tenant_id;
 -- name: BatchCountsForSeal :one
 SELECT count(*) AS total,
        count(*) FILTER (WHERE state = 'completed') AS completed,
-       count(*) FILTER (WHERE state IN ('failed', 'canceled', 'expired')) AS failed
+       count(*) FILTER (WHERE state IN ('failed', 'canceled', 'expired')) AS failed,
+       count(*) FILTER (WHERE coalesced_from IS NOT NULL) AS coalesced,
+       count(*) FILTER (WHERE cached) AS cached
 FROM requests WHERE batch_id = sqlc.arg(batch_id);
 
 -- name: SealBatch :one
@@ -126,6 +141,7 @@ SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN fail_fast
     cancelled_at = CASE WHEN cancelling_at IS NOT NULL THEN sqlc.arg(now)::timestamptz END,
     failed_at = CASE WHEN cancelling_at IS NULL AND fail_fast_at IS NOT NULL THEN sqlc.arg(now)::timestamptz END,
     total = sqlc.arg(total), completed = sqlc.arg(completed), failed = sqlc.arg(failed), usage = sqlc.narg(usage),
+    coalesced = sqlc.arg(coalesced), cached = sqlc.arg(cached),
     output_file_id = CASE WHEN sqlc.arg(keep_output)::bool THEN output_file_id END,
     error_file_id = CASE WHEN sqlc.arg(keep_error)::bool THEN error_file_id END
 WHERE id = sqlc.arg(id) AND finalizing_at IS NOT NULL AND status IN ('finalizing', 'cancelling')
@@ -220,13 +236,17 @@ picked AS (
     -- Rank the batches first, then pull from the winners: the nested loop walks the ranked
     -- batches in order and stops at the limit, so only the rows actually claimed are probed and
     -- locked (ordering the joined rows instead would lock up to the limit in every batch).
-    SELECT q.id
+    SELECT q.id, q.body_key, rb.score, rb.expires_at, rb.id AS batch_id, q.line
     FROM (SELECT * FROM running ORDER BY score, expires_at, id) rb
     CROSS JOIN LATERAL (
-        SELECT r.id
+        SELECT r.id, r.body_key, r.line
         FROM requests r
         WHERE r.model = rb.model AND r.batch_id = rb.id AND r.state = 'pending'
           AND (r.not_before IS NULL OR r.not_before <= $3)
+          -- Coalescing: a keyed row waits while a row with its key is in flight; that row's
+          -- result ends it (PropagateCoalesced). Unkeyed rows (coalescing off) skip the probe.
+          AND (r.body_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM requests k WHERE k.body_key = r.body_key AND k.state IN ('claimed', 'processing')))
         ORDER BY r.line
         LIMIT (SELECT n FROM cap)
         FOR UPDATE SKIP LOCKED
@@ -243,9 +263,15 @@ SET state = CASE WHEN $5::text = '' THEN 'claimed' ELSE 'processing' END,
     model = $1
 FROM picked, batches b
 WHERE r.id = picked.id AND b.id = r.batch_id
+  -- At most one row per key per claim: of the picked rows sharing a key, the first in claim order
+  -- goes; the others stay pending (their locks end with the claim) and take its result.
+  AND (picked.body_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM picked p
+          WHERE p.body_key = picked.body_key
+            AND (p.score, p.expires_at, p.batch_id, p.line) < (picked.score, picked.expires_at, picked.batch_id, picked.line)))
 RETURNING r.id::text, r.attempt, r.batch_id, r.tenant_id, r.custom_id, coalesce(r.routed_model, ''), r.path,
           (CASE WHEN $5::text <> '' THEN r.body END)::bytea AS body, r.retries,
-          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata;
+          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata, (r.body_key IS NOT NULL)::bool AS keyed;
 
 -- name: ModelsWithWork :many
 -- Models that have a free slot and a running batch whose requests they serve (directly or as an
@@ -275,7 +301,7 @@ WHERE r.id = sqlc.arg(id) AND r.attempt = sqlc.arg(attempt) AND r.state = 'claim
   AND b.id = r.batch_id AND b.status = 'in_progress' AND b.expired_at IS NULL AND r.cancel_requested_at IS NULL
   AND b.expires_at > sqlc.arg(now)
 RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
-          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata;
+          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata, (r.body_key IS NOT NULL)::bool AS keyed;
 
 -- name: FinishMany :many
 -- processing → completed | failed | pending (retry) | canceled | expired, for many requests in
@@ -335,6 +361,55 @@ FROM (
 WHERE r.id = x.id AND r.attempt = x.attempt AND r.state = 'processing'
 RETURNING r.id::text, r.batch_id, r.state;
 
+-- name: PropagateCoalesced :many
+-- Coalescing: the requests among ids that this transaction has just ended (finished_xid) with an
+-- upstream outcome — completed, or failed with the upstream's response — and that have a key are
+-- leaders; every PENDING request with a leader's key whose batch is running (not cancelling,
+-- expired, stopped, deleted or past its deadline) ends with the leader's result and records it in
+-- coalesced_from. A leader that went back to pending (a retry), or ended without an answer,
+-- leads nothing: its followers stay pending and the next claim picks one of them afresh. Rows
+-- another transaction holds (a cancel ending them) are skipped, not waited for: the finish never
+-- waits on them and they stay pending (claimed and run later) if that transaction lets them go.
+-- With cache_until set, a completed leader's answer is also stored in coalesce_cache until then.
+-- Sent by the Store in the finishing transaction, after FinishMany, only when an outcome has a key.
+WITH leader AS (
+    SELECT l.id, l.body_key, l.tenant_id, l.state, l.response_status, l.response_body, l.upstream_request_id,
+           l.error_code, l.error_message
+    FROM requests l
+    WHERE l.id = ANY (sqlc.arg(ids)::uuid[]) AND l.body_key IS NOT NULL AND l.finished_xid = pg_current_xact_id()
+      AND (l.state = 'completed' OR (l.state = 'failed' AND l.response_status IS NOT NULL))
+), follower AS (
+    SELECT p.id, ld.id AS leader_id
+    FROM leader ld
+    JOIN requests p ON p.body_key = ld.body_key AND p.state = 'pending' AND p.tenant_id = ld.tenant_id
+    JOIN batches b ON b.id = p.batch_id
+    WHERE b.status = 'in_progress' AND b.cancelling_at IS NULL AND b.expired_at IS NULL AND b.fail_fast_at IS NULL
+      AND b.deleted_at IS NULL AND b.expires_at > sqlc.arg(now)::timestamptz
+    FOR UPDATE OF p SKIP LOCKED
+), cache AS (
+    INSERT INTO coalesce_cache AS c (body_key, tenant_id, response_status, response_body, upstream_request_id, created_at, expires_at)
+    SELECT ld.body_key, ld.tenant_id, ld.response_status, ld.response_body, ld.upstream_request_id, sqlc.arg(now)::timestamptz,
+           sqlc.narg(cache_until)::timestamptz
+    FROM leader ld
+    WHERE ld.state = 'completed' AND sqlc.narg(cache_until)::timestamptz IS NOT NULL
+    ON CONFLICT (body_key) DO UPDATE
+    SET response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,
+        upstream_request_id = EXCLUDED.upstream_request_id, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+)
+UPDATE requests r
+SET state = ld.state, response_status = ld.response_status, response_body = ld.response_body,
+    upstream_request_id = ld.upstream_request_id, error_code = ld.error_code, error_message = ld.error_message,
+    finished_at = sqlc.arg(now)::timestamptz, finished_xid = pg_current_xact_id(), coalesced_from = ld.id,
+    not_before = NULL, claimed_at = NULL, owner = NULL
+FROM follower f JOIN leader ld ON ld.id = f.leader_id
+WHERE r.id = f.id AND r.state = 'pending'
+RETURNING r.id::text, r.batch_id, r.state, ld.id::text AS leader_id;
+
+-- name: PurgeCoalesceCache :execrows
+-- One chunk of expired result-cache entries.
+DELETE FROM coalesce_cache WHERE body_key IN (
+    SELECT c.body_key FROM coalesce_cache c WHERE c.expires_at <= sqlc.arg(now) LIMIT sqlc.arg(chunk) FOR UPDATE SKIP LOCKED);
+
 -- name: FinishLanded :many
 -- Which of these outcomes a FinishMany at now already wrote (its commit may have gone through with
 -- the acknowledgement lost). The row still has the attempt and what that write left: the finish
@@ -377,7 +452,8 @@ RETURNING r.id::text, r.model, r.batch_id, r.state;
 -- One page of finished requests of a batch in input order, keyset on line. output selects the output
 -- file (completed rows) or the error file (every other terminal row).
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
-       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
+       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, ''),
+       (r.coalesced_from IS NOT NULL OR r.cached)::bool AS shared
 FROM requests r
 WHERE r.batch_id = sqlc.arg(batch_id) AND r.line > sqlc.arg(after_line)
   AND CASE WHEN sqlc.arg(output)::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
@@ -630,6 +706,6 @@ DELETE FROM idempotency_keys WHERE ctid IN (
 -- processing under this owner that nobody runs. The retry adopts them by the claim time, which
 -- every try of one group shares.
 SELECT r.id::text, r.attempt, r.batch_id, r.tenant_id, r.custom_id, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
-       b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata
+       b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata, (r.body_key IS NOT NULL)::bool AS keyed
 FROM requests r JOIN batches b ON b.id = r.batch_id
 WHERE r.owner = sqlc.arg(owner) AND r.model = sqlc.arg(model) AND r.state = 'processing' AND r.started_at = sqlc.arg(at);

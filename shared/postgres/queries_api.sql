@@ -126,7 +126,8 @@ LIMIT sqlc.arg(max);
 -- at least that xmin, so it sorts after every row shown, even when its finished_at is earlier
 -- (migration 0009). Rows so wait at most as long as the oldest running write transaction.
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
-       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
+       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, ''),
+       (r.coalesced_from IS NOT NULL OR r.cached)::bool AS shared
 FROM requests r
 JOIN batches b ON b.id = r.batch_id
 WHERE r.batch_id = sqlc.arg(batch_id) AND r.tenant_id = sqlc.arg(tenant_id)
@@ -159,13 +160,19 @@ DELETE FROM idempotency_keys WHERE tenant_id = sqlc.arg(tenant_id) AND route = s
 DELETE FROM models WHERE name = sqlc.arg(name);
 
 -- name: ListTenants :many
-SELECT id, name, created_at FROM tenants ORDER BY created_at, id;
+SELECT id, name, created_at, coalesce_default FROM tenants ORDER BY created_at, id;
 
 -- name: GetTenant :one
-SELECT id, name, created_at FROM tenants WHERE id = sqlc.arg(id);
+SELECT id, name, created_at, coalesce_default FROM tenants WHERE id = sqlc.arg(id);
 
 -- name: CreateTenant :one
-INSERT INTO tenants (id, name, created_at) VALUES (sqlc.arg(id), sqlc.arg(name), sqlc.arg(created_at)) RETURNING id, name, created_at;
+INSERT INTO tenants (id, name, created_at, coalesce_default) VALUES (sqlc.arg(id), sqlc.arg(name), sqlc.arg(created_at), sqlc.arg(coalesce_default))
+RETURNING id, name, created_at, coalesce_default;
+
+-- name: SetTenantCoalesceDefault :one
+-- The coalescing default of the tenant's batches created from now on; batches already created keep theirs.
+UPDATE tenants SET coalesce_default = sqlc.arg(coalesce_default) WHERE id = sqlc.arg(id)
+RETURNING id, name, created_at, coalesce_default;
 
 -- name: CreateAPIKey :one
 INSERT INTO api_keys (tenant_id, key_hash, prefix, name, is_admin, created_at)

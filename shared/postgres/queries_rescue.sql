@@ -31,8 +31,9 @@ FOR UPDATE OF b;
 -- line of the same input file), and returns how many it copied and their models in order of
 -- first line (what StartBatch records, as populate does).
 WITH ins AS (
-    INSERT INTO requests (id, batch_id, tenant_id, line, custom_id, model, path, body, body_bytes)
-    SELECT gen_random_uuid(), sqlc.arg(new_batch_id), r.tenant_id, r.line, r.custom_id, r.model, r.path, r.body, r.body_bytes
+    -- body_key comes along: the rerun coalesces as its source did (the key does not depend on the batch).
+    INSERT INTO requests (id, batch_id, tenant_id, line, custom_id, model, path, body, body_bytes, body_key)
+    SELECT gen_random_uuid(), sqlc.arg(new_batch_id), r.tenant_id, r.line, r.custom_id, r.model, r.path, r.body, r.body_bytes, r.body_key
     FROM requests r
     WHERE r.batch_id = sqlc.arg(source_id) AND r.state IN ('failed', 'canceled', 'expired')
     ORDER BY r.line

@@ -22,7 +22,7 @@ func replicaFixture(t *testing.T) (*fixture, pgtest.Replicated) {
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tenant, err := s.CreateTenant(context.Background(), "t", now)
+	tenant, err := s.CreateTenant(context.Background(), "t", false, now)
 	require.NoError(t, err)
 	return &fixture{store: s, tenant: tenant.ID, now: now}, r
 }
@@ -130,7 +130,7 @@ func TestAnUnreachableReplicaSendsItsReadsToThePrimary(t *testing.T) {
 	require.NoError(t, err, "an unreachable replica does not stop the store opening")
 	t.Cleanup(s.Close)
 	f := &fixture{store: s, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	tenant, err := s.CreateTenant(ctx, "t", f.now)
+	tenant, err := s.CreateTenant(ctx, "t", false, f.now)
 	require.NoError(t, err)
 	f.tenant = tenant.ID
 	f.model(t, "m", 10)
@@ -164,7 +164,7 @@ func TestTheReplicaPoolRefusesWrites(t *testing.T) {
 	s, err := postgres.Open(ctx, url, postgres.Options{ReplicaURL: url})
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
-	_, err = s.CreateTenant(ctx, "t", time.Now())
+	_, err = s.CreateTenant(ctx, "t", false, time.Now())
 	require.NoError(t, err, "writes go to the primary")
 	_, err = s.ReplicaPool().Exec(ctx, "DELETE FROM tenants")
 	require.ErrorContains(t, err, "read-only transaction")

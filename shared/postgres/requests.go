@@ -44,22 +44,32 @@ func (s *Store) ClaimForModel(ctx context.Context, model string, max int, urgenc
 // slots they free count as free; the limit stays exact because the claim still counts under the
 // model lock. Every outcome belongs to refill.Model's slots when a refill is asked.
 func (s *Store) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refill domain.Refill, now time.Time) ([]domain.Finished, []domain.Job, error) {
-	if refill.Max <= 0 {
-		won, err := s.FinishMany(ctx, outs, now)
+	leaders := coalescingLeaders(outs)
+	if refill.Max <= 0 && len(leaders) == 0 {
+		won, err := s.finishOnly(ctx, outs, now)
 		return won, nil, err
 	}
-	// One round trip: the finish, the model lock and the claim share one implicit transaction,
-	// so the lock is held only from its statement to the commit, not across round trips.
+	// One round trip: the finish, the propagation of coalesced results, the model lock and the
+	// claim share one implicit transaction, so the lock is held only from its statement to the
+	// commit, not across round trips.
 	var p pipeline
 	if len(outs) > 0 {
 		p.queue(func(q *pgq.Queries) error { _, err := q.FinishMany(ctx, finishParams(outs, now)); return err })
 	}
-	p.queue(func(q *pgq.Queries) error { _, err := q.LockModel(ctx, refill.Model); return err })
-	p.queue(func(q *pgq.Queries) error {
-		_, err := q.ClaimForModel(ctx, pgq.ClaimForModelParams{Model: refill.Model, Column2: int32(refill.Max),
-			ClaimedAt: &now, Column4: refill.UrgencyWeight, Column5: refill.Owner})
-		return err
-	})
+	if len(leaders) > 0 {
+		p.queue(func(q *pgq.Queries) error {
+			_, err := q.PropagateCoalesced(ctx, s.propagateParams(leaders, now))
+			return err
+		})
+	}
+	if refill.Max > 0 {
+		p.queue(func(q *pgq.Queries) error { _, err := q.LockModel(ctx, refill.Model); return err })
+		p.queue(func(q *pgq.Queries) error {
+			_, err := q.ClaimForModel(ctx, pgq.ClaimForModelParams{Model: refill.Model, Column2: int32(refill.Max),
+				ClaimedAt: &now, Column4: refill.UrgencyWeight, Column5: refill.Owner})
+			return err
+		})
+	}
 	br := s.pool.SendBatch(ctx, &p.b)
 	defer br.Close()
 	var won []domain.Finished
@@ -76,20 +86,37 @@ func (s *Store) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refil
 			return nil, nil, fmt.Errorf("finish: %w", err)
 		}
 	}
-	var limit int32
-	if err := br.QueryRow().Scan(&limit); errors.Is(err, pgx.ErrNoRows) {
-		// Model no longer configured: nothing to claim. The claim statement still runs (and finds
-		// no model row); the finish commits.
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("claim %q: lock model: %w", refill.Model, err)
+	if len(leaders) > 0 {
+		rows, err := br.Query()
+		if err == nil {
+			var followers []pgq.PropagateCoalescedRow
+			followers, err = pgx.CollectRows(rows, pgx.RowToStructByPos[pgq.PropagateCoalescedRow])
+			for _, r := range followers {
+				won = append(won, domain.Finished{RequestID: r.RID, BatchID: r.BatchID, State: domain.RequestState(r.State),
+					CoalescedFrom: r.LeaderID})
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("finish: propagate coalesced results: %w", err)
+		}
 	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, nil, fmt.Errorf("claim %q: %w", refill.Model, err)
-	}
-	claimed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pgq.ClaimForModelRow])
-	if err != nil {
-		return nil, nil, fmt.Errorf("claim %q: %w", refill.Model, err)
+	var claimed []pgq.ClaimForModelRow
+	if refill.Max > 0 {
+		var limit int32
+		if err := br.QueryRow().Scan(&limit); errors.Is(err, pgx.ErrNoRows) {
+			// Model no longer configured: nothing to claim. The claim statement still runs (and finds
+			// no model row); the finish commits.
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("claim %q: lock model: %w", refill.Model, err)
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim %q: %w", refill.Model, err)
+		}
+		claimed, err = pgx.CollectRows(rows, pgx.RowToStructByPos[pgq.ClaimForModelRow])
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim %q: %w", refill.Model, err)
+		}
 	}
 	if err := br.Close(); err != nil {
 		return nil, nil, fmt.Errorf("finish and claim %q: commit: %w", refill.Model, err)
@@ -99,6 +126,30 @@ func (s *Store) FinishAndClaim(ctx context.Context, outs []domain.Outcome, refil
 		jobs[i] = jobOf(pgq.AdoptClaimsRow(r), refill.Model)
 	}
 	return won, jobs, nil
+}
+
+// coalescingLeaders lists the requests of outs whose outcome may end the pending requests that
+// share their key: a keyed request ending with an upstream outcome. The statement checks the
+// rest (that the write won, that a failure carries the upstream's response); a group without
+// one (coalescing off, the common case) sends no propagation at all.
+func coalescingLeaders(outs []domain.Outcome) []string {
+	var ids []string
+	for _, o := range outs {
+		if o.Coalesce && (o.State == domain.StateCompleted || (o.State == domain.StateFailed && o.StatusCode > 0)) {
+			ids = append(ids, o.RequestID)
+		}
+	}
+	return ids
+}
+
+// propagateParams are PropagateCoalesced's for leaders finished at now: with the result cache on,
+// completed answers are kept until now + its lifetime.
+func (s *Store) propagateParams(leaders []string, now time.Time) pgq.PropagateCoalescedParams {
+	p := pgq.PropagateCoalescedParams{Ids: leaders, Now: now}
+	if s.cacheTTL > 0 {
+		p.CacheUntil = ptr(now.Add(s.cacheTTL))
+	}
+	return p
 }
 
 // AdoptClaims returns the requests owner claimed into processing for model at at: what an earlier
@@ -120,7 +171,8 @@ func (s *Store) AdoptClaims(ctx context.Context, owner, model string, at time.Ti
 func jobOf(r pgq.AdoptClaimsRow, model string) domain.Job {
 	j := domain.Job{Work: domain.Work{RequestID: r.RID, Attempt: int(r.Attempt)}, BatchID: r.BatchID, TenantID: r.TenantID,
 		CustomID: r.CustomID, Model: model, RoutedModel: r.RoutedModel, Path: r.Path, Body: r.Body, Retries: int(r.Retries),
-		BatchEndpoint: r.Endpoint, BatchCreatedAt: r.CreatedAt, BatchExpiresAt: r.ExpiresAt, CompletionWindow: r.CompletionWindow}
+		BatchEndpoint: r.Endpoint, BatchCreatedAt: r.CreatedAt, BatchExpiresAt: r.ExpiresAt, CompletionWindow: r.CompletionWindow,
+		Coalesce: r.Keyed}
 	if len(r.Metadata) > 0 {
 		_ = json.Unmarshal(r.Metadata, &j.Metadata) // written by the API from a map[string]string
 	}
@@ -166,6 +218,7 @@ func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string
 	j.BatchID, j.TenantID, j.CustomID, j.Model, j.RoutedModel = r.BatchID, r.TenantID, r.CustomID, r.Model, r.RoutedModel
 	j.Path, j.Body, j.Retries = r.Path, r.Body, int(r.Retries)
 	j.BatchEndpoint, j.BatchCreatedAt, j.BatchExpiresAt, j.CompletionWindow = r.Endpoint, r.CreatedAt, r.ExpiresAt, r.CompletionWindow
+	j.Coalesce = r.Keyed
 	if len(r.Metadata) > 0 {
 		_ = json.Unmarshal(r.Metadata, &j.Metadata) // written by the API from a map[string]string
 	}
@@ -174,8 +227,15 @@ func (s *Store) StartProcessing(ctx context.Context, w domain.Work, owner string
 
 // FinishMany persists outcomes in one statement. Each write is guarded on (processing, attempt):
 // the returned slice holds the ones that won; every other outcome was a duplicate or a zombie and
-// changed nothing.
+// changed nothing. A keyed outcome's result also ends the pending requests that share its key,
+// in the same transaction (FinishAndClaim); they follow the outcomes, with CoalescedFrom set.
 func (s *Store) FinishMany(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
+	won, _, err := s.FinishAndClaim(ctx, outs, domain.Refill{}, now)
+	return won, err
+}
+
+// finishOnly is FinishMany without a coalesced result to propagate: the one statement.
+func (s *Store) finishOnly(ctx context.Context, outs []domain.Outcome, now time.Time) ([]domain.Finished, error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}
@@ -301,7 +361,8 @@ func (s *Store) SealBatch(ctx context.Context, batchID string, output, errorsFil
 			}
 		}
 		_, err = q.SealBatch(ctx, pgq.SealBatchParams{ID: batchID, Now: now, Total: int32(counts.Total), Completed: int32(counts.Completed),
-			Failed: int32(counts.Failed), KeepOutput: output.Lines > 0, KeepError: errorsFile.Lines > 0, Usage: usage})
+			Failed: int32(counts.Failed), KeepOutput: output.Lines > 0, KeepError: errorsFile.Lines > 0, Usage: usage,
+			Coalesced: int32(counts.Coalesced), Cached: int32(counts.Cached)})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return domain.ErrStateConflict
 		}
@@ -327,7 +388,7 @@ func (s *Store) BatchesToFinalize(ctx context.Context, staleBefore time.Time) ([
 func resultRowOf(r pgq.ResultPageRow) domain.ResultRow {
 	return domain.ResultRow{RequestID: r.RID, Line: int(r.Line), CustomID: r.CustomID, State: domain.RequestState(r.State),
 		StatusCode: int(r.ResponseStatus), Body: r.ResponseBody, UpstreamRequestID: r.UpstreamRequestID, ErrorCode: r.ErrorCode,
-		ErrorMessage: r.ErrorMessage}
+		ErrorMessage: r.ErrorMessage, Shared: r.Shared}
 }
 
 // ResultPageSize is how many rows one ResultPage query returns.

@@ -31,6 +31,8 @@ type Store struct {
 	replica db
 	rq      *pgq.Queries
 	log     *slog.Logger
+	// cacheTTL keeps a coalescing leader's completed answer in coalesce_cache (0: no cache).
+	cacheTTL time.Duration
 }
 
 // Options configures Open.
@@ -43,8 +45,16 @@ type Options struct {
 	// endpoint), which serves the API's list, get, content and results reads and the pending
 	// counts (replica.go). Default "": no replica, every read goes to the primary.
 	ReplicaURL string
-	Logger     *slog.Logger
+	// CoalesceCacheTTL keeps the completed answers of coalescing batches for that long, so that
+	// lines with the same key populated later are served from them (COALESCE_CACHE_TTL). Default
+	// DefaultCoalesceCacheTTL (0): no result cache.
+	CoalesceCacheTTL time.Duration
+	Logger           *slog.Logger
 }
+
+// DefaultCoalesceCacheTTL is the result cache's default lifetime: 0, off. config.Load's
+// COALESCE_CACHE_TTL default reads it from here.
+const DefaultCoalesceCacheTTL time.Duration = 0
 
 // DefaultMaxConns is the pool cap when Options.MaxConns is unset; config.Load's DB_MAX_CONNS
 // default reads it from here.
@@ -69,6 +79,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: ping: %w", err)
 	}
 	s := New(pool, opts.Logger)
+	s.cacheTTL = opts.CoalesceCacheTTL
 	if opts.ReplicaURL != "" {
 		replica, err := openReplica(ctx, opts.ReplicaURL, cfg.MaxConns, s.log)
 		if err != nil {
@@ -89,6 +100,13 @@ func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
 	d := db{pool}
 	q := pgq.New(d)
 	return &Store{pool: d, q: q, rq: q, log: log}
+}
+
+// WithCoalesceCacheTTL sets the result cache's lifetime (Options.CoalesceCacheTTL) on a store
+// made with New, and returns it.
+func (s *Store) WithCoalesceCacheTTL(ttl time.Duration) *Store {
+	s.cacheTTL = ttl
+	return s
 }
 
 // Pool exposes the pool for migrations, tests and benchmarks.
@@ -293,7 +311,8 @@ func insertBatch(ctx context.Context, q *pgq.Queries, b domain.Batch) error {
 	err = q.InsertBatch(ctx, pgq.InsertBatchParams{ID: b.ID, TenantID: b.TenantID, InputFileID: &b.InputFileID,
 		Endpoint: b.Endpoint, CompletionWindow: b.CompletionWindow, Metadata: meta, Total: int32(b.Counts.Total),
 		CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, OutputFileID: &b.OutputFileID, ErrorFileID: &b.ErrorFileID,
-		CreatedByKey: keyRef(b.CreatedByKey), FailFastAfter: int32(b.FailFastAfter), Api: apiOf(b.API)})
+		CreatedByKey: keyRef(b.CreatedByKey), FailFastAfter: int32(b.FailFastAfter), Api: apiOf(b.API),
+		Coalescing: b.Coalesce})
 	if err != nil {
 		return fmt.Errorf("insert batch: %w", err)
 	}
@@ -370,9 +389,9 @@ func (s *Store) InsertRequests(ctx context.Context, batchID string, src domain.R
 			res.Skipped = true
 			return nil
 		}
-		cs := &copySource{src: src, batchID: batchID, tenantID: tenantID, models: map[string]bool{}}
+		cs := &copySource{src: src, batchID: batchID, tenantID: tenantID, models: map[string]bool{}, keyed: locked.Coalescing}
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"},
-			[]string{"id", "batch_id", "tenant_id", "line", "custom_id", "model", "path", "body", "body_bytes"}, cs)
+			[]string{"id", "batch_id", "tenant_id", "line", "custom_id", "model", "path", "body", "body_bytes", "body_key"}, cs)
 		// pgx reports a source error as the server's "COPY from stdin failed", so look at what the
 		// source itself stopped on.
 		var bad *domain.Error
@@ -385,6 +404,16 @@ func (s *Store) InsertRequests(ctx context.Context, batchID string, src domain.R
 		}
 		res.Inserted = int(n)
 		res.Models = cs.order
+		if locked.Coalescing {
+			// Lines whose answer the result cache still holds end here, without an upstream call.
+			// The cache is consulted even with COALESCE_CACHE_TTL now 0: its entries keep the
+			// lifetime they were written with.
+			cached, err := q.ServeFromCache(ctx, pgq.ServeFromCacheParams{BatchID: batchID, Now: &now})
+			if err != nil {
+				return fmt.Errorf("serve from cache: %w", err)
+			}
+			res.Cached = int(cached)
+		}
 		first := ""
 		if len(cs.order) > 0 {
 			first = cs.order[0]
@@ -442,6 +471,7 @@ type copySource struct {
 	err      error
 	models   map[string]bool
 	order    []string
+	keyed    bool // the batch coalesces: each line gets its body_key
 }
 
 func (c *copySource) Next() bool {
@@ -462,7 +492,11 @@ func (c *copySource) Next() bool {
 
 func (c *copySource) Values() ([]any, error) {
 	r := c.cur
-	return []any{r.ID, c.batchID, c.tenantID, r.Line, r.CustomID, r.Model, r.Path, r.Body, len(r.Body)}, nil
+	var key []byte // NULL: the line is not coalesced
+	if c.keyed {
+		key = domain.BodyKey(c.tenantID, r.Model, r.Path, r.Body)
+	}
+	return []any{r.ID, c.batchID, c.tenantID, r.Line, r.CustomID, r.Model, r.Path, r.Body, len(r.Body), key}, nil
 }
 
 func (c *copySource) Err() error { return c.err }

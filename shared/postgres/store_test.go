@@ -58,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 	s := pgtest.Store(t)
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tenant, err := s.CreateTenant(ctx, "t", now)
+	tenant, err := s.CreateTenant(ctx, "t", false, now)
 	require.NoError(t, err)
 	return &fixture{store: s, tenant: tenant.ID, now: now}
 }

@@ -32,7 +32,7 @@ func TestBootWiresTheReplicaIntoTheAPI(t *testing.T) {
 	defer app.Close()
 	require.NotNil(t, app.Store.ReplicaPool())
 	now := time.Now()
-	tenant, err := app.Store.CreateTenant(ctx, "t", now)
+	tenant, err := app.Store.CreateTenant(ctx, "t", false, now)
 	require.NoError(t, err)
 	_, key, err := app.Store.CreateAPIKey(ctx, tenant.ID, "k", false, now)
 	require.NoError(t, err)

@@ -120,7 +120,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options
 			return nil, fmt.Errorf("replica: %w", err)
 		}
 	}
-	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), ReplicaURL: replicaURL, Logger: log})
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), ReplicaURL: replicaURL, Logger: log,
+		CoalesceCacheTTL: cfg.CoalesceCacheTTL})
 	if err != nil {
 		return nil, err
 	}

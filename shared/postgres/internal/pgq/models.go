@@ -56,6 +56,9 @@ type Batch struct {
 	FailFastDecided  bool
 	FailFastAt       *time.Time
 	Api              string
+	Coalescing       bool
+	Coalesced        int32
+	Cached           int32
 }
 
 type BatchCounter struct {
@@ -64,6 +67,8 @@ type BatchCounter struct {
 	Total     int64
 	Completed int64
 	Failed    int64
+	Coalesced int64
+	Cached    int64
 }
 
 type BatchProgress struct {
@@ -104,6 +109,19 @@ type BatchRow struct {
 	RerunBatchID     string
 	FailFastAfter    int32
 	Api              string
+	Coalescing       bool
+	Coalesced        int64
+	Cached           int64
+}
+
+type CoalesceCache struct {
+	BodyKey           []byte
+	TenantID          string
+	ResponseStatus    int32
+	ResponseBody      []byte
+	UpstreamRequestID *string
+	CreatedAt         time.Time
+	ExpiresAt         time.Time
 }
 
 type File struct {
@@ -170,12 +188,16 @@ type Request struct {
 	CancelRequestedAt *time.Time
 	EscalatedFrom     *string
 	FinishedXid       pgtype.Uint64
+	BodyKey           []byte
+	CoalescedFrom     *string
+	Cached            bool
 }
 
 type Tenant struct {
-	ID        string
-	Name      string
-	CreatedAt time.Time
+	ID              string
+	Name            string
+	CreatedAt       time.Time
+	CoalesceDefault bool
 }
 
 type WebhookAttempt struct {

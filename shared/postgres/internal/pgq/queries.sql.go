@@ -13,7 +13,7 @@ import (
 
 const adoptClaims = `-- name: AdoptClaims :many
 SELECT r.id::text, r.attempt, r.batch_id, r.tenant_id, r.custom_id, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
-       b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata
+       b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata, (r.body_key IS NOT NULL)::bool AS keyed
 FROM requests r JOIN batches b ON b.id = r.batch_id
 WHERE r.owner = $1 AND r.model = $2 AND r.state = 'processing' AND r.started_at = $3
 `
@@ -39,6 +39,7 @@ type AdoptClaimsRow struct {
 	ExpiresAt        time.Time
 	CompletionWindow string
 	Metadata         json.RawMessage
+	Keyed            bool
 }
 
 // The requests owner claimed for model at at (its FinishAndClaim's time): after a FinishAndClaim
@@ -69,6 +70,7 @@ func (q *Queries) AdoptClaims(ctx context.Context, arg AdoptClaimsParams) ([]Ado
 			&i.ExpiresAt,
 			&i.CompletionWindow,
 			&i.Metadata,
+			&i.Keyed,
 		); err != nil {
 			return nil, err
 		}
@@ -111,7 +113,9 @@ func (q *Queries) Authenticate(ctx context.Context, keyHash []byte) (Authenticat
 const batchCountsForSeal = `-- name: BatchCountsForSeal :one
 SELECT count(*) AS total,
        count(*) FILTER (WHERE state = 'completed') AS completed,
-       count(*) FILTER (WHERE state IN ('failed', 'canceled', 'expired')) AS failed
+       count(*) FILTER (WHERE state IN ('failed', 'canceled', 'expired')) AS failed,
+       count(*) FILTER (WHERE coalesced_from IS NOT NULL) AS coalesced,
+       count(*) FILTER (WHERE cached) AS cached
 FROM requests WHERE batch_id = $1
 `
 
@@ -119,12 +123,20 @@ type BatchCountsForSealRow struct {
 	Total     int64
 	Completed int64
 	Failed    int64
+	Coalesced int64
+	Cached    int64
 }
 
 func (q *Queries) BatchCountsForSeal(ctx context.Context, batchID string) (BatchCountsForSealRow, error) {
 	row := q.db.QueryRow(ctx, batchCountsForSeal, batchID)
 	var i BatchCountsForSealRow
-	err := row.Scan(&i.Total, &i.Completed, &i.Failed)
+	err := row.Scan(
+		&i.Total,
+		&i.Completed,
+		&i.Failed,
+		&i.Coalesced,
+		&i.Cached,
+	)
 	return i, err
 }
 
@@ -438,13 +450,17 @@ picked AS (
     -- Rank the batches first, then pull from the winners: the nested loop walks the ranked
     -- batches in order and stops at the limit, so only the rows actually claimed are probed and
     -- locked (ordering the joined rows instead would lock up to the limit in every batch).
-    SELECT q.id
+    SELECT q.id, q.body_key, rb.score, rb.expires_at, rb.id AS batch_id, q.line
     FROM (SELECT id, expires_at, model, score FROM running ORDER BY score, expires_at, id) rb
     CROSS JOIN LATERAL (
-        SELECT r.id
+        SELECT r.id, r.body_key, r.line
         FROM requests r
         WHERE r.model = rb.model AND r.batch_id = rb.id AND r.state = 'pending'
           AND (r.not_before IS NULL OR r.not_before <= $3)
+          -- Coalescing: a keyed row waits while a row with its key is in flight; that row's
+          -- result ends it (PropagateCoalesced). Unkeyed rows (coalescing off) skip the probe.
+          AND (r.body_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM requests k WHERE k.body_key = r.body_key AND k.state IN ('claimed', 'processing')))
         ORDER BY r.line
         LIMIT (SELECT n FROM cap)
         FOR UPDATE SKIP LOCKED
@@ -461,9 +477,15 @@ SET state = CASE WHEN $5::text = '' THEN 'claimed' ELSE 'processing' END,
     model = $1
 FROM picked, batches b
 WHERE r.id = picked.id AND b.id = r.batch_id
+  -- At most one row per key per claim: of the picked rows sharing a key, the first in claim order
+  -- goes; the others stay pending (their locks end with the claim) and take its result.
+  AND (picked.body_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM picked p
+          WHERE p.body_key = picked.body_key
+            AND (p.score, p.expires_at, p.batch_id, p.line) < (picked.score, picked.expires_at, picked.batch_id, picked.line)))
 RETURNING r.id::text, r.attempt, r.batch_id, r.tenant_id, r.custom_id, coalesce(r.routed_model, ''), r.path,
           (CASE WHEN $5::text <> '' THEN r.body END)::bytea AS body, r.retries,
-          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata
+          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata, (r.body_key IS NOT NULL)::bool AS keyed
 `
 
 type ClaimForModelParams struct {
@@ -489,6 +511,7 @@ type ClaimForModelRow struct {
 	ExpiresAt        time.Time
 	CompletionWindow string
 	Metadata         json.RawMessage
+	Keyed            bool
 }
 
 // Claims up to min($2, limit − in-flight) pending requests for model $1 whose back-off is over
@@ -545,6 +568,7 @@ func (q *Queries) ClaimForModel(ctx context.Context, arg ClaimForModelParams) ([
 			&i.ExpiresAt,
 			&i.CompletionWindow,
 			&i.Metadata,
+			&i.Keyed,
 		); err != nil {
 			return nil, err
 		}
@@ -951,7 +975,7 @@ func (q *Queries) FinishMany(ctx context.Context, arg FinishManyParams) ([]Finis
 }
 
 const getBatch = `-- name: GetBatch :one
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api, b.coalescing, b.coalesced, b.cached
 FROM batch_rows b
 WHERE b.id = $1 AND b.tenant_id = $2 AND b.deleted_at IS NULL
 `
@@ -1003,6 +1027,9 @@ func (q *Queries) GetBatch(ctx context.Context, arg GetBatchParams) (GetBatchRow
 		&i.BatchRow.RerunBatchID,
 		&i.BatchRow.FailFastAfter,
 		&i.BatchRow.Api,
+		&i.BatchRow.Coalescing,
+		&i.BatchRow.Coalesced,
+		&i.BatchRow.Cached,
 	)
 	return i, err
 }
@@ -1133,8 +1160,10 @@ func (q *Queries) HideBatchFiles(ctx context.Context, arg HideBatchFilesParams) 
 const insertBatch = `-- name: InsertBatch :exec
 
 INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, total, created_at, expires_at,
-                     output_file_id, error_file_id, created_by_key, fail_fast_after, api)
-VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     output_file_id, error_file_id, created_by_key, fail_fast_after, api, coalescing)
+VALUES ($1, $2, $3, $4, $5, 'validating', $6, $7, $8, $9, $10, $11, $12, $13, $14,
+        -- coalescing NULL: the tenant's default, read in the same statement.
+        coalesce($15::bool, (SELECT t.coalesce_default FROM tenants t WHERE t.id = $2)))
 `
 
 type InsertBatchParams struct {
@@ -1152,6 +1181,7 @@ type InsertBatchParams struct {
 	CreatedByKey     *int64
 	FailFastAfter    int32
 	Api              string
+	Coalescing       *bool
 }
 
 // ─── batches ───────────────────────────────────────────────────────────────────────────────────
@@ -1174,6 +1204,7 @@ func (q *Queries) InsertBatch(ctx context.Context, arg InsertBatchParams) error 
 		arg.CreatedByKey,
 		arg.FailFastAfter,
 		arg.Api,
+		arg.Coalescing,
 	)
 	return err
 }
@@ -1330,20 +1361,21 @@ func (q *Queries) ListWorkers(ctx context.Context, arg ListWorkersParams) ([]Lis
 }
 
 const lockBatchForPopulate = `-- name: LockBatchForPopulate :one
-SELECT status, tenant_id FROM batches WHERE id = $1 FOR UPDATE
+SELECT status, tenant_id, coalescing FROM batches WHERE id = $1 FOR UPDATE
 `
 
 type LockBatchForPopulateRow struct {
-	Status   string
-	TenantID string
+	Status     string
+	TenantID   string
+	Coalescing bool
 }
 
 // Populate holds this lock for its whole transaction, so a duplicate populate message waits and
-// then sees the batch is no longer validating.
+// then sees the batch is no longer validating. coalescing says whether to key its lines.
 func (q *Queries) LockBatchForPopulate(ctx context.Context, id string) (LockBatchForPopulateRow, error) {
 	row := q.db.QueryRow(ctx, lockBatchForPopulate, id)
 	var i LockBatchForPopulateRow
-	err := row.Scan(&i.Status, &i.TenantID)
+	err := row.Scan(&i.Status, &i.TenantID, &i.Coalescing)
 	return i, err
 }
 
@@ -1453,6 +1485,108 @@ func (q *Queries) PendingByModelAndWindow(ctx context.Context, arg PendingByMode
 		return nil, err
 	}
 	return items, nil
+}
+
+const propagateCoalesced = `-- name: PropagateCoalesced :many
+WITH leader AS (
+    SELECT l.id, l.body_key, l.tenant_id, l.state, l.response_status, l.response_body, l.upstream_request_id,
+           l.error_code, l.error_message
+    FROM requests l
+    WHERE l.id = ANY ($2::uuid[]) AND l.body_key IS NOT NULL AND l.finished_xid = pg_current_xact_id()
+      AND (l.state = 'completed' OR (l.state = 'failed' AND l.response_status IS NOT NULL))
+), follower AS (
+    SELECT p.id, ld.id AS leader_id
+    FROM leader ld
+    JOIN requests p ON p.body_key = ld.body_key AND p.state = 'pending' AND p.tenant_id = ld.tenant_id
+    JOIN batches b ON b.id = p.batch_id
+    WHERE b.status = 'in_progress' AND b.cancelling_at IS NULL AND b.expired_at IS NULL AND b.fail_fast_at IS NULL
+      AND b.deleted_at IS NULL AND b.expires_at > $1::timestamptz
+    FOR UPDATE OF p SKIP LOCKED
+), cache AS (
+    INSERT INTO coalesce_cache AS c (body_key, tenant_id, response_status, response_body, upstream_request_id, created_at, expires_at)
+    SELECT ld.body_key, ld.tenant_id, ld.response_status, ld.response_body, ld.upstream_request_id, $1::timestamptz,
+           $3::timestamptz
+    FROM leader ld
+    WHERE ld.state = 'completed' AND $3::timestamptz IS NOT NULL
+    ON CONFLICT (body_key) DO UPDATE
+    SET response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,
+        upstream_request_id = EXCLUDED.upstream_request_id, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+)
+UPDATE requests r
+SET state = ld.state, response_status = ld.response_status, response_body = ld.response_body,
+    upstream_request_id = ld.upstream_request_id, error_code = ld.error_code, error_message = ld.error_message,
+    finished_at = $1::timestamptz, finished_xid = pg_current_xact_id(), coalesced_from = ld.id,
+    not_before = NULL, claimed_at = NULL, owner = NULL
+FROM follower f JOIN leader ld ON ld.id = f.leader_id
+WHERE r.id = f.id AND r.state = 'pending'
+RETURNING r.id::text, r.batch_id, r.state, ld.id::text AS leader_id
+`
+
+type PropagateCoalescedParams struct {
+	Now        time.Time
+	Ids        []string
+	CacheUntil *time.Time
+}
+
+type PropagateCoalescedRow struct {
+	RID      string
+	BatchID  string
+	State    string
+	LeaderID string
+}
+
+// Coalescing: the requests among ids that this transaction has just ended (finished_xid) with an
+// upstream outcome — completed, or failed with the upstream's response — and that have a key are
+// leaders; every PENDING request with a leader's key whose batch is running (not cancelling,
+// expired, stopped, deleted or past its deadline) ends with the leader's result and records it in
+// coalesced_from. A leader that went back to pending (a retry), or ended without an answer,
+// leads nothing: its followers stay pending and the next claim picks one of them afresh. Rows
+// another transaction holds (a cancel ending them) are skipped, not waited for: the finish never
+// waits on them and they stay pending (claimed and run later) if that transaction lets them go.
+// With cache_until set, a completed leader's answer is also stored in coalesce_cache until then.
+// Sent by the Store in the finishing transaction, after FinishMany, only when an outcome has a key.
+func (q *Queries) PropagateCoalesced(ctx context.Context, arg PropagateCoalescedParams) ([]PropagateCoalescedRow, error) {
+	rows, err := q.db.Query(ctx, propagateCoalesced, arg.Now, arg.Ids, arg.CacheUntil)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PropagateCoalescedRow
+	for rows.Next() {
+		var i PropagateCoalescedRow
+		if err := rows.Scan(
+			&i.RID,
+			&i.BatchID,
+			&i.State,
+			&i.LeaderID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const purgeCoalesceCache = `-- name: PurgeCoalesceCache :execrows
+DELETE FROM coalesce_cache WHERE body_key IN (
+    SELECT c.body_key FROM coalesce_cache c WHERE c.expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+`
+
+type PurgeCoalesceCacheParams struct {
+	Now   time.Time
+	Chunk int32
+}
+
+// One chunk of expired result-cache entries.
+func (q *Queries) PurgeCoalesceCache(ctx context.Context, arg PurgeCoalesceCacheParams) (int64, error) {
+	result, err := q.db.Exec(ctx, purgeCoalesceCache, arg.Now, arg.Chunk)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const purgeIdempotencyKeys = `-- name: PurgeIdempotencyKeys :execrows
@@ -1715,7 +1849,8 @@ func (q *Queries) RestartFinalize(ctx context.Context, arg RestartFinalizeParams
 const resultPage = `-- name: ResultPage :many
 
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
-       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
+       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, ''),
+       (r.coalesced_from IS NOT NULL OR r.cached)::bool AS shared
 FROM requests r
 WHERE r.batch_id = $1 AND r.line > $2
   AND CASE WHEN $3::bool THEN r.state = 'completed' ELSE r.state IN ('failed', 'canceled', 'expired') END
@@ -1740,6 +1875,7 @@ type ResultPageRow struct {
 	UpstreamRequestID string
 	ErrorCode         string
 	ErrorMessage      string
+	Shared            bool
 }
 
 // ─── results ───────────────────────────────────────────────────────────────────────────────────
@@ -1769,6 +1905,7 @@ func (q *Queries) ResultPage(ctx context.Context, arg ResultPageParams) ([]Resul
 			&i.UpstreamRequestID,
 			&i.ErrorCode,
 			&i.ErrorMessage,
+			&i.Shared,
 		); err != nil {
 			return nil, err
 		}
@@ -1830,9 +1967,10 @@ SET status = CASE WHEN cancelling_at IS NOT NULL THEN 'cancelled' WHEN fail_fast
     cancelled_at = CASE WHEN cancelling_at IS NOT NULL THEN $1::timestamptz END,
     failed_at = CASE WHEN cancelling_at IS NULL AND fail_fast_at IS NOT NULL THEN $1::timestamptz END,
     total = $2, completed = $3, failed = $4, usage = $5,
-    output_file_id = CASE WHEN $6::bool THEN output_file_id END,
-    error_file_id = CASE WHEN $7::bool THEN error_file_id END
-WHERE id = $8 AND finalizing_at IS NOT NULL AND status IN ('finalizing', 'cancelling')
+    coalesced = $6, cached = $7,
+    output_file_id = CASE WHEN $8::bool THEN output_file_id END,
+    error_file_id = CASE WHEN $9::bool THEN error_file_id END
+WHERE id = $10 AND finalizing_at IS NOT NULL AND status IN ('finalizing', 'cancelling')
 RETURNING coalesce(output_file_id, ''), coalesce(error_file_id, '')
 `
 
@@ -1842,6 +1980,8 @@ type SealBatchParams struct {
 	Completed  int32
 	Failed     int32
 	Usage      json.RawMessage
+	Coalesced  int32
+	Cached     int32
 	KeepOutput bool
 	KeepError  bool
 	ID         string
@@ -1863,6 +2003,8 @@ func (q *Queries) SealBatch(ctx context.Context, arg SealBatchParams) (SealBatch
 		arg.Completed,
 		arg.Failed,
 		arg.Usage,
+		arg.Coalesced,
+		arg.Cached,
 		arg.KeepOutput,
 		arg.KeepError,
 		arg.ID,
@@ -1896,6 +2038,31 @@ func (q *Queries) SealFile(ctx context.Context, arg SealFileParams) error {
 		arg.ID,
 	)
 	return err
+}
+
+const serveFromCache = `-- name: ServeFromCache :execrows
+UPDATE requests r
+SET state = 'completed', cached = true, response_status = c.response_status, response_body = c.response_body,
+    upstream_request_id = c.upstream_request_id, finished_at = $1, finished_xid = pg_current_xact_id()
+FROM coalesce_cache c
+WHERE r.batch_id = $2 AND r.state = 'pending' AND r.body_key IS NOT NULL
+  AND c.body_key = r.body_key AND c.tenant_id = r.tenant_id AND c.expires_at > $1
+`
+
+type ServeFromCacheParams struct {
+	Now     *time.Time
+	BatchID string
+}
+
+// Coalescing with the result cache: the just-inserted lines of a batch whose key has a live
+// entry end as completed from it, marked cached, with no upstream call. Only keyed rows are
+// looked at (the batch's lines are keyed only when it coalesces).
+func (q *Queries) ServeFromCache(ctx context.Context, arg ServeFromCacheParams) (int64, error) {
+	result, err := q.db.Exec(ctx, serveFromCache, arg.Now, arg.BatchID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const startBatch = `-- name: StartBatch :execrows
@@ -1934,7 +2101,7 @@ WHERE r.id = $3 AND r.attempt = $4 AND r.state = 'claimed'
   AND b.id = r.batch_id AND b.status = 'in_progress' AND b.expired_at IS NULL AND r.cancel_requested_at IS NULL
   AND b.expires_at > $1
 RETURNING r.batch_id, r.tenant_id, r.custom_id, r.model, coalesce(r.routed_model, ''), r.path, r.body, r.retries,
-          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata
+          b.endpoint, b.created_at, b.expires_at, b.completion_window, b.metadata, (r.body_key IS NOT NULL)::bool AS keyed
 `
 
 type StartProcessingParams struct {
@@ -1958,6 +2125,7 @@ type StartProcessingRow struct {
 	ExpiresAt        time.Time
 	CompletionWindow string
 	Metadata         json.RawMessage
+	Keyed            bool
 }
 
 // claimed → processing, made durable before the upstream call. Zero rows means the delivery is a
@@ -1985,6 +2153,7 @@ func (q *Queries) StartProcessing(ctx context.Context, arg StartProcessingParams
 		&i.ExpiresAt,
 		&i.CompletionWindow,
 		&i.Metadata,
+		&i.Keyed,
 	)
 	return i, err
 }

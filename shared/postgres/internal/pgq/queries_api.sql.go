@@ -201,19 +201,31 @@ func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (Cre
 }
 
 const createTenant = `-- name: CreateTenant :one
-INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) RETURNING id, name, created_at
+INSERT INTO tenants (id, name, created_at, coalesce_default) VALUES ($1, $2, $3, $4)
+RETURNING id, name, created_at, coalesce_default
 `
 
 type CreateTenantParams struct {
-	ID        string
-	Name      string
-	CreatedAt time.Time
+	ID              string
+	Name            string
+	CreatedAt       time.Time
+	CoalesceDefault bool
 }
 
 func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (Tenant, error) {
-	row := q.db.QueryRow(ctx, createTenant, arg.ID, arg.Name, arg.CreatedAt)
+	row := q.db.QueryRow(ctx, createTenant,
+		arg.ID,
+		arg.Name,
+		arg.CreatedAt,
+		arg.CoalesceDefault,
+	)
 	var i Tenant
-	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.CreatedAt,
+		&i.CoalesceDefault,
+	)
 	return i, err
 }
 
@@ -334,13 +346,18 @@ func (q *Queries) GetIdempotencyKey(ctx context.Context, arg GetIdempotencyKeyPa
 }
 
 const getTenant = `-- name: GetTenant :one
-SELECT id, name, created_at FROM tenants WHERE id = $1
+SELECT id, name, created_at, coalesce_default FROM tenants WHERE id = $1
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 	row := q.db.QueryRow(ctx, getTenant, id)
 	var i Tenant
-	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.CreatedAt,
+		&i.CoalesceDefault,
+	)
 	return i, err
 }
 
@@ -388,7 +405,7 @@ func (q *Queries) ListAPIKeys(ctx context.Context, tenantID string) ([]ListAPIKe
 }
 
 const listBatches = `-- name: ListBatches :many
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api, b.coalescing, b.coalesced, b.cached
 FROM batch_rows b
 LEFT JOIN files f ON f.id = b.input_file_id
 CROSS JOIN LATERAL (
@@ -490,6 +507,9 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 			&i.BatchRow.RerunBatchID,
 			&i.BatchRow.FailFastAfter,
 			&i.BatchRow.Api,
+			&i.BatchRow.Coalescing,
+			&i.BatchRow.Coalesced,
+			&i.BatchRow.Cached,
 		); err != nil {
 			return nil, err
 		}
@@ -502,7 +522,7 @@ func (q *Queries) ListBatches(ctx context.Context, arg ListBatchesParams) ([]Lis
 }
 
 const listBatchesBefore = `-- name: ListBatchesBefore :many
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api, b.coalescing, b.coalesced, b.cached
 FROM batch_rows b
 WHERE b.tenant_id = $1 AND b.deleted_at IS NULL AND b.api = $2
   AND (b.created_at, b.id) > ($3::timestamptz, $4::text)
@@ -572,6 +592,9 @@ func (q *Queries) ListBatchesBefore(ctx context.Context, arg ListBatchesBeforePa
 			&i.BatchRow.RerunBatchID,
 			&i.BatchRow.FailFastAfter,
 			&i.BatchRow.Api,
+			&i.BatchRow.Coalescing,
+			&i.BatchRow.Coalesced,
+			&i.BatchRow.Cached,
 		); err != nil {
 			return nil, err
 		}
@@ -745,7 +768,7 @@ func (q *Queries) ListFilesDesc(ctx context.Context, arg ListFilesDescParams) ([
 }
 
 const listTenants = `-- name: ListTenants :many
-SELECT id, name, created_at FROM tenants ORDER BY created_at, id
+SELECT id, name, created_at, coalesce_default FROM tenants ORDER BY created_at, id
 `
 
 func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
@@ -757,7 +780,12 @@ func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
 	var items []Tenant
 	for rows.Next() {
 		var i Tenant
-		if err := rows.Scan(&i.ID, &i.Name, &i.CreatedAt); err != nil {
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.CreatedAt,
+			&i.CoalesceDefault,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -825,7 +853,8 @@ func (q *Queries) ReserveIdempotencyKey(ctx context.Context, arg ReserveIdempote
 
 const resultFilePage = `-- name: ResultFilePage :many
 SELECT r.id::text, r.line, r.custom_id, r.state, coalesce(r.response_status, 0), r.response_body,
-       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
+       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, ''),
+       (r.coalesced_from IS NOT NULL OR r.cached)::bool AS shared
 FROM requests r
 JOIN batches b ON b.id = r.batch_id
 WHERE r.batch_id = $1 AND r.tenant_id = $2
@@ -857,6 +886,7 @@ type ResultFilePageRow struct {
 	UpstreamRequestID string
 	ErrorCode         string
 	ErrorMessage      string
+	Shared            bool
 }
 
 // A page of a batch's output file (output true: completed rows) or error file (other terminal rows)
@@ -893,6 +923,7 @@ func (q *Queries) ResultFilePage(ctx context.Context, arg ResultFilePageParams) 
 			&i.UpstreamRequestID,
 			&i.ErrorCode,
 			&i.ErrorMessage,
+			&i.Shared,
 		); err != nil {
 			return nil, err
 		}
@@ -954,4 +985,27 @@ type SetFileExpiryParams struct {
 func (q *Queries) SetFileExpiry(ctx context.Context, arg SetFileExpiryParams) error {
 	_, err := q.db.Exec(ctx, setFileExpiry, arg.ExpiresAt, arg.ID, arg.TenantID)
 	return err
+}
+
+const setTenantCoalesceDefault = `-- name: SetTenantCoalesceDefault :one
+UPDATE tenants SET coalesce_default = $1 WHERE id = $2
+RETURNING id, name, created_at, coalesce_default
+`
+
+type SetTenantCoalesceDefaultParams struct {
+	CoalesceDefault bool
+	ID              string
+}
+
+// The coalescing default of the tenant's batches created from now on; batches already created keep theirs.
+func (q *Queries) SetTenantCoalesceDefault(ctx context.Context, arg SetTenantCoalesceDefaultParams) (Tenant, error) {
+	row := q.db.QueryRow(ctx, setTenantCoalesceDefault, arg.CoalesceDefault, arg.ID)
+	var i Tenant
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.CreatedAt,
+		&i.CoalesceDefault,
+	)
+	return i, err
 }

@@ -140,7 +140,7 @@ func (q *Queries) CreateWebhookEndpoint(ctx context.Context, arg CreateWebhookEn
 }
 
 const deadlineRiskCandidates = `-- name: DeadlineRiskCandidates :many
-SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api
+SELECT b.id, b.tenant_id, b.input_file_id, b.endpoint, b.completion_window, b.status, b.model, b.metadata, b.errors, b.output_file_id, b.error_file_id, b.total, b.usage, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, b.completed, b.failed, b.pending, b.deleted_at, b.created_by_key, b.rerun_of, b.rerun_batch_id, b.fail_fast_after, b.api, b.coalescing, b.coalesced, b.cached
 FROM batch_rows b
 WHERE b.status = 'in_progress' AND b.deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM webhook_endpoints e
@@ -199,6 +199,9 @@ func (q *Queries) DeadlineRiskCandidates(ctx context.Context, max int32) ([]Dead
 			&i.BatchRow.RerunBatchID,
 			&i.BatchRow.FailFastAfter,
 			&i.BatchRow.Api,
+			&i.BatchRow.Coalescing,
+			&i.BatchRow.Coalesced,
+			&i.BatchRow.Cached,
 		); err != nil {
 			return nil, err
 		}

@@ -230,7 +230,7 @@ export function batchPage(main, id) {
       ["Input file", h("span", { class: "mono" }, batch.input_file_id)], ["Created", fmtTime(batch.created_at)],
       ["Expires", fmtTime(batch.expires_at)], ["Throughput", throughput(batch)],
       ["Estimated completion", fmtETA(batch.estimated_completion_at) + (batch.deadline_at_risk ? " (deadline at risk)" : "")]]
-      .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     cancel.disabled = terminal || batch.status === "cancelling";
     retry.disabled = c.failed === 0 || !terminal && batch.status !== "in_progress";
     dlOut.disabled = !(batch.output_file_id || batch.partial_output_file_id) || c.completed === 0;

@@ -4,6 +4,8 @@ import { api, query, uploadFile, APIError } from "./api.js";
 import { h, clear, fmtTime, fmtBytes, notice, errorText } from "./ui.js";
 
 const PAGE = 50;
+// ENDPOINTS are the batch endpoints (domain.Endpoints) a file can be checked against.
+const ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"];
 
 // problems is the table of bad lines of a rejected upload or a validation report.
 function problems(list, truncated) {
@@ -39,12 +41,15 @@ export function filesPage(main) {
   h("label", { for: "upload-file" }, "Batch input file (JSONL)", input),
   h("button", { type: "submit" }, "Upload"),
   h("label", { for: "upload-progress" }, "Progress", progress));
+  const endpoint = h("select", { id: "validate-endpoint" }, h("option", { value: "" }, "any (each line's own)"),
+    ENDPOINTS.map((e) => h("option", { value: e }, e)));
   const tbody = h("tbody", { id: "file-rows" });
   const report = h("section", { id: "validation", "aria-live": "polite" });
   const msg = h("div", { id: "files-message" });
   const prev = h("button", { type: "button", class: "secondary", onclick: () => { cursors.pop(); refresh(); } }, "Previous");
   const next = h("button", { type: "button", class: "secondary", onclick: () => { cursors.push(lastID); refresh(); } }, "Next");
   clear(main, h("h1", {}, "Files"), h("h2", {}, "Upload"), form, out, h("h2", {}, "Your files"), msg,
+    h("div", { class: "toolbar" }, h("label", { for: "validate-endpoint" }, "Validate against the endpoint", endpoint)),
     h("table", { id: "files" }, h("thead", {}, h("tr", {}, ["File", "Name", "Purpose", "Size", "Status", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)))), tbody),
     h("div", { class: "pager" }, prev, next), report);
 
@@ -54,9 +59,9 @@ export function filesPage(main) {
   async function validate(f) {
     clear(report, h("h2", {}, "Validation of ", h("span", { class: "mono" }, f.id)), notice("Checking…"));
     try {
-      const r = await api("POST", `/v1/files/${f.id}/validate`);
+      const r = await api("POST", `/v1/files/${f.id}/validate`, endpoint.value ? { endpoint: endpoint.value } : undefined);
       clear(report, h("h2", {}, "Validation of ", h("span", { class: "mono" }, f.id)),
-        notice(r.valid ? `Valid: ${r.total_requests} requests.` : `${r.errors.length} bad line(s) of ${r.total_requests}.`, !r.valid),
+        notice(r.valid ? `Valid: ${r.total_requests} requests.` : `${r.errors.length}${r.errors_truncated ? "+" : ""} bad line(s).`, !r.valid),
         r.models.length ? h("p", { class: "counts" }, "Models: " + r.models.map((m) => `${m.model} (${m.requests})`).join(", ")) : null,
         r.errors.length ? problems(r.errors, r.errors_truncated) : null);
       report.dataset.valid = String(r.valid);

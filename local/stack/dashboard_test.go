@@ -77,7 +77,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	eval := func(stmt string) step {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool]("(" + stmt + ", true)")(ctx, tg)
+			_, err := chromedp.Evaluate[bool]("("+stmt+", true)")(ctx, tg)
 			return err
 		})
 	}

@@ -82,6 +82,7 @@ fusillade is running (started in %s)
   API base URL   %s/v1
   API key        %s
   admin key      %s
+  dashboard      %s/ui/   (sign in with either key; docs/dashboard.md)
   models         %s
                  (mock upstream latency %s)
   data           %s   (kept across restarts; --fresh wipes it)
@@ -101,7 +102,7 @@ or with curl:
        -d '{"input_file_id":"<file id>","endpoint":"/v1/chat/completions","completion_window":"24h"}'
 
 Press Ctrl-C to stop.
-`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, describeModels(specs), *latency, *dataDir, st.APIURL, st.APIURL, st.APIKey)
+`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, st.APIURL, describeModels(specs), *latency, *dataDir, st.APIURL, st.APIURL, st.APIKey)
 	if *example && hasModel(specs, "mock-chat") {
 		if err := runExample(ctx, st, stdout); err != nil {
 			fmt.Fprintln(stderr, "example batch:", err)

@@ -1,12 +1,14 @@
 # fusillade: `make run` starts the whole stack locally, `make test` runs every test.
-# Both install what is missing (the PostgreSQL server) through the system package manager.
+# Both install what is missing (the PostgreSQL server; for test also Chromium) through the system
+# package manager.
 
 GO        ?= go
 FUNCTIONS := api populate dispatch worker purge migrate
 LDFLAGS   := -s -w
 PG_BIN    := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
+CHROMIUM  := $(shell command -v chromium 2>/dev/null)
 
-.PHONY: run test vet lint sqlc sqlc-check deps build clean bench $(addprefix build-,$(FUNCTIONS))
+.PHONY: run test vet lint sqlc sqlc-check deps chromium build clean bench $(addprefix build-,$(FUNCTIONS))
 
 ## deps: install the PostgreSQL server binaries when they are missing (Debian/Ubuntu).
 deps:
@@ -14,6 +16,15 @@ ifeq ($(PG_BIN),)
 	@echo "installing PostgreSQL server (initdb not found)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null
+endif
+
+## chromium: install Debian's Chromium when it is missing; the dashboard's browser test
+## (local/stack TestDashboardInABrowser) drives it headless, and fails without it.
+chromium:
+ifeq ($(CHROMIUM),)
+	@echo "installing Chromium (chromium not found)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
 endif
 
 ## run: the whole stack on 127.0.0.1:8080 with a bundled example batch.
@@ -53,8 +64,9 @@ sqlc: $(SQLC)
 sqlc-check: $(SQLC)
 	@$(SQLC) diff || { echo "generated query code is stale: run make sqlc and commit the result"; exit 1; }
 
-## test: sqlc-check, vet and lint, then every Go test with the race detector against one throwaway PostgreSQL.
-test: deps sqlc-check vet lint
+## test: sqlc-check, vet and lint, then every Go test with the race detector against one throwaway
+## PostgreSQL (the dashboard's in Chromium among them).
+test: deps chromium sqlc-check vet lint
 	$(GO) run ./cmd/fusillade with-postgres -- $(GO) test -race -count=1 -timeout 20m ./...
 
 ## bench: the performance workloads of docs/benchmarks.md against a throwaway PostgreSQL that the

@@ -82,6 +82,7 @@ fusillade is running (started in %s)
   API base URL   %s/v1
   API key        %s
   admin key      %s
+  dashboard      %s/ui/   (sign in with either key; docs/dashboard.md)
   models         %s
                  (mock upstream latency %s)
   messages model %s   (Anthropic Message Batches: %s/v1/messages/batches)
@@ -102,7 +103,7 @@ or with curl:
        -d '{"input_file_id":"<file id>","endpoint":"/v1/chat/completions","completion_window":"24h"}'
 
 Press Ctrl-C to stop.
-`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, describeModels(specs), *latency,
+`, time.Since(start).Round(time.Millisecond), st.APIURL, st.APIKey, st.AdminKey, st.APIURL, describeModels(specs), *latency,
 		messagesModel(specs), st.APIURL, *dataDir, st.APIURL, st.APIURL, st.APIKey)
 	if *example && hasModel(specs, "mock-chat") {
 		if err := runExample(ctx, st, stdout); err != nil {

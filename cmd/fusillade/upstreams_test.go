@@ -101,6 +101,7 @@ func TestRunConfiguresRealUpstreamsFromFlagsWithTheirKeys(t *testing.T) {
 		}
 		require.True(t, time.Now().Before(deadline), "the stack did not start: %s", out.String())
 	}
+	require.Contains(t, out.String(), "dashboard      "+apiURL+"/ui/", "the startup output links the dashboard")
 	require.Contains(t, out.String(), "from-file=3 ("+up.URL+")")
 	require.Contains(t, out.String(), "flagged=2 ("+up.URL+")")
 

@@ -412,7 +412,13 @@ func TestPartialResultsWhileRunningAndResultsView(t *testing.T) {
 	require.Equal(t, "in_progress", held["status"])
 	require.EqualValues(t, 8, held["line"])
 	require.Nil(t, held["response"])
+	require.Contains(t, held, "latency_ms")
+	require.Nil(t, held["latency_ms"], "no latency while the line runs")
 	require.Equal(t, "mock-chat", held["input"].(map[string]any)["model"])
+	var finished map[string]any
+	require.NoError(t, json.Unmarshal(rows[0], &finished))
+	require.Equal(t, "completed", finished["status"])
+	require.GreaterOrEqual(t, finished["latency_ms"], 0.0, "a finished line's latency")
 	failed := call(t, st, st.APIKey, "GET", "/v1/batches/"+b.ID+"/results?status=failed", nil, "")
 	require.Equal(t, 1, bytes.Count(failed.Body, []byte("\n")))
 	require.Contains(t, string(failed.Body), `"status":"failed"`)

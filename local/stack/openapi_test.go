@@ -49,7 +49,7 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	tenant, admin := st.APIKey, st.AdminKey
 
 	// Public routes.
-	for _, p := range []string{"/healthz", "/readyz", "/v1/openapi.json"} {
+	for _, p := range []string{"/healthz", "/readyz", "/v1/openapi.json", "/ui/"} {
 		require.Equal(t, 200, do("", "GET", p, nil).Status, p)
 	}
 

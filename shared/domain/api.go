@@ -38,6 +38,10 @@ type BatchResult struct {
 	ResultRow
 	Model string
 	Input []byte
+	// Latency is the final attempt's time from the start of its upstream call to its recorded
+	// outcome; nil for a line that has not finished or never started (cancelled or expired
+	// before its call).
+	Latency *time.Duration
 }
 
 // ResultQuery selects rows of a batch.

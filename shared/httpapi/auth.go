@@ -38,7 +38,7 @@ func (s *server) authenticate(next http.Handler, admin bool) http.Handler {
 		}
 		if admin && !p.Admin {
 			// Same answer as a missing route: non-admins cannot map the admin surface.
-			s.error(w, r, &domain.Error{Code: domain.ENotFound, Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
+			s.unknownRoute(w, r)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))

@@ -226,6 +226,8 @@ type resultLine struct {
 	Input    json.RawMessage `json:"input"`
 	Response json.RawMessage `json:"response"`
 	Error    json.RawMessage `json:"error"`
+	// LatencyMS is domain.BatchResult.Latency in whole milliseconds; null without one.
+	LatencyMS *int64 `json:"latency_ms"`
 }
 
 // resultStatuses maps the status filter of the results view to request states.
@@ -281,6 +283,10 @@ func (s *server) batchResults(w http.ResponseWriter, r *http.Request) {
 		func(row domain.BatchResult) error {
 			rl := resultLine{ID: domain.OutputLineID(row.RequestID), CustomID: row.CustomID, Line: row.Line, Model: row.Model,
 				Status: resultStatus(row.State), Input: row.Input, Response: json.RawMessage("null"), Error: json.RawMessage("null")}
+			if row.Latency != nil {
+				ms := max(0, row.Latency.Milliseconds())
+				rl.LatencyMS = &ms
+			}
 			if row.State.Terminal() {
 				// Reuse the output-file rendering for the outcome, so both views agree.
 				var o struct {

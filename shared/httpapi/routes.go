@@ -1,11 +1,15 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/fusillade/fusillade/shared/dashboard"
+)
 
 type access int
 
 const (
-	accessPublic access = iota // no key (health checks only)
+	accessPublic access = iota // no key (health checks, the OpenAPI document, the dashboard's static assets)
 	accessTenant               // any valid key
 	accessAdmin                // an admin key
 )
@@ -23,6 +27,9 @@ func (s *server) routes() []route {
 		{"GET", "/healthz", accessPublic, http.HandlerFunc(s.health)},
 		{"GET", "/readyz", accessPublic, http.HandlerFunc(s.ready)},
 		{"GET", "/v1/openapi.json", accessPublic, http.HandlerFunc(s.openAPI)},
+		// The dashboard's static assets (package dashboard), a subtree: its pages call the routes
+		// below with the signed-in key. GET /ui answers a redirect here (net/http's for a subtree).
+		{"GET", dashboard.Prefix, accessPublic, dashboard.Handler(http.HandlerFunc(s.unknownRoute))},
 
 		{"POST", "/v1/files", accessTenant, http.HandlerFunc(s.createFile)},
 		{"GET", "/v1/files", accessTenant, http.HandlerFunc(s.listFiles)},

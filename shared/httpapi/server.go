@@ -224,11 +224,13 @@ func New(cfg Config, d Deps) http.Handler {
 		}
 		mux.Handle(rt.method+" "+rt.pattern, h)
 	}
-	mux.Handle(messagesPrefix, withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.error(w, r, &domain.Error{Code: domain.ENotFound, Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
-	})))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.error(w, r, &domain.Error{Code: domain.ENotFound, Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
-	})
+	mux.Handle(messagesPrefix, withRequestID(http.HandlerFunc(s.unknownRoute)))
+	mux.HandleFunc("/", s.unknownRoute)
 	return s.recoverer(mux)
+}
+
+// unknownRoute is the answer to a path no route serves (and to an admin route for a key that is
+// not an admin's): OpenAI's 404 for an unknown URL.
+func (s *server) unknownRoute(w http.ResponseWriter, r *http.Request) {
+	s.error(w, r, &domain.Error{Code: domain.ENotFound, Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
 }

@@ -307,7 +307,8 @@ func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq d
 		for _, r := range page {
 			if err := fn(domain.BatchResult{Model: r.Model, Input: r.Body, ResultRow: domain.ResultRow{RequestID: r.RID,
 				Line: int(r.Line), CustomID: r.CustomID, State: domain.RequestState(r.State), StatusCode: int(r.ResponseStatus),
-				Body: r.ResponseBody, UpstreamRequestID: r.UpstreamRequestID, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage}}); err != nil {
+				Body: r.ResponseBody, UpstreamRequestID: r.UpstreamRequestID, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage},
+				Latency: latency(r.StartedAt, r.FinishedAt)}); err != nil {
 				return err
 			}
 		}
@@ -317,6 +318,15 @@ func (s *Store) BatchResults(ctx context.Context, tenantID, batchID string, rq d
 		after, skip, left = int(page[len(page)-1].Line), 0, left-len(page)
 	}
 	return nil
+}
+
+// latency is finished - started when the row has both; nil otherwise.
+func latency(started, finished *time.Time) *time.Duration {
+	if started == nil || finished == nil {
+		return nil
+	}
+	d := finished.Sub(*started)
+	return &d
 }
 
 // ResultFile calls fn for the current rows of a batch's output file (output true) or error file,

@@ -105,9 +105,11 @@ GROUP BY r.batch_id, r.state;
 -- name: BatchResultsPage :many
 -- The merged view of a batch (GET /batches/{id}/results): input and outcome per line, in input
 -- order, after after_line, skipping skip matching rows. states filters (empty = all), pattern is an
--- ILIKE pattern on custom_id ('' = none).
+-- ILIKE pattern on custom_id ('' = none). started_at and finished_at are the final attempt's (a
+-- retry clears both), for the line's latency.
 SELECT r.id::text, r.line, r.custom_id, r.model, r.state, r.body, coalesce(r.response_status, 0), r.response_body,
-       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
+       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, ''),
+       r.started_at, r.finished_at
 FROM requests r
 WHERE r.batch_id = sqlc.arg(batch_id) AND r.tenant_id = sqlc.arg(tenant_id) AND r.line > sqlc.arg(after_line)
   AND (cardinality(sqlc.arg(states)::text[]) = 0 OR r.state = ANY (sqlc.arg(states)::text[]))

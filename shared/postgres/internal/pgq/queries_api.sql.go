@@ -76,7 +76,8 @@ func (q *Queries) BatchRequestStates(ctx context.Context, arg BatchRequestStates
 
 const batchResultsPage = `-- name: BatchResultsPage :many
 SELECT r.id::text, r.line, r.custom_id, r.model, r.state, r.body, coalesce(r.response_status, 0), r.response_body,
-       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, '')
+       coalesce(r.upstream_request_id, ''), coalesce(r.error_code, ''), coalesce(r.error_message, ''),
+       r.started_at, r.finished_at
 FROM requests r
 WHERE r.batch_id = $1 AND r.tenant_id = $2 AND r.line > $3
   AND (cardinality($4::text[]) = 0 OR r.state = ANY ($4::text[]))
@@ -108,11 +109,14 @@ type BatchResultsPageRow struct {
 	UpstreamRequestID string
 	ErrorCode         string
 	ErrorMessage      string
+	StartedAt         *time.Time
+	FinishedAt        *time.Time
 }
 
 // The merged view of a batch (GET /batches/{id}/results): input and outcome per line, in input
 // order, after after_line, skipping skip matching rows. states filters (empty = all), pattern is an
-// ILIKE pattern on custom_id (” = none).
+// ILIKE pattern on custom_id (” = none). started_at and finished_at are the final attempt's (a
+// retry clears both), for the line's latency.
 func (q *Queries) BatchResultsPage(ctx context.Context, arg BatchResultsPageParams) ([]BatchResultsPageRow, error) {
 	rows, err := q.db.Query(ctx, batchResultsPage,
 		arg.BatchID,
@@ -142,6 +146,8 @@ func (q *Queries) BatchResultsPage(ctx context.Context, arg BatchResultsPagePara
 			&i.UpstreamRequestID,
 			&i.ErrorCode,
 			&i.ErrorMessage,
+			&i.StartedAt,
+			&i.FinishedAt,
 		); err != nil {
 			return nil, err
 		}

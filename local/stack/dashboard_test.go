@@ -1,0 +1,205 @@
+package stack_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/openai/openai-go/v3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fusillade/fusillade/local/stack"
+)
+
+// The dashboard in a real browser (Debian's chromium, headless, driven over the DevTools
+// protocol) against a running stack: sign in with a tenant key, watch a running batch's bar
+// move, open its results, cancel a batch, upload a file and see it listed and validated (a bad
+// line shown by its number), then sign in as an admin and change a model's limit, confirmed
+// through the API. Every check reads the DOM; a screenshot of each page goes to build/ui-*.png.
+// Chromium missing fails the test: `make test` installs it (the deps target).
+func TestDashboardInABrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	require.NoError(t, err, "chromium is needed for the dashboard test: make deps installs it")
+	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 2}, {Name: "parked", Limit: 0}}})
+	c := client(st, st.APIKey)
+	shots := screenshotDir(t)
+
+	// A slow batch (30 lines of 400 ms over 2 slots: about 6 s) and one that cannot run.
+	slow := newBatch(t, c, uploadSDK(t, c, paced("mock-chat", 30, 400)).ID)
+	parked := newBatch(t, c, uploadSDK(t, c, lines(chatLine("p1", "parked"), chatLine("p2", "parked"))).ID)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1000))...)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+	type step = chromedp.Action[chromedp.Void]
+	var shot func(page string) step
+	run := func(what string, steps ...step) {
+		t.Helper()
+		err := chromedp.Do(browser, steps...)
+		if err != nil {
+			// What the page showed when the step failed, for the reader of the failure.
+			_ = chromedp.Do(browser, shot("failed"))
+			html, _ := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector("main").innerText`))
+			t.Logf("the page at the failure (build/ui-failed.png):\n%s", html)
+		}
+		require.NoError(t, err, what)
+	}
+	shot = func(page string) step {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, "ui-"+page+".png"), png, 0o644)
+		})
+	}
+	// until waits for a JavaScript condition on the page to hold; eval runs a statement.
+	until := func(expr string) step {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Poll[bool]("Boolean("+expr+")", chromedp.WithPollingInterval(50*time.Millisecond),
+				chromedp.WithPollingTimeout(20*time.Second))(ctx, tg)
+			if err != nil {
+				return fmt.Errorf("waiting for %s: %w", expr, err)
+			}
+			return nil
+		})
+	}
+	eval := func(stmt string) step {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool]("("+stmt+", true)")(ctx, tg)
+			return err
+		})
+	}
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(browser, chromedp.TextContent(css(sel)))
+		require.NoError(t, err, "read %s", sel)
+		return s
+	}
+	valueNow := func(sel string) int {
+		t.Helper()
+		v, err := chromedp.Run(browser, chromedp.Evaluate[int](fmt.Sprintf(`Number(document.querySelector(%q).getAttribute("aria-valuenow"))`, sel)))
+		require.NoError(t, err, "read %s", sel)
+		return v
+	}
+	signIn := func(key string) {
+		t.Helper()
+		run("sign in", chromedp.Navigate(st.APIURL+"/ui/"), chromedp.WaitVisible(css("#api-key")),
+			chromedp.SendKeys(css("#api-key"), key), chromedp.Click(css(`#sign-in button[type="submit"]`)),
+			chromedp.WaitVisible(css("#nav")))
+	}
+
+	// Sign in with a tenant key: the batches list, no admin link, the slow batch's bar moving.
+	run("the sign-in page", chromedp.Navigate(st.APIURL+"/ui/"), chromedp.WaitVisible(css("#api-key")), shot("sign-in"))
+	run("a refused key", chromedp.SendKeys(css("#api-key"), "fsk_0000000000000000000000000000000000000000"),
+		chromedp.Click(css(`#sign-in button[type="submit"]`)), chromedp.WaitVisible(css(`#sign-in-result [role="alert"]`)))
+	require.Contains(t, text("#sign-in-result"), "refused")
+	signIn(st.APIKey)
+	row := fmt.Sprintf(`#batch-rows tr[data-id=%q] [role="progressbar"]`, slow.ID)
+	run("the batches list", chromedp.WaitVisible(css(row)), until(`document.getElementById("nav-admin").hidden`))
+	first := valueNow(row)
+	run("the list's bar moves", until(fmt.Sprintf(`Number(document.querySelector(%q).getAttribute("aria-valuenow")) > %d`, row, first)), shot("batches"))
+	require.Contains(t, text(fmt.Sprintf(`#batch-rows tr[data-id=%q]`, parked.ID)), "in_progress")
+
+	// The slow batch's page: its bar moves, its results table has its lines.
+	run("open the batch", chromedp.Click(css(fmt.Sprintf(`a[href="#/batches/%s"]`, slow.ID))),
+		chromedp.WaitVisible(css(`#results-rows tr[data-custom-id="l0"]`)))
+	seen := valueNow("#batch-progress")
+	run("the batch's bar moves", until(fmt.Sprintf(`Number(document.querySelector("#batch-progress").getAttribute("aria-valuenow")) > %d`, seen)))
+	run("the batch ends", until(`document.querySelector("#batch-status").textContent === "completed"`),
+		until(`document.querySelectorAll("#results-rows tr[data-custom-id]").length === 30`),
+		until(`[...document.querySelectorAll("#results-rows tr")].every(tr => tr.children[2].textContent === "completed" && tr.children[3].textContent.endsWith(" ms"))`),
+		until(`document.querySelectorAll("#batch-chart polyline").length === 3`), shot("batch"))
+	require.Equal(t, 30, valueNow("#batch-progress"))
+	run("search the results", chromedp.SendKeys(css("#results-search"), "l1"),
+		chromedp.Click(css(`#results-filters button[type="submit"]`)),
+		until(`document.querySelectorAll("#results-rows tr[data-custom-id]").length === 11`)) // l1, l10..l19
+
+	// Cancel the parked batch from its page.
+	run("cancel a batch", chromedp.Navigate(st.APIURL+"/ui/#/batches/"+parked.ID),
+		until(`document.querySelector("#batch-status") && document.querySelector("#batch-status").textContent === "in_progress"`),
+		chromedp.Click(css("#batch-cancel")),
+		until(`["cancelling", "cancelled"].includes(document.querySelector("#batch-status").textContent)`),
+		until(`document.querySelector("#batch-cancel").disabled`), shot("batch-cancelled"))
+	got, err := c.Batches.Get(ctx, parked.ID)
+	require.NoError(t, err)
+	require.Contains(t, []openai.BatchStatus{openai.BatchStatusCancelling, openai.BatchStatusCancelled}, got.Status)
+
+	// Files: upload one (listed, then validated: valid for its own endpoint, every line shown
+	// bad against another), and one whose line 2 names a model nobody serves (refused, with
+	// that line shown).
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.jsonl")
+	require.NoError(t, os.WriteFile(good, lines(chatLine("a", "mock-chat"), chatLine("b", "mock-chat")), 0o600))
+	bad := filepath.Join(dir, "unknown-model.jsonl")
+	require.NoError(t, os.WriteFile(bad, lines(chatLine("a", "mock-chat"), chatLine("b", "no-such-model")), 0o600))
+	fileRow := `[...document.querySelectorAll("#file-rows tr")].find(tr => tr.textContent.includes("good.jsonl"))`
+	run("upload a file", chromedp.Click(css(`a[href="#/files"]`)), chromedp.WaitVisible(css("#upload-file")),
+		chromedp.SetUploadFiles(css("#upload-file"), []string{good}),
+		chromedp.Click(css(`#upload-form button[type="submit"]`)),
+		until(fileRow+` !== undefined`), until(`document.querySelector("#upload-progress").value === 1`),
+		eval(fileRow+`.querySelector("button").click()`),
+		until(`document.querySelector("#validation").dataset.valid === "true"`))
+	require.Contains(t, text("#upload-result"), "Uploaded good.jsonl")
+	require.Contains(t, text("#validation"), "Valid: 2 requests")
+	run("validate against another endpoint", chromedp.SetValue(css("#validate-endpoint"), "/v1/embeddings"),
+		eval(fileRow+`.querySelector("button").click()`),
+		until(`document.querySelector("#validation").dataset.valid === "false"`),
+		chromedp.WaitVisible(css(`#validation tr[data-line="2"]`)))
+	require.Contains(t, text(`#validation tr[data-line="1"]`), "url_mismatch")
+	run("a refused upload", chromedp.SetUploadFiles(css("#upload-file"), []string{bad}),
+		chromedp.Click(css(`#upload-form button[type="submit"]`)),
+		chromedp.WaitVisible(css(`#upload-result tr[data-line="2"]`)), shot("files"))
+	require.Contains(t, text("#upload-result"), "unknown-model.jsonl was refused")
+	require.Contains(t, text(`#upload-result tr[data-line="2"]`), "no-such-model")
+	require.NotContains(t, text("#upload-result"), `data-line="1"`)
+	list, err := c.Files.List(ctx, openai.FileListParams{})
+	require.NoError(t, err)
+	var names []string
+	for _, f := range list.Data {
+		names = append(names, f.Filename)
+	}
+	require.Contains(t, names, "good.jsonl")
+	require.NotContains(t, names, "unknown-model.jsonl")
+
+	// An admin: the models' limits, changed in place and confirmed through the API.
+	run("sign out", chromedp.Click(css("#sign-out")), chromedp.WaitVisible(css("#api-key")))
+	signIn(st.AdminKey)
+	run("change a limit", chromedp.Click(css(`#nav-admin`)), chromedp.WaitVisible(css("#limit-mock-chat")),
+		until(`document.querySelector('[data-in-flight="mock-chat"]').textContent === "0"`),
+		until(`document.querySelectorAll("#tenant-rows tr").length >= 1`),
+		chromedp.SetValue(css("#limit-mock-chat"), ""), chromedp.SendKeys(css("#limit-mock-chat"), "5"),
+		chromedp.Click(css(`tr[data-model="mock-chat"] button[type="submit"]`)),
+		until(`document.querySelector("#admin-message").textContent.includes("mock-chat: concurrency limit 5")`), shot("admin"))
+	models := callJSON(t, st, st.AdminKey, "GET", "/v1/admin/models", nil).json(t)["data"].([]any)
+	limits := map[string]float64{}
+	for _, m := range models {
+		limits[m.(map[string]any)["name"].(string)] = m.(map[string]any)["concurrency_limit"].(float64)
+	}
+	require.Equal(t, map[string]float64{"mock-chat": 5, "parked": 0}, limits)
+	require.Contains(t, text("#tenant-rows"), st.TenantID)
+	run("a tenant's keys", chromedp.Click(css(fmt.Sprintf(`#tenant-rows tr[data-id=%q] button`, st.TenantID))),
+		until(`document.querySelectorAll("#key-table tbody tr").length >= 2`)) // the tenant key and the admin key
+}
+
+// screenshotDir is build/ at the repository's root, made if missing (git ignores it).
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	require.True(t, ok)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "build")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}

@@ -25,7 +25,7 @@ import (
 // Chromium missing fails the test: `make test` installs it (the deps target).
 func TestDashboardInABrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
-	require.NoError(t, err, "chromium is needed for the dashboard test: make deps installs it")
+	require.NoError(t, err, "chromium is needed for the dashboard test: `make test` installs it")
 	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 2}, {Name: "parked", Limit: 0}}})
 	c := client(st, st.APIKey)
 	shots := screenshotDir(t)

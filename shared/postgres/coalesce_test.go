@@ -14,7 +14,7 @@ import (
 	"github.com/fusillade/fusillade/shared/domain"
 )
 
-// Request coalescing (migration 0013): keyed lines are claimed one per key at a time, and a
+// Request coalescing (migration 0014): keyed lines are claimed one per key at a time, and a
 // leader's upstream outcome ends the pending lines that share its key in the tenant's running
 // batches, in the finishing transaction.
 

@@ -83,7 +83,8 @@ BEGIN
 END
 $$;
 
--- batch_rows as 0013 left it (0010's columns, then api), plus coalescing and the coalesced and cached counts at the end
+-- batch_rows as 0013 left it (0010's columns, then api), plus coalescing and the coalesced and
+-- cached counts at the end
 -- (CREATE OR REPLACE VIEW may only append columns).
 CREATE OR REPLACE VIEW batch_rows AS
 SELECT b.id, b.tenant_id, coalesce(b.input_file_id, '') AS input_file_id, b.endpoint, b.completion_window, b.status,

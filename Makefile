@@ -10,12 +10,15 @@ CHROMIUM  := $(shell command -v chromium 2>/dev/null)
 
 .PHONY: run test vet lint sqlc sqlc-check deps chromium build clean bench $(addprefix build-,$(FUNCTIONS))
 
+# apt_install installs Debian packages quietly, through sudo unless already root.
+apt_install = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null
+
 ## deps: install the PostgreSQL server binaries when they are missing (Debian/Ubuntu).
 deps:
 ifeq ($(PG_BIN),)
 	@echo "installing PostgreSQL server (initdb not found)"
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null
+	@$(call apt_install,postgresql)
 endif
 
 ## chromium: install Debian's Chromium when it is missing; the dashboard's browser test
@@ -23,8 +26,7 @@ endif
 chromium:
 ifeq ($(CHROMIUM),)
 	@echo "installing Chromium (chromium not found)"
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+	@$(call apt_install,chromium)
 endif
 
 ## run: the whole stack on 127.0.0.1:8080 with a bundled example batch.

@@ -123,6 +123,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		until(`[...document.querySelectorAll("#results-rows tr")].every(tr => tr.children[2].textContent === "completed" && tr.children[3].textContent.endsWith(" ms"))`),
 		until(`document.querySelectorAll("#batch-chart polyline").length === 3`), shot("batch"))
 	require.Equal(t, 30, valueNow("#batch-progress"))
+	require.Equal(t, "off", text("#batch-coalescing"), "a batch created without coalescing says so")
 	run("search the results", chromedp.SendKeys(css("#results-search"), "l1"),
 		chromedp.Click(css(`#results-filters button[type="submit"]`)),
 		until(`document.querySelectorAll("#results-rows tr[data-custom-id]").length === 11`)) // l1, l10..l19

@@ -88,6 +88,12 @@ function row(b) {
   } };
 }
 
+// coalescing says whether the batch coalesces its lines and how many took another line's answer
+// or came from the result cache (docs/api.md, "Request coalescing").
+function coalescing(b) {
+  return b.coalesce ? `on: ${b.coalesced_count} coalesced, ${b.cached_count} from cache` : "off";
+}
+
 // chart draws the counts sampled while the page is open as three lines over time, in SVG.
 function drawChart(svg, samples) {
   const W = 400, H = 150, P = 24;
@@ -229,7 +235,8 @@ export function batchPage(main, id) {
     clear(facts, [["Status", h("span", { class: "status", id: "batch-status" }, batch.status)], ["Endpoint", batch.endpoint],
       ["Input file", h("span", { class: "mono" }, batch.input_file_id)], ["Created", fmtTime(batch.created_at)],
       ["Expires", fmtTime(batch.expires_at)], ["Throughput", throughput(batch)],
-      ["Estimated completion", fmtETA(batch.estimated_completion_at) + (batch.deadline_at_risk ? " (deadline at risk)" : "")]]
+      ["Estimated completion", fmtETA(batch.estimated_completion_at) + (batch.deadline_at_risk ? " (deadline at risk)" : "")],
+      ["Coalescing", h("span", { id: "batch-coalescing" }, coalescing(batch))]]
       .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     cancel.disabled = terminal || batch.status === "cancelling";
     retry.disabled = c.failed === 0 || !terminal && batch.status !== "in_progress";

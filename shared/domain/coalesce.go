@@ -17,13 +17,14 @@ import (
 const MetadataCoalesce = "fusillade_coalesce"
 
 // BodyKey is the coalescing key of a request: SHA-256 over the tenant, the model, the endpoint
-// path and the canonical JSON of the body, each length-prefixed so that no two tuples share an
-// encoding. The canonical form is the body decoded (numbers kept as written) and re-encoded:
+// path, the variant (what the batch sends upstream beside the body that can change the answer:
+// a message batch's anthropic-version, AnthropicVersionKey; "" for any other batch) and the
+// canonical JSON of the body, each length-prefixed so that no two tuples share an encoding. The canonical form is the body decoded (numbers kept as written) and re-encoded:
 // object keys sorted, insignificant whitespace gone. A body that is not JSON (the validator
 // refuses those before this is called) is hashed as it is.
-func BodyKey(tenantID, model, path string, body []byte) []byte {
+func BodyKey(tenantID, model, path, variant string, body []byte) []byte {
 	h := sha256.New()
-	for _, part := range [][]byte{[]byte(tenantID), []byte(model), []byte(path), CanonicalJSON(body)} {
+	for _, part := range [][]byte{[]byte(tenantID), []byte(model), []byte(path), []byte(variant), CanonicalJSON(body)} {
 		h.Write([]byte(strconv.Itoa(len(part))))
 		h.Write([]byte{':'})
 		h.Write(part)

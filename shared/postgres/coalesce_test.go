@@ -22,6 +22,12 @@ import (
 // body a JSON object for model "m"), due in 24h; it returns the batch id and the line ids.
 func (f *fixture) coalescingBatch(t *testing.T, tenant string, bodies ...string) (string, []string) {
 	t.Helper()
+	return f.coalescingBatchWith(t, tenant, nil, bodies...)
+}
+
+// coalescingBatchWith is coalescingBatch with the batch's metadata.
+func (f *fixture) coalescingBatchWith(t *testing.T, tenant string, meta map[string]string, bodies ...string) (string, []string) {
+	t.Helper()
 	ctx := context.Background()
 	fileID := domain.NewFileID()
 	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: tenant, Filename: "in.jsonl",
@@ -30,7 +36,7 @@ func (f *fixture) coalescingBatch(t *testing.T, tenant string, bodies ...string)
 	on := true
 	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: tenant, InputFileID: fileID,
 		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), Coalesce: &on}))
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), Coalesce: &on, Metadata: meta}))
 	reqs := make([]domain.NewRequest, len(bodies))
 	ids := make([]string, len(bodies))
 	for i, b := range bodies {
@@ -101,6 +107,20 @@ func TestCoalescingClaimHandsOutOneRequestPerKeyAtATime(t *testing.T) {
 	require.True(t, got[ids[0]] && got[ids[1]] && got[ids[3]], "the first line of each key in the earliest batch")
 	require.Empty(t, f.take(t, 100), "every other line waits for the line of its key in flight")
 	require.Equal(t, map[string]int{"pending:": 1, "processing:": 1}, f.states(t, other))
+}
+
+// A message batch's requests go upstream with its anthropic-version, which can change the answer:
+// the same body under two versions is two keys, under one version one.
+func TestCoalescingKeysMessageBatchesByTheirAnthropicVersion(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.model(t, "m", 100)
+	v1 := map[string]string{domain.AnthropicVersionKey: "2023-06-01"}
+	f.coalescingBatchWith(t, f.tenant, v1, body("a"))
+	f.coalescingBatchWith(t, f.tenant, v1, body("a"))
+	f.coalescingBatchWith(t, f.tenant, map[string]string{domain.AnthropicVersionKey: "2023-01-01"}, body("a"))
+	f.coalescingBatch(t, f.tenant, body("a"))
+	require.Len(t, f.take(t, 100), 3, "one per version, and one without a version")
 }
 
 func TestCoalescingConcurrentClaimsNeverRunOneKeyTwice(t *testing.T) {

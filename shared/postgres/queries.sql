@@ -85,8 +85,11 @@ SELECT status, tenant_id, endpoint FROM batches WHERE id = sqlc.arg(id);
 
 -- name: LockBatchForPopulate :one
 -- Populate holds this lock for its whole transaction, so a duplicate populate message waits and
--- then sees the batch is no longer validating. coalescing says whether to key its lines.
-SELECT status, tenant_id, coalescing FROM batches WHERE id = sqlc.arg(id) FOR UPDATE;
+-- then sees the batch is no longer validating. coalescing says whether to key its lines, and
+-- variant is the metadata value (a message batch's anthropic-version) that goes upstream with
+-- them, so it is part of their key.
+SELECT status, tenant_id, coalescing, coalesce(metadata ->> sqlc.arg(variant_key)::text, '')::text AS variant
+FROM batches WHERE id = sqlc.arg(id) FOR UPDATE;
 
 -- name: ServeFromCache :execrows
 -- Coalescing with the result cache: the just-inserted lines of a batch whose key has a live

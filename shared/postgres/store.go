@@ -376,7 +376,7 @@ func (s *Store) InsertRequests(ctx context.Context, batchID string, src domain.R
 	var res domain.PopulateResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := pgq.New(tx)
-		locked, err := q.LockBatchForPopulate(ctx, batchID)
+		locked, err := q.LockBatchForPopulate(ctx, pgq.LockBatchForPopulateParams{ID: batchID, VariantKey: domain.AnthropicVersionKey})
 		if err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				res.Skipped = true
@@ -389,7 +389,7 @@ func (s *Store) InsertRequests(ctx context.Context, batchID string, src domain.R
 			res.Skipped = true
 			return nil
 		}
-		cs := &copySource{src: src, batchID: batchID, tenantID: tenantID, models: map[string]bool{}, keyed: locked.Coalescing}
+		cs := &copySource{src: src, batchID: batchID, tenantID: tenantID, models: map[string]bool{}, keyed: locked.Coalescing, variant: locked.Variant}
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"},
 			[]string{"id", "batch_id", "tenant_id", "line", "custom_id", "model", "path", "body", "body_bytes", "body_key"}, cs)
 		// pgx reports a source error as the server's "COPY from stdin failed", so look at what the
@@ -471,7 +471,8 @@ type copySource struct {
 	err      error
 	models   map[string]bool
 	order    []string
-	keyed    bool // the batch coalesces: each line gets its body_key
+	keyed    bool   // the batch coalesces: each line gets its body_key
+	variant  string // the batch's part of the key (domain.BodyKey)
 }
 
 func (c *copySource) Next() bool {
@@ -494,7 +495,7 @@ func (c *copySource) Values() ([]any, error) {
 	r := c.cur
 	var key []byte // NULL: the line is not coalesced
 	if c.keyed {
-		key = domain.BodyKey(c.tenantID, r.Model, r.Path, r.Body)
+		key = domain.BodyKey(c.tenantID, r.Model, r.Path, c.variant, r.Body)
 	}
 	return []any{r.ID, c.batchID, c.tenantID, r.Line, r.CustomID, r.Model, r.Path, r.Body, len(r.Body), key}, nil
 }

@@ -1361,21 +1361,35 @@ func (q *Queries) ListWorkers(ctx context.Context, arg ListWorkersParams) ([]Lis
 }
 
 const lockBatchForPopulate = `-- name: LockBatchForPopulate :one
-SELECT status, tenant_id, coalescing FROM batches WHERE id = $1 FOR UPDATE
+SELECT status, tenant_id, coalescing, coalesce(metadata ->> $1::text, '')::text AS variant
+FROM batches WHERE id = $2 FOR UPDATE
 `
+
+type LockBatchForPopulateParams struct {
+	VariantKey string
+	ID         string
+}
 
 type LockBatchForPopulateRow struct {
 	Status     string
 	TenantID   string
 	Coalescing bool
+	Variant    string
 }
 
 // Populate holds this lock for its whole transaction, so a duplicate populate message waits and
-// then sees the batch is no longer validating. coalescing says whether to key its lines.
-func (q *Queries) LockBatchForPopulate(ctx context.Context, id string) (LockBatchForPopulateRow, error) {
-	row := q.db.QueryRow(ctx, lockBatchForPopulate, id)
+// then sees the batch is no longer validating. coalescing says whether to key its lines, and
+// variant is the metadata value (a message batch's anthropic-version) that goes upstream with
+// them, so it is part of their key.
+func (q *Queries) LockBatchForPopulate(ctx context.Context, arg LockBatchForPopulateParams) (LockBatchForPopulateRow, error) {
+	row := q.db.QueryRow(ctx, lockBatchForPopulate, arg.VariantKey, arg.ID)
 	var i LockBatchForPopulateRow
-	err := row.Scan(&i.Status, &i.TenantID, &i.Coalescing)
+	err := row.Scan(
+		&i.Status,
+		&i.TenantID,
+		&i.Coalescing,
+		&i.Variant,
+	)
 	return i, err
 }
 

@@ -883,6 +883,21 @@ func checkBucket(tpl map[string]any) []error {
 	if len(asList(dig(p, "BucketEncryption", "ServerSideEncryptionConfiguration"))) == 0 {
 		errs = append(errs, errors.New("Bucket: no BucketEncryption"))
 	}
+	// The dashboard's presigned PUTs and followed GETs are cross-origin: a browser needs a rule.
+	methods := map[string]bool{}
+	for _, r := range asList(dig(p, "CorsConfiguration", "CorsRules")) {
+		if len(asList(dig(r, "AllowedOrigins"))) == 0 {
+			continue
+		}
+		for _, m := range asList(dig(r, "AllowedMethods")) {
+			if s, ok := m.(string); ok {
+				methods[s] = true
+			}
+		}
+	}
+	if !methods["PUT"] || !methods["GET"] {
+		errs = append(errs, errors.New("Bucket: no CORS rule allows the dashboard's presigned PUT and GET"))
+	}
 	abort := false
 	for _, r := range asList(dig(p, "LifecycleConfiguration", "Rules")) {
 		if d, ok := literalInt(dig(r, "AbortIncompleteMultipartUpload", "DaysAfterInitiation")); ok && d >= 1 && dig(r, "Status") == "Enabled" {

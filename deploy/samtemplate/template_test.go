@@ -364,6 +364,11 @@ func TestChecksCatchBrokenTemplates(t *testing.T) {
 			"Bucket: PublicAccessBlockConfiguration.BlockPublicPolicy",
 		},
 		{
+			"bucket without CORS for the dashboard", checkBucket,
+			func(tpl map[string]any) { delete(props(tpl, "Bucket"), "CorsConfiguration") },
+			"Bucket: no CORS rule",
+		},
+		{
 			"upstream secret prefix without its pattern", checkParameters,
 			func(tpl map[string]any) {
 				delete(asMap(dig(tpl, "Parameters", "UpstreamSecretArnPrefix")), "AllowedPattern")

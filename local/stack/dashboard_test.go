@@ -186,6 +186,19 @@ func TestDashboardInABrowser(t *testing.T) {
 		sizes[f.Filename] = f.Bytes
 	}
 	require.Greater(t, sizes["large.jsonl"], int64(4_500_000), "the large file was stored whole")
+	// Its content is over the API's inline cap, so the download the dashboard makes (a fetch with
+	// the key, as api.js download does) is redirected to a presigned GET on the bucket's origin.
+	var largeID string
+	for _, f := range list.Data {
+		if f.Filename == "large.jsonl" {
+			largeID = f.ID
+		}
+	}
+	size, err := chromedp.Run(browser, chromedp.Evaluate[float64](fmt.Sprintf(`fetch("/v1/files/%s/content",
+		{headers: {Authorization: "Bearer " + sessionStorage.getItem("fusillade.key")}}).then(r => r.ok ? r.blob() : Promise.reject(r.status)).then(b => b.size)`, largeID),
+		chromedp.EvalAwaitPromise))
+	require.NoError(t, err, "the browser downloads a large file through the redirect")
+	require.Equal(t, float64(sizes["large.jsonl"]), size)
 	var names []string
 	for _, f := range list.Data {
 		names = append(names, f.Filename)

@@ -132,7 +132,13 @@ func TestDashboardInABrowser(t *testing.T) {
 	// Cancel the parked batch from its page.
 	run("cancel a batch", chromedp.Navigate(st.APIURL+"/ui/#/batches/"+parked.ID),
 		until(`document.querySelector("#batch-status") && document.querySelector("#batch-status").textContent === "in_progress"`),
-		chromedp.Click(css("#batch-cancel")),
+		chromedp.Click(css("#batch-cancel")), until(`document.querySelector("#batch-cancel").dataset.armed === "true"`))
+	// One click only asks: the batch still runs.
+	require.Equal(t, "Confirm: cancel batch?", text("#batch-cancel"))
+	armed, err := c.Batches.Get(ctx, parked.ID)
+	require.NoError(t, err)
+	require.Equal(t, openai.BatchStatusInProgress, armed.Status, "a single click cancels nothing")
+	run("confirm the cancel", chromedp.Click(css("#batch-cancel")),
 		until(`["cancelling", "cancelled"].includes(document.querySelector("#batch-status").textContent)`),
 		until(`document.querySelector("#batch-cancel").disabled`), shot("batch-cancelled"))
 	got, err := c.Batches.Get(ctx, parked.ID)
@@ -205,6 +211,20 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	require.Contains(t, names, "good.jsonl")
 	require.NotContains(t, names, "unknown-model.jsonl")
+
+	// Delete the good file: one click arms the button, the second deletes.
+	run("delete a file", eval(fileRow+`.querySelector("button.danger").click()`),
+		until(fileRow+`.querySelector("button.danger").dataset.armed === "true"`),
+		eval(fileRow+`.querySelector("button.danger").click()`),
+		until(fileRow+` === undefined`))
+	var goodID string
+	for _, f := range list.Data {
+		if f.Filename == "good.jsonl" {
+			goodID = f.ID
+		}
+	}
+	_, err = c.Files.Get(ctx, goodID)
+	require.Error(t, err, "the deleted file is gone from the API")
 
 	// An admin: the models' limits, changed in place and confirmed through the API.
 	run("sign out", chromedp.Click(css("#sign-out")), chromedp.WaitVisible(css("#api-key")))

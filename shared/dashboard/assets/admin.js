@@ -1,7 +1,7 @@
 // The admin page (admin keys only): models with their limit, changeable in place, and live
 // in-flight counts; tenants and their keys; worker liveness.
 import { api } from "./api.js";
-import { h, clear, fmtISO, notice, errorText, every } from "./ui.js";
+import { h, clear, fmtISO, notice, errorText, every, confirming } from "./ui.js";
 
 export function adminPage(main) {
   const models = h("tbody", { id: "model-rows" });
@@ -84,12 +84,12 @@ export function adminPage(main) {
       h("table", { id: "key-table" }, h("thead", {}, h("tr", {}, ["Id", "Prefix", "Name", "Admin", "Created", "Revoked", ""].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, list.map((k) => h("tr", { "data-id": String(k.id) }, h("td", { class: "num" }, String(k.id)), h("td", { class: "mono" }, k.prefix),
           h("td", {}, k.name), h("td", {}, k.admin ? "yes" : "no"), h("td", {}, fmtISO(k.created_at)), h("td", {}, fmtISO(k.revoked_at)),
-          h("td", {}, k.revoked_at ? null : h("button", { type: "button", class: "danger", "aria-label": `Revoke key ${k.id}`, onclick: async () => {
+          h("td", {}, k.revoked_at ? null : confirming(h("button", { type: "button", class: "danger", "aria-label": `Revoke key ${k.id}` }, "Revoke"), async () => {
             try {
               await api("DELETE", `/v1/admin/keys/${k.id}`);
               await loadKeys(t);
             } catch (err) { clear(msg, notice(errorText(err), true)); }
-          } }, "Revoke")))))));
+          })))))));
   }
 
   async function loadWorkers() {

@@ -1,6 +1,6 @@
 // The batches list and a batch's page.
 import { api, text, jsonl, query, download } from "./api.js";
-import { h, clear, fmtTime, fmtETA, counts, progressBar, updateProgress, countsText, notice, errorText, every, TERMINAL } from "./ui.js";
+import { h, clear, fmtTime, fmtETA, counts, progressBar, updateProgress, countsText, notice, errorText, every, confirming, TERMINAL } from "./ui.js";
 
 const STATUSES = ["validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled"];
 const PAGE = 20;
@@ -138,7 +138,7 @@ export function batchPage(main, id) {
   bar.id = "batch-progress";
   const facts = h("dl", { class: "facts", id: "batch-facts" });
   const countLine = h("p", { class: "counts", id: "batch-counts" });
-  const cancel = h("button", { type: "button", class: "danger", id: "batch-cancel", onclick: () => act("cancel", "Cancelling.") }, "Cancel batch");
+  const cancel = confirming(h("button", { type: "button", class: "danger", id: "batch-cancel" }, "Cancel batch"), () => act("cancel", "Cancelling."));
   const retry = h("button", { type: "button", id: "batch-retry", onclick: () => act("retry", "Failed lines queued again.") }, "Retry failed lines");
   const dlOut = h("button", { type: "button", class: "secondary", id: "download-output", onclick: () => dl("output") }, "Download output");
   const dlErr = h("button", { type: "button", class: "secondary", id: "download-errors", onclick: () => dl("errors") }, "Download errors");

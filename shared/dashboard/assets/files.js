@@ -1,7 +1,7 @@
 // The files page: upload (with progress; the presigned path for large files), list, validate
 // with every bad line shown, delete.
 import { api, query, uploadFile, APIError } from "./api.js";
-import { h, clear, fmtTime, fmtBytes, notice, errorText } from "./ui.js";
+import { h, clear, fmtTime, fmtBytes, notice, errorText, confirming } from "./ui.js";
 
 const PAGE = 50;
 // ENDPOINTS are the batch endpoints (domain.Endpoints) a file can be checked against.
@@ -96,7 +96,7 @@ export function filesPage(main) {
       h("td", {}, f.status), h("td", {}, fmtTime(f.created_at)),
       h("td", {}, f.purpose === "batch" && f.status === "processed"
         ? h("button", { type: "button", class: "secondary", "aria-label": `Validate ${f.filename} (${f.id})`, onclick: () => validate(f) }, "Validate") : null,
-      " ", h("button", { type: "button", class: "danger", "aria-label": `Delete ${f.filename} (${f.id})`, onclick: () => remove(f) }, "Delete"))))
+      " ", confirming(h("button", { type: "button", class: "danger", "aria-label": `Delete ${f.filename} (${f.id})` }, "Delete"), () => remove(f)))))
       : h("tr", {}, h("td", { colspan: 7 }, "No files yet.")));
   }
   report.tabIndex = -1;

@@ -101,3 +101,31 @@ export function every(ms, fn) {
   tick();
   return () => { stopped = true; clearTimeout(timer); };
 }
+
+// confirming makes a destructive button ask before it acts: the first click arms it (its label
+// becomes "Confirm: …?" and data-armed is set) and a second click within 5 s runs action; left
+// alone it disarms. One click never cancels a batch, deletes a file or revokes a key.
+export function confirming(button, action) {
+  const label = button.textContent;
+  const aria = button.getAttribute("aria-label");
+  let timer = null;
+  const disarm = () => {
+    clearTimeout(timer);
+    delete button.dataset.armed;
+    button.textContent = label;
+    if (aria) button.setAttribute("aria-label", aria);
+  };
+  button.addEventListener("click", () => {
+    if (button.dataset.armed !== "true") {
+      button.dataset.armed = "true";
+      button.textContent = `Confirm: ${label.toLowerCase()}?`;
+      if (aria) button.setAttribute("aria-label", `Confirm: ${aria}?`);
+      timer = setTimeout(disarm, 5000);
+      return;
+    }
+    disarm();
+    action();
+  });
+  button.addEventListener("blur", disarm);
+  return button;
+}

@@ -129,6 +129,23 @@ func TestDashboardInABrowser(t *testing.T) {
 		chromedp.Click(css(`#results-filters button[type="submit"]`)),
 		until(`document.querySelectorAll("#results-rows tr[data-custom-id]").length === 11`)) // l1, l10..l19
 
+	// A batch with a failed line: its error code is counted, and "Retry failed lines" runs it
+	// again (the mock refuses its first attempt only), so the batch ends with every line completed.
+	flaky := newBatch(t, c, uploadSDK(t, c, lines(chatLine("ok", "mock-chat"),
+		`{"custom_id":"flaky","method":"POST","url":"/v1/chat/completions","body":{"model":"mock-chat","messages":[],"mock_status":400,"mock_fail_times":1,"mock_key":"dashboard-flaky"}}`)).ID)
+	run("a failed line and its code", chromedp.Navigate(st.APIURL+"/ui/#/batches/"+flaky.ID),
+		until(`document.querySelector("#batch-status") && document.querySelector("#batch-status").textContent === "completed"`),
+		until(`document.querySelectorAll("#error-codes tr td.num").length === 1`),
+		until(`!document.querySelector("#batch-retry").disabled`))
+	require.Equal(t, "1", text("#error-codes tr td.num"))
+	run("retry the failed line", chromedp.Click(css("#batch-retry")),
+		until(`document.querySelector("#batch-status").textContent === "completed" && document.querySelector("#batch-retry").disabled`))
+	retried, err := c.Batches.Get(ctx, flaky.ID)
+	require.NoError(t, err)
+	require.Equal(t, openai.BatchStatusCompleted, retried.Status)
+	require.Equal(t, int64(2), retried.RequestCounts.Completed, "the retried line completed")
+	require.Zero(t, retried.RequestCounts.Failed)
+
 	// Cancel the parked batch from its page.
 	run("cancel a batch", chromedp.Navigate(st.APIURL+"/ui/#/batches/"+parked.ID),
 		until(`document.querySelector("#batch-status") && document.querySelector("#batch-status").textContent === "in_progress"`),

@@ -95,6 +95,12 @@ func TestDashboardInABrowser(t *testing.T) {
 		require.NoError(t, err, "read %s", sel)
 		return v
 	}
+	evalInt := func(expr string) int {
+		t.Helper()
+		v, err := chromedp.Run(browser, chromedp.Evaluate[int](expr))
+		require.NoError(t, err, "evaluate %s", expr)
+		return v
+	}
 	signIn := func(key string) {
 		t.Helper()
 		run("sign in", chromedp.Navigate(st.APIURL+"/ui/"), chromedp.WaitVisible(css("#api-key")),
@@ -124,6 +130,12 @@ func TestDashboardInABrowser(t *testing.T) {
 		until(`[...document.querySelectorAll("#results-rows tr")].every(tr => tr.children[2].textContent === "completed" && tr.children[3].textContent.endsWith(" ms"))`),
 		until(`document.querySelectorAll("#batch-chart polyline").length === 3`), shot("batch"))
 	require.Equal(t, 30, valueNow("#batch-progress"))
+	// Opened again after the end, the chart still draws the whole run (the batch's timeline, not
+	// what the page saw): 61 points from nothing done to all 30.
+	run("the chart of an ended batch", chromedp.Navigate(st.APIURL+"/ui/#/batches"), chromedp.WaitVisible(css("#batch-rows")),
+		chromedp.Navigate(st.APIURL+"/ui/#/batches/"+slow.ID),
+		until(`document.querySelector("#batch-chart") && document.querySelector("#batch-chart").dataset.completed === "30"`))
+	require.Equal(t, 61, evalInt(`document.querySelector("#batch-chart polyline.completed").getAttribute("points").split(" ").length`))
 	require.Equal(t, "off", text("#batch-coalescing"), "a batch created without coalescing says so")
 	run("search the results", chromedp.SendKeys(css("#results-search"), "l1"),
 		chromedp.Click(css(`#results-filters button[type="submit"]`)),

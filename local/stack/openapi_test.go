@@ -86,6 +86,8 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	require.Equal(t, 200, do(tenant, "GET", "/v1/files/"+f.ID+"/content?search=flaky", nil).Status)
 	require.Equal(t, 200, do(tenant, "GET", "/v1/batches/"+b.ID+"/results", nil).Status)
 	require.Equal(t, 200, do(tenant, "GET", "/v1/batches/"+b.ID+"/results?status=failed&limit=1", nil).Status)
+	require.Equal(t, 200, do(tenant, "GET", "/v1/batches/"+b.ID+"/timeline?points=5", nil).Status)
+	require.Equal(t, 400, do(tenant, "GET", "/v1/batches/"+b.ID+"/timeline?points=0", nil).Status)
 	r := do(tenant, "POST", "/v1/batches/"+b.ID+"/retry-requests", map[string]any{"request_ids": []any{errs[0]["id"]}})
 	require.Equal(t, 200, r.Status, string(r.Body))
 	b = waitBatch(t, c, b.ID, time.Minute)

@@ -60,3 +60,68 @@ func EstimateProgress(b Batch, since *ProgressSample, now time.Time) (p Progress
 	p.AtRisk = eta.After(b.ExpiresAt)
 	return p, true
 }
+
+// Timeline is a batch's finished lines over time (GET /v1/batches/{id}/timeline): Points[i]
+// counts the lines that had finished by Points[i].At, the end of the i-th of len(Points) equal
+// spans from Start to End, so the last point holds every finished line. Failed counts failed,
+// canceled and expired lines, as the batch's request_counts do.
+type Timeline struct {
+	Start, End time.Time
+	Total      int
+	Points     []TimelinePoint
+}
+
+// TimelinePoint is the lines finished by At.
+type TimelinePoint struct {
+	At                time.Time
+	Completed, Failed int
+}
+
+// Timeline bounds: DefaultTimelinePoints spans unless the caller asks for 1 to MaxTimelinePoints.
+const (
+	DefaultTimelinePoints = 60
+	MaxTimelinePoints     = 500
+)
+
+// TimelineSpan is the span a batch's timeline covers: from when it started running (its
+// creation, before that) to when it ended, or now while it has not; at least a second, so that
+// every span has a width.
+func TimelineSpan(b Batch, now time.Time) (start, end time.Time) {
+	start = b.CreatedAt
+	if b.InProgressAt != nil {
+		start = *b.InProgressAt
+	}
+	end = now
+	for _, t := range []*time.Time{b.CompletedAt, b.FailedAt, b.ExpiredAt, b.CancelledAt} {
+		if t != nil {
+			end = *t
+			break
+		}
+	}
+	if end.Sub(start) < time.Second {
+		end = start.Add(time.Second)
+	}
+	return start, end
+}
+
+// NewTimeline is the timeline of n equal spans from start to end, with nothing finished yet;
+// Add counts lines into it.
+func NewTimeline(start, end time.Time, total, n int) Timeline {
+	t := Timeline{Start: start, End: end, Total: total, Points: make([]TimelinePoint, n)}
+	step := end.Sub(start) / time.Duration(n)
+	for i := range t.Points {
+		t.Points[i].At = start.Add(step * time.Duration(i+1))
+	}
+	t.Points[n-1].At = end
+	return t
+}
+
+// Add counts lines that finished within span i (0-based; outside the spans they count in the
+// nearest) into that point and every later one.
+func (t Timeline) Add(i, completed, failed int) {
+	i = min(max(i, 0), len(t.Points)-1)
+	for j := i; j < len(t.Points); j++ {
+		t.Points[j].Completed += completed
+		t.Points[j].Failed += failed
+	}
+}

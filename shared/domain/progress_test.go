@@ -63,3 +63,48 @@ func TestEstimateProgressGoesByThePaceOverTheWindow(t *testing.T) {
 		})
 	}
 }
+
+func TestTimelineSpan(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { x := now.Add(d); return &x }
+	created := now.Add(-time.Hour)
+	for _, c := range []struct {
+		name       string
+		b          domain.Batch
+		start, end time.Time
+	}{
+		{"validating: from creation to now", domain.Batch{CreatedAt: created}, created, now},
+		{"running: from its start to now", domain.Batch{CreatedAt: created, InProgressAt: at(-50 * time.Minute)}, now.Add(-50 * time.Minute), now},
+		{"completed: to its end", domain.Batch{CreatedAt: created, InProgressAt: at(-50 * time.Minute), CompletedAt: at(-10 * time.Minute)},
+			now.Add(-50 * time.Minute), now.Add(-10 * time.Minute)},
+		{"cancelled: to its end", domain.Batch{CreatedAt: created, InProgressAt: at(-50 * time.Minute), CancelledAt: at(-20 * time.Minute)},
+			now.Add(-50 * time.Minute), now.Add(-20 * time.Minute)},
+		{"expired: to its end", domain.Batch{CreatedAt: created, InProgressAt: at(-50 * time.Minute), ExpiredAt: at(-5 * time.Minute)},
+			now.Add(-50 * time.Minute), now.Add(-5 * time.Minute)},
+		{"failed at validation: at least a second", domain.Batch{CreatedAt: created, FailedAt: &created}, created, created.Add(time.Second)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			start, end := domain.TimelineSpan(c.b, now)
+			require.Equal(t, c.start, start)
+			require.Equal(t, c.end, end)
+		})
+	}
+}
+
+func TestTimelineCumulatesItsSpans(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	tl := domain.NewTimeline(start, start.Add(10*time.Second), 7, 4)
+	tl.Add(0, 1, 0)
+	tl.Add(2, 2, 1)
+	tl.Add(-1, 1, 0) // before the first span: counted in it
+	tl.Add(9, 0, 1)  // after the last: counted in it
+	require.Equal(t, []domain.TimelinePoint{
+		{At: start.Add(2500 * time.Millisecond), Completed: 2, Failed: 0},
+		{At: start.Add(5 * time.Second), Completed: 2, Failed: 0},
+		{At: start.Add(7500 * time.Millisecond), Completed: 4, Failed: 1},
+		{At: start.Add(10 * time.Second), Completed: 4, Failed: 2},
+	}, tl.Points)
+}

@@ -64,6 +64,7 @@ type fake struct {
 	ExtendFn                   func(ctx context.Context, tenantID, batchID, window string) (domain.Batch, error)
 	RerunFn                    func(ctx context.Context, r batches.Rerun) (domain.Batch, error)
 	ProgressSinceFn            func(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error)
+	BatchTimelineFn            func(ctx context.Context, tenantID, batchID string, total int, start, end time.Time, n int) (domain.Timeline, error)
 	BatchRequestStatesFn       func(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error)
 }
 
@@ -72,6 +73,13 @@ func (f *fake) BatchRequestStates(ctx context.Context, tenantID string, batchIDs
 		return nil, f.unexpected("BatchRequestStates")
 	}
 	return f.BatchRequestStatesFn(ctx, tenantID, batchIDs)
+}
+
+func (f *fake) BatchTimeline(ctx context.Context, tenantID, batchID string, total int, start, end time.Time, n int) (domain.Timeline, error) {
+	if f.BatchTimelineFn == nil {
+		return domain.Timeline{}, f.unexpected("BatchTimeline")
+	}
+	return f.BatchTimelineFn(ctx, tenantID, batchID, total, start, end, n)
 }
 
 func newFake(t *testing.T) *fake { return &fake{t: t} }

@@ -48,6 +48,7 @@ func (s *server) routes() []route {
 		{"GET", "/v1/batches", accessTenant, http.HandlerFunc(s.listBatches)},
 		{"GET", "/v1/batches/{id}", accessTenant, http.HandlerFunc(s.getBatch)},
 		{"GET", "/v1/batches/{id}/results", accessTenant, http.HandlerFunc(s.batchResults)},
+		{"GET", "/v1/batches/{id}/timeline", accessTenant, http.HandlerFunc(s.batchTimeline)},
 		{"POST", "/v1/batches/{id}/cancel", accessTenant, http.HandlerFunc(s.cancelBatch)},
 		{"POST", "/v1/batches/{id}/requests/cancel", accessTenant, http.HandlerFunc(s.cancelRequests)},
 		{"POST", "/v1/batches/{id}/retry", accessTenant, http.HandlerFunc(s.retryBatch)},

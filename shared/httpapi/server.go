@@ -38,6 +38,8 @@ type Store interface {
 	BatchRequestStates(ctx context.Context, tenantID string, batchIDs []string) (map[string]map[domain.RequestState]int, error)
 	ProgressSince(ctx context.Context, batchIDs []string, since time.Time) (map[string]domain.ProgressSample, error)
 	BatchResults(ctx context.Context, tenantID, batchID string, q domain.ResultQuery, fn func(domain.BatchResult) error) error
+	// BatchTimeline counts a batch's finished lines over n equal spans from start to end.
+	BatchTimeline(ctx context.Context, tenantID, batchID string, total int, start, end time.Time, n int) (domain.Timeline, error)
 	ResultFile(ctx context.Context, tenantID, batchID string, output bool, q domain.ResultQuery, fn func(domain.ResultRow) error) error
 	ReserveIdempotencyKey(ctx context.Context, tenantID, route, key string, hash []byte, objectID string, now time.Time) (domain.IdempotencyRecord, bool, error)
 	ReleaseIdempotencyKey(ctx context.Context, tenantID, route, key, objectID string) error

@@ -502,3 +502,18 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id int64, now time.Time) (doma
 	}
 	return k, nil
 }
+
+// BatchTimeline is a tenant's batch's finished lines over n equal spans from start to end, read
+// from the replica when there is one (the caller has found the batch, so a lagging replica only
+// shows it a moment behind).
+func (s *Store) BatchTimeline(ctx context.Context, tenantID, batchID string, total int, start, end time.Time, n int) (domain.Timeline, error) {
+	rows, err := s.rq.BatchTimeline(ctx, pgq.BatchTimelineParams{TenantID: tenantID, BatchID: batchID, Start: start, Stop: end, N: int32(n)})
+	if err != nil {
+		return domain.Timeline{}, fmt.Errorf("batch timeline %s: %w", batchID, err)
+	}
+	t := domain.NewTimeline(start, end, total, n)
+	for _, r := range rows {
+		t.Add(int(r.Span)-1, int(r.Completed), int(r.Failed))
+	}
+	return t, nil
+}

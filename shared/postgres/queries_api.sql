@@ -193,3 +193,19 @@ RETURNING id, tenant_id, prefix, name, is_admin, created_at, revoked_at;
 
 -- name: SetFileExpiry :exec
 UPDATE files SET expires_at = sqlc.arg(expires_at) WHERE id = sqlc.arg(id) AND tenant_id = sqlc.arg(tenant_id) AND deleted_at IS NULL;
+
+-- name: BatchTimeline :many
+-- A batch's finished lines by when they finished, in n equal spans from start to stop numbered
+-- 1..n (width_bucket: 0 before start, n+1 from stop on; the caller folds those into the ends).
+-- failed counts failed, canceled and expired lines, as request_counts do. Served by
+-- requests_batch_state_idx plus a heap fetch of finished_at per finished line.
+SELECT width_bucket(extract(epoch FROM coalesce(r.finished_at, sqlc.arg(stop)::timestamptz))::float8,
+                    extract(epoch FROM sqlc.arg(start)::timestamptz)::float8,
+                    extract(epoch FROM sqlc.arg(stop)::timestamptz)::float8, sqlc.arg(n)::int)::int AS span,
+       count(*) FILTER (WHERE r.state = 'completed')::bigint AS completed,
+       count(*) FILTER (WHERE r.state IN ('failed', 'canceled', 'expired'))::bigint AS failed
+FROM requests r
+WHERE r.batch_id = sqlc.arg(batch_id) AND r.tenant_id = sqlc.arg(tenant_id)
+  AND r.state IN ('completed', 'failed', 'canceled', 'expired')
+GROUP BY 1
+ORDER BY 1;

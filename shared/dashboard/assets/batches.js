@@ -94,7 +94,23 @@ function coalescing(b) {
   return b.coalesce ? `on: ${b.coalesced_count} coalesced, ${b.cached_count} from cache` : "off";
 }
 
-// chart draws the counts sampled while the page is open as three lines over time, in SVG.
+// timelineSamples turns GET /v1/batches/{id}/timeline into the chart's points: the batch's start
+// with nothing finished, then the cumulative counts at the end of each span.
+function timelineSamples(tl) {
+  const at = (t, completed, failed) => ({ t, completed, failed, pending: Math.max(0, tl.total - completed - failed), total: tl.total });
+  return [at(tl.start_ms, 0, 0), ...tl.data.map((p) => at(p.at_ms, p.completed, p.failed))];
+}
+
+// span says how long a chart covers.
+function span(ms) {
+  const s = ms / 1000;
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+// drawChart draws the batch's counts over time (its timeline, from its start to its end or now)
+// as three lines in SVG; the svg's data-completed and data-failed hold the last point.
 function drawChart(svg, samples) {
   const W = 400, H = 150, P = 24;
   clear(svg);
@@ -106,11 +122,14 @@ function drawChart(svg, samples) {
   svg.append(h("svg:line", { x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: "#8a8a8a" }),
     h("svg:line", { x1: P, y1: P, x2: P, y2: H - P, stroke: "#8a8a8a" }),
     h("svg:text", { x: 2, y: P + 4 }, String(max)), h("svg:text", { x: 2, y: H - P }, "0"),
-    h("svg:text", { x: W - P - 40, y: H - 6 }, `${Math.round((t1 - t0) / 1000)} s`));
+    h("svg:text", { x: W - P - 40, y: H - 6 }, span(t1 - t0)));
   for (const k of ["completed", "failed", "pending"]) {
     const pts = samples.map((s) => `${x(s.t).toFixed(1)},${y(s[k]).toFixed(1)}`).join(" ");
     svg.append(h("svg:polyline", { class: k, points: pts }));
   }
+  const last = samples[samples.length - 1];
+  svg.dataset.completed = String(last.completed);
+  svg.dataset.failed = String(last.failed);
 }
 
 // errorCode is the code of a result line that did not complete: the error's code, or the
@@ -171,7 +190,6 @@ export function batchPage(main, id) {
   let batch = null;
   let offset = 0;
   let failedSeen = -1;
-  const samples = [];
 
   async function act(what, done) {
     try {
@@ -228,10 +246,15 @@ export function batchPage(main, id) {
     const c = counts(batch);
     updateProgress(bar, c);
     countLine.textContent = countsText(c);
-    samples.push({ t: Date.now(), ...c });
-    if (samples.length > 600) samples.splice(0, samples.length - 600);
-    drawChart(svg, samples);
     const terminal = TERMINAL.has(batch.status);
+    // The timeline changes only while the batch runs (and once more as it ends).
+    if (!terminal || !wasTerminal) {
+      try {
+        drawChart(svg, timelineSamples(await api("GET", `/v1/batches/${id}/timeline`)));
+      } catch (e) {
+        clear(msg, notice(errorText(e), true));
+      }
+    }
     clear(facts, [["Status", h("span", { class: "status", id: "batch-status" }, batch.status)], ["Endpoint", batch.endpoint],
       ["Input file", h("span", { class: "mono" }, batch.input_file_id)], ["Created", fmtTime(batch.created_at)],
       ["Expires", fmtTime(batch.expires_at)], ["Throughput", throughput(batch)],

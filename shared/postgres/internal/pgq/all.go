@@ -14,6 +14,7 @@ var SQL = map[string]string{
 	"BatchFiles":               batchFiles,
 	"BatchForPopulate":         batchForPopulate,
 	"BatchRequestStates":       batchRequestStates,
+	"BatchTimeline":            batchTimeline,
 	"BatchResultsPage":         batchResultsPage,
 	"BatchStatus":              batchStatus,
 	"BatchesToFinalize":        batchesToFinalize,

@@ -146,6 +146,7 @@ function preview(r) {
 }
 
 const RESULT_PAGE = 50;
+const TIMELINE_EVERY_MS = 5000;
 const ERROR_SCAN = 1000;
 
 // batchPage is #/batches/<id>: the batch refreshed every second while it runs, its counts over
@@ -248,7 +249,10 @@ export function batchPage(main, id) {
     countLine.textContent = countsText(c);
     const terminal = TERMINAL.has(batch.status);
     // The timeline changes only while the batch runs (and once more as it ends).
-    if (!terminal || !wasTerminal) {
+    // The timeline reads every finished line of the batch: every 5 s while it runs is enough
+    // for a chart, and once more as it ends.
+    if ((!terminal && Date.now() - drawnAt >= TIMELINE_EVERY_MS) || (terminal && !wasTerminal)) {
+      drawnAt = Date.now();
       try {
         drawChart(svg, timelineSamples(await api("GET", `/v1/batches/${id}/timeline`)));
       } catch (e) {
@@ -274,5 +278,6 @@ export function batchPage(main, id) {
     wasTerminal = terminal;
   }
   let wasTerminal = false;
+  let drawnAt = -Infinity;
   return every(1000, refresh);
 }

@@ -27,7 +27,8 @@ import (
 func TestDashboardInABrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	require.NoError(t, err, "chromium is needed for the dashboard test: `make test` installs it")
-	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 2}, {Name: "parked", Limit: 0}}})
+	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 2}, {Name: "parked", Limit: 0}},
+		Env: map[string]string{"COMPLETION_WINDOWS": "24h,48h"}})
 	c := client(st, st.APIKey)
 	shots := screenshotDir(t)
 
@@ -158,6 +159,21 @@ func TestDashboardInABrowser(t *testing.T) {
 	require.Equal(t, int64(2), retried.RequestCounts.Completed, "the retried line completed")
 	require.Zero(t, retried.RequestCounts.Failed)
 
+	// Extend the parked batch's deadline from its page: a window the API refuses is shown, an
+	// allowed one moves the deadline.
+	run("a refused extension", chromedp.Navigate(st.APIURL+"/ui/#/batches/"+parked.ID),
+		until(`document.querySelector("#batch-status") && document.querySelector("#batch-status").textContent === "in_progress"`),
+		chromedp.SendKeys(css("#extend-window"), "1h"), chromedp.Click(css(`#extend-form button[type="submit"]`)),
+		until(`document.querySelector("#batch-message .error, #batch-message [role=alert]") !== null`))
+	require.Contains(t, text("#batch-message"), "completion_window")
+	run("extend the deadline", eval(`document.querySelector("#extend-window").value = ""`), chromedp.SendKeys(css("#extend-window"), "48h"),
+		chromedp.Click(css(`#extend-form button[type="submit"]`)),
+		until(`document.querySelector("#batch-message").textContent.includes("Deadline moved")`))
+	extended, err := c.Batches.Get(ctx, parked.ID)
+	require.NoError(t, err)
+	require.Equal(t, "48h", string(extended.CompletionWindow))
+	require.Equal(t, extended.CreatedAt+48*3600, extended.ExpiresAt)
+
 	// Cancel the parked batch from its page.
 	run("cancel a batch", chromedp.Navigate(st.APIURL+"/ui/#/batches/"+parked.ID),
 		until(`document.querySelector("#batch-status") && document.querySelector("#batch-status").textContent === "in_progress"`),
@@ -173,6 +189,18 @@ func TestDashboardInABrowser(t *testing.T) {
 	got, err := c.Batches.Get(ctx, parked.ID)
 	require.NoError(t, err)
 	require.Contains(t, []openai.BatchStatus{openai.BatchStatusCancelling, openai.BatchStatusCancelled}, got.Status)
+	// Once cancelled, its unfinished lines run again as a linked batch, opened at once.
+	run("rerun the cancelled batch", until(`document.querySelector("#batch-status").textContent === "cancelled"`),
+		until(`!document.querySelector("#batch-rerun").disabled`))
+	require.Equal(t, 1, evalInt(`document.querySelector("#batch-retry").disabled ? 1 : 0`), "a cancelled batch is rerun, not retried")
+	run("open its rerun", chromedp.Click(css("#batch-rerun")),
+		until(`document.querySelector("#batch-rerun-of") !== null`))
+	require.Equal(t, parked.ID, text("#batch-rerun-of"))
+	link := callJSON(t, st, st.APIKey, "GET", "/v1/batches/"+parked.ID, nil).json(t)
+	require.NotEmpty(t, link["rerun_batch_id"])
+	rerunPage, err := chromedp.Run(browser, chromedp.Evaluate[string](`location.hash`))
+	require.NoError(t, err)
+	require.Equal(t, "#/batches/"+link["rerun_batch_id"].(string), rerunPage)
 
 	// Files: upload one (listed, then validated: valid for its own endpoint, every line shown
 	// bad against another), and one whose line 2 names a model nobody serves (refused, with

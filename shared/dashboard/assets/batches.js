@@ -160,6 +160,10 @@ export function batchPage(main, id) {
   const countLine = h("p", { class: "counts", id: "batch-counts" });
   const cancel = confirming(h("button", { type: "button", class: "danger", id: "batch-cancel" }, "Cancel batch"), () => act("cancel", "Cancelling."));
   const retry = h("button", { type: "button", id: "batch-retry", onclick: () => act("retry", "Failed lines queued again.") }, "Retry failed lines");
+  const rerun = h("button", { type: "button", class: "secondary", id: "batch-rerun", onclick: () => rerunBatch() }, "Rerun unfinished lines");
+  const extendWindow = h("input", { id: "extend-window", size: 6, placeholder: "48h", spellcheck: "false" });
+  const extendForm = h("form", { class: "inline", id: "extend-form", onsubmit: (e) => { e.preventDefault(); extend(); } },
+    h("label", { for: "extend-window" }, "New completion window ", extendWindow), h("button", { type: "submit", class: "secondary" }, "Extend deadline"));
   const dlOut = h("button", { type: "button", class: "secondary", id: "download-output", onclick: () => dl("output") }, "Download output");
   const dlErr = h("button", { type: "button", class: "secondary", id: "download-errors", onclick: () => dl("errors") }, "Download errors");
   const svg = h("svg:svg", { class: "chart", id: "batch-chart", viewBox: "0 0 400 150", role: "img", "aria-label": "Counts over time" });
@@ -172,7 +176,7 @@ export function batchPage(main, id) {
   const rnext = h("button", { type: "button", class: "secondary", id: "results-next", onclick: () => { offset += RESULT_PAGE; loadResults(); } }, "Next");
   const rinfo = h("span", { class: "counts", id: "results-info" });
   clear(main, h("p", {}, h("a", { href: "#/batches" }, "← Batches")), title, msg, bar, countLine, facts,
-    h("div", { class: "toolbar" }, cancel, retry, dlOut, dlErr),
+    h("div", { class: "toolbar" }, cancel, retry, rerun, dlOut, dlErr, extendForm),
     h("h2", {}, "Counts over time"),
     h("div", { class: "legend" }, h("span", { class: "completed" }, "— completed"), h("span", { class: "failed" }, "— failed"), h("span", {}, "- - pending")),
     svg,
@@ -196,6 +200,27 @@ export function batchPage(main, id) {
     try {
       batch = await api("POST", `/v1/batches/${id}/${what}`);
       clear(msg, notice(done));
+      await refresh();
+    } catch (e) {
+      clear(msg, notice(errorText(e), true));
+    }
+  }
+  // rerunBatch runs the lines of an ended batch that did not complete again, as a new batch
+  // linked to this one (POST /v1/batches/{id}/rerun), and opens it.
+  async function rerunBatch() {
+    try {
+      const b = await api("POST", `/v1/batches/${id}/rerun`);
+      location.hash = `#/batches/${b.id}`;
+    } catch (e) {
+      clear(msg, notice(errorText(e), true));
+    }
+  }
+  // extend moves a running batch's deadline (POST /v1/batches/{id}/extend); the API says which
+  // windows it allows when one is refused.
+  async function extend() {
+    try {
+      batch = await api("POST", `/v1/batches/${id}/extend`, { completion_window: extendWindow.value.trim() });
+      clear(msg, notice(`Deadline moved to ${fmtTime(batch.expires_at)}.`));
       await refresh();
     } catch (e) {
       clear(msg, notice(errorText(e), true));
@@ -263,10 +288,16 @@ export function batchPage(main, id) {
       ["Input file", h("span", { class: "mono" }, batch.input_file_id)], ["Created", fmtTime(batch.created_at)],
       ["Expires", fmtTime(batch.expires_at)], ["Throughput", throughput(batch)],
       ["Estimated completion", fmtETA(batch.estimated_completion_at) + (batch.deadline_at_risk ? " (deadline at risk)" : "")],
-      ["Coalescing", h("span", { id: "batch-coalescing" }, coalescing(batch))]]
+      ["Coalescing", h("span", { id: "batch-coalescing" }, coalescing(batch))],
+      ...(batch.rerun_of ? [["Rerun of", h("a", { href: `#/batches/${batch.rerun_of}`, class: "mono", id: "batch-rerun-of" }, batch.rerun_of)]] : []),
+      ...(batch.rerun_batch_id ? [["Rerun as", h("a", { href: `#/batches/${batch.rerun_batch_id}`, class: "mono", id: "batch-rerun-as" }, batch.rerun_batch_id)]] : [])]
       .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     cancel.disabled = terminal || batch.status === "cancelling";
-    retry.disabled = c.failed === 0 || !terminal && batch.status !== "in_progress";
+    // Retry runs failed lines again in place: only in a running or completed batch (a cancelled,
+    // expired or stopped one is rerun instead).
+    retry.disabled = c.failed === 0 || !["in_progress", "completed"].includes(batch.status);
+    rerun.disabled = !terminal || c.failed === 0 || Boolean(batch.rerun_batch_id);
+    for (const el of extendForm.elements) el.disabled = terminal || batch.status === "cancelling";
     dlOut.disabled = !(batch.output_file_id || batch.partial_output_file_id) || c.completed === 0;
     dlErr.disabled = !(batch.error_file_id || batch.partial_error_file_id) || c.failed === 0;
     if (c.failed !== failedSeen) {

@@ -3,11 +3,14 @@ package stack_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +31,15 @@ func TestDashboardInABrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	require.NoError(t, err, "chromium is needed for the dashboard test: `make test` installs it")
 	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 2}, {Name: "parked", Limit: 0}},
-		Env: map[string]string{"COMPLETION_WINDOWS": "24h,48h"}})
+		PurgeEvery: 200 * time.Millisecond,
+		Env:        map[string]string{"COMPLETION_WINDOWS": "24h,48h", "WEBHOOK_ALLOW_PRIVATE": "true"}})
+	// A webhook receiver that answers 204 to everything; the dashboard registers it below.
+	var hooks atomic.Int32
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hooks.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(receiver.Close)
 	c := client(st, st.APIKey)
 	shots := screenshotDir(t)
 
@@ -141,6 +152,18 @@ func TestDashboardInABrowser(t *testing.T) {
 	run("search the results", chromedp.SendKeys(css("#results-search"), "l1"),
 		chromedp.Click(css(`#results-filters button[type="submit"]`)),
 		until(`document.querySelectorAll("#results-rows tr[data-custom-id]").length === 11`)) // l1, l10..l19
+
+	// Register a webhook endpoint from its page: the secret is shown once, the list shows its hint.
+	run("register a webhook", chromedp.Click(css(`a[href="#/webhooks"]`)), chromedp.WaitVisible(css("#webhook-url")),
+		chromedp.SendKeys(css("#webhook-url"), receiver.URL+"/hook"), chromedp.Click(css(`#webhook-form button[type="submit"]`)),
+		chromedp.WaitVisible(css("#webhook-secret")), until(`document.querySelectorAll("#webhook-rows tr[data-id]").length === 1`), shot("webhooks"))
+	secret := text("#webhook-secret")
+	require.True(t, strings.HasPrefix(secret, "whsec_"), secret)
+	require.NotContains(t, text("#webhook-rows"), secret, "the list shows a hint, never the secret")
+	hooksList := callJSON(t, st, st.APIKey, "GET", "/v1/webhooks", nil).json(t)["data"].([]any)
+	require.Len(t, hooksList, 1)
+	require.Equal(t, receiver.URL+"/hook", hooksList[0].(map[string]any)["url"])
+	require.ElementsMatch(t, []any{"batch.completed", "batch.failed", "batch.expired", "batch.cancelled"}, hooksList[0].(map[string]any)["event_types"])
 
 	// A batch with a failed line: its error code is counted, and "Retry failed lines" runs it
 	// again (the mock refuses its first attempt only), so the batch ends with every line completed.
@@ -282,6 +305,14 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	_, err = c.Files.Get(ctx, goodID)
 	require.Error(t, err, "the deleted file is gone from the API")
+
+	// The webhook's deliveries: the flaky batch's two completions (before and after the retry of
+	// its failed line: a batch sealed again is a new event) and the parked batch's cancellation,
+	// each delivered to the receiver.
+	run("webhook deliveries", chromedp.Click(css(`a[href="#/webhooks"]`)), chromedp.WaitVisible(css("#webhook-rows tr[data-id] button.secondary")),
+		eval(`document.querySelector("#webhook-rows tr[data-id] button.secondary").click()`),
+		until(`[...document.querySelectorAll("#delivery-rows tr[data-state=delivered]")].map(tr => tr.children[1].textContent).sort().join() === "batch.cancelled,batch.completed,batch.completed"`))
+	require.GreaterOrEqual(t, hooks.Load(), int32(3), "the receiver got the three events")
 
 	// An admin: the models' limits, changed in place and confirmed through the API.
 	run("sign out", chromedp.Click(css("#sign-out")), chromedp.WaitVisible(css("#api-key")))

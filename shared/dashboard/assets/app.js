@@ -1,10 +1,11 @@
 // The dashboard's shell: sign-in, navigation and a hash router (#/batches, #/batches/<id>,
-// #/files, #/admin). Each page renders into <main> and returns a function that stops its timers.
+// #/files, #/webhooks, #/admin). Each page renders into <main> and returns a function that stops its timers.
 import { api, session, APIError } from "./api.js";
 import { h, clear, notice, errorText } from "./ui.js";
 import { batchList, batchPage } from "./batches.js";
 import { filesPage } from "./files.js";
 import { adminPage } from "./admin.js";
+import { webhooksPage } from "./webhooks.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -63,6 +64,7 @@ function route() {
   if (page === "batches" && parts[1]) stop = batchPage(main, parts[1]);
   else if (page === "batches") stop = batchList(main, params);
   else if (page === "files") stop = filesPage(main);
+  else if (page === "webhooks") stop = webhooksPage(main);
   else if (page === "admin" && session.admin()) stop = adminPage(main);
   else { page = "none"; clear(main, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/batches" }, "Batches"))); }
   document.title = `fusillade · ${page}`;

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/openai/openai-go/v3"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fusillade/fusillade/local/stack"
@@ -28,6 +29,9 @@ import (
 // through the API. Every check reads the DOM; a screenshot of each page goes to build/ui-*.png.
 // Chromium missing fails the test: `make test` installs it (the deps target).
 func TestDashboardInABrowser(t *testing.T) {
+	// Installed before anything starts: npm ci takes seconds that the running batches must not.
+	axeSource, err := os.ReadFile(filepath.Join(nodePackages(t), "node_modules", "axe-core", "axe.min.js"))
+	require.NoError(t, err)
 	chromium, err := exec.LookPath("chromium")
 	require.NoError(t, err, "chromium is needed for the dashboard test: `make test` installs it")
 	st := startStack(t, stack.Options{Models: []stack.ModelSpec{{Name: "mock-chat", Limit: 2}, {Name: "parked", Limit: 0}},
@@ -68,13 +72,43 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 		require.NoError(t, err, what)
 	}
+	// Every page that gets a screenshot is also audited with axe-core (pinned in tests/node) against
+	// WCAG 2.1 A and AA; the violations of every page are reported together at the end.
+	type violation struct {
+		ID     string   `json:"id"`
+		Impact string   `json:"impact"`
+		Help   string   `json:"help"`
+		Nodes  []string `json:"nodes"`
+	}
+	violations := map[string][]violation{}
+	audit := func(ctx context.Context, tg *chromedp.Target, page string) error {
+		if _, err := chromedp.Evaluate[bool]("(typeof axe !== 'undefined') || (() => { " + string(axeSource) + "\n; return true })()")(ctx, tg); err != nil {
+			return fmt.Errorf("load axe-core: %w", err)
+		}
+		found, err := chromedp.Evaluate[[]violation](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+			.then(r => r.violations.map(v => ({id: v.id, impact: v.impact || "", help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))})))`,
+			chromedp.EvalAwaitPromise)(ctx, tg)
+		if err != nil {
+			return fmt.Errorf("axe.run: %w", err)
+		}
+		if len(found) > 0 {
+			violations[page] = found
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		assert.Empty(t, violations, "accessibility violations (axe-core, WCAG 2.1 A/AA) by page")
+	})
 	shot = func(page string) step {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			png, err := chromedp.FullScreenshot(100)(ctx, tg)
 			if err != nil {
 				return err
 			}
-			return os.WriteFile(filepath.Join(shots, "ui-"+page+".png"), png, 0o644)
+			if err := os.WriteFile(filepath.Join(shots, "ui-"+page+".png"), png, 0o644); err != nil || page == "failed" {
+				return err
+			}
+			return audit(ctx, tg, page)
 		})
 	}
 	// until waits for a JavaScript condition on the page to hold; eval runs a statement.

@@ -16,13 +16,17 @@ var filler = strings.Repeat(" the quick brown fox jumps over the lazy dog", 256)
 
 // appendLine appends input line i (1-based) for model: an OpenAI batch line with a chat body whose
 // user message is padded with pad bytes of text.
-func appendLine(b []byte, i int, model string, pad int) []byte {
+func appendLine(b []byte, i int, model string, pad int) []byte { return appendLineAsking(b, i, i, model, pad) }
+
+// appendLineAsking is appendLine whose body asks question q: lines asking the same q carry the
+// same body (what request coalescing sends once).
+func appendLineAsking(b []byte, i, q int, model string, pad int) []byte {
 	b = append(b, `{"custom_id":"req-`...)
 	b = strconv.AppendInt(b, int64(i), 10)
 	b = append(b, `","method":"POST","url":"`+chatPath+`","body":{"model":"`...)
 	b = append(b, model...)
 	b = append(b, `","messages":[{"role":"user","content":"request `...)
-	b = strconv.AppendInt(b, int64(i), 10)
+	b = strconv.AppendInt(b, int64(q), 10)
 	for pad > 0 {
 		n := min(pad, len(filler))
 		b = append(b, filler[:n]...)

@@ -27,6 +27,8 @@
 //	P8  AWS cost: a 5,000-line batch (limit 64, upstream 5 s fixed); every function invocation,
 //	    its billed duration and every SQS call counted, priced at AWS list prices per million
 //	    requests, beside the worker's physical floor
+//	P9  coalescing: a 10,000-line file of which 40 % repeat an earlier body (limit 64, 200 ms
+//	    fixed), without then with coalescing: upstream calls, lines coalesced, speed-up
 package main
 
 import (
@@ -111,6 +113,7 @@ var workloads = []workload{
 	{"P6", one(runP6)},
 	{"P7", one(runP7)},
 	{"P8", one(runP8)},
+	{"P9", one(runP9)},
 }
 
 func one(f func(ctx context.Context, env *benchEnv) *Result) func(ctx context.Context, env *benchEnv) []*Result {
@@ -120,7 +123,7 @@ func one(f func(ctx context.Context, env *benchEnv) *Result) func(ctx context.Co
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small sizes: every workload in about a minute")
-	only := fs.String("only", "", "comma-separated workload ids to run (default all): P1,P2,P3,P4,P5,P6,P7,P8")
+	only := fs.String("only", "", "comma-separated workload ids to run (default all): P1,P2,P3,P4,P5,P6,P7,P8,P9")
 	jsonPath := fs.String("json", "", "write the full report to this file")
 	verbose := fs.Bool("v", false, "log the stack's warnings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process stack) to this file")

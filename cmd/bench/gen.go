@@ -16,7 +16,9 @@ var filler = strings.Repeat(" the quick brown fox jumps over the lazy dog", 256)
 
 // appendLine appends input line i (1-based) for model: an OpenAI batch line with a chat body whose
 // user message is padded with pad bytes of text.
-func appendLine(b []byte, i int, model string, pad int) []byte { return appendLineAsking(b, i, i, model, pad) }
+func appendLine(b []byte, i int, model string, pad int) []byte {
+	return appendLineAsking(b, i, i, model, pad)
+}
 
 // appendLineAsking is appendLine whose body asks question q: lines asking the same q carry the
 // same body (what request coalescing sends once).

@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -133,21 +132,7 @@ func TestCoalescingConcurrentClaimsNeverRunOneKeyTwice(t *testing.T) {
 	}
 	f.coalescingBatch(t, f.tenant, bodies...)
 	f.coalescingBatch(t, f.tenant, bodies...)
-	var mu sync.Mutex
-	var claimed []domain.Claimed
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := f.store.ClaimForModel(context.Background(), "m", 3, 0, f.now)
-			assert.NoError(t, err) // not the test's goroutine
-			mu.Lock()
-			claimed = append(claimed, c...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	claimed := f.claimConcurrently(t, 16, "m", 3)
 	require.Len(t, claimed, 4, "one claim per distinct body, however the claimers race")
 	var dup int
 	require.NoError(t, f.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM (SELECT body_key FROM requests

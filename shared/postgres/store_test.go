@@ -107,27 +107,34 @@ func (f *fixture) claim(t *testing.T, model string, max, want int) []domain.Clai
 	return c
 }
 
+// claimConcurrently runs claimers claims of up to max requests of model at once and returns
+// everything they claimed.
+func (f *fixture) claimConcurrently(t *testing.T, claimers int, model string, max int) []domain.Claimed {
+	t.Helper()
+	var mu sync.Mutex
+	var claimed []domain.Claimed
+	var wg sync.WaitGroup
+	for range claimers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := f.store.ClaimForModel(context.Background(), model, max, 0, f.now)
+			assert.NoError(t, err) // not the test's goroutine
+			mu.Lock()
+			claimed = append(claimed, c...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return claimed
+}
+
 func TestClaimNeverExceedsTheGlobalLimitUnderConcurrentClaimers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.model(t, "m", 7)
 	f.batch(t, 200, "m")
-	var mu sync.Mutex
-	total := 0
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := f.store.ClaimForModel(context.Background(), "m", 5, 0, f.now)
-			assert.NoError(t, err) // not the test's goroutine
-			mu.Lock()
-			total += len(c)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	require.Equal(t, 7, total)
+	require.Len(t, f.claimConcurrently(t, 16, "m", 5), 7)
 }
 
 func TestPopulateIsIdempotent(t *testing.T) {

@@ -82,7 +82,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	violations := map[string][]violation{}
 	audit := func(ctx context.Context, tg *chromedp.Target, page string) error {
-		if _, err := chromedp.Evaluate[bool]("(typeof axe !== 'undefined') || (() => { " + string(axeSource) + "\n; return true })()")(ctx, tg); err != nil {
+		if _, err := chromedp.Evaluate[bool]("(typeof axe !== 'undefined') || (() => { "+string(axeSource)+"\n; return true })()")(ctx, tg); err != nil {
 			return fmt.Errorf("load axe-core: %w", err)
 		}
 		found, err := chromedp.Evaluate[[]violation](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})

@@ -26,15 +26,6 @@ func (f *fixture) coalescingBatch(t *testing.T, tenant string, bodies ...string)
 // coalescingBatchWith is coalescingBatch with the batch's metadata.
 func (f *fixture) coalescingBatchWith(t *testing.T, tenant string, meta map[string]string, bodies ...string) (string, []string) {
 	t.Helper()
-	ctx := context.Background()
-	fileID := domain.NewFileID()
-	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: tenant, Filename: "in.jsonl",
-		Purpose: domain.PurposeBatch, Status: "processed", CreatedAt: f.now}))
-	id := domain.NewBatchID()
-	on := true
-	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: tenant, InputFileID: fileID,
-		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID(), Coalesce: &on, Metadata: meta}))
 	reqs := make([]domain.NewRequest, len(bodies))
 	ids := make([]string, len(bodies))
 	for i, b := range bodies {
@@ -42,9 +33,8 @@ func (f *fixture) coalescingBatchWith(t *testing.T, tenant string, meta map[stri
 		reqs[i] = domain.NewRequest{ID: ids[i], Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: "m",
 			Path: "/v1/chat/completions", Body: []byte(b)}
 	}
-	res, err := f.store.InsertRequests(ctx, id, &sliceSource{reqs: reqs}, f.now)
-	require.NoError(t, err)
-	require.Equal(t, len(bodies), res.Inserted)
+	on := true
+	id := f.populatedBatch(t, tenant, 24*time.Hour, func(b *domain.Batch) { b.Coalesce, b.Metadata = &on, meta }, reqs)
 	return id, ids
 }
 

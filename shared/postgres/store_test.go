@@ -73,24 +73,34 @@ func (f *fixture) batch(t *testing.T, n int, models ...string) string {
 // over models.
 func (f *fixture) batchDue(t *testing.T, tenant string, dueIn time.Duration, n int, models ...string) string {
 	t.Helper()
-	ctx := context.Background()
-	fileID := domain.NewFileID()
-	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: tenant, Filename: "in.jsonl",
-		Purpose: domain.PurposeBatch, Status: "processed", CreatedAt: f.now}))
-	id := domain.NewBatchID()
-	require.NoError(t, f.store.InsertBatch(ctx, domain.Batch{ID: id, TenantID: tenant, InputFileID: fileID,
-		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(dueIn),
-		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}))
 	reqs := make([]domain.NewRequest, n)
 	for i := range reqs {
 		m := models[i%len(models)]
 		reqs[i] = domain.NewRequest{ID: uuid.NewString(), Line: i + 1, CustomID: fmt.Sprintf("c%d", i+1), Model: m,
 			Path: "/v1/chat/completions", Body: []byte(fmt.Sprintf(`{"model":%q}`, m))}
 	}
-	res, err := f.store.InsertRequests(ctx, id, &sliceSource{reqs: reqs}, f.now)
+	return f.populatedBatch(t, tenant, dueIn, nil, reqs)
+}
+
+// populatedBatch creates a chat batch of tenant due dueIn after f.now, with its input file, set
+// further by with (nil: nothing more), and populates it with reqs, which all go in.
+func (f *fixture) populatedBatch(t *testing.T, tenant string, dueIn time.Duration, with func(*domain.Batch), reqs []domain.NewRequest) string {
+	t.Helper()
+	ctx := context.Background()
+	fileID := domain.NewFileID()
+	require.NoError(t, f.store.InsertFile(ctx, domain.File{ID: fileID, TenantID: tenant, Filename: "in.jsonl",
+		Purpose: domain.PurposeBatch, Status: "processed", CreatedAt: f.now}))
+	b := domain.Batch{ID: domain.NewBatchID(), TenantID: tenant, InputFileID: fileID,
+		Endpoint: "/v1/chat/completions", CompletionWindow: "24h", CreatedAt: f.now, ExpiresAt: f.now.Add(dueIn),
+		OutputFileID: domain.NewFileID(), ErrorFileID: domain.NewFileID()}
+	if with != nil {
+		with(&b)
+	}
+	require.NoError(t, f.store.InsertBatch(ctx, b))
+	res, err := f.store.InsertRequests(ctx, b.ID, &sliceSource{reqs: reqs}, f.now)
 	require.NoError(t, err)
-	require.Equal(t, n, res.Inserted)
-	return id
+	require.Equal(t, len(reqs), res.Inserted)
+	return b.ID
 }
 
 func (f *fixture) model(t *testing.T, name string, limit int) {

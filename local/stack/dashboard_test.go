@@ -135,17 +135,15 @@ func TestDashboardInABrowser(t *testing.T) {
 		require.NoError(t, err, "read %s", sel)
 		return s
 	}
-	valueNow := func(sel string) int {
-		t.Helper()
-		v, err := chromedp.Run(browser, chromedp.Evaluate[int](fmt.Sprintf(`Number(document.querySelector(%q).getAttribute("aria-valuenow"))`, sel)))
-		require.NoError(t, err, "read %s", sel)
-		return v
-	}
 	evalInt := func(expr string) int {
 		t.Helper()
 		v, err := chromedp.Run(browser, chromedp.Evaluate[int](expr))
 		require.NoError(t, err, "evaluate %s", expr)
 		return v
+	}
+	valueNow := func(sel string) int {
+		t.Helper()
+		return evalInt(fmt.Sprintf(`Number(document.querySelector(%q).getAttribute("aria-valuenow"))`, sel))
 	}
 	signIn := func(key string) {
 		t.Helper()
